@@ -1,0 +1,69 @@
+//! The command line: global flags and the command tree. Nothing here does work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use broker_ops::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "broker-ops",
+    version,
+    about = "Operate an AI-assisted customer chat: Ably, Chatwoot, BullMQ, Redis and Postgres",
+    long_about = "Operate an AI-assisted customer chat: Ably, Chatwoot, BullMQ, Redis and Postgres.\n\n\
+        Settings come from flags, then the environment (NAME or NAME_FILE for secrets), then the \
+        config file (--config, BROKER_OPS_CONFIG or ./broker-ops.toml). No flag takes a secret.",
+    after_help = "Exit codes: 0 OK, 1 check failed, 2 usage error, 3 could not run. \
+        Probe commands use 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. See docs/exit-codes.md."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Config file (TOML; keys are the variable names in lower case).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Time-out of each network call (e.g. 500ms, 5s).
+    #[arg(long, global = true, value_name = "DUR")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Local stand-in for Chatwoot + Ably + the AI worker (demo, tests, drills).
+    Sandbox(crate::sandbox::SandboxArgs),
+    /// Check configuration and reach every configured dependency.
+    Doctor,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

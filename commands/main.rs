@@ -1,0 +1,151 @@
+//! The `broker-ops` binary: runtime, logging, argument parsing, dispatch, and the one place
+//! where errors become exit codes. Each command lives in its own file and makes one library call.
+
+mod cli;
+mod doctor;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+
+use clap::{CommandFactory, Parser};
+
+use broker_ops::config::{Config, Layers};
+use broker_ops::exit::{Exit, PROBE_USAGE};
+use broker_ops::output::{self, Format, Render, Style};
+
+use cli::{Cli, Command};
+
+/// What every command gets: the resolved configuration and how to render.
+pub struct Ctx {
+    pub config: Config,
+    pub format: Format,
+    pub style: Style,
+}
+
+impl Ctx {
+    pub fn render(&self, r: &dyn Render) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        output::write(r, self.format, self.style, &mut out)?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+pub fn print_json(w: &mut dyn Write, doc: &serde_json::Value, format: Format) -> anyhow::Result<()> {
+    if format == Format::Ndjson {
+        writeln!(w, "{}", serde_json::to_string(doc)?)?;
+    } else {
+        writeln!(w, "{}", serde_json::to_string_pretty(doc)?)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Probe commands exit UNKNOWN (3) on usage errors, as monitoring plugins do.
+fn is_probe(argv: &[OsString]) -> bool {
+    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).filter(|a| !a.starts_with('-')).collect();
+    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..])
+}
+
+fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = env
+        .get("BROKER_OPS_LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
+}
+
+/// Resolves Ctrl-C or SIGTERM.
+pub async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn dispatch(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "broker-ops", &mut out);
+            return Ok(Exit::Ok.code());
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            return Ok(Exit::Ok.code());
+        }
+        _ => {}
+    }
+    drop(out);
+    let mut layers = Layers::new(env.clone(), cli.global.config.as_deref())?;
+    layers.flag("BROKER_OPS_TIMEOUT", "--timeout", cli.global.timeout.clone());
+    let config = Config::resolve(layers)?;
+    let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
+    let ctx = Ctx { config, format: cli.global.output, style };
+    match cli.command {
+        Command::Sandbox(args) => sandbox::run(args, &ctx).await,
+        Command::Doctor => doctor::run(&ctx).await,
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" that print to stdout and exit 0.
+            let _ = e.print();
+            let code = match (e.use_stderr(), is_probe(&argv)) {
+                (false, _) => 0,
+                (true, true) => PROBE_USAGE,
+                (true, false) => Exit::Usage.code(),
+            };
+            return std::process::ExitCode::from(code as u8);
+        }
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    init_logging(cli.global.verbose, cli.global.quiet, &env);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(Exit::CouldNotRun.code() as u8);
+        }
+    };
+    let code = match runtime.block_on(dispatch(cli, env)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::CouldNotRun.code()
+        }
+    };
+    // Background tasks (open SSE streams, pools) must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::ExitCode::from(code as u8)
+}

@@ -1,0 +1,62 @@
+//! Human durations (`500ms`, `5s`, `24h`) and times (RFC 3339 or relative like `-2h`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Parses a human duration with `humantime` (`500ms`, `5s`, `1h30m`, `7d`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Formats a duration for people: `812ms`, `4.21s`, `3m12s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        let secs = d.as_secs();
+        humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', "")
+    }
+}
+
+/// Parses a point in time: RFC 3339 (`2026-11-26T10:00:00Z`) or relative to `now` (`-2h`, `now`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now);
+    }
+    if let Some(rel) = t.strip_prefix('-') {
+        let d = parse_duration(rel)?;
+        let d = chrono::Duration::from_std(d).map_err(|e| format!("{text:?}: {e}"))?;
+        return Ok(now - d);
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|dt| dt.with_timezone(&Utc))
+        .map_err(|e| format!("invalid time {text:?} (RFC 3339 or relative like -2h): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_through_people() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(format_duration(Duration::from_millis(812)), "812ms");
+        assert_eq!(format_duration(Duration::from_millis(4210)), "4.21s");
+        assert_eq!(format_duration(Duration::from_secs(192)), "3m12s");
+    }
+
+    #[test]
+    fn times_are_absolute_or_relative() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_time("-2h", now).unwrap().to_rfc3339(), "2026-11-26T10:00:00+00:00");
+        assert_eq!(parse_time("2026-11-26T10:00:00Z", now).unwrap(), now - chrono::Duration::hours(2));
+        assert!(parse_time("yesterday", now).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! The one place HTTP clients are built: the TLS crypto provider is installed once, and every
+//! client has a connect time-out and a whole-request time-out.
+
+use std::sync::Once;
+use std::time::Duration;
+
+static PROVIDER: Once = Once::new();
+
+/// Installs rustls' ring provider as the process default. reqwest, redis and lettre are built
+/// without a provider of their own so that exactly one is linked in; this must run before the
+/// first TLS connection.
+pub fn ensure_crypto_provider() {
+    PROVIDER.call_once(|| {
+        // Err means another provider was installed first (by an embedding program); that one
+        // serves equally well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client whose requests give up after `timeout` (and whose connects after at most 4 s, as
+/// Ably's `httpOpenTimeout`).
+pub fn client(timeout: Duration) -> reqwest::Client {
+    ensure_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout.min(Duration::from_secs(4)))
+        .timeout(timeout)
+        .build()
+        // Building only fails when the TLS backend cannot initialise, which the provider above
+        // rules out; there is no useful way to run without an HTTP client.
+        .expect("HTTP client")
+}
+
+/// A client for long-lived streams (SSE): a connect time-out but no whole-request time-out;
+/// the reader enforces its own idle time-out.
+pub fn streaming_client(connect_timeout: Duration) -> reqwest::Client {
+    ensure_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .build()
+        .expect("HTTP client")
+}
+
+/// Whether a host is a loopback address (or `localhost`), where plain HTTP cannot be sniffed.
+pub fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A short description of a reqwest error for messages: the kind, without the URL (which the
+/// caller names itself, redacted).
+pub fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() {
+        "invalid response body"
+    } else if e.is_body() {
+        "error reading the body"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+}

@@ -1,0 +1,34 @@
+//! broker-ops: the library behind the `broker-ops` binary.
+//!
+//! The binary (`commands/`) parses arguments, makes one call into this library and renders the
+//! result. The library never prints, never exits and never parses argv, so every capability can
+//! be driven in-process by tests and benchmarks.
+//!
+//! Module map:
+//! - [`config`]: settings from flags, environment, `NAME_FILE` secrets and a TOML file, with the
+//!   place each was read from;
+//! - [`contracts`]: the names shared with the chat system (channels, events, mirror keys);
+//! - [`exit`]: the process exit codes, in one place;
+//! - [`output`]: output formats and renderers generic over `Write`;
+//! - [`http`]: the one way this crate builds HTTP clients (TLS provider, time-outs);
+//! - [`ably`], [`chatwoot`]: clients for the two services the tool cannot run itself;
+//! - [`mirror`], [`queue`]: the Redis/Postgres event mirror and the BullMQ key layout;
+//! - [`sandbox`]: a local stand-in for Chatwoot, Ably and the AI worker;
+//! - [`doctor`]: configuration check and reachability of every dependency.
+
+pub mod ably;
+pub mod chatwoot;
+pub mod config;
+pub mod contracts;
+pub mod doctor;
+pub mod duration;
+pub mod exit;
+pub mod http;
+pub mod mirror;
+pub mod output;
+pub mod queue;
+pub mod redact;
+pub mod sandbox;
+
+/// The version that goes into `Ably-Agent` and reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

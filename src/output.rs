@@ -1,0 +1,92 @@
+//! Output formats and the renderer contract. Every result type implements [`Render`]; the
+//! binary picks the format and the writer. Renderers are generic over `Write` so tests render
+//! into a `Vec<u8>`.
+
+use std::io::{self, Write};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde_json::Value;
+
+/// `-o/--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// One JSON document with a versioned shape.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// A monitoring-plugins status line with perfdata (probe commands).
+    Nagios,
+    /// Prometheus text exposition format (probe commands).
+    Prometheus,
+}
+
+/// Whether colour may be used (a terminal, and `NO_COLOR` unset).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn paint(&self, text: &str, ansi: &str) -> String {
+        if self.color { format!("\x1b[{ansi}m{text}\x1b[0m") } else { text.to_string() }
+    }
+    pub fn good(&self, t: &str) -> String {
+        self.paint(t, "32")
+    }
+    pub fn bad(&self, t: &str) -> String {
+        self.paint(t, "31")
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint(t, "2")
+    }
+}
+
+/// A result that can be shown in every format.
+pub trait Render {
+    /// The human rendering.
+    fn table(&self, w: &mut dyn Write, style: Style) -> io::Result<()>;
+    /// The JSON document (with `schema_version`).
+    fn json(&self) -> Value;
+    /// NDJSON lines; by default the document on one line.
+    fn ndjson(&self) -> Vec<Value> {
+        vec![self.json()]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("output format {0:?} is only available for probe commands (ably health, ably backlog, monitor)")]
+    Unsupported(Format),
+    #[error("writing output: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Writes `r` in `format`. Nagios and Prometheus belong to probes, which render them themselves.
+pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) -> Result<(), OutputError> {
+    match format {
+        Format::Table => r.table(w, style)?,
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *w, &r.json()).map_err(io::Error::from)?;
+            writeln!(w)?;
+        }
+        Format::Ndjson => {
+            for line in r.ndjson() {
+                serde_json::to_writer(&mut *w, &line).map_err(io::Error::from)?;
+                writeln!(w)?;
+            }
+        }
+        other => return Err(OutputError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// A table in the house style: no outer frame, a rule under the header.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    t
+}

@@ -1,0 +1,534 @@
+//! The sandbox's Ably REST surface (shared/reference/ably.md §1 and §7): `/time`, `/stats`,
+//! `/channels`, `/channels/{id}`, history and publish, `POST /messages`, token requests and
+//! the public status document; Basic and Bearer auth with Ably's error envelope and codes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{State, lock};
+use crate::ably::{ErrorInfo, Message};
+
+pub fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/time", get(time))
+        .route("/stats", get(stats))
+        .route("/channels", get(enumerate))
+        .route("/channels/{channel}", get(details))
+        .route("/channels/{channel}/messages", get(history).post(publish))
+        .route("/messages", post(batch_publish))
+        .route("/keys/{key_name}/requestToken", post(request_token))
+        .route("/status/up.json", get(|| async { axum::Json(json!({"status": true})) }))
+}
+
+/// Counts Ably API requests for `/stats` by outcome.
+pub async fn count_requests(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    lock(&state.stats).api_request(resp.status().as_u16());
+    resp
+}
+
+/// Builds Ably's error answer: the envelope plus `X-Ably-ErrorCode`/`X-Ably-ErrorMessage`.
+pub fn error_response(e: &ErrorInfo) -> Response {
+    let status = StatusCode::from_u16(e.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(json!({ "error": e }))).into_response();
+    let h = resp.headers_mut();
+    h.insert("x-ably-errorcode", HeaderValue::from(e.code));
+    if let Ok(v) = HeaderValue::from_str(&e.message.replace(['\r', '\n'], " ")) {
+        h.insert("x-ably-errormessage", v);
+    }
+    resp
+}
+
+/// The protocol major version of a request (`X-Ably-Version` or `?v=`); 1 when absent.
+pub fn version(headers: &HeaderMap, query: &HashMap<String, String>) -> u32 {
+    let text = headers
+        .get("x-ably-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query.get("v").cloned())
+        .unwrap_or_else(|| "1".into());
+    text.split('.').next().and_then(|m| m.trim().parse().ok()).unwrap_or(1)
+}
+
+// ---- authentication -------------------------------------------------------------------
+
+/// A capability: channel pattern to operations (`{"conversation:*":["subscribe"]}`).
+pub type Capability = HashMap<String, Vec<String>>;
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub expires_ms: i64,
+    pub capability: Capability,
+}
+
+pub type Tokens = HashMap<String, Grant>;
+
+/// Who a request is.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    Key,
+    Token(Grant),
+}
+
+impl Cred {
+    pub fn allows(&self, channel: &str, op: &str) -> bool {
+        match self {
+            Cred::Key => true,
+            Cred::Token(g) => g.capability.iter().any(|(pattern, ops)| {
+                let matches = pattern == "*"
+                    || pattern == channel
+                    || pattern.strip_suffix('*').is_some_and(|p| channel.starts_with(p));
+                matches && ops.iter().any(|o| o == "*" || o == op)
+            }),
+        }
+    }
+
+    pub fn expires_ms(&self) -> Option<i64> {
+        match self {
+            Cred::Key => None,
+            Cred::Token(g) => Some(g.expires_ms),
+        }
+    }
+}
+
+pub fn denied(op: &str, channel: &str) -> ErrorInfo {
+    ErrorInfo::new(401, 40160, format!("Action not permitted: {op} on channel {channel:?} is not in the token's capability"))
+}
+
+/// Checks `Authorization` (Basic or Bearer) or the `key` / `accessToken` query parameters.
+pub fn authenticate(
+    state: &State,
+    headers: &HeaderMap,
+    query_key: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<Cred, ErrorInfo> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if let Some(basic) = auth.and_then(|a| a.strip_prefix("Basic ")) {
+        let decoded = B64.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+        return check_key(state, decoded.as_deref());
+    }
+    if let Some(key) = query_key {
+        return check_key(state, Some(key));
+    }
+    let token = auth.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).or(query_token);
+    if let Some(token) = token {
+        return check_token(state, token);
+    }
+    Err(ErrorInfo::new(401, 40101, "Unable to authenticate: no credentials (Basic key or Bearer token) in request"))
+}
+
+fn check_key(state: &State, presented: Option<&str>) -> Result<Cred, ErrorInfo> {
+    match presented {
+        Some(k) if k == state.key.full() => Ok(Cred::Key),
+        Some(k) if k.split(':').next() == Some(state.key.name.as_str()) => {
+            Err(ErrorInfo::new(401, 40101, "Invalid credentials: the key secret does not match"))
+        }
+        _ => Err(ErrorInfo::new(401, 40101, "Invalid credentials: unknown key")),
+    }
+}
+
+fn check_token(state: &State, token: &str) -> Result<Cred, ErrorInfo> {
+    let tokens = lock(&state.tokens);
+    // The token string may be sent as is or base64-encoded (RSA3b).
+    let decoded = B64.decode(token).ok().and_then(|b| String::from_utf8(b).ok());
+    let grant = tokens.get(token).or_else(|| decoded.as_deref().and_then(|d| tokens.get(d)));
+    match grant {
+        None => Err(ErrorInfo::new(401, 40143, "Token not recognised")),
+        Some(g) if g.expires_ms <= State::now_ms() => Err(ErrorInfo::new(401, 40142, "Token expired")),
+        Some(g) => Ok(Cred::Token(g.clone())),
+    }
+}
+
+fn auth_or_err(state: &State, headers: &HeaderMap) -> Result<Cred, Response> {
+    authenticate(state, headers, None, None).map_err(|e| error_response(&e))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenParams {
+    #[serde(default)]
+    ttl: Option<i64>,
+    #[serde(default)]
+    capability: Option<Value>,
+    #[serde(default, rename = "clientId")]
+    client_id: Option<String>,
+}
+
+/// `POST /keys/{keyName}/requestToken`: issues a token string with a TTL and capability.
+async fn request_token(
+    AxState(state): AxState<Arc<State>>,
+    Path(key_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match authenticate(&state, &headers, None, None) {
+        Ok(Cred::Key) => {}
+        Ok(Cred::Token(_)) => return error_response(&ErrorInfo::new(401, 40162, "Token requests require basic auth")),
+        Err(e) => return error_response(&e),
+    }
+    if key_name != state.key.name {
+        return error_response(&ErrorInfo::new(404, 40400, format!("No key found with name {key_name:?}")));
+    }
+    let params: TokenParams = if body.is_empty() {
+        TokenParams { ttl: None, capability: None, client_id: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return error_response(&ErrorInfo::new(400, 40001, format!("Invalid token request body: {e}"))),
+        }
+    };
+    let capability: Capability = match params.capability {
+        None => HashMap::from([("*".to_string(), vec!["*".to_string()])]),
+        Some(Value::String(s)) => match serde_json::from_str(&s) {
+            Ok(c) => c,
+            Err(e) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid capability: {e}"))),
+        },
+        Some(v) => match serde_json::from_value(v) {
+            Ok(c) => c,
+            Err(e) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid capability: {e}"))),
+        },
+    };
+    let issued = State::now_ms();
+    let expires = issued + params.ttl.unwrap_or(3_600_000);
+    let token = format!("sbxtok.{}{}", super::channels::random_id(), super::channels::random_id());
+    lock(&state.tokens).insert(token.clone(), Grant { expires_ms: expires, capability: capability.clone() });
+    let cap_text = serde_json::to_string(&capability).unwrap_or_default();
+    let mut out = json!({"token": token, "keyName": key_name, "issued": issued, "expires": expires, "capability": cap_text});
+    if let Some(c) = params.client_id {
+        out["clientId"] = json!(c);
+    }
+    axum::Json(out).into_response()
+}
+
+// ---- time, stats, channels ---------------------------------------------------------------
+
+async fn time() -> Response {
+    axum::Json(json!([State::now_ms()])).into_response()
+}
+
+async fn stats(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = auth_or_err(&state, &headers) {
+        return r;
+    }
+    let v = version(&headers, &q);
+    let query = match super::stats::StatsQuery::parse(&q, State::now_ms()) {
+        Ok(query) => query,
+        Err(e) => return error_response(&e),
+    };
+    let (items, next) = lock(&state.stats).query(&query, v);
+    paginated(items, "./stats", &query.link_params(), next)
+}
+
+/// A JSON array with `Link` headers for `first`, `current` and (unless last) `next`.
+fn paginated(items: Vec<Value>, path: &str, params: &str, next: Option<String>) -> Response {
+    let mut resp = axum::Json(Value::Array(items)).into_response();
+    let h = resp.headers_mut();
+    let first = format!("<{path}?{params}>; rel=\"first\"");
+    let current = format!("<{path}?{params}>; rel=\"current\"");
+    for link in [first, current] {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append("link", v);
+        }
+    }
+    if let Some(n) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{path}?{n}>; rel=\"next\""))
+    {
+        h.append("link", v);
+    }
+    resp
+}
+
+fn q_limit(q: &HashMap<String, String>) -> Result<usize, ErrorInfo> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ErrorInfo::new(400, 40003, format!("Invalid limit {l:?}: must be between 1 and 1000"))),
+        },
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn channel_details(state: &State, name: &str) -> Value {
+    let mut channels = lock(&state.channels);
+    let ch = channels.channel(name);
+    json!({
+        "channelId": name,
+        "status": {
+            "isActive": true,
+            "occupancy": { "metrics": {
+                "connections": ch.subscribers, "publishers": 0, "subscribers": ch.subscribers,
+                "presenceConnections": 0, "presenceMembers": 0, "presenceSubscribers": 0,
+                "objectPublishers": 0, "objectSubscribers": 0
+            }}
+        }
+    })
+}
+
+/// `GET /channels`: active channels, `prefix`, `limit`, `by=id|value`, paginated by name.
+async fn enumerate(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let cred = match auth_or_err(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cred.allows("*", "channel-metadata") {
+        return error_response(&ErrorInfo::new(401, 40160, "Listing channels requires the channel-metadata capability"));
+    }
+    let limit = match q_limit(&q) {
+        Ok(l) => l,
+        Err(e) => return error_response(&e),
+    };
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let by_value = match q.get("by").map(String::as_str) {
+        Some("value") => true,
+        Some("id") => false,
+        Some(other) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid by={other:?}: expected id or value"))),
+        None => version(&headers, &q) < 3,
+    };
+    let cursor = q.get("cursor").cloned().unwrap_or_default();
+    let now = std::time::Instant::now();
+    let names: Vec<String> = lock(&state.channels)
+        .map
+        .iter()
+        .filter(|(n, c)| n.starts_with(&prefix) && n.as_str() > cursor.as_str() && c.is_active(now))
+        .map(|(n, _)| n.clone())
+        .take(limit + 1)
+        .collect();
+    let more = names.len() > limit;
+    let page: Vec<String> = names.into_iter().take(limit).collect();
+    let by = if by_value { "value" } else { "id" };
+    let params = format!("limit={limit}&prefix={}&by={by}", enc(&prefix));
+    let next = match (more, page.last()) {
+        (true, Some(last)) => Some(format!("{params}&cursor={}", enc(last))),
+        _ => None,
+    };
+    let items = page.iter().map(|n| if by_value { channel_details(&state, n) } else { json!(n) }).collect();
+    paginated(items, "./channels", &params, next)
+}
+
+/// `GET /channels/{id}`: channel details with occupancy metrics (activates the channel).
+async fn details(AxState(state): AxState<Arc<State>>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
+    let cred = match auth_or_err(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cred.allows(&channel, "channel-metadata") {
+        return error_response(&denied("channel-metadata", &channel));
+    }
+    axum::Json(channel_details(&state, &channel)).into_response()
+}
+
+// ---- history and publish ----------------------------------------------------------------------
+
+/// `GET /channels/{id}/messages`: `start`/`end` (ms, inclusive), `limit`, `direction`, with
+/// relative `Link` pagination.
+async fn history(
+    AxState(state): AxState<Arc<State>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let cred = match auth_or_err(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cred.allows(&channel, "history") {
+        return error_response(&denied("history", &channel));
+    }
+    let limit = match q_limit(&q) {
+        Ok(l) => l,
+        Err(e) => return error_response(&e),
+    };
+    let num = |k: &str, d: i64| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+    let (start, end) = (num("start", 0), num("end", i64::MAX));
+    if start > end {
+        return error_response(&ErrorInfo::new(400, 40003, "Invalid time range: start is after end"));
+    }
+    let forwards = match q.get("direction").map(String::as_str) {
+        None | Some("backwards") => false,
+        Some("forwards") => true,
+        Some(d) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid direction {d:?}"))),
+    };
+    let cursor = q.get("cursor").and_then(|c| c.parse::<u64>().ok());
+    let in_range = |s: &super::channels::Stored| {
+        let ts = s.message.timestamp.unwrap_or(0);
+        ts >= start && ts <= end && cursor.is_none_or(|c| if forwards { s.seq > c } else { s.seq < c })
+    };
+    let mut found: Vec<Value> = Vec::new();
+    let mut last_seq = None;
+    let mut more = false;
+    {
+        let channels = lock(&state.channels);
+        if let Some(ch) = channels.map.get(&channel) {
+            let iter: Box<dyn Iterator<Item = _>> =
+                if forwards { Box::new(ch.history.iter()) } else { Box::new(ch.history.iter().rev()) };
+            for s in iter.filter(|s| in_range(s)) {
+                if found.len() == limit {
+                    more = true;
+                    break;
+                }
+                last_seq = Some(s.seq);
+                found.push(serde_json::to_value(&s.message).unwrap_or(Value::Null));
+            }
+        }
+    }
+    let dir = if forwards { "forwards" } else { "backwards" };
+    let end_param = if end == i64::MAX { String::new() } else { format!("&end={end}") };
+    let params = format!("start={start}{end_param}&limit={limit}&direction={dir}");
+    let next = match (more, last_seq) {
+        (true, Some(seq)) => Some(format!("{params}&cursor={seq}")),
+        _ => None,
+    };
+    paginated(found, "./messages", &params, next)
+}
+
+/// Parses a publish body: one message or an array.
+fn messages_of(v: Value) -> Result<Vec<Message>, ErrorInfo> {
+    let list = match v {
+        Value::Array(a) => a,
+        obj @ Value::Object(_) => vec![obj],
+        _ => return Err(ErrorInfo::new(400, 40001, "Invalid message body: expected a message object or an array")),
+    };
+    list.into_iter()
+        .map(|m| serde_json::from_value::<Message>(m).map_err(|e| ErrorInfo::new(400, 40001, format!("Invalid message: {e}"))))
+        .collect()
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ErrorInfo> {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ErrorInfo::new(
+            400,
+            40001,
+            format!("Unsupported content type {ct:?}: the sandbox accepts application/json bodies"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ErrorInfo::new(400, 40001, format!("Invalid JSON body: {e}")))
+}
+
+/// `POST /channels/{id}/messages`: 201 `{channel, messageId, serials}`.
+async fn publish(
+    AxState(state): AxState<Arc<State>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let cred = match auth_or_err(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cred.allows(&channel, "publish") {
+        return error_response(&denied("publish", &channel));
+    }
+    let messages = match json_body(&headers, &body).and_then(messages_of) {
+        Ok(m) => m,
+        Err(e) => return error_response(&e),
+    };
+    let n = messages.len();
+    match state.publish(&channel, messages) {
+        Ok(p) => (StatusCode::CREATED, axum::Json(published_json(&channel, &p, n))).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn published_json(channel: &str, p: &super::channels::Published, n: usize) -> Value {
+    // A deduplicated publish delivers nothing; its serials are null, as for conflated messages.
+    let serials: Vec<Value> = if p.delivered.is_empty() {
+        vec![Value::Null; n]
+    } else {
+        p.delivered.iter().map(|s| json!(s.seq.to_string())).collect()
+    };
+    json!({"channel": channel, "messageId": p.message_id, "serials": serials})
+}
+
+/// `POST /messages`: batch publish. `BatchResult` objects at protocol 2 and above; the legacy
+/// flat list (with the 40020 envelope on any failure) below.
+async fn batch_publish(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let cred = match auth_or_err(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let specs = match json_body(&headers, &body) {
+        Ok(Value::Array(a)) => a,
+        Ok(obj @ Value::Object(_)) => vec![obj],
+        Ok(_) => return error_response(&ErrorInfo::new(400, 40001, "Invalid batch: expected a BatchSpec or an array")),
+        Err(e) => return error_response(&e),
+    };
+    let mut batch_results = Vec::new();
+    let mut flat = Vec::new();
+    let mut any_failed = false;
+    for spec in specs {
+        let channels: Vec<String> = match spec.get("channels") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect(),
+            _ => return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: missing channels")),
+        };
+        if channels.len() > 100 {
+            return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 100 channels"));
+        }
+        let messages = match messages_of(spec.get("messages").cloned().unwrap_or(Value::Null)) {
+            Ok(m) if m.len() <= 1000 => m,
+            Ok(_) => return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 1000 messages")),
+            Err(e) => return error_response(&e),
+        };
+        let (mut ok, mut failed, mut results) = (0, 0, Vec::new());
+        for ch in channels {
+            let outcome = if cred.allows(&ch, "publish") {
+                state.publish(&ch, messages.clone())
+            } else {
+                Err(denied("publish", &ch))
+            };
+            let item = match outcome {
+                Ok(p) => {
+                    ok += 1;
+                    published_json(&ch, &p, messages.len())
+                }
+                Err(e) => {
+                    failed += 1;
+                    json!({"channel": ch, "error": e})
+                }
+            };
+            flat.push(item.clone());
+            results.push(item);
+        }
+        any_failed |= failed > 0;
+        batch_results.push(json!({"successCount": ok, "failureCount": failed, "results": results}));
+    }
+    if version(&headers, &q) >= 2 {
+        return (StatusCode::CREATED, axum::Json(Value::Array(batch_results))).into_response();
+    }
+    if any_failed {
+        let err = ErrorInfo::new(400, 40020, "Batched response includes errors");
+        let mut resp = error_response(&err);
+        *resp.body_mut() = axum::body::Body::from(json!({"error": err, "batchResponse": flat}).to_string());
+        return resp;
+    }
+    (StatusCode::CREATED, axum::Json(Value::Array(flat))).into_response()
+}

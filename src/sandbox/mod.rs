@@ -1,0 +1,349 @@
+//! `broker-ops sandbox`: a local stand-in for what no test machine can reach. One HTTP port
+//! serves the Chatwoot Client API (plus the Application API calls broker-ops needs), Ably REST
+//! and SSE, and an AI worker that answers every customer message after a drawn latency.
+//! Optionally it mirrors every message into Redis and Postgres and passes jobs through a
+//! BullMQ-layout queue, exactly as the production webhook and worker do.
+//!
+//! It is a library module so that tests and `sla smoke --sandbox` start it in-process on port 0.
+
+mod ably_api;
+mod channels;
+mod chatwoot_api;
+pub mod latency;
+mod sinks;
+mod sse;
+mod stats;
+mod store;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State as AxState};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+pub use latency::{LatencyModel, Stall};
+
+use crate::ably::{ErrorInfo, Message};
+use crate::config::AblyKey;
+use crate::contracts::Names;
+use crate::mirror::MirrorError;
+
+/// Everything the sandbox can be told.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub listen: SocketAddr,
+    pub ai_latency: LatencyModel,
+    pub sla_warning: Duration,
+    pub sla_violation: Duration,
+    pub ai_error_rate: f64,
+    pub http_error_rate: f64,
+    pub stall: Option<Stall>,
+    /// Ably key `appId.keyId:secret`; random when not given.
+    pub key: Option<SecretString>,
+    /// Chatwoot inbox identifier; random when not given.
+    pub inbox: Option<String>,
+    /// Chatwoot `api_access_token`; random when not given.
+    pub api_token: Option<SecretString>,
+    pub account_id: u64,
+    pub redis_url: Option<SecretString>,
+    pub database_url: Option<SecretString>,
+    pub names: Names,
+    pub queue: String,
+    pub bull_prefix: String,
+    /// Interval of SSE keepalives (`:keepalive` comments or `heartbeat` events).
+    pub sse_keepalive: Duration,
+    /// Seed of the sandbox's random draws (latencies, faults), for repeatable runs.
+    pub seed: Option<u64>,
+    /// Time-out for connecting to Redis and Postgres.
+    pub connect_timeout: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
+            ai_latency: LatencyModel::LogNormal { p50: Duration::from_millis(800), p95: Duration::from_millis(2500) },
+            sla_warning: Duration::from_secs(4),
+            sla_violation: Duration::from_secs(5),
+            ai_error_rate: 0.0,
+            http_error_rate: 0.0,
+            stall: None,
+            key: None,
+            inbox: None,
+            api_token: None,
+            account_id: 1,
+            redis_url: None,
+            database_url: None,
+            names: Names::default(),
+            queue: "broker".into(),
+            bull_prefix: "bull".into(),
+            sse_keepalive: Duration::from_secs(15),
+            seed: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox: binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox: {0}")]
+    Option(String),
+    #[error("sandbox: {0}")]
+    Mirror(#[from] MirrorError),
+}
+
+/// One reply the AI worker gave (or failed to give): the ground truth benchmarks compare with.
+#[derive(Debug, Clone, Serialize)]
+pub struct TruthRecord {
+    pub conversation_id: u64,
+    pub message_id: u64,
+    pub reply_id: Option<u64>,
+    /// From the moment the sandbox accepted the customer's message to the moment the reply
+    /// was published, in microseconds.
+    pub latency_us: Option<u64>,
+    pub outcome: &'static str,
+    pub sla_warning: bool,
+    pub sla_violation: bool,
+}
+
+/// Counters of what the mirror and queue writers did.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub mirrored: AtomicUsize,
+    pub errors: AtomicUsize,
+}
+
+pub(crate) struct State {
+    opts: SandboxOptions,
+    key: AblyKey,
+    inbox: String,
+    api_token: String,
+    started: Instant,
+    channels: Mutex<channels::Channels>,
+    tokens: Mutex<ably_api::Tokens>,
+    chatwoot: Mutex<store::Store>,
+    truth: Mutex<Vec<TruthRecord>>,
+    stats: Mutex<stats::Stats>,
+    rng: Mutex<StdRng>,
+    sink: Option<mpsc::UnboundedSender<sinks::SinkOp>>,
+    sink_counters: Arc<SinkCounters>,
+    sse_connections: AtomicUsize,
+}
+
+/// Locks a mutex; a poisoned lock means a handler panicked mid-update, after which the
+/// sandbox's state cannot be trusted, so the panic is carried on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("sandbox state lock poisoned")
+}
+
+impl State {
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && lock(&self.rng).random::<f64>() < p
+    }
+
+    /// When a stall is in force, the instant it ends.
+    fn stalled_until(&self) -> Option<Instant> {
+        let s = self.opts.stall?;
+        let start = self.started + s.after;
+        let end = start + s.duration;
+        let now = Instant::now();
+        (now >= start && now < end).then_some(end)
+    }
+
+    /// Publishes on a channel with Ably's rules, counts it, and mirrors what was delivered.
+    fn publish(&self, channel: &str, messages: Vec<Message>) -> Result<channels::Published, ErrorInfo> {
+        let n = messages.len();
+        let result = lock(&self.channels).publish(channel, messages, Self::now_ms());
+        let mut stats = lock(&self.stats);
+        match &result {
+            Ok(p) => stats.published(p.delivered.len(), lock(&self.channels).map.len()),
+            Err(e) if e.status_code == 429 || e.status_code == 413 => stats.refused(n),
+            Err(_) => stats.failed(n),
+        }
+        drop(stats);
+        if let (Ok(p), Some(sink)) = (&result, &self.sink) {
+            for s in &p.delivered {
+                if let Some(conv) = self.opts.names.conversation_of(&s.channel) {
+                    let _ = sink.send(sinks::SinkOp::Mirror(sinks::to_event(&conv, s)));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    sink_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Binds, connects the optional mirrors, and starts serving.
+    pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let key_text = match &opts.key {
+            Some(k) => k.expose_secret().to_string(),
+            None => format!("sandboxapp.keyid:{}", channels::random_id() + &channels::random_id()),
+        };
+        let key = AblyKey::parse(&key_text).map_err(|e| SandboxError::Option(format!("BROKER_OPS_SANDBOX_KEY: {e}")))?;
+        if !(0.0..=1.0).contains(&opts.ai_error_rate) || !(0.0..=1.0).contains(&opts.http_error_rate) {
+            return Err(SandboxError::Option("error rates must be between 0 and 1".into()));
+        }
+        let (sink, sink_task, sink_counters) = sinks::start(&opts).await?;
+        let listener =
+            tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+        let rng = match opts.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let state = Arc::new(State {
+            inbox: opts.inbox.clone().unwrap_or_else(|| format!("sbx{}", channels::random_id())),
+            api_token: opts.api_token.as_ref().map(|t| t.expose_secret().to_string()).unwrap_or_else(channels::random_id),
+            key,
+            started: Instant::now(),
+            channels: Mutex::default(),
+            tokens: Mutex::default(),
+            chatwoot: Mutex::new(store::Store::new()),
+            truth: Mutex::default(),
+            stats: Mutex::default(),
+            rng: Mutex::new(rng),
+            sink,
+            sink_counters,
+            sse_connections: AtomicUsize::new(0),
+            opts,
+        });
+        let (shutdown, mut rx) = watch::channel(false);
+        let app = router(state.clone());
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("sandbox server stopped: {e}");
+            }
+        });
+        Ok(Sandbox { addr, state, shutdown, server, sink_task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The environment that points broker-ops at this sandbox, as `(name, value)` pairs.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ABLY_REST_URL", self.base_url()),
+            ("ABLY_API_KEY", self.state.key.full()),
+            ("CHATWOOT_BASE_URL", self.base_url()),
+            ("CHATWOOT_INBOX_IDENTIFIER", self.state.inbox.clone()),
+            ("CHATWOOT_API_TOKEN", self.state.api_token.clone()),
+            ("CHATWOOT_ACCOUNT_ID", self.state.opts.account_id.to_string()),
+        ]
+    }
+
+    /// The replies given so far.
+    pub fn ground_truth(&self) -> Vec<TruthRecord> {
+        lock(&self.state.truth).clone()
+    }
+
+    pub fn sink_counters(&self) -> (usize, usize) {
+        let c = &self.state.sink_counters;
+        (c.mirrored.load(Ordering::Relaxed), c.errors.load(Ordering::Relaxed))
+    }
+
+    /// Stops accepting requests, lets the mirror writer drain, and waits for both.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let Sandbox { server, sink_task, state, .. } = self;
+        // Open SSE streams hold the server open; give them a moment, then stop regardless.
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        // The sink stops when the last sender (held by the state) is gone.
+        drop(state);
+        if let Some(t) = sink_task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .merge(ably_api::routes().layer(axum::middleware::from_fn_with_state(state.clone(), ably_api::count_requests)))
+        .merge(sse::routes())
+        .merge(chatwoot_api::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
+        .merge(sandbox_routes())
+        .with_state(state)
+}
+
+fn sandbox_routes() -> Router<Arc<State>> {
+    use axum::routing::get;
+    Router::new().route("/_sandbox/ground-truth", get(ground_truth)).route("/_sandbox/health", get(|| async { "ok" }))
+}
+
+async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {
+    let records = lock(&state.truth).clone();
+    let mut lat: Vec<u64> = records.iter().filter_map(|r| r.latency_us).collect();
+    lat.sort_unstable();
+    let pct = |p: f64| -> Option<f64> {
+        if lat.is_empty() {
+            return None;
+        }
+        // Nearest rank, as hdrhistogram's value_at_quantile reports.
+        let rank = ((p / 100.0) * lat.len() as f64).ceil().max(1.0) as usize;
+        Some(lat[rank.min(lat.len()) - 1] as f64 / 1000.0)
+    };
+    let (mirrored, errors) =
+        (state.sink_counters.mirrored.load(Ordering::Relaxed), state.sink_counters.errors.load(Ordering::Relaxed));
+    axum::Json(serde_json::json!({
+        "schema_version": 1,
+        "ai_latency": state.opts.ai_latency.to_string(),
+        "count": records.len(),
+        "replied": lat.len(),
+        "failed": records.len() - lat.len(),
+        "reply_ms": { "p50": pct(50.0), "p90": pct(90.0), "p95": pct(95.0), "p99": pct(99.0), "max": lat.last().map(|v| *v as f64 / 1000.0) },
+        "mirror": { "written": mirrored, "errors": errors },
+        "records": records,
+    }))
+    .into_response()
+}
+
+/// Fault injection for every API route: `--stall` holds requests until the stall ends,
+/// `--http-error-rate` answers 500 in the service's own error format.
+async fn faults(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -> Response {
+    if let Some(until) = state.stalled_until() {
+        tokio::time::sleep_until(until.into()).await;
+    }
+    let path = req.uri().path().to_string();
+    if state.chance(state.opts.http_error_rate) {
+        if path.starts_with("/public/") || path.starts_with("/api") {
+            return chatwoot_api::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+        lock(&state.stats).failed(0);
+        return ably_api::error_response(&ErrorInfo::new(500, 50000, "Internal error (sandbox --http-error-rate)"));
+    }
+    next.run(req).await
+}

@@ -1,0 +1,162 @@
+//! The sandbox's AI worker. For every customer message it publishes `message:user`, queues a
+//! job, and after a drawn latency posts the reply to Chatwoot and publishes `message:ai` with
+//! `replyTo`; `sla:warning` / `sla:violation` go out when the reply is still missing at the
+//! thresholds. Every outcome is recorded as ground truth.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::sinks::SinkOp;
+use super::store::ChatMessage;
+use super::{State, TruthRecord, lock};
+use crate::ably::Message;
+use crate::chatwoot::MESSAGE_OUTGOING;
+use crate::contracts::events;
+
+const ANSWERS: &[&str] = &[
+    "Thanks for asking. A fixed rate keeps your repayments the same for the fixed period; a variable rate moves with the lender's rate.",
+    "Most lenders look for a deposit of at least 5 to 10 percent; under 20 percent usually means lenders mortgage insurance.",
+    "Pre-approval usually takes two to five business days once we have your payslips, bank statements and ID.",
+    "Refinancing can lower your rate, but check break costs, discharge fees and the comparison rate before you switch.",
+    "An offset account reduces the interest you pay by offsetting its balance against your loan each day.",
+];
+
+/// Called by the Chatwoot handler once the customer's message is stored.
+pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
+    let received = Instant::now();
+    let channel = state.opts.names.channel_of(&msg.conversation_id.to_string());
+    let user_event = Message {
+        name: Some(events::MESSAGE_USER.into()),
+        client_id: Some(format!("contact:{}", msg.sender.get("id").and_then(|v| v.as_u64()).unwrap_or(0))),
+        data: Some(json!({
+            "messageId": msg.id, "conversationId": msg.conversation_id, "content": msg.content,
+            "echoId": msg.echo_id,
+        })),
+        ..Default::default()
+    };
+    publish(state, &channel, user_event);
+    let job_id = msg.id.to_string();
+    if let Some(sink) = &state.sink {
+        let data = json!({"conversationId": msg.conversation_id, "messageId": msg.id, "content": msg.content});
+        let _ = sink.send(SinkOp::JobAdded { id: job_id.clone(), data: data.to_string(), at_ms: State::now_ms() });
+    }
+    let (latency, fails) = {
+        let mut rng = lock(&state.rng);
+        let latency = state.opts.ai_latency.sample(&mut *rng);
+        let fails = state.opts.ai_error_rate > 0.0 && rand::Rng::random::<f64>(&mut *rng) < state.opts.ai_error_rate;
+        (latency, fails)
+    };
+    let state = state.clone();
+    let (conv, msg_id) = (msg.conversation_id, msg.id);
+    tokio::spawn(async move {
+        if let Some(sink) = &state.sink {
+            let _ = sink.send(SinkOp::JobActive { id: job_id.clone(), at_ms: State::now_ms() });
+        }
+        let outcome = run_job(&state, &channel, conv, msg_id, received, latency, fails).await;
+        if let Some(sink) = &state.sink {
+            let at_ms = State::now_ms();
+            let _ = sink.send(match outcome.reply_id {
+                Some(r) => SinkOp::JobCompleted { id: job_id, at_ms, result: json!({"replyId": r}).to_string() },
+                None => SinkOp::JobFailed { id: job_id, at_ms, reason: "AI provider error (sandbox --ai-error-rate)".into() },
+            });
+        }
+        lock(&state.truth).push(outcome);
+    });
+}
+
+fn publish(state: &State, channel: &str, m: Message) {
+    if let Err(e) = state.publish(channel, vec![m]) {
+        tracing::warn!(channel, code = e.code, "sandbox worker could not publish: {}", e.message);
+    }
+}
+
+fn sla_event(name: &str, conv: u64, msg_id: u64, elapsed: Duration, threshold: Duration) -> Message {
+    Message {
+        name: Some(name.into()),
+        client_id: Some("ai-broker".into()),
+        data: Some(json!({
+            "conversationId": conv, "messageId": msg_id,
+            "elapsedMs": elapsed.as_millis() as u64, "thresholdMs": threshold.as_millis() as u64,
+        })),
+        ..Default::default()
+    }
+}
+
+/// Waits out the latency, firing the SLA events whose thresholds come first, then replies
+/// (unless the AI call fails). A stall holds the reply until the stall is over.
+async fn run_job(
+    state: &State,
+    channel: &str,
+    conv: u64,
+    msg_id: u64,
+    received: Instant,
+    latency: Duration,
+    fails: bool,
+) -> TruthRecord {
+    let (warn, viol) = (state.opts.sla_warning, state.opts.sla_violation);
+    let mut record = TruthRecord {
+        conversation_id: conv,
+        message_id: msg_id,
+        reply_id: None,
+        latency_us: None,
+        outcome: "ai_error",
+        sla_warning: false,
+        sla_violation: false,
+    };
+    let mut due = received + latency;
+    loop {
+        let now = Instant::now();
+        // The next thing to happen: a threshold not yet announced, or the reply.
+        let next_threshold = [(warn, false), (viol, true)]
+            .into_iter()
+            .filter(|(_, is_viol)| if *is_viol { !record.sla_violation } else { !record.sla_warning })
+            .map(|(t, is_viol)| (received + t, t, is_viol))
+            .filter(|(at, ..)| *at <= due || fails)
+            .min_by_key(|(at, ..)| *at);
+        match next_threshold {
+            Some((at, threshold, is_viol)) if at <= due || fails => {
+                tokio::time::sleep_until(at.into()).await;
+                let name = if is_viol { events::SLA_VIOLATION } else { events::SLA_WARNING };
+                publish(state, channel, sla_event(name, conv, msg_id, received.elapsed(), threshold));
+                if is_viol { record.sla_violation = true } else { record.sla_warning = true }
+                if fails && record.sla_violation {
+                    return record;
+                }
+            }
+            _ => {
+                tokio::time::sleep_until(due.into()).await;
+                if let Some(end) = state.stalled_until() {
+                    due = end.max(now);
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    let content = ANSWERS[(msg_id as usize) % ANSWERS.len()];
+    let reply = {
+        let sender = json!({"id": 1, "name": "AI broker", "avatar_url": "", "type": "agent_bot"});
+        lock(&state.chatwoot).add_message(conv, content, MESSAGE_OUTGOING, sender, None)
+    };
+    let Some(reply) = reply else { return record };
+    let latency = received.elapsed();
+    publish(
+        state,
+        channel,
+        Message {
+            name: Some(events::MESSAGE_AI.into()),
+            client_id: Some("ai-broker".into()),
+            data: Some(json!({
+                "messageId": reply.id, "conversationId": conv, "content": content,
+                "replyTo": msg_id, "latencyMs": latency.as_millis() as u64,
+            })),
+            ..Default::default()
+        },
+    );
+    record.reply_id = Some(reply.id);
+    record.latency_us = Some(latency.as_micros() as u64);
+    record.outcome = "replied";
+    record
+}
