@@ -46,7 +46,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Local stand-in for Chatwoot + Ably + the AI worker (demo, tests, drills).
-    Sandbox(crate::sandbox::SandboxArgs),
+    Sandbox(Box<crate::sandbox::SandboxArgs>),
     /// Check configuration and reach every configured dependency.
     Doctor,
     /// Print shell completions.

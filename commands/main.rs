@@ -108,7 +108,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<i32>
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
     let ctx = Ctx { config, format: cli.global.output, style };
     match cli.command {
-        Command::Sandbox(args) => sandbox::run(args, &ctx).await,
+        Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }

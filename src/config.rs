@@ -37,7 +37,9 @@ impl fmt::Display for Source {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{name} is not set (set the environment variable {name}, {name}_FILE, or `{key}` in the config file{looked})")]
+    #[error(
+        "{name} is not set (set the environment variable {name}, {name}_FILE, or `{key}` in the config file{looked})"
+    )]
     Missing { name: &'static str, key: String, looked: String },
     #[error("{name} from {source_}: {reason}")]
     Invalid { name: &'static str, source_: Source, reason: String },
@@ -99,7 +101,7 @@ impl Layers {
         if let Some(v) = self.env.get(name).filter(|v| !v.is_empty()) {
             return Ok(Some(Setting { value: v.clone(), source: Source::Env(name.to_string()) }));
         }
-        self.from_file(name)
+        self.file_value(name)
     }
 
     /// Looks a secret up: environment, `NAME_FILE`, config file (`name` or `name_file`).
@@ -115,7 +117,7 @@ impl Layers {
             let source = Source::EnvFile { var: file_var, path: path.clone() };
             return read_secret_file(name, &path, source).map(Some);
         }
-        if let Some(s) = self.from_file(name)? {
+        if let Some(s) = self.file_value(name)? {
             return Ok(Some(Setting { value: SecretString::from(s.value), source: s.source }));
         }
         let key = format!("{}_file", Self::file_key(name));
@@ -132,7 +134,7 @@ impl Layers {
         Ok(None)
     }
 
-    fn from_file(&self, name: &'static str) -> Result<Option<Setting<String>>, ConfigError> {
+    fn file_value(&self, name: &'static str) -> Result<Option<Setting<String>>, ConfigError> {
         let Some((path, table)) = &self.file else { return Ok(None) };
         let key = Self::file_key(name);
         match table.get(&key) {
@@ -248,7 +250,9 @@ impl Config {
         };
         let ably_rest_url = match l.plain("ABLY_REST_URL")? {
             Some(s) => parse_setting("ABLY_REST_URL", s.source, |_| parse_http_url(&s.value))?,
-            None => Setting { value: Url::parse(DEFAULT_ABLY_REST_URL).expect("constant URL"), source: Source::Default },
+            None => {
+                Setting { value: Url::parse(DEFAULT_ABLY_REST_URL).expect("constant URL"), source: Source::Default }
+            }
         };
         let chatwoot_base_url = opt_parse(l, "CHATWOOT_BASE_URL", parse_http_url)?;
         let chatwoot_inbox_identifier = l.plain("CHATWOOT_INBOX_IDENTIFIER")?;
@@ -256,14 +260,16 @@ impl Config {
         let chatwoot_account_id = opt_parse(l, "CHATWOOT_ACCOUNT_ID", |v| {
             v.trim().parse::<u64>().map_err(|_| format!("expected a positive integer, got {v:?}"))
         })?;
-        let redis_url = checked_secret_url(l, "REDIS_URL", &["redis", "rediss", "valkey", "valkeys", "unix", "redis+unix"])?;
+        let redis_url =
+            checked_secret_url(l, "REDIS_URL", &["redis", "rediss", "valkey", "valkeys", "unix", "redis+unix"])?;
         let database_url = checked_secret_url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
         let app_base_url = opt_parse(l, "APP_BASE_URL", parse_http_url)?;
         let slack_webhook_url = checked_secret_url(l, "SLACK_WEBHOOK_URL", &["https", "http"])?;
         let smtp_url = checked_secret_url(l, "SMTP_URL", &["smtp", "smtps"])?;
         let alert_email_from = l.plain("ALERT_EMAIL_FROM")?;
         let alert_email_to = l.plain("ALERT_EMAIL_TO")?;
-        let broker_queue = l.plain("BROKER_QUEUE")?.unwrap_or(Setting { value: "broker".into(), source: Source::Default });
+        let broker_queue =
+            l.plain("BROKER_QUEUE")?.unwrap_or(Setting { value: "broker".into(), source: Source::Default });
         let bull_prefix = l.plain("BULL_PREFIX")?.unwrap_or(Setting { value: "bull".into(), source: Source::Default });
         let timeout = match l.plain("BROKER_OPS_TIMEOUT")? {
             Some(s) => parse_setting("BROKER_OPS_TIMEOUT", s.source, |_| crate::duration::parse_duration(&s.value))?,

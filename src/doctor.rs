@@ -73,8 +73,14 @@ where
 
 pub async fn run(config: &Config) -> DoctorReport {
     let t = config.timeout.value;
-    let (ably, chatwoot, redis, postgres, slack, smtp) =
-        tokio::join!(ably(config, t), chatwoot(config, t), redis(config, t), postgres(config, t), slack(config, t), smtp(config, t));
+    let (ably, chatwoot, redis, postgres, slack, smtp) = tokio::join!(
+        ably(config, t),
+        chatwoot(config, t),
+        redis(config, t),
+        postgres(config, t),
+        slack(config, t),
+        smtp(config, t)
+    );
     DoctorReport { checks: vec![ably, chatwoot, redis, postgres, slack, smtp] }
 }
 
@@ -123,8 +129,10 @@ async fn redis(config: &Config, t: Duration) -> Check {
     let url = url.value.expose_secret().to_string();
     timed("redis", crate::redact::url(&url), t, async move {
         let mut conn = crate::mirror::redis::connect(&url, t).await.map_err(|e| e.to_string())?;
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.map_err(|e| format!("INFO: {e}"))?;
-        let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
+        let info: String =
+            redis::cmd("INFO").arg("server").query_async(&mut conn).await.map_err(|e| format!("INFO: {e}"))?;
+        let version =
+            info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
         Ok(format!("Redis {version}"))
     })
     .await
@@ -143,7 +151,11 @@ async fn postgres(config: &Config, t: Duration) -> Check {
                 .await
                 .map_err(|e| format!("Postgres query at {addr}: {e}"))?;
         pool.close().await;
-        let mirror = if table.is_some() { "chat_events present" } else { "chat_events missing (the sandbox or migration creates it)" };
+        let mirror = if table.is_some() {
+            "chat_events present"
+        } else {
+            "chat_events missing (the sandbox or migration creates it)"
+        };
         Ok(format!("PostgreSQL {version}; {mirror}"))
     })
     .await
@@ -157,7 +169,9 @@ async fn slack(config: &Config, t: Duration) -> Check {
         let u = url::Url::parse(&text).map_err(|e| format!("invalid URL: {e}"))?;
         let host = u.host_str().ok_or("URL has no host")?.to_string();
         let port = u.port_or_known_default().unwrap_or(443);
-        tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect {host}:{port}: {e}"))?;
+        tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
         Ok(format!("{host}:{port} accepts connections (no message sent)"))
     })
     .await
@@ -170,9 +184,9 @@ async fn smtp(config: &Config, t: Duration) -> Check {
         crate::http::ensure_crypto_provider();
         let transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor> =
             lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&text)
-            .map_err(|e| format!("invalid SMTP_URL: {e}"))?
-            .timeout(Some(t))
-            .build();
+                .map_err(|e| format!("invalid SMTP_URL: {e}"))?
+                .timeout(Some(t))
+                .build();
         match transport.test_connection().await {
             Ok(true) => Ok("EHLO and NOOP answered".into()),
             Ok(false) => Err("the server did not answer NOOP".into()),

@@ -67,10 +67,7 @@ mod tests {
 
     #[test]
     fn worst_state_wins_but_codes_follow_the_plugin_convention() {
-        let worst = [ProbeState::Ok, ProbeState::Unknown, ProbeState::Critical]
-            .into_iter()
-            .max()
-            .unwrap();
+        let worst = [ProbeState::Ok, ProbeState::Unknown, ProbeState::Critical].into_iter().max().unwrap();
         assert_eq!(worst, ProbeState::Critical);
         assert_eq!(ProbeState::Critical.code(), 2);
         assert_eq!(ProbeState::Unknown.code(), 3);

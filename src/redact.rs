@@ -37,14 +37,8 @@ mod tests {
             super::url("redis://default:hunter2hunter2@cache.example:6379/0"),
             "redis://default:***@cache.example:6379/0"
         );
-        assert_eq!(
-            super::url("postgres://u:pw@db/x?sslmode=require&password=pw"),
-            "postgres://u:***@db/x?***"
-        );
-        assert_eq!(
-            super::secret_path_url("https://hooks.slack.com/services/T0/B0/XYZ"),
-            "https://hooks.slack.com/***"
-        );
+        assert_eq!(super::url("postgres://u:pw@db/x?sslmode=require&password=pw"), "postgres://u:***@db/x?***");
+        assert_eq!(super::secret_path_url("https://hooks.slack.com/services/T0/B0/XYZ"), "https://hooks.slack.com/***");
         assert_eq!(super::url("not a url with secret"), "<unparsable URL>");
     }
 }

@@ -154,7 +154,8 @@ impl AblyClient {
             return Err(AblyError::NoKey { op });
         }
         let url = self.url(path);
-        let resp = self.request(Method::POST, url.clone()).json(body).send().await.map_err(|e| transport(op, &url, &e))?;
+        let resp =
+            self.request(Method::POST, url.clone()).json(body).send().await.map_err(|e| transport(op, &url, &e))?;
         read_json(op, &url, resp).await
     }
 }
@@ -167,11 +168,8 @@ fn transport(op: &'static str, url: &Url, e: &reqwest::Error) -> AblyError {
 /// from the envelope, else from `X-Ably-ErrorCode`, else a code made from the status.
 async fn read_json<T: DeserializeOwned>(op: &'static str, url: &Url, resp: reqwest::Response) -> Result<T, AblyError> {
     let status = resp.status();
-    let header_code = resp
-        .headers()
-        .get("x-ably-errorcode")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
+    let header_code =
+        resp.headers().get("x-ably-errorcode").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
     let header_msg = resp.headers().get("x-ably-errormessage").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = resp.bytes().await.map_err(|e| transport(op, url, &e))?;
     if status.is_success() {

@@ -52,7 +52,12 @@ pub struct ErrorInfo {
 
 impl ErrorInfo {
     pub fn new(status_code: u16, code: u32, message: impl Into<String>) -> Self {
-        ErrorInfo { code, status_code, message: message.into(), href: Some(format!("https://help.ably.io/error/{code}")) }
+        ErrorInfo {
+            code,
+            status_code,
+            message: message.into(),
+            href: Some(format!("https://help.ably.io/error/{code}")),
+        }
     }
 }
 

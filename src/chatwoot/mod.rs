@@ -89,7 +89,8 @@ impl ChatwootClient {
     }
 
     fn inbox_path(&self, op: &'static str) -> Result<String, ChatwootError> {
-        let inbox = self.inbox.as_deref().ok_or(ChatwootError::NotConfigured { op, what: "CHATWOOT_INBOX_IDENTIFIER" })?;
+        let inbox =
+            self.inbox.as_deref().ok_or(ChatwootError::NotConfigured { op, what: "CHATWOOT_INBOX_IDENTIFIER" })?;
         Ok(format!("public/api/v1/inboxes/{}", enc(inbox)))
     }
 
@@ -109,7 +110,8 @@ impl ChatwootClient {
         let url = self.url(path);
         let mut rb = self.http.request(method, url.clone()).header("Accept", "application/json");
         if app_api {
-            let token = self.api_token.as_ref().ok_or(ChatwootError::NotConfigured { op, what: "CHATWOOT_API_TOKEN" })?;
+            let token =
+                self.api_token.as_ref().ok_or(ChatwootError::NotConfigured { op, what: "CHATWOOT_API_TOKEN" })?;
             rb = rb.header("api_access_token", token.expose_secret());
         }
         if let Some(b) = body {
@@ -156,7 +158,12 @@ impl ChatwootClient {
         self.call(op, Method::POST, &path, Some(&json!({})), false).await
     }
 
-    pub async fn post_message(&self, contact: &str, conversation: u64, content: &str) -> Result<ChatMessage, ChatwootError> {
+    pub async fn post_message(
+        &self,
+        contact: &str,
+        conversation: u64,
+        content: &str,
+    ) -> Result<ChatMessage, ChatwootError> {
         let op = "post message";
         let path = format!("{}/contacts/{}/conversations/{conversation}/messages", self.inbox_path(op)?, enc(contact));
         self.call(op, Method::POST, &path, Some(&json!({"content": content})), false).await
@@ -174,8 +181,11 @@ impl ChatwootClient {
         let op = "list messages (application API)";
         let path = format!("{}/conversations/{conversation}/messages?after={after}", self.account_path(op)?);
         let v: Value = self.call(op, Method::GET, &path, None, true).await?;
-        serde_json::from_value(v.get("payload").cloned().unwrap_or(Value::Null))
-            .map_err(|e| ChatwootError::Protocol { op, url: path, detail: e.to_string() })
+        serde_json::from_value(v.get("payload").cloned().unwrap_or(Value::Null)).map_err(|e| ChatwootError::Protocol {
+            op,
+            url: path,
+            detail: e.to_string(),
+        })
     }
 
     /// Application API: sets a conversation's status (`open`, `resolved`, `pending`).

@@ -11,15 +11,17 @@ use crate::contracts::Names;
 pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<redis::aio::ConnectionManager, MirrorError> {
     crate::http::ensure_crypto_provider();
     let addr = crate::redact::url(url);
-    let client = redis::Client::open(url).map_err(|source| MirrorError::Redis { op: "open", addr: addr.clone(), source })?;
+    let client =
+        redis::Client::open(url).map_err(|source| MirrorError::Redis { op: "open", addr: addr.clone(), source })?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(1);
-    client
-        .get_connection_manager_with_config(cfg)
-        .await
-        .map_err(|source| MirrorError::Redis { op: "connect", addr, source })
+    client.get_connection_manager_with_config(cfg).await.map_err(|source| MirrorError::Redis {
+        op: "connect",
+        addr,
+        source,
+    })
 }
 
 /// Appends events to their conversations' streams in one pipeline. The caller makes sure an
@@ -57,5 +59,9 @@ pub async fn append<C: ConnectionLike>(
         // GT keeps the score at the latest event even when events arrive out of order.
         pipe.cmd("ZADD").arg(names.active_key()).arg("GT").arg(e.timestamp_ms).arg(&e.conversation_id).ignore();
     }
-    pipe.query_async::<()>(conn).await.map_err(|source| MirrorError::Redis { op: "XADD pipeline", addr: addr.to_string(), source })
+    pipe.query_async::<()>(conn).await.map_err(|source| MirrorError::Redis {
+        op: "XADD pipeline",
+        addr: addr.to_string(),
+        source,
+    })
 }

@@ -104,7 +104,11 @@ impl Cred {
 }
 
 pub fn denied(op: &str, channel: &str) -> ErrorInfo {
-    ErrorInfo::new(401, 40160, format!("Action not permitted: {op} on channel {channel:?} is not in the token's capability"))
+    ErrorInfo::new(
+        401,
+        40160,
+        format!("Action not permitted: {op} on channel {channel:?} is not in the token's capability"),
+    )
 }
 
 /// Checks `Authorization` (Basic or Bearer) or the `key` / `accessToken` query parameters.
@@ -151,8 +155,25 @@ fn check_token(state: &State, token: &str) -> Result<Cred, ErrorInfo> {
     }
 }
 
-fn auth_or_err(state: &State, headers: &HeaderMap) -> Result<Cred, Response> {
-    authenticate(state, headers, None, None).map_err(|e| error_response(&e))
+/// A request turned away with Ably's error envelope.
+pub struct Rejected(pub ErrorInfo);
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> Response {
+        error_response(&self.0)
+    }
+}
+
+impl From<ErrorInfo> for Rejected {
+    fn from(e: ErrorInfo) -> Self {
+        Rejected(e)
+    }
+}
+
+type Answer = Result<Response, Rejected>;
+
+fn auth(state: &State, headers: &HeaderMap) -> Result<Cred, ErrorInfo> {
+    authenticate(state, headers, None, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,32 +192,32 @@ async fn request_token(
     Path(key_name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     match authenticate(&state, &headers, None, None) {
         Ok(Cred::Key) => {}
-        Ok(Cred::Token(_)) => return error_response(&ErrorInfo::new(401, 40162, "Token requests require basic auth")),
-        Err(e) => return error_response(&e),
+        Ok(Cred::Token(_)) => return Err(ErrorInfo::new(401, 40162, "Token requests require basic auth").into()),
+        Err(e) => return Err(e.into()),
     }
     if key_name != state.key.name {
-        return error_response(&ErrorInfo::new(404, 40400, format!("No key found with name {key_name:?}")));
+        return Err(ErrorInfo::new(404, 40400, format!("No key found with name {key_name:?}")).into());
     }
     let params: TokenParams = if body.is_empty() {
         TokenParams { ttl: None, capability: None, client_id: None }
     } else {
         match serde_json::from_slice(&body) {
             Ok(p) => p,
-            Err(e) => return error_response(&ErrorInfo::new(400, 40001, format!("Invalid token request body: {e}"))),
+            Err(e) => return Err(ErrorInfo::new(400, 40001, format!("Invalid token request body: {e}")).into()),
         }
     };
     let capability: Capability = match params.capability {
         None => HashMap::from([("*".to_string(), vec!["*".to_string()])]),
         Some(Value::String(s)) => match serde_json::from_str(&s) {
             Ok(c) => c,
-            Err(e) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid capability: {e}"))),
+            Err(e) => return Err(ErrorInfo::new(400, 40003, format!("Invalid capability: {e}")).into()),
         },
         Some(v) => match serde_json::from_value(v) {
             Ok(c) => c,
-            Err(e) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid capability: {e}"))),
+            Err(e) => return Err(ErrorInfo::new(400, 40003, format!("Invalid capability: {e}")).into()),
         },
     };
     let issued = State::now_ms();
@@ -204,11 +225,12 @@ async fn request_token(
     let token = format!("sbxtok.{}{}", super::channels::random_id(), super::channels::random_id());
     lock(&state.tokens).insert(token.clone(), Grant { expires_ms: expires, capability: capability.clone() });
     let cap_text = serde_json::to_string(&capability).unwrap_or_default();
-    let mut out = json!({"token": token, "keyName": key_name, "issued": issued, "expires": expires, "capability": cap_text});
+    let mut out =
+        json!({"token": token, "keyName": key_name, "issued": issued, "expires": expires, "capability": cap_text});
     if let Some(c) = params.client_id {
         out["clientId"] = json!(c);
     }
-    axum::Json(out).into_response()
+    Ok(axum::Json(out).into_response())
 }
 
 // ---- time, stats, channels ---------------------------------------------------------------
@@ -221,17 +243,12 @@ async fn stats(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = auth_or_err(&state, &headers) {
-        return r;
-    }
+) -> Answer {
+    auth(&state, &headers)?;
     let v = version(&headers, &q);
-    let query = match super::stats::StatsQuery::parse(&q, State::now_ms()) {
-        Ok(query) => query,
-        Err(e) => return error_response(&e),
-    };
+    let query = super::stats::StatsQuery::parse(&q, State::now_ms())?;
     let (items, next) = lock(&state.stats).query(&query, v);
-    paginated(items, "./stats", &query.link_params(), next)
+    Ok(paginated(items, "./stats", &query.link_params(), next))
 }
 
 /// A JSON array with `Link` headers for `first`, `current` and (unless last) `next`.
@@ -288,23 +305,19 @@ async fn enumerate(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let cred = match auth_or_err(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let cred = auth(&state, &headers)?;
     if !cred.allows("*", "channel-metadata") {
-        return error_response(&ErrorInfo::new(401, 40160, "Listing channels requires the channel-metadata capability"));
+        return Err(Rejected(ErrorInfo::new(401, 40160, "Listing channels requires the channel-metadata capability")));
     }
-    let limit = match q_limit(&q) {
-        Ok(l) => l,
-        Err(e) => return error_response(&e),
-    };
+    let limit = q_limit(&q)?;
     let prefix = q.get("prefix").cloned().unwrap_or_default();
     let by_value = match q.get("by").map(String::as_str) {
         Some("value") => true,
         Some("id") => false,
-        Some(other) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid by={other:?}: expected id or value"))),
+        Some(other) => {
+            return Err(ErrorInfo::new(400, 40003, format!("Invalid by={other:?}: expected id or value")).into());
+        }
         None => version(&headers, &q) < 3,
     };
     let cursor = q.get("cursor").cloned().unwrap_or_default();
@@ -325,19 +338,16 @@ async fn enumerate(
         _ => None,
     };
     let items = page.iter().map(|n| if by_value { channel_details(&state, n) } else { json!(n) }).collect();
-    paginated(items, "./channels", &params, next)
+    Ok(paginated(items, "./channels", &params, next))
 }
 
 /// `GET /channels/{id}`: channel details with occupancy metrics (activates the channel).
-async fn details(AxState(state): AxState<Arc<State>>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
-    let cred = match auth_or_err(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn details(AxState(state): AxState<Arc<State>>, Path(channel): Path<String>, headers: HeaderMap) -> Answer {
+    let cred = auth(&state, &headers)?;
     if !cred.allows(&channel, "channel-metadata") {
-        return error_response(&denied("channel-metadata", &channel));
+        return Err(denied("channel-metadata", &channel).into());
     }
-    axum::Json(channel_details(&state, &channel)).into_response()
+    Ok(axum::Json(channel_details(&state, &channel)).into_response())
 }
 
 // ---- history and publish ----------------------------------------------------------------------
@@ -349,27 +359,21 @@ async fn history(
     Path(channel): Path<String>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let cred = match auth_or_err(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let cred = auth(&state, &headers)?;
     if !cred.allows(&channel, "history") {
-        return error_response(&denied("history", &channel));
+        return Err(denied("history", &channel).into());
     }
-    let limit = match q_limit(&q) {
-        Ok(l) => l,
-        Err(e) => return error_response(&e),
-    };
+    let limit = q_limit(&q)?;
     let num = |k: &str, d: i64| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
     let (start, end) = (num("start", 0), num("end", i64::MAX));
     if start > end {
-        return error_response(&ErrorInfo::new(400, 40003, "Invalid time range: start is after end"));
+        return Err(ErrorInfo::new(400, 40003, "Invalid time range: start is after end").into());
     }
     let forwards = match q.get("direction").map(String::as_str) {
         None | Some("backwards") => false,
         Some("forwards") => true,
-        Some(d) => return error_response(&ErrorInfo::new(400, 40003, format!("Invalid direction {d:?}"))),
+        Some(d) => return Err(ErrorInfo::new(400, 40003, format!("Invalid direction {d:?}")).into()),
     };
     let cursor = q.get("cursor").and_then(|c| c.parse::<u64>().ok());
     let in_range = |s: &super::channels::Stored| {
@@ -401,7 +405,7 @@ async fn history(
         (true, Some(seq)) => Some(format!("{params}&cursor={seq}")),
         _ => None,
     };
-    paginated(found, "./messages", &params, next)
+    Ok(paginated(found, "./messages", &params, next))
 }
 
 /// Parses a publish body: one message or an array.
@@ -412,7 +416,10 @@ fn messages_of(v: Value) -> Result<Vec<Message>, ErrorInfo> {
         _ => return Err(ErrorInfo::new(400, 40001, "Invalid message body: expected a message object or an array")),
     };
     list.into_iter()
-        .map(|m| serde_json::from_value::<Message>(m).map_err(|e| ErrorInfo::new(400, 40001, format!("Invalid message: {e}"))))
+        .map(|m| {
+            serde_json::from_value::<Message>(m)
+                .map_err(|e| ErrorInfo::new(400, 40001, format!("Invalid message: {e}")))
+        })
         .collect()
 }
 
@@ -434,22 +441,16 @@ async fn publish(
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let cred = match auth_or_err(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let cred = auth(&state, &headers)?;
     if !cred.allows(&channel, "publish") {
-        return error_response(&denied("publish", &channel));
+        return Err(denied("publish", &channel).into());
     }
-    let messages = match json_body(&headers, &body).and_then(messages_of) {
-        Ok(m) => m,
-        Err(e) => return error_response(&e),
-    };
+    let messages = json_body(&headers, &body).and_then(messages_of)?;
     let n = messages.len();
     match state.publish(&channel, messages) {
-        Ok(p) => (StatusCode::CREATED, axum::Json(published_json(&channel, &p, n))).into_response(),
-        Err(e) => error_response(&e),
+        Ok(p) => Ok((StatusCode::CREATED, axum::Json(published_json(&channel, &p, n))).into_response()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -470,16 +471,13 @@ async fn batch_publish(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
-) -> Response {
-    let cred = match auth_or_err(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let cred = auth(&state, &headers)?;
     let specs = match json_body(&headers, &body) {
         Ok(Value::Array(a)) => a,
         Ok(obj @ Value::Object(_)) => vec![obj],
-        Ok(_) => return error_response(&ErrorInfo::new(400, 40001, "Invalid batch: expected a BatchSpec or an array")),
-        Err(e) => return error_response(&e),
+        Ok(_) => return Err(ErrorInfo::new(400, 40001, "Invalid batch: expected a BatchSpec or an array").into()),
+        Err(e) => return Err(e.into()),
     };
     let mut batch_results = Vec::new();
     let mut flat = Vec::new();
@@ -488,15 +486,15 @@ async fn batch_publish(
         let channels: Vec<String> = match spec.get("channels") {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(a)) => a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect(),
-            _ => return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: missing channels")),
+            _ => return Err(ErrorInfo::new(400, 40001, "Invalid BatchSpec: missing channels").into()),
         };
         if channels.len() > 100 {
-            return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 100 channels"));
+            return Err(ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 100 channels").into());
         }
         let messages = match messages_of(spec.get("messages").cloned().unwrap_or(Value::Null)) {
             Ok(m) if m.len() <= 1000 => m,
-            Ok(_) => return error_response(&ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 1000 messages")),
-            Err(e) => return error_response(&e),
+            Ok(_) => return Err(ErrorInfo::new(400, 40001, "Invalid BatchSpec: more than 1000 messages").into()),
+            Err(e) => return Err(e.into()),
         };
         let (mut ok, mut failed, mut results) = (0, 0, Vec::new());
         for ch in channels {
@@ -522,13 +520,13 @@ async fn batch_publish(
         batch_results.push(json!({"successCount": ok, "failureCount": failed, "results": results}));
     }
     if version(&headers, &q) >= 2 {
-        return (StatusCode::CREATED, axum::Json(Value::Array(batch_results))).into_response();
+        return Ok((StatusCode::CREATED, axum::Json(Value::Array(batch_results))).into_response());
     }
     if any_failed {
         let err = ErrorInfo::new(400, 40020, "Batched response includes errors");
         let mut resp = error_response(&err);
         *resp.body_mut() = axum::body::Body::from(json!({"error": err, "batchResponse": flat}).to_string());
-        return resp;
+        return Ok(resp);
     }
-    (StatusCode::CREATED, axum::Json(Value::Array(flat))).into_response()
+    Ok((StatusCode::CREATED, axum::Json(Value::Array(flat))).into_response())
 }

@@ -171,7 +171,11 @@ fn idempotency_key(messages: &[Message]) -> Result<Option<String>, ErrorInfo> {
         )
     };
     if messages.iter().any(|m| m.id.as_deref() == Some("")) {
-        return Err(ErrorInfo::new(400, 40031, "Invalid publish request (invalid client-specified id): id cannot be empty"));
+        return Err(ErrorInfo::new(
+            400,
+            40031,
+            "Invalid publish request (invalid client-specified id): id cannot be empty",
+        ));
     }
     if messages.len() == 1 {
         return Ok(messages[0].id.clone());
@@ -223,7 +227,12 @@ mod tests {
     use serde_json::json;
 
     fn msg(id: Option<&str>) -> Message {
-        Message { id: id.map(str::to_string), name: Some("n".into()), data: Some(json!({"a": 1})), ..Default::default() }
+        Message {
+            id: id.map(str::to_string),
+            name: Some("n".into()),
+            data: Some(json!({"a": 1})),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -25,10 +25,16 @@ pub fn routes() -> Router<Arc<State>> {
         .route("/api/v1/profile", get(profile))
         .route(&format!("{PUBLIC}/contacts"), post(create_contact))
         .route(&format!("{PUBLIC}/contacts/{{contact}}"), get(get_contact))
-        .route(&format!("{PUBLIC}/contacts/{{contact}}/conversations"), get(list_conversations).post(create_conversation))
+        .route(
+            &format!("{PUBLIC}/contacts/{{contact}}/conversations"),
+            get(list_conversations).post(create_conversation),
+        )
         .route(&format!("{PUBLIC}/contacts/{{contact}}/conversations/{{conv}}"), get(get_conversation))
         .route(&format!("{PUBLIC}/contacts/{{contact}}/conversations/{{conv}}/toggle_status"), post(resolve))
-        .route(&format!("{PUBLIC}/contacts/{{contact}}/conversations/{{conv}}/messages"), get(list_messages).post(post_message))
+        .route(
+            &format!("{PUBLIC}/contacts/{{contact}}/conversations/{{conv}}/messages"),
+            get(list_messages).post(post_message),
+        )
         .route("/api/v1/accounts/{account}/conversations/{conv}/messages", get(app_messages))
         .route("/api/v1/accounts/{account}/conversations/{conv}/toggle_status", post(app_toggle_status))
         .route("/api/v1/accounts/{account}/conversations/{conv}/labels", get(app_labels).post(app_add_labels))
@@ -39,27 +45,37 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "Resource could not be found")
+/// A request turned away, rendered by [`error`].
+pub struct Reject(StatusCode, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+type Answer = Result<Response, Reject>;
+
+fn not_found() -> Reject {
+    Reject(StatusCode::NOT_FOUND, "Resource could not be found".into())
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Reject> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("Invalid JSON body: {e}")))
 }
 
 /// Resolves the inbox and the contact; both are path credentials of the public API.
-fn check_contact(state: &State, store: &Store, inbox: &str, contact: &str) -> Result<(), Response> {
+fn check_contact(state: &State, store: &Store, inbox: &str, contact: &str) -> Result<(), Reject> {
     if inbox != state.inbox || !store.contacts.contains_key(contact) {
         return Err(not_found());
     }
     Ok(())
 }
 
-fn check_conversation(state: &State, store: &Store, inbox: &str, contact: &str, conv: u64) -> Result<(), Response> {
+fn check_conversation(state: &State, store: &Store, inbox: &str, contact: &str, conv: u64) -> Result<(), Reject> {
     check_contact(state, store, inbox, contact)?;
     match store.conversations.get(&conv) {
         Some(c) if c.contact_source_id == contact => Ok(()),
@@ -77,102 +93,87 @@ async fn api_info() -> Response {
     .into_response()
 }
 
-fn check_token(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+fn check_token(state: &State, headers: &HeaderMap) -> Result<(), Reject> {
     match headers.get("api_access_token").and_then(|v| v.to_str().ok()) {
         Some(t) if t == state.api_token => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "Invalid Access Token")),
+        _ => Err(Reject(StatusCode::UNAUTHORIZED, "Invalid Access Token".into())),
     }
 }
 
-async fn profile(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_token(&state, &headers) {
-        return r;
-    }
-    axum::Json(json!({
+async fn profile(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Answer {
+    check_token(&state, &headers)?;
+    Ok(axum::Json(json!({
         "id": 1, "name": "broker-ops sandbox bot", "type": "agent_bot",
         "account_id": state.opts.account_id, "accounts": [{"id": state.opts.account_id, "name": "Sandbox"}]
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn create_contact(AxState(state): AxState<Arc<State>>, Path(inbox): Path<String>, body: Bytes) -> Response {
+async fn create_contact(AxState(state): AxState<Arc<State>>, Path(inbox): Path<String>, body: Bytes) -> Answer {
     if inbox != state.inbox {
-        return not_found();
+        return Err(not_found());
     }
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = parse_body(&body)?;
     let c = lock(&state.chatwoot).add_contact(&body);
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "source_id": c.source_id, "pubsub_token": c.pubsub_token, "id": c.id,
         "name": c.name, "email": c.email, "phone_number": c.phone_number
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn get_contact(AxState(state): AxState<Arc<State>>, Path((inbox, contact)): Path<(String, String)>) -> Response {
+async fn get_contact(AxState(state): AxState<Arc<State>>, Path((inbox, contact)): Path<(String, String)>) -> Answer {
     let store = lock(&state.chatwoot);
-    if let Err(r) = check_contact(&state, &store, &inbox, &contact) {
-        return r;
-    }
+    check_contact(&state, &store, &inbox, &contact)?;
     let c = &store.contacts[&contact];
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "source_id": c.source_id, "pubsub_token": c.pubsub_token, "id": c.id,
         "name": c.name, "email": c.email, "phone_number": c.phone_number
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn create_conversation(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     let mut store = lock(&state.chatwoot);
-    if let Err(r) = check_contact(&state, &store, &inbox, &contact) {
-        return r;
-    }
+    check_contact(&state, &store, &inbox, &contact)?;
     let id = store.add_conversation(&contact);
     let v = store.conversation_json(&store.conversations[&id]);
-    axum::Json(v).into_response()
+    Ok(axum::Json(v).into_response())
 }
 
 async fn list_conversations(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     let store = lock(&state.chatwoot);
-    if let Err(r) = check_contact(&state, &store, &inbox, &contact) {
-        return r;
-    }
+    check_contact(&state, &store, &inbox, &contact)?;
     let mut list: Vec<_> = store.conversations.values().filter(|c| c.contact_source_id == contact).collect();
     list.sort_by_key(|c| c.display_id);
-    axum::Json(list.into_iter().map(|c| store.conversation_json(c)).collect::<Vec<_>>()).into_response()
+    Ok(axum::Json(list.into_iter().map(|c| store.conversation_json(c)).collect::<Vec<_>>()).into_response())
 }
 
 async fn get_conversation(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact, conv)): Path<(String, String, u64)>,
-) -> Response {
+) -> Answer {
     let store = lock(&state.chatwoot);
-    if let Err(r) = check_conversation(&state, &store, &inbox, &contact, conv) {
-        return r;
-    }
-    axum::Json(store.conversation_json(&store.conversations[&conv])).into_response()
+    check_conversation(&state, &store, &inbox, &contact, conv)?;
+    Ok(axum::Json(store.conversation_json(&store.conversations[&conv])).into_response())
 }
 
 async fn resolve(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact, conv)): Path<(String, String, u64)>,
-) -> Response {
+) -> Answer {
     let mut store = lock(&state.chatwoot);
-    if let Err(r) = check_conversation(&state, &store, &inbox, &contact, conv) {
-        return r;
-    }
+    check_conversation(&state, &store, &inbox, &contact, conv)?;
     if let Some(c) = store.conversations.get_mut(&conv) {
         c.status = "resolved".into();
     }
-    axum::Json(store.conversation_json(&store.conversations[&conv])).into_response()
+    Ok(axum::Json(store.conversation_json(&store.conversations[&conv])).into_response())
 }
 
 /// Latest 20 ascending; with `?before=id`, the 20 before that id.
@@ -180,49 +181,42 @@ async fn list_messages(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact, conv)): Path<(String, String, u64)>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Answer {
     let store = lock(&state.chatwoot);
-    if let Err(r) = check_conversation(&state, &store, &inbox, &contact, conv) {
-        return r;
-    }
+    check_conversation(&state, &store, &inbox, &contact, conv)?;
     let before = q.get("before").and_then(|b| b.parse::<u64>().ok());
     let mut msgs: Vec<_> =
         store.conversations[&conv].messages.iter().filter(|m| before.is_none_or(|b| m.id < b)).collect();
     let skip = msgs.len().saturating_sub(20);
     msgs.drain(..skip);
-    axum::Json(msgs.iter().map(|m| m.public_json()).collect::<Vec<_>>()).into_response()
+    Ok(axum::Json(msgs.iter().map(|m| m.public_json()).collect::<Vec<_>>()).into_response())
 }
 
 async fn post_message(
     AxState(state): AxState<Arc<State>>,
     Path((inbox, contact, conv)): Path<(String, String, u64)>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let body = parse_body(&body)?;
     let Some(content) = body.get("content").and_then(Value::as_str).map(str::to_string) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "content is required");
+        return Err(Reject(StatusCode::UNPROCESSABLE_ENTITY, "content is required".into()));
     };
     let echo_id = body.get("echo_id").and_then(Value::as_str).map(str::to_string);
     let msg = {
         let mut store = lock(&state.chatwoot);
-        if let Err(r) = check_conversation(&state, &store, &inbox, &contact, conv) {
-            return r;
-        }
+        check_conversation(&state, &store, &inbox, &contact, conv)?;
         let sender = store.contacts[&contact].push_event_data();
         store.add_message(conv, &content, MESSAGE_INCOMING, sender, echo_id)
     };
-    let Some(msg) = msg else { return not_found() };
+    let Some(msg) = msg else { return Err(not_found()) };
     super::worker::on_customer_message(&state, &msg);
-    axum::Json(msg.public_json()).into_response()
+    Ok(axum::Json(msg.public_json()).into_response())
 }
 
-fn check_account(state: &State, headers: &HeaderMap, account: u64) -> Result<(), Response> {
+fn check_account(state: &State, headers: &HeaderMap, account: u64) -> Result<(), Reject> {
     check_token(state, headers)?;
     if account != state.opts.account_id {
-        return Err(error(StatusCode::UNAUTHORIZED, "You are not authorized to access this account"));
+        return Err(Reject(StatusCode::UNAUTHORIZED, "You are not authorized to access this account".into()));
     }
     Ok(())
 }
@@ -234,12 +228,10 @@ async fn app_messages(
     headers: HeaderMap,
     Path((account, conv)): Path<(u64, u64)>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = check_account(&state, &headers, account) {
-        return r;
-    }
+) -> Answer {
+    check_account(&state, &headers, account)?;
     let store = lock(&state.chatwoot);
-    let Some(c) = store.conversations.get(&conv) else { return not_found() };
+    let Some(c) = store.conversations.get(&conv) else { return Err(not_found()) };
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
     let (after, before) = (num("after"), num("before"));
     let all = c.messages.iter().filter(|m| after.is_none_or(|a| m.id >= a) && before.is_none_or(|b| m.id < b));
@@ -253,12 +245,12 @@ async fn app_messages(
         }
     }
     let contact = store.contacts.get(&c.contact_source_id).map(|ct| ct.push_event_data());
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "meta": {"labels": c.labels, "additional_attributes": {}, "contact": contact,
                  "agent_last_seen_at": 0, "assignee_last_seen_at": 0},
         "payload": msgs.iter().map(|m| m.app_json()).collect::<Vec<_>>(),
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn app_toggle_status(
@@ -266,42 +258,34 @@ async fn app_toggle_status(
     headers: HeaderMap,
     Path((account, conv)): Path<(u64, u64)>,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_account(&state, &headers, account) {
-        return r;
-    }
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Answer {
+    check_account(&state, &headers, account)?;
+    let body = parse_body(&body)?;
     let status = match body.get("status").and_then(Value::as_str) {
         Some(s @ ("open" | "resolved" | "pending")) => s.to_string(),
-        Some(other) => return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("invalid status {other:?}")),
+        Some(other) => return Err(Reject(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid status {other:?}"))),
         // Without a status, Chatwoot toggles between open and resolved.
         None => String::new(),
     };
     let mut store = lock(&state.chatwoot);
-    let Some(c) = store.conversations.get_mut(&conv) else { return not_found() };
-    c.status = if status.is_empty() {
-        if c.status == "open" { "resolved".into() } else { "open".into() }
-    } else {
-        status
-    };
-    axum::Json(json!({"meta": {}, "payload": {"success": true, "current_status": c.status, "conversation_id": conv}}))
-        .into_response()
+    let Some(c) = store.conversations.get_mut(&conv) else { return Err(not_found()) };
+    c.status =
+        if status.is_empty() { if c.status == "open" { "resolved".into() } else { "open".into() } } else { status };
+    Ok(axum::Json(
+        json!({"meta": {}, "payload": {"success": true, "current_status": c.status, "conversation_id": conv}}),
+    )
+    .into_response())
 }
 
 async fn app_labels(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path((account, conv)): Path<(u64, u64)>,
-) -> Response {
-    if let Err(r) = check_account(&state, &headers, account) {
-        return r;
-    }
+) -> Answer {
+    check_account(&state, &headers, account)?;
     let store = lock(&state.chatwoot);
-    let Some(c) = store.conversations.get(&conv) else { return not_found() };
-    axum::Json(json!({"payload": c.labels})).into_response()
+    let Some(c) = store.conversations.get(&conv) else { return Err(not_found()) };
+    Ok(axum::Json(json!({"payload": c.labels})).into_response())
 }
 
 async fn app_add_labels(
@@ -309,20 +293,15 @@ async fn app_add_labels(
     headers: HeaderMap,
     Path((account, conv)): Path<(u64, u64)>,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_account(&state, &headers, account) {
-        return r;
-    }
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Answer {
+    check_account(&state, &headers, account)?;
+    let body = parse_body(&body)?;
     let Some(labels) = body.get("labels").and_then(Value::as_array) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "labels is required");
+        return Err(Reject(StatusCode::UNPROCESSABLE_ENTITY, "labels is required".into()));
     };
     let mut store = lock(&state.chatwoot);
-    let Some(c) = store.conversations.get_mut(&conv) else { return not_found() };
+    let Some(c) = store.conversations.get_mut(&conv) else { return Err(not_found()) };
     // Chatwoot replaces the conversation's label list with the one given.
     c.labels = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
-    axum::Json(json!({"payload": c.labels})).into_response()
+    Ok(axum::Json(json!({"payload": c.labels})).into_response())
 }

@@ -15,7 +15,10 @@ pub enum LatencyModel {
     Fixed(Duration),
     Uniform(Duration, Duration),
     /// A log-normal distribution with the given median and 95th percentile.
-    LogNormal { p50: Duration, p95: Duration },
+    LogNormal {
+        p50: Duration,
+        p95: Duration,
+    },
 }
 
 /// z of the standard normal at 0.95.
@@ -50,7 +53,9 @@ impl FromStr for LatencyModel {
         match kind {
             "fixed" => Ok(LatencyModel::Fixed(parse_duration(rest)?)),
             "uniform" => {
-                let (lo, hi) = rest.split_once("..").ok_or_else(|| format!("invalid uniform latency {rest:?}: expected MIN..MAX"))?;
+                let (lo, hi) = rest
+                    .split_once("..")
+                    .ok_or_else(|| format!("invalid uniform latency {rest:?}: expected MIN..MAX"))?;
                 let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
                 if lo > hi {
                     return Err(format!("invalid uniform latency {rest:?}: MIN is above MAX"));
@@ -103,7 +108,8 @@ impl FromStr for Stall {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (d, a) = s.split_once('@').ok_or_else(|| format!("invalid stall {s:?}: expected DUR@AFTER, e.g. 3s@10s"))?;
+        let (d, a) =
+            s.split_once('@').ok_or_else(|| format!("invalid stall {s:?}: expected DUR@AFTER, e.g. 3s@10s"))?;
         Ok(Stall { duration: parse_duration(d)?, after: parse_duration(a)? })
     }
 }

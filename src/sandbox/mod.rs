@@ -208,13 +208,15 @@ impl Sandbox {
             Some(k) => k.expose_secret().to_string(),
             None => format!("sandboxapp.keyid:{}", channels::random_id() + &channels::random_id()),
         };
-        let key = AblyKey::parse(&key_text).map_err(|e| SandboxError::Option(format!("BROKER_OPS_SANDBOX_KEY: {e}")))?;
+        let key =
+            AblyKey::parse(&key_text).map_err(|e| SandboxError::Option(format!("BROKER_OPS_SANDBOX_KEY: {e}")))?;
         if !(0.0..=1.0).contains(&opts.ai_error_rate) || !(0.0..=1.0).contains(&opts.http_error_rate) {
             return Err(SandboxError::Option("error rates must be between 0 and 1".into()));
         }
         let (sink, sink_task, sink_counters) = sinks::start(&opts).await?;
-        let listener =
-            tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let rng = match opts.seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -222,7 +224,11 @@ impl Sandbox {
         };
         let state = Arc::new(State {
             inbox: opts.inbox.clone().unwrap_or_else(|| format!("sbx{}", channels::random_id())),
-            api_token: opts.api_token.as_ref().map(|t| t.expose_secret().to_string()).unwrap_or_else(channels::random_id),
+            api_token: opts
+                .api_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string())
+                .unwrap_or_else(channels::random_id),
             key,
             started: Instant::now(),
             channels: Mutex::default(),

@@ -63,7 +63,13 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
         None => None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = Writer { redis, pg, names: opts.names.clone(), keys: QueueKeys::new(&opts.bull_prefix, &opts.queue), counters: counters.clone() };
+    let writer = Writer {
+        redis,
+        pg,
+        names: opts.names.clone(),
+        keys: QueueKeys::new(&opts.bull_prefix, &opts.queue),
+        counters: counters.clone(),
+    };
     let task = tokio::spawn(writer.run(rx));
     Ok((Some(tx), Some(task), counters))
 }
@@ -133,8 +139,19 @@ impl Writer {
                     )
                     .ignore();
                     pipe.lpush(k.key("wait"), id).ignore();
-                    pipe.cmd("XADD").arg(k.key("events")).arg("MAXLEN").arg("~").arg(10_000).arg("*")
-                        .arg("event").arg("added").arg("jobId").arg(id).arg("name").arg("message_created").ignore();
+                    pipe.cmd("XADD")
+                        .arg(k.key("events"))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(10_000)
+                        .arg("*")
+                        .arg("event")
+                        .arg("added")
+                        .arg("jobId")
+                        .arg(id)
+                        .arg("name")
+                        .arg("message_created")
+                        .ignore();
                 }
                 SinkOp::JobActive { id, at_ms } => {
                     pipe.lrem(k.key("wait"), 1, id).ignore();

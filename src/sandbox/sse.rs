@@ -91,11 +91,15 @@ async fn subscribe(
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
-    let cred =
-        match authenticate(&state, &headers, q.get("key").map(String::as_str), q.get("accessToken").map(String::as_str)) {
-            Ok(c) => c,
-            Err(e) => return error_response(&e),
-        };
+    let cred = match authenticate(
+        &state,
+        &headers,
+        q.get("key").map(String::as_str),
+        q.get("accessToken").map(String::as_str),
+    ) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
     if let Some(ch) = p.channels.iter().find(|c| !cred.allows(c, "subscribe")) {
         return error_response(&denied("subscribe", ch));
     }
@@ -109,7 +113,8 @@ async fn subscribe(
         Framing::Sse => "text/event-stream",
         Framing::Lines => "application/json",
     };
-    let mut resp = (StatusCode::OK, Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::io::Error>))).into_response();
+    let mut resp =
+        (StatusCode::OK, Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::io::Error>))).into_response();
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static(content_type));
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -210,7 +215,10 @@ async fn pump(
         }
     }
     let mut merged = futures::stream::select_all(
-        receivers.into_iter().zip(p.channels.iter().cloned()).map(|(r, name)| BroadcastStream::new(r).map(move |m| (name.clone(), m))),
+        receivers
+            .into_iter()
+            .zip(p.channels.iter().cloned())
+            .map(|(r, name)| BroadcastStream::new(r).map(move |m| (name.clone(), m))),
     );
     let keepalive = state.opts.sse_keepalive;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);

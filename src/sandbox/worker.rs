@@ -30,10 +30,7 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
     let user_event = Message {
         name: Some(events::MESSAGE_USER.into()),
         client_id: Some(format!("contact:{}", msg.sender.get("id").and_then(|v| v.as_u64()).unwrap_or(0))),
-        data: Some(json!({
-            "messageId": msg.id, "conversationId": msg.conversation_id, "content": msg.content,
-            "echoId": msg.echo_id,
-        })),
+        data: Some(user_data(msg)),
         ..Default::default()
     };
     publish(state, &channel, user_event);
@@ -59,11 +56,23 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
             let at_ms = State::now_ms();
             let _ = sink.send(match outcome.reply_id {
                 Some(r) => SinkOp::JobCompleted { id: job_id, at_ms, result: json!({"replyId": r}).to_string() },
-                None => SinkOp::JobFailed { id: job_id, at_ms, reason: "AI provider error (sandbox --ai-error-rate)".into() },
+                None => SinkOp::JobFailed {
+                    id: job_id,
+                    at_ms,
+                    reason: "AI provider error (sandbox --ai-error-rate)".into(),
+                },
             });
         }
         lock(&state.truth).push(outcome);
     });
+}
+
+fn user_data(msg: &ChatMessage) -> serde_json::Value {
+    let mut data = json!({"messageId": msg.id, "conversationId": msg.conversation_id, "content": msg.content});
+    if let Some(echo) = &msg.echo_id {
+        data["echoId"] = json!(echo);
+    }
+    data
 }
 
 fn publish(state: &State, channel: &str, m: Message) {
@@ -120,7 +129,11 @@ async fn run_job(
                 tokio::time::sleep_until(at.into()).await;
                 let name = if is_viol { events::SLA_VIOLATION } else { events::SLA_WARNING };
                 publish(state, channel, sla_event(name, conv, msg_id, received.elapsed(), threshold));
-                if is_viol { record.sla_violation = true } else { record.sla_warning = true }
+                if is_viol {
+                    record.sla_violation = true
+                } else {
+                    record.sla_warning = true
+                }
                 if fails && record.sla_violation {
                     return record;
                 }
