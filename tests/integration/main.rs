@@ -1,1 +1,12 @@
+//! Integration tests: the sandbox over real HTTP, the mirrors in the real Redis and Postgres
+//! of this machine, and the `broker-ops` binary. One test binary, split into modules.
 
+mod support;
+
+mod cli;
+mod doctor;
+mod mirror;
+mod sandbox_ably;
+mod sandbox_chatwoot;
+mod sandbox_sse;
+mod sandbox_worker;

@@ -1,0 +1,199 @@
+//! The binary: help for every command, exit codes, configuration precedence, `NAME_FILE`
+//! secrets, secrets never printed, and the sandbox command's start and clean stop.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{self, bin, run};
+
+#[tokio::test]
+async fn every_command_has_help_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["sandbox", "--help"],
+        vec!["doctor", "--help"],
+        vec!["completions", "--help"],
+        vec!["man", "--help"],
+    ] {
+        let mut cmd = bin(dir.path());
+        cmd.args(&args);
+        let r = run(cmd).await;
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stdout.contains("Usage: broker-ops"), "{args:?}: {}", r.stdout);
+    }
+    let mut version = bin(dir.path());
+    version.arg("--version");
+    assert_eq!(run(version).await.stdout.trim(), format!("broker-ops {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_configuration_errors_exit_3_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor", "--no-such-flag"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unexpected argument '--no-such-flag'"), "{}", r.stderr);
+
+    let mut cmd = bin(dir.path());
+    cmd.arg("doctor").env("REDIS_URL", "http://user:pw@example.com");
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: REDIS_URL from environment variable REDIS_URL: unsupported scheme \"http\" (expected one of redis, rediss, valkey, valkeys, unix, redis+unix)"
+    );
+
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "chatwoot_account_id = \"abc\"\n").unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor", "--config", file.to_str().unwrap()]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: CHATWOOT_ACCOUNT_ID from config file {}: expected a positive integer",
+            file.display()
+        )),
+        "{}",
+        r.stderr
+    );
+
+    let mut cmd = bin(dir.path());
+    cmd.args(["sandbox", "--mirror", "--listen", "127.0.0.1:0"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("--mirror needs REDIS_URL or DATABASE_URL"), "{}", r.stderr);
+
+    let mut cmd = bin(dir.path());
+    cmd.args(["sandbox", "--listen", "127.0.0.1:0", "--redis-url", "redis://:pw@127.0.0.1:6379"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "no flag takes a secret");
+    assert!(r.stderr.contains("--redis-url must not carry a password"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn flags_beat_environment_which_beats_the_config_file() {
+    let (_sb, env) = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The file's value is broken; the environment's wins, so the file's is never used.
+    std::fs::write(dir.path().join("broker-ops.toml"), "ably_rest_url = \"ftp://nowhere\"\nbroker_queue = \"q\"\n")
+        .unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor", "-o", "json"]).env("ABLY_REST_URL", &env.base).env("ABLY_API_KEY", &env.key);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Without the environment, ./broker-ops.toml is read and its bad value reported.
+    let mut cmd = bin(dir.path());
+    cmd.arg("doctor");
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("ABLY_REST_URL from config file broker-ops.toml"), "{}", r.stderr);
+    // --timeout (a flag) beats BROKER_OPS_TIMEOUT (environment): the bad env value is never read.
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor", "--timeout", "2s"]).env("BROKER_OPS_TIMEOUT", "soon").env("ABLY_REST_URL", &env.base);
+    assert_eq!(run(cmd).await.code, 0);
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor"]).env("BROKER_OPS_TIMEOUT", "soon").env("ABLY_REST_URL", &env.base);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("BROKER_OPS_TIMEOUT from environment variable BROKER_OPS_TIMEOUT"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn secrets_come_from_name_file() {
+    let (_sb, env) = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ably.key");
+    std::fs::write(&key_file, format!("{}\n", env.key)).unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["doctor", "-o", "json"]).env("ABLY_REST_URL", &env.base).env("ABLY_API_KEY_FILE", &key_file);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["checks"][0]["name"], "ably");
+    assert_eq!(doc["checks"][0]["reachable"], true);
+    assert!(!r.stdout.contains(env.key_secret()));
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_output_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets =
+        ["SECRETABLY1234", "SECRETREDIS1234", "SECRETPG1234", "SECRETSLACK1234", "SECRETSMTP1234", "SECRETCW1234"];
+    for format in ["table", "json", "ndjson"] {
+        let mut cmd = bin(dir.path());
+        cmd.args(["doctor", "-vvv", "--timeout", "2s", "-o", format])
+            .env("ABLY_REST_URL", "http://127.0.0.1:1")
+            .env("ABLY_API_KEY", "app.key:SECRETABLY1234")
+            .env("REDIS_URL", "redis://default:SECRETREDIS1234@127.0.0.1:1")
+            .env("DATABASE_URL", "postgres://u:SECRETPG1234@127.0.0.1:1/db")
+            .env("SLACK_WEBHOOK_URL", "http://127.0.0.1:1/services/T0/B0/SECRETSLACK1234")
+            .env("SMTP_URL", "smtp://u:SECRETSMTP1234@127.0.0.1:1")
+            .env("CHATWOOT_BASE_URL", "http://127.0.0.1:1")
+            .env("CHATWOOT_API_TOKEN", "SECRETCW1234");
+        let r = run(cmd).await;
+        assert_eq!(r.code, 3, "nothing is reachable: {}", r.stdout);
+        for s in secrets {
+            assert!(
+                !r.stdout.contains(s) && !r.stderr.contains(s),
+                "{s} leaked in {format}:\n{}\n{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+        assert!(r.stdout.contains("127.0.0.1:1"), "the addresses are named");
+    }
+}
+
+#[tokio::test]
+async fn completions_and_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["completions", "bash"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("_broker__ops()") && r.stdout.contains("broker-ops") && r.stdout.contains("sandbox"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    let mut cmd = bin(dir.path());
+    cmd.arg("man");
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with(".ie \\n(.g .ds Aq") || r.stdout.contains(".TH broker-ops"), "{}", &r.stdout[..200]);
+}
+
+#[tokio::test]
+async fn sandbox_prints_its_environment_serves_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.args(["sandbox", "--listen", "127.0.0.1:0", "--ai-latency", "fixed:10ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let exports = first.strip_prefix("export ").expect("an export line");
+    let vars: std::collections::HashMap<&str, &str> = exports.split(' ').filter_map(|kv| kv.split_once('=')).collect();
+    for k in [
+        "ABLY_REST_URL",
+        "ABLY_API_KEY",
+        "CHATWOOT_BASE_URL",
+        "CHATWOOT_INBOX_IDENTIFIER",
+        "CHATWOOT_API_TOKEN",
+        "CHATWOOT_ACCOUNT_ID",
+    ] {
+        assert!(vars.contains_key(k), "{k} in {first}");
+    }
+    assert!(vars["ABLY_API_KEY"].starts_with("sandboxapp.keyid:"));
+    let time = support::http().get(format!("{}/time", vars["ABLY_REST_URL"])).send().await.unwrap();
+    assert_eq!(time.status(), 200);
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stops within 10 s").unwrap();
+    assert_eq!(status.code(), Some(0));
+}

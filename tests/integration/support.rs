@@ -1,0 +1,185 @@
+//! Shared helpers: an in-process sandbox on port 0, a unique Redis key prefix per test, SSE
+//! reading with a real parser, and the binary with a clean environment.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use broker_ops::sandbox::{LatencyModel, Sandbox, SandboxOptions};
+use eventsource_stream::{Event, Eventsource};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+pub struct Env {
+    pub base: String,
+    pub key: String,
+    pub inbox: String,
+    pub token: String,
+}
+
+impl Env {
+    pub fn of(sb: &Sandbox) -> Env {
+        let get = |name: &str| sb.env().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v).unwrap();
+        Env {
+            base: sb.base_url(),
+            key: get("ABLY_API_KEY"),
+            inbox: get("CHATWOOT_INBOX_IDENTIFIER"),
+            token: get("CHATWOOT_API_TOKEN"),
+        }
+    }
+
+    pub fn key_name(&self) -> &str {
+        self.key.split(':').next().unwrap()
+    }
+
+    pub fn key_secret(&self) -> &str {
+        self.key.split(':').nth(1).unwrap()
+    }
+}
+
+/// Options for a fast, repeatable sandbox on a free port.
+pub fn options() -> SandboxOptions {
+    SandboxOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ai_latency: LatencyModel::Fixed(Duration::from_millis(50)),
+        sse_keepalive: Duration::from_millis(200),
+        seed: Some(7),
+        ..SandboxOptions::default()
+    }
+}
+
+pub async fn sandbox() -> (Sandbox, Env) {
+    start(options()).await
+}
+
+pub async fn start(opts: SandboxOptions) -> (Sandbox, Env) {
+    let sb = Sandbox::start(opts).await.expect("sandbox starts");
+    let env = Env::of(&sb);
+    (sb, env)
+}
+
+pub fn http() -> reqwest::Client {
+    broker_ops::http::client(Duration::from_secs(10))
+}
+
+/// A Redis key prefix no other test uses.
+pub fn prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("test:{name}:{}:{}:{nanos}:", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.expect("Redis at REDIS_URL")
+}
+
+/// A customer's chat: contact, conversation. Returns (contact source_id, conversation id).
+pub async fn new_chat(env: &Env) -> (String, u64) {
+    let c = http();
+    let contact: Value = c
+        .post(format!("{}/public/api/v1/inboxes/{}/contacts", env.base, env.inbox))
+        .json(&json!({"identifier": format!("t-{}", prefix("c")), "name": "Test Customer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let source = contact["source_id"].as_str().unwrap().to_string();
+    let conv: Value = c
+        .post(format!("{}/public/api/v1/inboxes/{}/contacts/{source}/conversations", env.base, env.inbox))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (source, conv["id"].as_u64().unwrap())
+}
+
+pub async fn say(env: &Env, contact: &str, conv: u64, text: &str) -> Value {
+    let resp = http()
+        .post(format!(
+            "{}/public/api/v1/inboxes/{}/contacts/{contact}/conversations/{conv}/messages",
+            env.base, env.inbox
+        ))
+        .json(&json!({"content": text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Opens an SSE subscription and returns the parsed event stream.
+pub async fn subscribe(
+    env: &Env,
+    query: &str,
+) -> impl futures::Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Unpin + use<> {
+    let resp = broker_ops::http::streaming_client(Duration::from_secs(5))
+        .get(format!("{}/sse?v=1.2&key={}&{query}", env.base, env.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "SSE subscribe answered {}", resp.status());
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    Box::pin(resp.bytes_stream().eventsource())
+}
+
+/// Collects message events until `n` arrived or `within` passed.
+pub async fn collect<S>(stream: &mut S, n: usize, within: Duration) -> Vec<Event>
+where
+    S: futures::Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Unpin,
+{
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while out.len() < n {
+            match stream.next().await {
+                Some(Ok(e)) if e.event == "message" => out.push(e),
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+    })
+    .await;
+    out
+}
+
+/// The Ably message in an SSE event, with its JSON data decoded.
+pub fn message(e: &Event) -> (String, Value) {
+    let v: Value = serde_json::from_str(&e.data).unwrap();
+    let data = match (&v["data"], v["encoding"].as_str()) {
+        (Value::String(s), Some("json")) => serde_json::from_str(s).unwrap(),
+        (d, _) => d.clone(),
+    };
+    (v["name"].as_str().unwrap_or_default().to_string(), data)
+}
+
+/// The binary with an empty environment (no stray settings) in an empty directory.
+pub fn bin(dir: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker-ops"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("NO_COLOR", "1").current_dir(dir);
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn run(mut cmd: tokio::process::Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("binary finished").unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
