@@ -47,6 +47,11 @@ pub struct Global {
 pub enum Command {
     /// Local stand-in for Chatwoot + Ably + the AI worker (demo, tests, drills).
     Sandbox(Box<crate::sandbox::SandboxArgs>),
+    /// SLA validation: smoke chats end to end, and merging runs.
+    Sla {
+        #[command(subcommand)]
+        command: crate::sla::SlaCommand,
+    },
     /// Check configuration and reach every configured dependency.
     Doctor,
     /// Print shell completions.

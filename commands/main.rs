@@ -4,6 +4,7 @@
 mod cli;
 mod doctor;
 mod sandbox;
+mod sla;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,9 +23,20 @@ pub struct Ctx {
     pub config: Config,
     pub format: Format,
     pub style: Style,
+    pub argv: Vec<String>,
 }
 
 impl Ctx {
+    /// The command line as typed, for reports. No flag takes a secret, but a URL flag could
+    /// still carry a password by mistake: those are redacted.
+    pub fn command_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| if a.contains("://") && a.contains('@') { broker_ops::redact::url(a) } else { a.clone() })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn render(&self, r: &dyn Render) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         output::write(r, self.format, self.style, &mut out)?;
@@ -88,7 +100,7 @@ pub async fn wait_for_shutdown() {
     }
 }
 
-async fn dispatch(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<i32> {
+async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
         Command::Completions { shell } => {
@@ -106,10 +118,11 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<i32>
     layers.flag("BROKER_OPS_TIMEOUT", "--timeout", cli.global.timeout.clone());
     let config = Config::resolve(layers)?;
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
-    let ctx = Ctx { config, format: cli.global.output, style };
+    let ctx = Ctx { config, format: cli.global.output, style, argv };
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
+        Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
@@ -138,7 +151,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(Exit::CouldNotRun.code() as u8);
         }
     };
-    let code = match runtime.block_on(dispatch(cli, env)) {
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let code = match runtime.block_on(dispatch(cli, env, argv)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -29,6 +29,7 @@ pub mod output;
 pub mod queue;
 pub mod redact;
 pub mod sandbox;
+pub mod sla;
 
 /// The version that goes into `Ably-Agent` and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

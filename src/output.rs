@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{ContentArrangement, Table, TableComponent, presets};
 use serde_json::Value;
 
 /// `-o/--output`.
@@ -85,7 +85,9 @@ pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) ->
 /// A table in the house style: no outer frame, a rule under the header.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+    t.load_preset(presets::NOTHING)
+        .set_style(TableComponent::HeaderLines, '─')
+        .set_style(TableComponent::MiddleHeaderIntersections, '─')
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().copied());
     t

@@ -68,6 +68,14 @@ pub struct SandboxOptions {
     pub connect_timeout: Duration,
 }
 
+impl SandboxOptions {
+    /// The same options on a free loopback port (in-process use: tests, `sla smoke --sandbox`).
+    pub fn with_free_port(mut self) -> Self {
+        self.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        self
+    }
+}
+
 impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
@@ -245,6 +253,13 @@ impl Sandbox {
         let (shutdown, mut rx) = watch::channel(false);
         let app = router(state.clone());
         let server = tokio::spawn(async move {
+            // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and
+            // delayed ACKs add ~40 ms to a reply, which would falsify every measurement.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("sandbox: TCP_NODELAY: {e}");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             });

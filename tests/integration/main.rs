@@ -10,3 +10,4 @@ mod sandbox_ably;
 mod sandbox_chatwoot;
 mod sandbox_sse;
 mod sandbox_worker;
+mod sla_smoke;

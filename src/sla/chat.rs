@@ -1,0 +1,230 @@
+//! One smoke chat, exactly as a customer has it: contact, conversation, realtime subscription
+//! before the first word, then each message and the AI's reply to it. Every duration is taken
+//! with this process's monotonic clock.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::realtime::{self, RtEvent, Subscription};
+use crate::ably::Message;
+use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
+use crate::config::AblyKey;
+use crate::contracts::{Names, events};
+
+/// The measured steps of a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    Contact,
+    Conversation,
+    PostAck,
+    Echo,
+    Reply,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [Phase::Contact, Phase::Conversation, Phase::PostAck, Phase::Echo, Phase::Reply];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Contact => "contact",
+            Phase::Conversation => "conversation",
+            Phase::PostAck => "post_ack",
+            Phase::Echo => "echo",
+            Phase::Reply => "reply",
+        }
+    }
+}
+
+/// How the reply is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Ably SSE on the conversation's channel.
+    Sse,
+    /// Polling Chatwoot for the first outgoing message (the web app's fallback).
+    Poll,
+}
+
+/// Everything a chat needs, shared by all chats of a run.
+#[derive(Clone)]
+pub struct ChatContext {
+    pub chatwoot: ChatwootClient,
+    pub ably: Option<(url::Url, AblyKey)>,
+    pub sse_http: reqwest::Client,
+    pub transport: Transport,
+    pub names: Names,
+    pub run_id: String,
+    pub reply_timeout: Duration,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+}
+
+/// What went wrong in a chat; `kind` groups errors in the report.
+#[derive(Debug, Clone)]
+pub struct ChatFailure {
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatOutcome {
+    pub index: usize,
+    pub conversation_id: Option<u64>,
+    pub phases: Vec<(Phase, Duration)>,
+    /// Reply latency of the first turn measured from the chat's intended start (open loop).
+    pub corrected_first_reply: Option<Duration>,
+    pub warnings: u32,
+    pub violations: u32,
+    pub failure: Option<ChatFailure>,
+    pub cancelled: bool,
+}
+
+fn fail(kind: impl Into<String>, detail: impl Into<String>) -> ChatFailure {
+    ChatFailure { kind: kind.into(), detail: detail.into() }
+}
+
+fn chatwoot_failure(step: &str, e: &ChatwootError) -> ChatFailure {
+    let kind = match e {
+        ChatwootError::Http { status, .. } => format!("{step}: HTTP {status}"),
+        ChatwootError::Transport { detail, .. } if detail.starts_with("timed out") => format!("{step}: timeout"),
+        ChatwootError::Transport { .. } => format!("{step}: connection error"),
+        ChatwootError::Protocol { .. } => format!("{step}: invalid response"),
+        ChatwootError::NotConfigured { .. } => format!("{step}: not configured"),
+    };
+    fail(kind, e.to_string())
+}
+
+/// Runs chat `index` with `messages`; `intended_start` is when the schedule wanted it to begin.
+pub async fn run(ctx: &ChatContext, index: usize, messages: &[String], intended_start: Instant) -> ChatOutcome {
+    let mut out = ChatOutcome { index, ..Default::default() };
+    let cancel = ctx.cancel.clone();
+    tokio::select! {
+        r = steps(ctx, index, messages, intended_start, &mut out) => {
+            if let Err(f) = r {
+                out.failure = Some(f);
+            }
+        }
+        _ = cancel.cancelled() => out.cancelled = true,
+    }
+    out
+}
+
+async fn steps(
+    ctx: &ChatContext,
+    index: usize,
+    messages: &[String],
+    intended_start: Instant,
+    out: &mut ChatOutcome,
+) -> Result<(), ChatFailure> {
+    let cw = &ctx.chatwoot;
+    let t = Instant::now();
+    // A fresh contact per chat: an inbox with lock_to_single_conversation would otherwise merge chats.
+    let identifier = format!("broker-ops-smoke-{}-{index}", ctx.run_id);
+    let contact = cw
+        .create_contact(&identifier, &format!("Smoke test {index}"))
+        .await
+        .map_err(|e| chatwoot_failure("contact", &e))?;
+    out.phases.push((Phase::Contact, t.elapsed()));
+    let t = Instant::now();
+    let conv = cw.create_conversation(&contact.source_id).await.map_err(|e| chatwoot_failure("conversation", &e))?;
+    out.phases.push((Phase::Conversation, t.elapsed()));
+    out.conversation_id = Some(conv.id);
+    let mut sub = match (ctx.transport, &ctx.ably) {
+        (Transport::Sse, Some((base, key))) => {
+            let channel = ctx.names.channel_of(&conv.id.to_string());
+            let s = realtime::subscribe(ctx.sse_http.clone(), base.clone(), key.clone(), channel, ctx.timeout)
+                .await
+                .map_err(|e| match &e {
+                    realtime::RealtimeError::Refused { status, code, .. } => {
+                        fail(format!("realtime: HTTP {status} ({code})"), e.to_string())
+                    }
+                    realtime::RealtimeError::Connect { .. } => fail("realtime: connection error", e.to_string()),
+                })?;
+            Some(s)
+        }
+        _ => None,
+    };
+    for (turn, text) in messages.iter().enumerate() {
+        let sent = Instant::now();
+        let msg = cw.post_message(&contact.source_id, conv.id, text).await.map_err(|e| chatwoot_failure("post", &e))?;
+        out.phases.push((Phase::PostAck, sent.elapsed()));
+        let replied_at = match &mut sub {
+            Some(s) => await_realtime(s, msg.id, sent, ctx.reply_timeout, out).await?,
+            None => await_poll(ctx, &contact.source_id, conv.id, msg.id, sent).await?,
+        };
+        out.phases.push((Phase::Reply, replied_at.duration_since(sent)));
+        if turn == 0 {
+            out.corrected_first_reply = Some(replied_at.duration_since(intended_start));
+        }
+    }
+    Ok(())
+}
+
+fn data_u64(m: &Message, field: &str) -> Option<u64> {
+    let d = m.decoded_data();
+    match d.get(field) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Waits for the first `message:ai` whose `replyTo` is our message, noting the echo of our
+/// own `message:user` and the SLA events on the way.
+async fn await_realtime(
+    sub: &mut Subscription,
+    msg_id: u64,
+    sent: Instant,
+    reply_timeout: Duration,
+    out: &mut ChatOutcome,
+) -> Result<Instant, ChatFailure> {
+    let deadline = tokio::time::Instant::from_std(sent + reply_timeout);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, sub.rx.recv()).await.map_err(|_| {
+            fail("no reply", format!("no message:ai within {}", crate::duration::format_duration(reply_timeout)))
+        })?;
+        match ev {
+            None => return Err(fail("realtime: stream ended", "the Ably SSE stream ended before the reply")),
+            Some(RtEvent::Error(e)) => return Err(fail("realtime: stream error", e)),
+            Some(RtEvent::Message(m, at)) => {
+                let name = m.name.as_deref().unwrap_or_default();
+                match name {
+                    n if n == events::MESSAGE_AI && data_u64(&m, "replyTo") == Some(msg_id) => return Ok(at),
+                    n if n == events::MESSAGE_USER && data_u64(&m, "messageId") == Some(msg_id) => {
+                        out.phases.push((Phase::Echo, at.duration_since(sent)));
+                    }
+                    n if n == events::SLA_WARNING && data_u64(&m, "messageId") == Some(msg_id) => out.warnings += 1,
+                    n if n == events::SLA_VIOLATION && data_u64(&m, "messageId") == Some(msg_id) => out.violations += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Polls the public API for the first outgoing message newer than ours.
+async fn await_poll(
+    ctx: &ChatContext,
+    contact: &str,
+    conv: u64,
+    msg_id: u64,
+    sent: Instant,
+) -> Result<Instant, ChatFailure> {
+    let deadline = sent + ctx.reply_timeout;
+    loop {
+        let list = ctx.chatwoot.list_messages(contact, conv).await.map_err(|e| chatwoot_failure("poll", &e))?;
+        let now = Instant::now();
+        if list.iter().any(|m| m.message_type == MESSAGE_OUTGOING && m.id > msg_id) {
+            return Ok(now);
+        }
+        if now + ctx.poll_interval > deadline {
+            return Err(fail(
+                "no reply",
+                format!("no outgoing message within {}", crate::duration::format_duration(ctx.reply_timeout)),
+            ));
+        }
+        tokio::time::sleep(ctx.poll_interval).await;
+    }
+}

@@ -1,0 +1,135 @@
+//! A small wrapper around [`hdrhistogram::Histogram`] for latencies: microsecond resolution,
+//! three significant digits, values up to one hour, and the HdrHistogram log format for
+//! `--histogram-out` / `sla merge`.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// The largest latency recorded exactly; longer ones are clamped (and still counted).
+const MAX_US: u64 = 3_600_000_000;
+
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    hist: Histogram<u64>,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> Self {
+        // The bounds are constants that hdrhistogram accepts (1 <= low, high >= 2 * low, 3 digits).
+        LatencyHistogram { hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds") }
+    }
+
+    pub fn from_inner(hist: Histogram<u64>) -> Self {
+        LatencyHistogram { hist }
+    }
+
+    pub fn inner(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, MAX_US);
+        // Cannot fail: the value is clamped into the histogram's range.
+        let _ = self.hist.record(us);
+    }
+
+    /// Records `d` as wrk2 does for coordinated omission: when a sample took longer than the
+    /// expected interval, the samples that should have been taken meanwhile are filled in.
+    pub fn record_corrected(&mut self, d: Duration, expected_interval: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, MAX_US);
+        let _ = self.hist.record_correct(us, (expected_interval.as_micros() as u64).max(1));
+    }
+
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        // Both histograms have the same bounds, so adding cannot go out of range.
+        let _ = self.hist.add(&other.hist);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty()
+    }
+
+    /// The value at percentile `p` (0..=100) in milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        self.hist.value_at_percentile(p) as f64 / 1000.0
+    }
+
+    pub fn min_ms(&self) -> f64 {
+        if self.is_empty() { 0.0 } else { self.hist.min() as f64 / 1000.0 }
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.hist.max() as f64 / 1000.0
+    }
+
+    pub fn mean_ms(&self) -> f64 {
+        self.hist.mean() / 1000.0
+    }
+
+    /// How many recorded values are above `limit_ms`. Values in the same bucket as the limit
+    /// (within 0.1 %) are not counted, so this never over-counts.
+    pub fn count_above_ms(&self, limit_ms: f64) -> u64 {
+        let limit_us = (limit_ms * 1000.0) as u64;
+        self.hist
+            .iter_recorded()
+            .filter(|v| self.hist.lowest_equivalent(v.value_iterated_to()) > limit_us)
+            .map(|v| v.count_at_value())
+            .sum()
+    }
+
+    /// Counts in `bins` equal-width bins between the minimum and the 99.9th percentile (the
+    /// last bin also holds everything above): `(upper bound ms, count)`.
+    pub fn bins(&self, bins: usize) -> Vec<(f64, u64)> {
+        if self.is_empty() || bins == 0 {
+            return Vec::new();
+        }
+        let lo = self.hist.min() as f64;
+        let hi = (self.hist.value_at_percentile(99.9) as f64).max(lo + 1.0);
+        let width = (hi - lo) / bins as f64;
+        let mut out: Vec<(f64, u64)> = (1..=bins).map(|i| ((lo + width * i as f64) / 1000.0, 0)).collect();
+        for v in self.hist.iter_recorded() {
+            let x = v.value_iterated_to() as f64;
+            let i = (((x - lo) / width).floor() as usize).min(bins - 1);
+            out[i].1 += v.count_at_value();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_counts_are_exact_to_three_digits() {
+        let mut h = LatencyHistogram::new();
+        for ms in 1..=1000 {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count(), 1000);
+        assert!((h.percentile_ms(50.0) - 500.0).abs() <= 0.5);
+        assert!((h.percentile_ms(95.0) - 950.0).abs() <= 1.0);
+        assert!((h.max_ms() - 1000.0).abs() <= 1.0);
+        assert_eq!(h.count_above_ms(900.0), 100);
+        let bins = h.bins(10);
+        assert_eq!(bins.iter().map(|b| b.1).sum::<u64>(), 1000);
+    }
+
+    #[test]
+    fn corrected_recording_fills_in_the_omitted_samples() {
+        let mut h = LatencyHistogram::new();
+        h.record_corrected(Duration::from_millis(1000), Duration::from_millis(100));
+        assert_eq!(h.count(), 10, "1000 ms at a 100 ms interval stands for 10 samples");
+    }
+}

@@ -1,0 +1,306 @@
+//! `sla smoke`: real smoke chats end to end, measured honestly, judged against thresholds.
+//!
+//! Workers (one task per chat) send their outcome to one aggregator, which keeps an HDR
+//! histogram per phase, counts SLA events and errors, reports progress and decides when a run
+//! can no longer pass (`--abort-on-fail`). The report renders as a table, JSON, Markdown and
+//! JUnit. `merge` combines the histogram logs of several runs into one exact result.
+
+pub mod chat;
+pub mod histogram;
+pub mod merge;
+pub mod realtime;
+pub mod report;
+pub mod scenario;
+pub mod threshold;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use chat::{ChatContext, Phase, Transport};
+pub use histogram::LatencyHistogram;
+pub use report::SmokeReport;
+pub use scenario::Scenario;
+pub use threshold::Threshold;
+
+use crate::chatwoot::ChatwootClient;
+use crate::config::AblyKey;
+use crate::contracts::Names;
+
+/// How chats are started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// At most `concurrency` chats at once; each starts when one ends.
+    Closed { concurrency: usize },
+    /// A chat every `1/rate` seconds whatever the system does; latency also counts from each
+    /// chat's intended start (coordinated-omission correction, as wrk2 does it).
+    Open { rate_per_s: f64, max_in_flight: usize },
+}
+
+/// Where the smoke chats go.
+#[derive(Clone)]
+pub struct Target {
+    pub chatwoot: ChatwootClient,
+    /// Shown in reports (no secrets in it).
+    pub label: String,
+    pub ably: Option<(url::Url, AblyKey)>,
+    /// Whether the Application API is configured, so smoke conversations can be resolved.
+    pub can_clean_up: bool,
+}
+
+#[derive(Clone)]
+pub struct SmokeOptions {
+    pub target: Target,
+    pub chats: usize,
+    pub schedule: Schedule,
+    pub turns: usize,
+    pub scenario: Scenario,
+    pub transport: Transport,
+    pub reply_timeout: Duration,
+    pub poll_interval: Duration,
+    pub thresholds: Vec<Threshold>,
+    pub abort_on_fail: bool,
+    /// Resolve and label the smoke conversations afterwards (when the target allows it).
+    pub cleanup_allowed: bool,
+    pub timeout: Duration,
+    pub names: Names,
+    /// The command line as typed (secrets never appear in it: no flag takes one).
+    pub command: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmokeError {
+    #[error("sla smoke: {0}")]
+    Options(String),
+    #[error(
+        "Ably {0}: refusing to send Basic auth over plain HTTP to a non-loopback host (Ably answers this with 40103); use https://"
+    )]
+    InsecureBasicAuth(String),
+}
+
+/// A progress snapshot for the progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub planned: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub p95_ms: f64,
+}
+
+/// Everything the aggregator has seen.
+#[derive(Debug, Clone, Default)]
+pub struct Aggregate {
+    pub phases: BTreeMap<Phase, LatencyHistogram>,
+    /// Open loop only: reply latency counted from each chat's intended start.
+    pub corrected: Option<LatencyHistogram>,
+    pub total: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+    pub warnings: u64,
+    pub violations: u64,
+    /// Error kind → (count, one full example).
+    pub errors: BTreeMap<String, (usize, String)>,
+}
+
+impl Aggregate {
+    fn add(&mut self, o: &chat::ChatOutcome, open_loop: bool) {
+        if o.cancelled {
+            self.cancelled += 1;
+            return;
+        }
+        self.total += 1;
+        for (phase, d) in &o.phases {
+            self.phases.entry(*phase).or_default().record(*d);
+        }
+        if open_loop && let Some(c) = o.corrected_first_reply {
+            self.corrected.get_or_insert_with(LatencyHistogram::new).record(c);
+        }
+        self.warnings += u64::from(o.warnings);
+        self.violations += u64::from(o.violations);
+        match &o.failure {
+            None => self.ok += 1,
+            Some(f) => {
+                self.failed += 1;
+                let e = self.errors.entry(f.kind.clone()).or_insert((0, f.detail.clone()));
+                e.0 += 1;
+            }
+        }
+    }
+
+    pub fn reply(&self) -> LatencyHistogram {
+        self.phases.get(&Phase::Reply).cloned().unwrap_or_default()
+    }
+
+    /// The reply histogram thresholds are judged on: corrected in open loop.
+    pub fn judged_reply(&self) -> LatencyHistogram {
+        self.corrected.clone().unwrap_or_else(|| self.reply())
+    }
+}
+
+fn validate(opts: &SmokeOptions) -> Result<(), SmokeError> {
+    if opts.chats == 0 {
+        return Err(SmokeError::Options("--chats must be at least 1".into()));
+    }
+    match opts.schedule {
+        Schedule::Closed { concurrency: 0 } => {
+            return Err(SmokeError::Options("--concurrency must be at least 1".into()));
+        }
+        Schedule::Open { rate_per_s, .. } if !(rate_per_s > 0.0 && rate_per_s.is_finite()) => {
+            return Err(SmokeError::Options("--rate must be a positive number of chats per second".into()));
+        }
+        _ => {}
+    }
+    if let Some((base, _)) = &opts.target.ably
+        && base.scheme() == "http"
+        && !crate::http::is_loopback_host(base)
+    {
+        return Err(SmokeError::InsecureBasicAuth(base.to_string()));
+    }
+    Ok(())
+}
+
+/// Runs the smoke chats. `cancel` stops the run early (Ctrl-C); the report then holds what was
+/// measured so far and says it was interrupted.
+pub async fn smoke(
+    opts: SmokeOptions,
+    cancel: CancellationToken,
+    progress: Option<watch::Sender<Progress>>,
+) -> Result<SmokeReport, SmokeError> {
+    validate(&opts)?;
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    // The run's own token: Ctrl-C cancels it through the parent, an abort cancels only it.
+    let run_cancel = cancel.child_token();
+    let ctx = ChatContext {
+        chatwoot: opts.target.chatwoot.clone(),
+        ably: opts.target.ably.clone(),
+        sse_http: crate::http::streaming_client(opts.timeout.min(Duration::from_secs(4))),
+        transport: if opts.target.ably.is_some() { opts.transport } else { Transport::Poll },
+        names: opts.names.clone(),
+        run_id,
+        reply_timeout: opts.reply_timeout,
+        poll_interval: opts.poll_interval,
+        timeout: opts.timeout,
+        cancel: run_cancel.clone(),
+    };
+    let (tx, mut rx) = mpsc::channel::<chat::ChatOutcome>(1024);
+    let scheduler = tokio::spawn(schedule(opts.clone(), ctx.clone(), tx));
+    let open_loop = matches!(opts.schedule, Schedule::Open { .. });
+    let mut agg = Aggregate::default();
+    let mut conversations = Vec::new();
+    let mut aborted = None;
+    while let Some(outcome) = rx.recv().await {
+        conversations.extend(outcome.conversation_id);
+        agg.add(&outcome, open_loop);
+        if let Some(p) = &progress {
+            let reply = agg.reply();
+            let _ = p.send(Progress {
+                planned: opts.chats,
+                done: agg.total,
+                failed: agg.failed,
+                p95_ms: reply.percentile_ms(95.0),
+            });
+        }
+        if opts.abort_on_fail && aborted.is_none() {
+            let planned_samples = (opts.chats * opts.turns.max(1)) as u64;
+            if let Some(t) = opts.thresholds.iter().find(|t| report::cannot_pass(t, &agg, opts.chats, planned_samples))
+            {
+                aborted = Some(t.expr.clone());
+                run_cancel.cancel();
+            }
+        }
+    }
+    // The scheduler ends once every chat it started has reported.
+    let _ = scheduler.await;
+    let cleanup = if opts.target.can_clean_up && opts.cleanup_allowed {
+        Some(clean_up(&opts.target.chatwoot, &conversations).await)
+    } else {
+        None
+    };
+    let mode = report::Mode {
+        schedule: opts.schedule,
+        turns: opts.turns.max(1),
+        transport: ctx.transport,
+        chats_planned: opts.chats,
+    };
+    Ok(SmokeReport::build(report::Inputs {
+        agg,
+        thresholds: &opts.thresholds,
+        mode: Some(mode),
+        target: opts.target.label.clone(),
+        started_at,
+        duration: started.elapsed(),
+        aborted,
+        interrupted: cancel.is_cancelled(),
+        cleanup,
+        command: opts.command.clone(),
+    }))
+}
+
+/// Starts chats as the schedule says and forwards every outcome.
+async fn schedule(opts: SmokeOptions, ctx: ChatContext, tx: mpsc::Sender<chat::ChatOutcome>) {
+    let (limit, interval) = match opts.schedule {
+        Schedule::Closed { concurrency } => (concurrency, None),
+        Schedule::Open { rate_per_s, max_in_flight } => {
+            (max_in_flight.max(1), Some(Duration::from_secs_f64(1.0 / rate_per_s)))
+        }
+    };
+    let permits = Arc::new(Semaphore::new(limit));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..opts.chats {
+        let intended = match interval {
+            Some(iv) => {
+                let at = start + iv.mul_f64(i as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = ctx.cancel.cancelled() => break,
+                }
+                at
+            }
+            None => Instant::now(),
+        };
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = ctx.cancel.cancelled() => break,
+        };
+        // In the closed loop a chat's intended start is when a slot freed up.
+        let intended = if interval.is_none() { Instant::now() } else { intended };
+        let messages = opts.scenario.messages(i, opts.turns);
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        tasks.spawn(async move {
+            let outcome = chat::run(&ctx, i, &messages, intended).await;
+            drop(permit);
+            let _ = tx.send(outcome).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Resolves every smoke conversation and labels it `smoke-test`, so smoke chats never sit in
+/// the agents' inbox. A failure here is a warning in the report, not a failed run.
+async fn clean_up(cw: &ChatwootClient, conversations: &[u64]) -> report::Cleanup {
+    let mut c = report::Cleanup::default();
+    for chunk in conversations.chunks(16) {
+        let results = futures::future::join_all(chunk.iter().map(|id| async move {
+            cw.set_status(*id, "resolved").await?;
+            cw.add_labels(*id, &["smoke-test"]).await
+        }))
+        .await;
+        for r in results {
+            match r {
+                Ok(_) => c.resolved += 1,
+                Err(e) => {
+                    c.failed += 1;
+                    c.error.get_or_insert(e.to_string());
+                }
+            }
+        }
+    }
+    c
+}

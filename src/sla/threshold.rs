@@ -1,0 +1,148 @@
+//! Thresholds: `p95<5s`, `p99<=8s`, `max<30s`, `error_rate<1%`, `violations==0`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    P50,
+    P90,
+    P95,
+    P99,
+    Max,
+    ErrorRate,
+    Violations,
+    Warnings,
+}
+
+impl Metric {
+    /// The percentile a latency metric stands for.
+    pub fn percentile(self) -> Option<f64> {
+        match self {
+            Metric::P50 => Some(50.0),
+            Metric::P90 => Some(90.0),
+            Metric::P95 => Some(95.0),
+            Metric::P99 => Some(99.0),
+            Metric::Max => Some(100.0),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Op {
+    pub fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => observed < limit,
+            Op::Le => observed <= limit,
+            Op::Eq => (observed - limit).abs() < f64::EPSILON,
+        }
+    }
+}
+
+/// A parsed threshold. `limit` is in milliseconds for latencies, a fraction (0..1) for the
+/// error rate, and a count for SLA events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub expr: String,
+    pub metric: Metric,
+    pub op: Op,
+    pub limit: f64,
+}
+
+impl FromStr for Threshold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expr = s.trim().to_string();
+        let (name, op, value) = ["<=", "==", "<"]
+            .iter()
+            .find_map(|op| expr.split_once(op).map(|(a, b)| (a.trim(), *op, b.trim())))
+            .ok_or_else(|| format!("invalid threshold {s:?}: expected METRIC<VALUE, METRIC<=VALUE or METRIC==VALUE"))?;
+        let metric = match name {
+            "p50" => Metric::P50,
+            "p90" => Metric::P90,
+            "p95" => Metric::P95,
+            "p99" => Metric::P99,
+            "max" => Metric::Max,
+            "error_rate" => Metric::ErrorRate,
+            "violations" => Metric::Violations,
+            "warnings" => Metric::Warnings,
+            other => {
+                return Err(format!(
+                    "invalid threshold {s:?}: unknown metric {other:?} (p50, p90, p95, p99, max, error_rate, violations, warnings)"
+                ));
+            }
+        };
+        let op = match op {
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            _ => Op::Eq,
+        };
+        let limit = match metric {
+            Metric::ErrorRate => {
+                let v = value
+                    .strip_suffix('%')
+                    .ok_or_else(|| format!("invalid threshold {s:?}: error_rate takes a percentage like 1%"))?;
+                v.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("invalid threshold {s:?}: {value:?} is not a percentage"))?
+                    / 100.0
+            }
+            Metric::Violations | Metric::Warnings => {
+                value.parse::<u64>().map_err(|_| format!("invalid threshold {s:?}: {value:?} is not a count"))? as f64
+            }
+            _ => {
+                crate::duration::parse_duration(value)
+                    .map_err(|e| format!("invalid threshold {s:?}: {e}"))?
+                    .as_secs_f64()
+                    * 1000.0
+            }
+        };
+        Ok(Threshold { expr, metric, op, limit })
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+/// The defaults: the SLA itself and no more than 1 % of chats without a reply.
+pub fn defaults() -> Vec<Threshold> {
+    vec!["p95<5s".parse().expect("constant threshold"), "error_rate<1%".parse().expect("constant threshold")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_latency_rate_and_count_thresholds() {
+        let t: Threshold = "p95<5s".parse().unwrap();
+        assert_eq!((t.metric, t.op, t.limit), (Metric::P95, Op::Lt, 5000.0));
+        let t: Threshold = "p99 <= 750ms".parse().unwrap();
+        assert_eq!((t.metric, t.op, t.limit), (Metric::P99, Op::Le, 750.0));
+        let t: Threshold = "error_rate<1%".parse().unwrap();
+        assert!((t.limit - 0.01).abs() < 1e-12);
+        let t: Threshold = "violations==0".parse().unwrap();
+        assert_eq!((t.metric, t.op, t.limit), (Metric::Violations, Op::Eq, 0.0));
+        assert!("p42<1s".parse::<Threshold>().is_err());
+        assert!("error_rate<1".parse::<Threshold>().is_err());
+        assert!("p95>1s".parse::<Threshold>().is_err());
+        assert!("p95<fast".parse::<Threshold>().is_err());
+    }
+}
