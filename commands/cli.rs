@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::sla::SlaCommand,
     },
+    /// Resume tokens: issue, verify, inspect, revoke.
+    Token {
+        #[command(subcommand)]
+        command: crate::token::TokenCommand,
+    },
     /// Check configuration and reach every configured dependency.
     Doctor,
     /// Print shell completions.

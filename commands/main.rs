@@ -5,6 +5,7 @@ mod cli;
 mod doctor;
 mod sandbox;
 mod sla;
+mod token;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -123,8 +124,18 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
+        Command::Token { command } => token::run(command, &ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<output::OutputError>().is_some_and(
+                |o| matches!(o, output::OutputError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -154,6 +165,8 @@ fn main() -> std::process::ExitCode {
     let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let code = match runtime.block_on(dispatch(cli, env, argv)) {
         Ok(code) => code,
+        // A reader that went away (`| head`) is not an error worth a message, as in ripgrep.
+        Err(e) if is_broken_pipe(&e) => Exit::Ok.code(),
         Err(e) => {
             eprintln!("error: {e:#}");
             Exit::CouldNotRun.code()

@@ -9,24 +9,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-/// Formats a duration for people: `812ms`, `4.21s`, `3m12s`.
+/// Formats a duration for people: `812ms`, `4.21s`, `3m12s`, `3h12m`, `6d23h` (at most two
+/// units past a minute).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 1000.0 {
-        format!("{ms:.0}ms")
-    } else if ms < 60_000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        let secs = d.as_secs();
-        humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', "")
+        return format!("{ms:.0}ms");
     }
+    if ms < 60_000.0 {
+        return format!("{:.2}s", ms / 1000.0);
+    }
+    let s = d.as_secs();
+    let units = [(s / 86_400, "d"), (s / 3600 % 24, "h"), (s / 60 % 60, "m"), (s % 60, "s")];
+    let first = units.iter().position(|(n, _)| *n > 0).unwrap_or(3);
+    units[first..(first + 2).min(4)].iter().filter(|(n, _)| *n > 0).map(|(n, u)| format!("{n}{u}")).collect()
 }
 
-/// Parses a point in time: RFC 3339 (`2026-11-26T10:00:00Z`) or relative to `now` (`-2h`, `now`).
+/// Parses a point in time: RFC 3339 (`2026-11-26T10:00:00Z`) or relative to `now` (`-2h`,
+/// `+7d`, `now`).
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if t == "now" {
         return Ok(now);
+    }
+    if let Some(rel) = t.strip_prefix('+') {
+        let d = parse_duration(rel)?;
+        let d = chrono::Duration::from_std(d).map_err(|e| format!("{text:?}: {e}"))?;
+        return Ok(now + d);
     }
     if let Some(rel) = t.strip_prefix('-') {
         let d = parse_duration(rel)?;
@@ -50,6 +59,9 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(812)), "812ms");
         assert_eq!(format_duration(Duration::from_millis(4210)), "4.21s");
         assert_eq!(format_duration(Duration::from_secs(192)), "3m12s");
+        assert_eq!(format_duration(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h12m");
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400 - 1)), "6d23h");
     }
 
     #[test]

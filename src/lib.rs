@@ -30,6 +30,7 @@ pub mod queue;
 pub mod redact;
 pub mod sandbox;
 pub mod sla;
+pub mod token;
 
 /// The version that goes into `Ably-Agent` and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,3 +11,4 @@ mod sandbox_chatwoot;
 mod sandbox_sse;
 mod sandbox_worker;
 mod sla_smoke;
+mod token;

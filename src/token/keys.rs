@@ -1,0 +1,101 @@
+//! Signing keys: `RESUME_TOKEN_SECRET` (one key, kid `RESUME_TOKEN_KID` or `default`) or
+//! `RESUME_TOKEN_KEYS` (`kid:secret,...`: the first signs, all verify), each also as `_FILE`.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{ConfigError, Layers, Source};
+
+/// Shorter secrets are refused: HS256 needs at least as many key bytes as hash bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Clone)]
+pub struct Keys {
+    keys: Vec<(String, SecretString)>,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kids: Vec<&str> = self.keys.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "Keys({kids:?})")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("RESUME_TOKEN_SECRET or RESUME_TOKEN_KEYS is not set (nor their _FILE forms)")]
+    Missing,
+    #[error("{name} from {source_}: {reason}")]
+    Invalid { name: &'static str, source_: Source, reason: String },
+}
+
+impl Keys {
+    pub fn from_layers(l: &Layers) -> Result<Self, KeysError> {
+        if let Some(s) = l.secret("RESUME_TOKEN_KEYS")? {
+            let invalid =
+                |reason: String| KeysError::Invalid { name: "RESUME_TOKEN_KEYS", source_: s.source.clone(), reason };
+            let mut keys = Vec::new();
+            for (i, item) in s.value.expose_secret().split(',').map(str::trim).filter(|x| !x.is_empty()).enumerate() {
+                let (kid, secret) =
+                    item.split_once(':').ok_or_else(|| invalid(format!("entry {} is not kid:secret", i + 1)))?;
+                let kid = kid.trim();
+                if kid.is_empty() {
+                    return Err(invalid(format!("entry {} has an empty kid", i + 1)));
+                }
+                if keys.iter().any(|(k, _)| k == kid) {
+                    return Err(invalid(format!("kid {kid:?} appears twice")));
+                }
+                if secret.len() < MIN_SECRET_BYTES {
+                    return Err(invalid(format!(
+                        "the secret of kid {kid:?} is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                        secret.len()
+                    )));
+                }
+                keys.push((kid.to_string(), SecretString::from(secret.to_string())));
+            }
+            if keys.is_empty() {
+                return Err(invalid("no kid:secret entries".into()));
+            }
+            return Ok(Keys { keys });
+        }
+        if let Some(s) = l.secret("RESUME_TOKEN_SECRET")? {
+            let len = s.value.expose_secret().len();
+            if len < MIN_SECRET_BYTES {
+                return Err(KeysError::Invalid {
+                    name: "RESUME_TOKEN_SECRET",
+                    source_: s.source,
+                    reason: format!("the secret is {len} bytes; at least {MIN_SECRET_BYTES} are required"),
+                });
+            }
+            let kid = l.plain("RESUME_TOKEN_KID")?.map(|k| k.value).unwrap_or_else(|| "default".into());
+            return Ok(Keys { keys: vec![(kid, s.value)] });
+        }
+        Err(KeysError::Missing)
+    }
+
+    /// Keys from `(kid, secret)` pairs (tests and benchmarks).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Keys { keys: pairs.iter().map(|(k, s)| (k.to_string(), SecretString::from(s.to_string()))).collect() }
+    }
+
+    /// The key that signs: the first.
+    pub fn signing(&self) -> (&str, &[u8]) {
+        let (kid, s) = &self.keys[0];
+        (kid, s.expose_secret().as_bytes())
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&[u8]> {
+        self.keys.iter().find(|(k, _)| k == kid).map(|(_, s)| s.expose_secret().as_bytes())
+    }
+
+    pub fn single(&self) -> Option<&[u8]> {
+        (self.keys.len() == 1).then(|| self.keys[0].1.expose_secret().as_bytes())
+    }
+
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}

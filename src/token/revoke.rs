@@ -1,0 +1,122 @@
+//! Revocation in Redis: `resume:revoked:{jti}` holds the time it was revoked and expires with
+//! the token (`EXAT exp`), so the set of live revocations never outgrows the live tokens.
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionLike;
+use serde::Serialize;
+
+use crate::mirror::MirrorError;
+
+pub fn key(prefix: &str, jti: &str) -> String {
+    format!("{prefix}resume:revoked:{jti}")
+}
+
+fn redis_err(op: &'static str, addr: &str, source: redis::RedisError) -> MirrorError {
+    MirrorError::Redis { op, addr: addr.to_string(), source }
+}
+
+/// The outcome of `token revoke`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revocation {
+    pub jti: String,
+    pub revoked_at: String,
+    pub until: i64,
+    /// True when it had been revoked before (revoking twice is harmless).
+    pub already: bool,
+}
+
+/// Revokes `jti` until `until` (seconds since the epoch), keeping the first revocation time.
+pub async fn revoke<C: ConnectionLike + Send>(
+    conn: &mut C,
+    addr: &str,
+    prefix: &str,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<Revocation, MirrorError> {
+    let k = key(prefix, jti);
+    let at =
+        chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let set: Option<String> = redis::cmd("SET")
+        .arg(&k)
+        .arg(&at)
+        .arg("NX")
+        .arg("EXAT")
+        .arg(until)
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_err("SET NX EXAT", addr, e))?;
+    if set.is_some() {
+        return Ok(Revocation { jti: jti.to_string(), revoked_at: at, until, already: false });
+    }
+    let first: Option<String> =
+        redis::cmd("GET").arg(&k).query_async(conn).await.map_err(|e| redis_err("GET", addr, e))?;
+    Ok(Revocation { jti: jti.to_string(), revoked_at: first.unwrap_or(at), until, already: true })
+}
+
+/// The revocation times of `jtis` (None where not revoked), in one round trip.
+pub async fn check_many<C: ConnectionLike + Send>(
+    conn: &mut C,
+    addr: &str,
+    prefix: &str,
+    jtis: &[&str],
+) -> Result<Vec<Option<String>>, MirrorError> {
+    if jtis.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = jtis.iter().map(|j| key(prefix, j)).collect();
+    redis::cmd("MGET").arg(&keys).query_async(conn).await.map_err(|e| redis_err("MGET", addr, e))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveRevocation {
+    pub jti: String,
+    pub revoked_at: String,
+    /// Seconds until the revocation (and the token) expires.
+    pub ttl_secs: i64,
+}
+
+/// Every live revocation.
+pub async fn list<C: ConnectionLike + Send + AsyncCommands>(
+    conn: &mut C,
+    addr: &str,
+    prefix: &str,
+) -> Result<Vec<LiveRevocation>, MirrorError> {
+    let pattern = format!("{}*", key(prefix, ""));
+    let mut cursor: u64 = 0;
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .map_err(|e| redis_err("SCAN", addr, e))?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.get(k).ttl(k);
+        }
+        let vals: Vec<(Option<String>, i64)> =
+            pipe.query_async(conn).await.map_err(|e| redis_err("GET/TTL", addr, e))?;
+        for (k, (at, ttl)) in chunk.iter().zip(vals) {
+            if let Some(at) = at {
+                let jti = k.rsplit("resume:revoked:").next().unwrap_or(k).to_string();
+                out.push(LiveRevocation { jti, revoked_at: at, ttl_secs: ttl });
+            }
+        }
+    }
+    Ok(out)
+}

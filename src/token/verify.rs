@@ -1,0 +1,267 @@
+//! Strict verification of a resume token, collecting every reason it fails.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::codec::{self, Parts};
+use super::{AUDIENCE, ISSUER, Keys, MAX_TOKEN_BYTES};
+
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Clock tolerance for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Now, in seconds since the epoch.
+    pub now: i64,
+}
+
+/// The result of checking one token.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Verdict {
+    pub valid: bool,
+    /// Every reason the token is not valid (empty when it is).
+    pub reasons: Vec<String>,
+    /// Remarks that do not make it invalid (e.g. "revocation not checked").
+    pub notes: Vec<String>,
+    pub header: Option<Value>,
+    pub claims: Option<Value>,
+    pub kid: Option<String>,
+    pub jti: Option<String>,
+    pub exp: Option<i64>,
+    /// Whether the signature was checked and matched.
+    pub signature_ok: bool,
+    pub revoked_at: Option<String>,
+}
+
+impl Verdict {
+    fn fail(&mut self, reason: impl Into<String>) {
+        self.reasons.push(reason.into());
+    }
+
+    /// Marks the token revoked (the check happens outside, against Redis).
+    pub fn revoked(&mut self, at: String) {
+        self.reasons.push(format!("revoked at {at}"));
+        self.revoked_at = Some(at);
+        self.valid = false;
+    }
+}
+
+/// Accepts a bare token or a resume link a customer pasted (`...?resume=TOKEN`).
+pub fn extract(text: &str) -> &str {
+    let t = text.trim();
+    match t.find("resume=") {
+        Some(i) if t.contains("://") => t[i + "resume=".len()..].split('&').next().unwrap_or(""),
+        _ => t,
+    }
+}
+
+pub fn verify(input: &[u8], keys: &Keys, opts: VerifyOptions) -> Verdict {
+    let mut v = Verdict::default();
+    if input.len() > MAX_TOKEN_BYTES {
+        v.fail(format!("the token is {} bytes, over the {} KiB limit", input.len(), MAX_TOKEN_BYTES / 1024));
+        return v;
+    }
+    let Ok(text) = std::str::from_utf8(input) else {
+        v.fail("the token is not UTF-8 text");
+        return v;
+    };
+    let token = extract(text);
+    if token.is_empty() {
+        v.fail("the token is empty");
+        return v;
+    }
+    let parts = match Parts::split(token) {
+        Ok(p) => p,
+        Err(e) => {
+            v.fail(e);
+            return v;
+        }
+    };
+    let header = codec::decode_part("header", parts.header).and_then(|b| codec::parse_object("header", &b));
+    let claims = codec::decode_part("payload", parts.payload).and_then(|b| codec::parse_object("payload", &b));
+    let sig = codec::decode_part("signature", parts.signature);
+    let header = header.map_err(|e| v.fail(e)).ok();
+    let claims = claims.map_err(|e| v.fail(e)).ok();
+    let sig = sig.map_err(|e| v.fail(e)).ok();
+    let key = header.as_ref().and_then(|h| check_header(h, keys, &mut v));
+    if let (Some(key), Some(sig)) = (key, &sig) {
+        if codec::signature_ok(key, parts.signing_input().as_bytes(), sig) {
+            v.signature_ok = true;
+        } else {
+            v.fail("the signature does not match (signed with another secret, or the token was altered)");
+        }
+    }
+    if let Some(c) = &claims {
+        check_claims(c, opts, &mut v);
+    }
+    v.header = header.map(Value::Object);
+    v.claims = claims.map(Value::Object);
+    v.valid = v.reasons.is_empty();
+    v
+}
+
+/// Checks `alg`, `typ`, `crit` and `kid`; returns the key to check the signature with.
+fn check_header<'k>(h: &Map<String, Value>, keys: &'k Keys, v: &mut Verdict) -> Option<&'k [u8]> {
+    let mut alg_ok = false;
+    match h.get("alg") {
+        None => v.fail("the header has no alg"),
+        Some(Value::String(a)) if a == "HS256" => alg_ok = true,
+        Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => {
+            v.fail("alg \"none\" is refused: the token is unsigned")
+        }
+        Some(Value::String(a)) => v.fail(format!("alg {a:?} is not allowed: resume tokens are HS256 only")),
+        Some(other) => v.fail(format!("alg must be a string, got {}", type_name(other))),
+    }
+    match h.get("typ") {
+        None => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("JWT") => {}
+        Some(other) => v.fail(format!("typ must be \"JWT\", got {other}")),
+    }
+    if h.contains_key("crit") {
+        v.fail("the header has crit extensions, which are not supported");
+    }
+    let key = match h.get("kid") {
+        Some(Value::String(kid)) => {
+            v.kid = Some(kid.clone());
+            let k = keys.get(kid);
+            if k.is_none() {
+                v.fail(format!("signed with unknown key id {kid} (known: {})", keys.kids().join(", ")));
+            }
+            k
+        }
+        Some(other) => {
+            v.fail(format!("kid must be a string, got {}", type_name(other)));
+            None
+        }
+        None => {
+            let k = keys.single();
+            if k.is_none() {
+                v.fail(format!("the header has no kid and several keys are configured ({})", keys.kids().join(", ")));
+            }
+            k
+        }
+    };
+    if alg_ok { key } else { None }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A NumericDate claim: a JSON number (seconds); anything else is a reason.
+fn numeric(c: &Map<String, Value>, name: &str, required: bool, v: &mut Verdict) -> Option<i64> {
+    match c.get(name) {
+        None if required => {
+            v.fail(format!("the {name} claim is missing"));
+            None
+        }
+        None => None,
+        Some(Value::Number(n)) => match n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)) {
+            Some(x) => Some(x),
+            None => {
+                v.fail(format!("{name} is not a usable number: {n}"));
+                None
+            }
+        },
+        Some(other) => {
+            v.fail(format!("{name} must be a number (seconds since the epoch), got {}", type_name(other)));
+            None
+        }
+    }
+}
+
+fn when(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn span(secs: i64) -> String {
+    crate::duration::format_duration(Duration::from_secs(secs.unsigned_abs()))
+}
+
+fn check_claims(c: &Map<String, Value>, opts: VerifyOptions, v: &mut Verdict) {
+    let leeway = opts.leeway.as_secs() as i64;
+    let now = opts.now;
+    match c.get("iss") {
+        Some(Value::String(s)) if s == ISSUER => {}
+        Some(Value::String(s)) => v.fail(format!("issuer is {s:?}, expected {ISSUER:?}")),
+        Some(o) => v.fail(format!("iss must be a string, got {}", type_name(o))),
+        None => v.fail("the iss claim is missing"),
+    }
+    match c.get("aud") {
+        Some(Value::String(s)) if s == AUDIENCE => {}
+        Some(Value::Array(a)) if a.iter().any(|x| x.as_str() == Some(AUDIENCE)) => {}
+        Some(Value::String(s)) => v.fail(format!("audience is {s:?}, expected {AUDIENCE:?}")),
+        Some(o @ Value::Array(_)) => v.fail(format!("audience {o} does not include {AUDIENCE:?}")),
+        Some(o) => v.fail(format!("aud must be a string, got {}", type_name(o))),
+        None => v.fail("the aud claim is missing"),
+    }
+    match c.get("conversationId") {
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        Some(Value::Number(n)) if n.is_u64() => {}
+        Some(o) => v.fail(format!("conversationId must be a non-empty string or a whole number, got {o}")),
+        None => v.fail("the conversationId claim is missing"),
+    }
+    match c.get("email") {
+        Some(Value::String(s)) if email_ok(s) => {}
+        Some(Value::String(s)) => v.fail(format!("email {s:?} is not a valid address")),
+        Some(o) => v.fail(format!("email must be a string, got {}", type_name(o))),
+        None => v.fail("the email claim is missing"),
+    }
+    match c.get("jti") {
+        Some(Value::String(s)) if !s.is_empty() => v.jti = Some(s.clone()),
+        Some(o) => v.fail(format!("jti must be a non-empty string, got {o}")),
+        None => v.fail("the jti claim is missing"),
+    }
+    let iat = numeric(c, "iat", true, v);
+    let exp = numeric(c, "exp", true, v);
+    let nbf = numeric(c, "nbf", false, v);
+    v.exp = exp;
+    if let Some(exp) = exp {
+        if now > exp + leeway {
+            v.fail(format!("expired {} ago (exp {})", span(now - exp), when(exp)));
+        } else if now > exp {
+            v.notes.push(format!("expired {} ago, within the {}s leeway", span(now - exp), leeway));
+        }
+    }
+    if let Some(nbf) = nbf
+        && nbf > now + leeway
+    {
+        v.fail(format!("not valid before {} (in {})", when(nbf), span(nbf - now)));
+    }
+    if let Some(iat) = iat
+        && iat > now + leeway
+    {
+        v.fail(format!("issued in the future ({}, in {})", when(iat), span(iat - now)));
+    }
+}
+
+/// A syntactic check of an address: one `@`, a local part, a dotted domain, no spaces.
+pub fn email_ok(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok
+}

@@ -1,0 +1,340 @@
+//! Resume tokens: every bad input of the issue gives a precise reason and never a panic;
+//! interop with the real `jsonwebtoken` and `jose`; revocation in the real Redis; exit codes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use broker_ops::token::{self, Keys, VerifyOptions};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::support::{self, bin, run};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-resume";
+const OTHER: &str = "fedcba9876543210fedcba9876543210-other";
+
+fn keys() -> Keys {
+    Keys::from_pairs(&[("k1", SECRET), ("k0", OTHER)])
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn opts() -> VerifyOptions {
+    VerifyOptions { leeway: Duration::from_secs(30), now: now() }
+}
+
+fn claims() -> Value {
+    json!({"iss": "ai-broker", "aud": "chat-resume", "conversationId": 4711, "email": "ann@example.com",
+           "iat": now(), "exp": now() + 3600, "jti": "j-1"})
+}
+
+fn sign(header: Value, claims: Value, secret: &str) -> String {
+    token::codec::sign(&header, &claims, secret.as_bytes())
+}
+
+fn hs(kid: &str) -> Value {
+    json!({"alg": "HS256", "typ": "JWT", "kid": kid})
+}
+
+/// Encodes raw header and payload text with a valid signature.
+fn raw(header: &str, payload: &str, secret: &str) -> String {
+    let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+    let sig = token::codec::mac(secret.as_bytes(), input.as_bytes());
+    format!("{input}.{}", B64.encode(sig))
+}
+
+fn reasons(t: &[u8]) -> Vec<String> {
+    let v = token::verify(t, &keys(), opts());
+    assert!(!v.valid, "expected invalid: {t:?}");
+    v.reasons
+}
+
+fn has(reasons: &[String], needle: &str) {
+    assert!(reasons.iter().any(|r| r.contains(needle)), "no reason contains {needle:?}: {reasons:#?}");
+}
+
+#[test]
+fn a_good_token_is_valid_and_every_bad_input_has_a_precise_reason() {
+    let good = sign(hs("k1"), claims(), SECRET);
+    assert!(token::verify(good.as_bytes(), &keys(), opts()).valid);
+
+    has(
+        &reasons(raw(r#"{"alg":"none","kid":"k1"}"#, &claims().to_string(), SECRET).as_bytes()),
+        "alg \"none\" is refused",
+    );
+    has(
+        &reasons(sign(json!({"alg": "RS256", "kid": "k1"}), claims(), SECRET).as_bytes()),
+        "alg \"RS256\" is not allowed",
+    );
+    has(
+        &reasons(sign(json!({"alg": "HS512", "kid": "k1"}), claims(), SECRET).as_bytes()),
+        "alg \"HS512\" is not allowed",
+    );
+    has(&reasons(sign(hs("k1"), claims(), OTHER).as_bytes()), "the signature does not match");
+    has(&reasons(sign(hs("k9"), claims(), SECRET).as_bytes()), "signed with unknown key id k9");
+    has(&reasons(sign(json!({"alg": "HS256"}), claims(), SECRET).as_bytes()), "no kid and several keys");
+
+    // A flipped bit in each part.
+    let parts: Vec<&str> = good.split('.').collect();
+    for i in 0..3 {
+        let mut bytes = B64.decode(parts[i]).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        let mut p: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        p[i] = B64.encode(bytes);
+        let r = reasons(p.join(".").as_bytes());
+        assert!(!r.is_empty(), "flipped bit in part {i}");
+    }
+    let padded = format!("{}=.{}.{}", parts[0], parts[1], parts[2]);
+    has(&reasons(padded.as_bytes()), "base64 with padding");
+    let illegal = format!("{}.{}*.{}", parts[0], parts[1], parts[2]);
+    has(&reasons(illegal.as_bytes()), "a character base64url does not use: '*'");
+    has(
+        &reasons(format!("{}.{}.{}", B64.encode("nope"), B64.encode("[1]"), parts[2]).as_bytes()),
+        "the header is not a JSON object",
+    );
+    has(&reasons(b"only.two"), "expected three dot-separated parts");
+
+    let dup = raw(r#"{"alg":"HS256","kid":"k1"}"#, r#"{"iss":"ai-broker","iss":"evil","aud":"chat-resume"}"#, SECRET);
+    has(&reasons(dup.as_bytes()), "duplicate key \"iss\"");
+    let mut c = claims();
+    c["exp"] = json!("2030-01-01");
+    has(&reasons(sign(hs("k1"), c, SECRET).as_bytes()), "exp must be a number");
+    let mut c = claims();
+    c["conversationId"] = json!(["x"]);
+    c["email"] = json!("not-an-email");
+    let r = reasons(sign(hs("k1"), c, SECRET).as_bytes());
+    has(&r, "conversationId must be");
+    has(&r, "email \"not-an-email\" is not a valid address");
+    let mut c = claims();
+    c["iss"] = json!("someone-else");
+    c["aud"] = json!("other");
+    let r = reasons(sign(hs("k1"), c, SECRET).as_bytes());
+    assert_eq!(r.len(), 2, "every reason, not only the first: {r:?}");
+
+    let mut c = claims();
+    c["exp"] = json!(now() - (3 * 3600 + 12 * 60));
+    let r = reasons(sign(hs("k1"), c, SECRET).as_bytes());
+    assert!(r[0].starts_with("expired 3h12m ago (exp 20"), "{r:?}");
+    let mut c = claims();
+    c["exp"] = json!(now() - 10);
+    let within = token::verify(sign(hs("k1"), c, SECRET).as_bytes(), &keys(), opts());
+    assert!(within.valid, "10 s past exp is within the 30 s leeway");
+    assert!(within.notes[0].contains("within the 30s leeway"));
+    let mut c = claims();
+    c["nbf"] = json!(now() + 20);
+    assert!(token::verify(sign(hs("k1"), c.clone(), SECRET).as_bytes(), &keys(), opts()).valid, "nbf within leeway");
+    c["nbf"] = json!(now() + 600);
+    has(&reasons(sign(hs("k1"), c, SECRET).as_bytes()), "not valid before");
+
+    has(&reasons(b""), "the token is empty");
+    has(&reasons(&vec![b'a'; 1 << 20]), "over the 8 KiB limit");
+    has(&reasons(&[0xff, 0xfe, b'.', b'x']), "not UTF-8");
+}
+
+#[test]
+fn a_resume_link_is_accepted_as_input() {
+    let issued = token::issue(
+        &keys(),
+        "4711",
+        "ann@example.com",
+        Duration::from_secs(60),
+        now(),
+        Some(&"https://chat.example.com/".parse().unwrap()),
+    )
+    .unwrap();
+    let link = issued.link.clone().unwrap();
+    assert_eq!(link, format!("https://chat.example.com/chat?resume={}", issued.token));
+    assert!(token::verify(link.as_bytes(), &keys(), opts()).valid);
+}
+
+/// Runs the node interop peer with one request.
+async fn node(req: Value) -> Value {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+    assert!(
+        std::path::Path::new(dir).join("node_modules/jsonwebtoken").exists(),
+        "the interop peers are not installed: run `npm ci` in tests/interop (scripts/test does)"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg("jwt.js")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node");
+    child.stdin.take().unwrap().write_all(req.to_string().as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn peer_verify(lib: &str, t: &str) -> Value {
+    node(json!({"op": "verify", "lib": lib, "secret": SECRET, "token": t, "issuer": "ai-broker", "audience": "chat-resume"})).await
+}
+
+#[tokio::test]
+async fn tokens_interoperate_with_jsonwebtoken_and_jose_both_ways() {
+    let issued = token::issue(&keys(), "4711", "ann@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    for lib in ["jsonwebtoken", "jose"] {
+        let v = peer_verify(lib, &issued.token).await;
+        assert_eq!(v["valid"], true, "{lib} accepts ours: {v}");
+        assert_eq!(v["claims"]["conversationId"], 4711);
+        assert_eq!(v["claims"]["jti"], issued.jti);
+
+        let theirs = node(json!({"op": "sign", "lib": lib, "secret": SECRET, "kid": "k1", "claims": claims()})).await;
+        let t = theirs["token"].as_str().unwrap();
+        let verdict = token::verify(t.as_bytes(), &keys(), opts());
+        assert!(verdict.valid, "we accept {lib}'s: {:?}", verdict.reasons);
+    }
+}
+
+#[tokio::test]
+async fn what_the_peers_reject_we_reject() {
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 3600);
+    let mut wrong_aud = claims();
+    wrong_aud["aud"] = json!("somewhere-else");
+    let mut wrong_iss = claims();
+    wrong_iss["iss"] = json!("mallory");
+    let cases = [
+        ("expired", sign(hs("k1"), expired, SECRET)),
+        ("wrong audience", sign(hs("k1"), wrong_aud, SECRET)),
+        ("wrong issuer", sign(hs("k1"), wrong_iss, SECRET)),
+        ("another secret", sign(hs("k1"), claims(), "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz")),
+        ("alg none", format!("{}.{}.", B64.encode(r#"{"alg":"none","kid":"k1"}"#), B64.encode(claims().to_string()))),
+        ("HS512", node(json!({"op": "sign", "lib": "jsonwebtoken", "secret": SECRET, "kid": "k1", "claims": claims(), "alg": "HS512"})).await["token"].as_str().unwrap().to_string()),
+    ];
+    for (name, t) in cases {
+        for lib in ["jsonwebtoken", "jose"] {
+            let v = peer_verify(lib, &t).await;
+            assert_eq!(v["valid"], false, "{lib} rejects {name}");
+        }
+        assert!(!token::verify(t.as_bytes(), &keys(), opts()).valid, "we reject {name} too");
+    }
+}
+
+fn cmd(dir: &std::path::Path) -> tokio::process::Command {
+    let mut c = bin(dir);
+    c.env("RESUME_TOKEN_KEYS", format!("k1:{SECRET},k0:{OTHER}")).env("APP_BASE_URL", "https://chat.example.com");
+    c
+}
+
+async fn with_stdin(mut c: tokio::process::Command, input: &[u8]) -> support::Run {
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_binary_issues_verifies_and_exits_0_1_or_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.args(["token", "issue", "--conversation", "4711", "--email", "ann@example.com", "--ttl", "1h", "-o", "json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let issued: Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = issued["token"].as_str().unwrap().to_string();
+    assert_eq!(issued["link"], format!("https://chat.example.com/chat?resume={t}"));
+    assert_eq!(issued["jti"].as_str().unwrap().len(), 32, "128 random bits");
+
+    let mut c = cmd(dir.path());
+    c.args(["token", "verify", &t]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.starts_with("VALID"));
+    assert!(r.stdout.contains("revocation not checked: REDIS_URL is not set"));
+
+    for (input, reason) in [
+        (b"".to_vec(), "the token is empty"),
+        (vec![b'x'; 1 << 20], "over the 8 KiB limit"),
+        (vec![0xff, 0xfe, 0xfd], "not UTF-8"),
+    ] {
+        let mut c = cmd(dir.path());
+        c.args(["token", "verify", "-"]);
+        let r = with_stdin(c, &input).await;
+        assert_eq!(r.code, 1, "{reason}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(reason), "{reason}: {}", r.stdout);
+    }
+    let mut c = cmd(dir.path());
+    c.args(["token", "inspect", &t, "-o", "json"]);
+    let r = run(c).await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["status"], "UNVERIFIED");
+    assert_eq!(doc["claims"]["decoded"]["conversationId"], 4711);
+
+    let mut c = bin(dir.path());
+    c.args(["token", "verify", &t]).env("RESUME_TOKEN_SECRET", "too-short");
+    let r = run(c).await;
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr.contains(
+            "RESUME_TOKEN_SECRET from environment variable RESUME_TOKEN_SECRET: the secret is 9 bytes; at least 32"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("too-short"), "the secret is never printed");
+}
+
+#[tokio::test]
+async fn revocation_lives_in_redis_until_the_token_expires() {
+    let prefix = support::prefix("revoke");
+    let dir = tempfile::tempdir().unwrap();
+    let issued = token::issue(&keys(), "4711", "ann@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    let with_redis = |args: &[&str]| {
+        let mut c = cmd(dir.path());
+        c.args(args).env("REDIS_URL", support::redis_url()).env("REDIS_KEY_PREFIX", &prefix);
+        c
+    };
+    let r = run(with_redis(&["token", "verify", &issued.token])).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = run(with_redis(&["token", "revoke", &issued.token, "-o", "json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(first["already"], false);
+    let r = run(with_redis(&["token", "revoke", &issued.token, "-o", "json"])).await;
+    let second: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(second["already"], true, "revoking twice is harmless");
+    assert_eq!(second["revoked_at"], first["revoked_at"]);
+
+    let mut redis = support::redis().await;
+    let ttl: i64 =
+        redis::cmd("TTL").arg(format!("{prefix}resume:revoked:{}", issued.jti)).query_async(&mut redis).await.unwrap();
+    assert!((3500..=3600).contains(&ttl), "lives until the token's exp: {ttl}");
+
+    let r = run(with_redis(&["token", "verify", &issued.token])).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains(&format!("revoked at {}", first["revoked_at"].as_str().unwrap())), "{}", r.stdout);
+
+    let r = run(with_redis(&["token", "revoked", "-o", "json"])).await;
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(list["revocations"][0]["jti"], issued.jti);
+
+    let other = token::issue(&keys(), "4712", "bob@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    let mut c = with_redis(&["token", "verify", "--batch"]);
+    c.env("RUST_LOG", "off");
+    let r = with_stdin(c, format!("{}\n\n{}\nnot-a-token\n", issued.token, other.token).as_bytes()).await;
+    assert_eq!(r.code, 1);
+    let lines: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "blank lines are skipped");
+    assert_eq!((lines[0]["line"].as_u64(), lines[0]["valid"].as_bool()), (Some(1), Some(false)));
+    assert!(lines[0]["reasons"][0].as_str().unwrap().starts_with("revoked at"));
+    assert_eq!((lines[1]["line"].as_u64(), lines[1]["valid"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(lines[2]["valid"], false);
+    assert!(r.stderr.contains("3 tokens: 1 valid, 2 invalid"));
+
+    let r = run(with_redis(&["token", "revoke", "--jti", "manual-1", "--until", "+1h", "-o", "json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
