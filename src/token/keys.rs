@@ -5,6 +5,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::codec::PreparedKey;
 use crate::config::{ConfigError, Layers, Source};
 
 /// Shorter secrets are refused: HS256 needs at least as many key bytes as hash bytes.
@@ -13,6 +14,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Keys {
     keys: Vec<(String, SecretString)>,
+    /// The same keys, prepared for verification (same order).
+    prepared: Vec<PreparedKey>,
 }
 
 impl fmt::Debug for Keys {
@@ -59,7 +62,7 @@ impl Keys {
             if keys.is_empty() {
                 return Err(invalid("no kid:secret entries".into()));
             }
-            return Ok(Keys { keys });
+            return Ok(Keys::new(keys));
         }
         if let Some(s) = l.secret("RESUME_TOKEN_SECRET")? {
             let len = s.value.expose_secret().len();
@@ -71,14 +74,19 @@ impl Keys {
                 });
             }
             let kid = l.plain("RESUME_TOKEN_KID")?.map(|k| k.value).unwrap_or_else(|| "default".into());
-            return Ok(Keys { keys: vec![(kid, s.value)] });
+            return Ok(Keys::new(vec![(kid, s.value)]));
         }
         Err(KeysError::Missing)
     }
 
+    fn new(keys: Vec<(String, SecretString)>) -> Self {
+        let prepared = keys.iter().map(|(_, s)| PreparedKey::new(s.expose_secret().as_bytes())).collect();
+        Keys { keys, prepared }
+    }
+
     /// Keys from `(kid, secret)` pairs (tests and benchmarks).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        Keys { keys: pairs.iter().map(|(k, s)| (k.to_string(), SecretString::from(s.to_string()))).collect() }
+        Keys::new(pairs.iter().map(|(k, s)| (k.to_string(), SecretString::from(s.to_string()))).collect())
     }
 
     /// The key that signs: the first.
@@ -87,12 +95,14 @@ impl Keys {
         (kid, s.expose_secret().as_bytes())
     }
 
-    pub fn get(&self, kid: &str) -> Option<&[u8]> {
-        self.keys.iter().find(|(k, _)| k == kid).map(|(_, s)| s.expose_secret().as_bytes())
+    /// The verification key of `kid`.
+    pub fn get(&self, kid: &str) -> Option<&PreparedKey> {
+        self.keys.iter().position(|(k, _)| k == kid).map(|i| &self.prepared[i])
     }
 
-    pub fn single(&self) -> Option<&[u8]> {
-        (self.keys.len() == 1).then(|| self.keys[0].1.expose_secret().as_bytes())
+    /// The verification key when there is only one.
+    pub fn single(&self) -> Option<&PreparedKey> {
+        (self.keys.len() == 1).then(|| &self.prepared[0])
     }
 
     pub fn kids(&self) -> Vec<&str> {

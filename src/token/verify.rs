@@ -50,9 +50,12 @@ impl Verdict {
 /// Accepts a bare token or a resume link a customer pasted (`...?resume=TOKEN`).
 pub fn extract(text: &str) -> &str {
     let t = text.trim();
+    if !t.contains("://") {
+        return t;
+    }
     match t.find("resume=") {
-        Some(i) if t.contains("://") => t[i + "resume=".len()..].split('&').next().unwrap_or(""),
-        _ => t,
+        Some(i) => t[i + "resume=".len()..].split('&').next().unwrap_or(""),
+        None => t,
     }
 }
 
@@ -86,7 +89,7 @@ pub fn verify(input: &[u8], keys: &Keys, opts: VerifyOptions) -> Verdict {
     let sig = sig.map_err(|e| v.fail(e)).ok();
     let key = header.as_ref().and_then(|h| check_header(h, keys, &mut v));
     if let (Some(key), Some(sig)) = (key, &sig) {
-        if codec::signature_ok(key, parts.signing_input().as_bytes(), sig) {
+        if key.signature_ok(parts.signing_input.as_bytes(), sig) {
             v.signature_ok = true;
         } else {
             v.fail("the signature does not match (signed with another secret, or the token was altered)");
@@ -102,7 +105,7 @@ pub fn verify(input: &[u8], keys: &Keys, opts: VerifyOptions) -> Verdict {
 }
 
 /// Checks `alg`, `typ`, `crit` and `kid`; returns the key to check the signature with.
-fn check_header<'k>(h: &Map<String, Value>, keys: &'k Keys, v: &mut Verdict) -> Option<&'k [u8]> {
+fn check_header<'k>(h: &Map<String, Value>, keys: &'k Keys, v: &mut Verdict) -> Option<&'k codec::PreparedKey> {
     let mut alg_ok = false;
     match h.get("alg") {
         None => v.fail("the header has no alg"),
