@@ -250,7 +250,8 @@ fn verify_parallel(lines: &[(u64, Vec<u8>)], keys: &Keys, opts: VerifyOptions, t
     }
     let per = lines.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = lines.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> =
+            lines.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
         // A verifier thread only panics on a bug; carrying the panic on is the honest outcome.
         handles.into_iter().flat_map(|h| h.join().expect("verifier thread")).collect()
     })
@@ -274,7 +275,8 @@ fn flush(
     revocations: Option<&mut Lookup<'_>>,
 ) -> Result<(), String> {
     if let Some(lookup) = revocations {
-        let idx: Vec<usize> = chunk.iter().enumerate().filter(|(_, (_, v))| v.valid && v.jti.is_some()).map(|(i, _)| i).collect();
+        let idx: Vec<usize> =
+            chunk.iter().enumerate().filter(|(_, (_, v))| v.valid && v.jti.is_some()).map(|(i, _)| i).collect();
         let jtis: Vec<&str> = idx.iter().filter_map(|i| chunk[*i].1.jti.as_deref()).collect();
         let found = lookup(&jtis)?;
         let hits: Vec<(usize, String)> = idx.into_iter().zip(found).filter_map(|(i, at)| at.map(|a| (i, a))).collect();
@@ -284,8 +286,19 @@ fn flush(
     }
     for (line, v) in chunk.drain(..) {
         sum.total += 1;
-        if v.valid { sum.valid += 1 } else { sum.invalid += 1 }
-        let doc = Line { line, valid: v.valid, reasons: &v.reasons, kid: v.kid.as_deref(), jti: v.jti.as_deref(), exp: v.exp };
+        if v.valid {
+            sum.valid += 1
+        } else {
+            sum.invalid += 1
+        }
+        let doc = Line {
+            line,
+            valid: v.valid,
+            reasons: &v.reasons,
+            kid: v.kid.as_deref(),
+            jti: v.jti.as_deref(),
+            exp: v.exp,
+        };
         serde_json::to_writer(&mut *out, &doc).map_err(|e| format!("writing output: {e}"))?;
         out.write_all(b"\n").map_err(|e| format!("writing output: {e}"))?;
     }

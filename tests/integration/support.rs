@@ -183,3 +183,52 @@ pub async fn run(mut cmd: tokio::process::Command) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A free loopback port (bound and released; the caller binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real SMTP server: the pinned `maildev` from tests/interop, killed when dropped.
+pub struct MailDev {
+    pub smtp_port: u16,
+    pub web_port: u16,
+    _child: tokio::process::Child,
+}
+
+impl MailDev {
+    pub async fn start() -> MailDev {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+        let exe = std::path::Path::new(dir).join("node_modules/.bin/maildev");
+        assert!(exe.exists(), "maildev is not installed: run `npm ci` in tests/interop (scripts/test does)");
+        let (smtp_port, web_port) = (free_port(), free_port());
+        let child = tokio::process::Command::new(exe)
+            .args(["--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--ip", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("maildev starts");
+        let m = MailDev { smtp_port, web_port, _child: child };
+        for _ in 0..100 {
+            if http().get(m.api()).send().await.is_ok_and(|r| r.status().is_success()) {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("maildev did not answer on 127.0.0.1:{web_port}");
+    }
+
+    pub fn smtp_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp_port)
+    }
+
+    fn api(&self) -> String {
+        format!("http://127.0.0.1:{}/api/email", self.web_port)
+    }
+
+    /// The emails received so far.
+    pub async fn emails(&self) -> Vec<Value> {
+        http().get(self.api()).send().await.unwrap().json().await.unwrap()
+    }
+}

@@ -338,3 +338,35 @@ async fn revocation_lives_in_redis_until_the_token_expires() {
     let r = run(with_redis(&["token", "revoke", "--jti", "manual-1", "--until", "+1h", "-o", "json"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn send_emails_the_link_to_the_customer_through_a_real_smtp_server() {
+    let mail = support::MailDev::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.args(["token", "issue", "--conversation", "4711", "--email", "ann@example.com", "--send", "-o", "json"])
+        .env("SMTP_URL", mail.smtp_url())
+        .env("ALERT_EMAIL_FROM", "Broker Support <support@example.com>");
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let issued: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(issued["sent_to"], "ann@example.com");
+    let emails = mail.emails().await;
+    assert_eq!(emails.len(), 1);
+    let e = &emails[0];
+    assert_eq!(e["to"][0]["address"], "ann@example.com");
+    assert_eq!(e["from"][0]["address"], "support@example.com");
+    assert_eq!(e["subject"], "Your link to continue the conversation");
+    let text = e["text"].as_str().unwrap();
+    assert!(text.contains(issued["link"].as_str().unwrap()), "the link is in the text: {text}");
+    assert!(e.get("html").is_none_or(Value::is_null), "a plain text email");
+
+    let mut c = cmd(dir.path());
+    c.args(["token", "issue", "--conversation", "4711", "--email", "ann@example.com", "--send", "--timeout", "2s"])
+        .env("SMTP_URL", format!("smtp://user:hunter2hunter2@127.0.0.1:{}", support::free_port()))
+        .env("ALERT_EMAIL_FROM", "support@example.com");
+    let r = run(c).await;
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert!(r.stderr.contains("SMTP smtp://user:***@127.0.0.1:"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2"));
+}
