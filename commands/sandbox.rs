@@ -64,6 +64,9 @@ pub struct Behaviour {
     /// Interval of SSE keepalives.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub sse_keepalive: std::time::Duration,
+    /// Close every SSE stream this long after it opened (clients must resume with lastEvent).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub sse_drop_after: Option<std::time::Duration>,
 }
 
 impl Behaviour {
@@ -78,6 +81,7 @@ impl Behaviour {
             stall: self.stall,
             seed: self.seed,
             sse_keepalive: self.sse_keepalive,
+            sse_drop_after: self.sse_drop_after,
             key: env.get("BROKER_OPS_SANDBOX_KEY").map(|k| SecretString::from(k.clone())),
             inbox: env.get("BROKER_OPS_SANDBOX_INBOX").cloned(),
             queue: config.broker_queue.value.clone(),

@@ -62,6 +62,8 @@ pub struct SandboxOptions {
     pub bull_prefix: String,
     /// Interval of SSE keepalives (`:keepalive` comments or `heartbeat` events).
     pub sse_keepalive: Duration,
+    /// Fault: close every SSE stream this long after it opened (clients must resume with `lastEvent`).
+    pub sse_drop_after: Option<Duration>,
     /// Seed of the sandbox's random draws (latencies, faults), for repeatable runs.
     pub seed: Option<u64>,
     /// Time-out for connecting to Redis and Postgres.
@@ -96,6 +98,7 @@ impl Default for SandboxOptions {
             queue: "broker".into(),
             bull_prefix: "bull".into(),
             sse_keepalive: Duration::from_secs(15),
+            sse_drop_after: None,
             seed: None,
             connect_timeout: Duration::from_secs(5),
         }

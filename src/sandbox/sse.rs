@@ -229,6 +229,13 @@ async fn pump(
         }
     };
     tokio::pin!(expiry);
+    let drop_after = async {
+        match state.opts.sse_drop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(drop_after);
     while alive {
         let out: Vec<Bytes> = tokio::select! {
             item = merged.next() => match item {
@@ -249,6 +256,8 @@ async fn pump(
                 let _ = tx.send(error_frame(&ErrorInfo::new(401, 40142, "Token expired"), framing)).await;
                 break;
             }
+            // The fault: the connection just ends, as a proxy or load balancer would end it.
+            _ = &mut drop_after => break,
             _ = tx.closed() => break,
         };
         for b in out {

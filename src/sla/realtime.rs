@@ -31,8 +31,8 @@ impl Drop for Subscription {
     }
 }
 
-/// How often a dropped stream is resumed before the chat gives up on realtime.
-const MAX_RESUMES: u32 = 5;
+/// How many resumes in a row may fail before the chat gives up on realtime.
+const MAX_FAILED_RESUMES: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
@@ -101,7 +101,7 @@ pub async fn subscribe(
     let task = tokio::spawn(async move {
         let mut resp = first;
         let mut last_id: Option<String> = None;
-        let mut resumes = 0;
+        let mut failures = 0;
         loop {
             let mut events = resp.bytes_stream().eventsource();
             while let Some(item) = events.next().await {
@@ -127,18 +127,28 @@ pub async fn subscribe(
                     return;
                 }
             }
-            // The stream ended or broke: resume where it stopped.
-            if resumes == MAX_RESUMES || tx.is_closed() {
-                let _ = tx.send(RtEvent::Error(format!("Ably SSE stream dropped {resumes} times"))).await;
-                return;
-            }
-            resumes += 1;
-            tokio::time::sleep(Duration::from_millis(50 << resumes)).await;
-            match connect(&http, &base, &key, &channel, last_id.as_deref(), timeout).await {
-                Ok(r) => resp = r,
-                Err(e) => {
-                    let _ = tx.send(RtEvent::Error(e.to_string())).await;
+            // The stream ended or broke: resume where it stopped, at once the first time, then
+            // backing off while resumes keep failing.
+            loop {
+                if tx.is_closed() {
                     return;
+                }
+                if failures > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << failures.min(6))).await;
+                }
+                match connect(&http, &base, &key, &channel, last_id.as_deref(), timeout).await {
+                    Ok(r) => {
+                        failures = 0;
+                        resp = r;
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures == MAX_FAILED_RESUMES {
+                            let _ = tx.send(RtEvent::Error(format!("resuming failed {failures} times: {e}"))).await;
+                            return;
+                        }
+                    }
                 }
             }
         }

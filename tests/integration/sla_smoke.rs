@@ -218,6 +218,32 @@ async fn a_stall_shows_in_the_open_loop_corrected_figures() {
 }
 
 #[tokio::test]
+async fn a_dropped_sse_stream_is_resumed_with_last_event_and_nothing_is_missed() {
+    // Every stream ends 100 ms after it opens; the reply comes 300 ms after the post.
+    let opts = SandboxOptions { sse_drop_after: Some(Duration::from_millis(100)), ..sandbox_opts("fixed:300ms") };
+    let (sb, _env) = support::start(opts).await;
+    let mut o = options(&sb, 5);
+    o.turns = 2;
+    let report = smoke(o).await;
+    assert!(report.passed, "{:?}", report.errors);
+    assert_eq!(report.reply_ms.unwrap().count, 10);
+    let echo = report.phases.iter().find(|p| p.name == "echo").expect("echoes seen across resumes");
+    assert_eq!(echo.ms.count, 10);
+}
+
+#[tokio::test]
+async fn ably_refusing_the_subscription_is_a_counted_failure_with_its_code() {
+    let (sb, _env) = support::start(sandbox_opts("fixed:10ms")).await;
+    let mut o = options(&sb, 2);
+    let base = url::Url::parse(&sb.base_url()).unwrap();
+    o.target.ably = Some((base, AblyKey::parse("sandboxapp.keyid:wrong-secret").unwrap()));
+    let report = smoke(o).await;
+    assert_eq!(report.chats.failed, 2);
+    assert_eq!(report.errors[0].kind, "realtime: HTTP 401 (40101)");
+    assert!(report.errors[0].example.contains("Ably SSE subscribe"));
+}
+
+#[tokio::test]
 async fn the_poll_transport_finds_the_reply_through_chatwoot() {
     let (sb, _env) = support::start(sandbox_opts("fixed:80ms")).await;
     let mut opts = options(&sb, 3);

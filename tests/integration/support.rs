@@ -210,13 +210,16 @@ impl MailDev {
             .spawn()
             .expect("maildev starts");
         let m = MailDev { smtp_port, web_port, _child: child };
-        for _ in 0..100 {
-            if http().get(m.api()).send().await.is_ok_and(|r| r.status().is_success()) {
+        // Node loads a few hundred modules first: on a busy 2-core machine that takes seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let web = http().get(m.api()).send().await.is_ok_and(|r| r.status().is_success());
+            if web && tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_ok() {
                 return m;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("maildev did not answer on 127.0.0.1:{web_port}");
+        panic!("maildev did not answer on 127.0.0.1:{web_port} / SMTP {smtp_port} within 60 s");
     }
 
     pub fn smtp_url(&self) -> String {
