@@ -134,21 +134,7 @@ pub fn merge(paths: &[PathBuf], thresholds: &[Threshold], command: String) -> Re
     let mut longest = 0f64;
     for p in paths {
         let (agg, meta) = read_log(p)?;
-        for (phase, h) in &agg.phases {
-            total.phases.entry(*phase).or_default().merge(h);
-        }
-        if let Some(c) = &agg.corrected {
-            total.corrected.get_or_insert_with(LatencyHistogram::new).merge(c);
-        }
-        total.total += agg.total;
-        total.ok += agg.ok;
-        total.failed += agg.failed;
-        total.cancelled += agg.cancelled;
-        total.warnings += agg.warnings;
-        total.violations += agg.violations;
-        for (k, (n, ex)) in agg.errors {
-            total.errors.entry(k).or_insert((0, ex)).0 += n;
-        }
+        total.absorb(agg);
         if !targets.contains(&meta.target) {
             targets.push(meta.target.clone());
         }

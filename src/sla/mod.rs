@@ -131,6 +131,25 @@ impl Aggregate {
         }
     }
 
+    /// Adds another run's aggregate (for `sla merge`): histograms merge exactly, counts add up.
+    pub fn absorb(&mut self, other: Aggregate) {
+        for (phase, h) in &other.phases {
+            self.phases.entry(*phase).or_default().merge(h);
+        }
+        if let Some(c) = &other.corrected {
+            self.corrected.get_or_insert_with(LatencyHistogram::new).merge(c);
+        }
+        self.total += other.total;
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.warnings += other.warnings;
+        self.violations += other.violations;
+        for (k, (n, ex)) in other.errors {
+            self.errors.entry(k).or_insert((0, ex)).0 += n;
+        }
+    }
+
     pub fn reply(&self) -> LatencyHistogram {
         self.phases.get(&Phase::Reply).cloned().unwrap_or_default()
     }

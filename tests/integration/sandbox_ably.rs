@@ -292,6 +292,6 @@ async fn batch_publish_answers_batch_results_or_the_legacy_40020_envelope() {
 #[tokio::test]
 async fn ably_status_document_says_up() {
     let (_sb, env) = support::sandbox().await;
-    let v: Value = http().get(format!("{}/status/up.json", env.base)).send().await.unwrap().json().await.unwrap();
+    let v = support::get_json(format!("{}/status/up.json", env.base)).await;
     assert_eq!(v, json!({"status": true}));
 }

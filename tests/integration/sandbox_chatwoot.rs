@@ -9,30 +9,18 @@ use crate::support::{self, http};
 async fn contact_conversation_and_message_have_chatwoots_shapes_and_types() {
     let (_sb, env) = support::sandbox().await;
     let base = format!("{}/public/api/v1/inboxes/{}", env.base, env.inbox);
-    let contact: Value = http()
-        .post(format!("{base}/contacts"))
-        .json(&json!({"identifier": "smoke-1", "name": "Ann", "email": "ann@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let contact: Value = support::post_json(
+        format!("{base}/contacts"),
+        &json!({"identifier": "smoke-1", "name": "Ann", "email": "ann@example.com"}),
+    )
+    .await;
     let keys: Vec<&str> = contact.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["email", "id", "name", "phone_number", "pubsub_token", "source_id"]);
     assert!(contact["id"].is_u64());
     let source = contact["source_id"].as_str().unwrap();
     assert_eq!(uuid::Uuid::parse_str(source).unwrap().get_version_num(), 4);
 
-    let conv: Value = http()
-        .post(format!("{base}/contacts/{source}/conversations"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv: Value = support::post_json(format!("{base}/contacts/{source}/conversations"), &json!({})).await;
     assert!(conv["id"].is_u64());
     assert_eq!(conv["inbox_id"], 1);
     assert_eq!(conv["status"], "open");
@@ -62,13 +50,12 @@ async fn listing_gives_the_latest_20_ascending_and_pages_back_with_before() {
     }
     let url =
         format!("{}/public/api/v1/inboxes/{}/contacts/{contact}/conversations/{conv}/messages", env.base, env.inbox);
-    let latest: Vec<Value> = http().get(&url).send().await.unwrap().json().await.unwrap();
+    let latest = support::get_json(&url).await.as_array().cloned().unwrap();
     assert_eq!(latest.len(), 20);
     let ids: Vec<u64> = latest.iter().map(|m| m["id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ascending");
     let oldest_shown = ids[0];
-    let older: Vec<Value> =
-        http().get(format!("{url}?before={oldest_shown}")).send().await.unwrap().json().await.unwrap();
+    let older = support::get_json(format!("{url}?before={oldest_shown}")).await.as_array().cloned().unwrap();
     assert!(!older.is_empty());
     assert!(older.iter().all(|m| m["id"].as_u64().unwrap() < oldest_shown));
 }
@@ -109,58 +96,44 @@ async fn application_api_lists_after_an_id_resolves_and_labels_behind_the_token(
     let app = format!("{}/api/v1/accounts/1/conversations/{conv}", env.base);
     let denied = http().get(format!("{app}/messages")).header("api_access_token", "wrong").send().await.unwrap();
     assert_eq!(denied.status(), 401);
-    let after: Value = http()
-        .get(format!("{app}/messages?after={}", first + 1))
-        .header("api_access_token", &env.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = support::json_of(
+        http().get(format!("{app}/messages?after={}", first + 1)).header("api_access_token", &env.token),
+    )
+    .await;
     let payload = after["payload"].as_array().unwrap();
     assert!(payload.iter().all(|m| m["id"].as_u64().unwrap() > first));
     assert!(payload.iter().any(|m| m["content"] == "two"));
     assert_eq!(payload[0]["private"], false);
     assert!(after["meta"]["labels"].is_array());
 
-    let toggled: Value = http()
-        .post(format!("{app}/toggle_status"))
-        .header("api_access_token", &env.token)
-        .json(&json!({"status": "resolved"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let toggled: Value = support::json_of(
+        http()
+            .post(format!("{app}/toggle_status"))
+            .header("api_access_token", &env.token)
+            .json(&json!({"status": "resolved"})),
+    )
+    .await;
     assert_eq!(toggled["payload"], json!({"success": true, "current_status": "resolved", "conversation_id": conv}));
-    let labels: Value = http()
-        .post(format!("{app}/labels"))
-        .header("api_access_token", &env.token)
-        .json(&json!({"labels": ["smoke-test"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let labels: Value = support::json_of(
+        http()
+            .post(format!("{app}/labels"))
+            .header("api_access_token", &env.token)
+            .json(&json!({"labels": ["smoke-test"]})),
+    )
+    .await;
     assert_eq!(labels, json!({"payload": ["smoke-test"]}));
-    let conv_now: Value = http()
-        .get(format!("{}/public/api/v1/inboxes/{}/contacts/{contact}/conversations/{conv}", env.base, env.inbox))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv_now: Value = support::get_json(format!(
+        "{}/public/api/v1/inboxes/{}/contacts/{contact}/conversations/{conv}",
+        env.base, env.inbox
+    ))
+    .await;
     assert_eq!(conv_now["status"], "resolved");
 }
 
 #[tokio::test]
 async fn api_root_reports_version_and_health() {
     let (_sb, env) = support::sandbox().await;
-    let v: Value = http().get(format!("{}/api", env.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value = support::get_json(format!("{}/api", env.base)).await;
     assert_eq!(v["queue_services"], "ok");
     assert_eq!(v["data_services"], "ok");
     assert!(v["version"].is_string());

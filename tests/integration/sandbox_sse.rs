@@ -118,16 +118,13 @@ async fn failures_before_the_stream_are_ordinary_error_answers() {
 #[tokio::test]
 async fn a_token_that_expires_mid_stream_ends_it_with_an_error_event() {
     let (_sb, env) = support::sandbox().await;
-    let token: Value = http()
-        .post(format!("{}/keys/{}/requestToken", env.base, env.key_name()))
-        .basic_auth(env.key_name(), Some(env.key_secret()))
-        .json(&json!({"ttl": 300}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = support::json_of(
+        http()
+            .post(format!("{}/keys/{}/requestToken", env.base, env.key_name()))
+            .basic_auth(env.key_name(), Some(env.key_secret()))
+            .json(&json!({"ttl": 300})),
+    )
+    .await;
     let resp = http()
         .get(format!("{}/sse?v=1.2&channels=t&accessToken={}", env.base, token["token"].as_str().unwrap()))
         .send()

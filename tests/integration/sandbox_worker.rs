@@ -36,8 +36,7 @@ async fn a_customer_message_is_echoed_then_answered_on_the_conversation_channel(
     assert_eq!(list[1]["sender"]["type"], "agent_bot");
 
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let truth: Value =
-        http().get(format!("{}/_sandbox/ground-truth", env.base)).send().await.unwrap().json().await.unwrap();
+    let truth = support::get_json(format!("{}/_sandbox/ground-truth", env.base)).await;
     assert_eq!(truth["count"], 1);
     assert_eq!(truth["records"][0]["outcome"], "replied");
     let latency_ms = truth["records"][0]["latency_us"].as_f64().unwrap() / 1000.0;

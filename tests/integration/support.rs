@@ -63,6 +63,19 @@ pub fn http() -> reqwest::Client {
     broker_ops::http::client(Duration::from_secs(10))
 }
 
+/// Sends a request and reads its JSON answer, whatever the status.
+pub async fn json_of(rb: reqwest::RequestBuilder) -> Value {
+    rb.send().await.expect("request sent").json().await.expect("a JSON answer")
+}
+
+pub async fn post_json(url: impl reqwest::IntoUrl, body: &Value) -> Value {
+    json_of(http().post(url).json(body)).await
+}
+
+pub async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    json_of(http().get(url)).await
+}
+
 /// A Redis key prefix no other test uses.
 pub fn prefix(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -80,26 +93,17 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 
 /// A customer's chat: contact, conversation. Returns (contact source_id, conversation id).
 pub async fn new_chat(env: &Env) -> (String, u64) {
-    let c = http();
-    let contact: Value = c
-        .post(format!("{}/public/api/v1/inboxes/{}/contacts", env.base, env.inbox))
-        .json(&json!({"identifier": format!("t-{}", prefix("c")), "name": "Test Customer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let contact = post_json(
+        format!("{}/public/api/v1/inboxes/{}/contacts", env.base, env.inbox),
+        &json!({"identifier": format!("t-{}", prefix("c")), "name": "Test Customer"}),
+    )
+    .await;
     let source = contact["source_id"].as_str().unwrap().to_string();
-    let conv: Value = c
-        .post(format!("{}/public/api/v1/inboxes/{}/contacts/{source}/conversations", env.base, env.inbox))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv = post_json(
+        format!("{}/public/api/v1/inboxes/{}/contacts/{source}/conversations", env.base, env.inbox),
+        &json!({}),
+    )
+    .await;
     (source, conv["id"].as_u64().unwrap())
 }
 
@@ -232,6 +236,6 @@ impl MailDev {
 
     /// The emails received so far.
     pub async fn emails(&self) -> Vec<Value> {
-        http().get(self.api()).send().await.unwrap().json().await.unwrap()
+        get_json(self.api()).await.as_array().cloned().unwrap_or_default()
     }
 }
