@@ -25,6 +25,7 @@ async fn all_green_against_the_sandbox_redis_and_postgres() {
     let r = run(cmd).await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("doctor", &doc);
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["healthy"], true);
     let checks = doc["checks"].as_array().unwrap();
@@ -64,6 +65,7 @@ async fn basic_auth_over_plain_http_to_a_remote_host_is_refused() {
     let r = run(cmd).await;
     assert_eq!(r.code, 3);
     let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("doctor", &doc);
     let err = doc["checks"][0]["error"].as_str().unwrap();
     assert!(err.contains("refusing to send Basic auth over plain HTTP"), "{err}");
 }

@@ -60,10 +60,7 @@ async fn smoke(opts: SmokeOptions) -> SmokeReport {
 }
 
 fn schema_check(doc: &Value) {
-    let schema: Value = serde_json::from_str(include_str!("../../docs/schemas/sla-smoke.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "schema errors: {errors:#?}\n{doc:#}");
+    support::schema_check("sla-smoke", doc);
 }
 
 /// The sandbox's own percentile (nearest rank) of the replies it gave.

@@ -188,6 +188,15 @@ pub async fn run(mut cmd: tokio::process::Command) -> Run {
     }
 }
 
+/// Validates `doc` against `docs/schemas/{name}.schema.json`, listing every violation.
+pub fn schema_check(name: &str, doc: &Value) {
+    let path = format!("{}/docs/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name} schema errors: {errors:#?}\n{doc:#}");
+}
+
 /// A free loopback port (bound and released; the caller binds it right after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

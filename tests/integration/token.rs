@@ -245,9 +245,29 @@ async fn the_binary_issues_verifies_and_exits_0_1_or_3() {
     let r = run(c).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let issued: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("token-issue", &issued);
     let t = issued["token"].as_str().unwrap().to_string();
     assert_eq!(issued["link"], format!("https://chat.example.com/chat?resume={t}"));
     assert_eq!(issued["jti"].as_str().unwrap().len(), 32, "128 random bits");
+
+    let mut c = cmd(dir.path());
+    c.args(["token", "verify", &t, "-o", "json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("token-verify", &doc);
+    assert_eq!((doc["valid"].as_bool(), doc["signature_ok"].as_bool()), (Some(true), Some(true)));
+
+    let mut c = cmd(dir.path());
+    c.args(["token", "verify", &format!("{t}x"), "-o", "json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 1);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("token-verify", &doc);
+    assert_eq!(
+        doc["reasons"][0],
+        "the signature does not match (signed with another secret, or the token was altered)"
+    );
 
     let mut c = cmd(dir.path());
     c.args(["token", "verify", &t]);
