@@ -47,6 +47,11 @@ pub struct Global {
 pub enum Command {
     /// Local stand-in for Chatwoot + Ably + the AI worker (demo, tests, drills).
     Sandbox(Box<crate::sandbox::SandboxArgs>),
+    /// Probes for on-call and cron (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Ably {
+        #[command(subcommand)]
+        command: crate::ably::AblyCommand,
+    },
     /// SLA validation: smoke chats end to end, and merging runs.
     Sla {
         #[command(subcommand)]

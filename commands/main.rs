@@ -1,6 +1,7 @@
 //! The `broker-ops` binary: runtime, logging, argument parsing, dispatch, and the one place
 //! where errors become exit codes. Each command lives in its own file and makes one library call.
 
+mod ably;
 mod cli;
 mod doctor;
 mod sandbox;
@@ -128,6 +129,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
+        Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),

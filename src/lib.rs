@@ -26,6 +26,7 @@ pub mod exit;
 pub mod http;
 pub mod mirror;
 pub mod output;
+pub mod probe;
 pub mod queue;
 pub mod redact;
 pub mod sandbox;

@@ -126,6 +126,15 @@ impl AblyClient {
         Ok(Page { items, next })
     }
 
+    /// An authenticated GET of one JSON document.
+    pub async fn get_one<T: DeserializeOwned>(&self, op: &'static str, url: Url) -> Result<T, AblyError> {
+        if self.key.is_none() {
+            return Err(AblyError::NoKey { op });
+        }
+        let resp = self.request(Method::GET, url.clone()).send().await.map_err(|e| transport(op, &url, &e))?;
+        read_json(op, &url, resp).await
+    }
+
     /// Follows `next` links until the last page or `max_pages`.
     pub async fn get_all<T: DeserializeOwned>(
         &self,

@@ -1,0 +1,211 @@
+//! `ably health`: reachability and round trip (`GET /time`), clock skew, app statistics over a
+//! window, channel occupancy, and Ably's public status. Requests run concurrently; each check
+//! that cannot decide is UNKNOWN with its reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use url::Url;
+
+use super::{AblyClient, AblyError};
+use crate::probe::{Check, ProbeReport, Rules, Unit};
+
+/// Ably's public status document, checked only for the default endpoint unless asked.
+pub const STATUS_URL: &str = "https://ably.com/status/up.json";
+
+pub const DEFAULT_WARN: &[&str] = &["latency>300ms", "skew>2s", "failed>0", "refused>0"];
+pub const DEFAULT_CRIT: &[&str] = &["latency>1s", "skew>5s"];
+
+/// Which channels to report occupancy for.
+#[derive(Debug, Clone)]
+pub enum Channels {
+    None,
+    Named(Vec<String>),
+    Prefix { prefix: String, limit: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthOptions {
+    pub window: Duration,
+    pub channels: Channels,
+    /// Where to read Ably's status (`None`: not checked).
+    pub status_url: Option<Url>,
+    pub rules: Rules,
+    pub timeout: Duration,
+}
+
+pub async fn health(client: &AblyClient, opts: &HealthOptions) -> ProbeReport {
+    let (time, stats, occupancy, status) =
+        tokio::join!(time(client, &opts.rules), stats(client, opts), occupancy(client, opts), status(opts));
+    let mut checks = time;
+    checks.extend(stats);
+    checks.extend(occupancy);
+    checks.extend(status);
+    ProbeReport { kind: "ably_health", checks }
+}
+
+fn reason(e: &AblyError) -> String {
+    e.to_string()
+}
+
+async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
+    match client.time().await {
+        Ok((server_ms, rtt)) => {
+            let local_mid = chrono::Utc::now().timestamp_millis() - rtt.as_millis() as i64 / 2;
+            let skew_s = (server_ms - local_mid) as f64 / 1000.0;
+            let rtt_ms = rtt.as_secs_f64() * 1000.0;
+            vec![
+                rules.check("latency", "latency", (rtt_ms * 10.0).round() / 10.0, Unit::Ms, "GET /time round trip"),
+                rules.check(
+                    "skew",
+                    "skew",
+                    (skew_s.abs() * 1000.0).round() / 1000.0,
+                    Unit::S,
+                    format!(
+                        "Ably's clock is {} ours by {:.3} s",
+                        if skew_s >= 0.0 { "ahead of" } else { "behind" },
+                        skew_s.abs()
+                    ),
+                ),
+            ]
+        }
+        Err(e) => {
+            let r = reason(&e);
+            vec![rules.unknown("latency", "latency", Unit::Ms, r.clone()), rules.unknown("skew", "skew", Unit::S, r)]
+        }
+    }
+}
+
+/// Sums the current-shape `entries` over the window (peaks take the maximum).
+fn totals(items: &[Value]) -> BTreeMap<&'static str, f64> {
+    let mut t: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let sum_keys: [(&str, &[&str]); 3] = [
+        ("messages", &["messages.all.all.count"]),
+        ("failed", &["apiRequests.all.failed", "messages.all.all.failed"]),
+        (
+            "refused",
+            &["apiRequests.all.refused", "messages.all.all.refused", "connections.all.refused", "channels.refused"],
+        ),
+    ];
+    let peak_keys = [("connections", "connections.all.peak"), ("channels", "channels.peak")];
+    for item in items {
+        let e = &item["entries"];
+        for (name, keys) in sum_keys {
+            *t.entry(name).or_default() += keys.iter().filter_map(|k| e[*k].as_f64()).sum::<f64>();
+        }
+        for (name, key) in peak_keys {
+            let v = e[key].as_f64().unwrap_or(0.0);
+            let cur = t.entry(name).or_default();
+            *cur = cur.max(v);
+        }
+    }
+    t
+}
+
+async fn stats(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - opts.window.as_millis() as i64;
+    let url = client.url(&format!("stats?start={start}&end={now}&unit=minute&direction=forwards&limit=1000"));
+    let names = ["messages", "connections", "channels", "failed", "refused"];
+    let window = crate::duration::format_duration(opts.window);
+    match client.get_all::<Value>("GET /stats", url, 10).await {
+        Ok((items, _)) if items.iter().any(|i| i.get("entries").is_none()) => names
+            .iter()
+            .map(|n| opts.rules.unknown(*n, n, Unit::Count, "GET /stats answered the legacy (protocol 1) shape"))
+            .collect(),
+        Ok((items, _)) => {
+            let t = totals(&items);
+            names
+                .iter()
+                .map(|n| {
+                    let what = match *n {
+                        "connections" | "channels" => format!("peak over the last {window}"),
+                        _ => format!("total over the last {window}"),
+                    };
+                    opts.rules.check(*n, n, t.get(n).copied().unwrap_or(0.0), Unit::Count, what)
+                })
+                .collect()
+        }
+        Err(e) => names.iter().map(|n| opts.rules.unknown(*n, n, Unit::Count, reason(&e))).collect(),
+    }
+}
+
+async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
+    let names = match &opts.channels {
+        Channels::None => return Vec::new(),
+        Channels::Named(n) => n.clone(),
+        Channels::Prefix { prefix, limit } => {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("prefix", prefix)
+                .append_pair("limit", &limit.min(&1000).to_string())
+                .append_pair("by", "id")
+                .finish();
+            match client.get_page::<Value>("GET /channels", client.url(&format!("channels?{q}"))).await {
+                Ok(page) => page.items.iter().filter_map(|v| v.as_str().map(str::to_string)).take(*limit).collect(),
+                Err(e) => {
+                    return vec![opts.rules.unknown(
+                        format!("channels {prefix}*"),
+                        "subscribers",
+                        Unit::Count,
+                        reason(&e),
+                    )];
+                }
+            }
+        }
+    };
+    let lookups = names.iter().map(|name| async move {
+        let path = format!("channels/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
+        let r = client.get_one::<Value>("GET /channels/{id}", client.url(&path)).await;
+        (name, r)
+    });
+    futures::future::join_all(lookups)
+        .await
+        .into_iter()
+        .map(|(name, r)| match r {
+            Ok(v) => {
+                let m = &v["status"]["occupancy"]["metrics"];
+                let subs = m["subscribers"].as_f64().unwrap_or(0.0);
+                let detail = format!(
+                    "connections {}, publishers {}, presence members {}",
+                    m["connections"].as_u64().unwrap_or(0),
+                    m["publishers"].as_u64().unwrap_or(0),
+                    m["presenceMembers"].as_u64().unwrap_or(0)
+                );
+                opts.rules.check(format!("occupancy {name}"), "subscribers", subs, Unit::Count, detail)
+            }
+            Err(e) => opts.rules.unknown(format!("occupancy {name}"), "subscribers", Unit::Count, reason(&e)),
+        })
+        .collect()
+}
+
+async fn status(opts: &HealthOptions) -> Vec<Check> {
+    let Some(url) = &opts.status_url else { return Vec::new() };
+    let http = crate::http::client(opts.timeout);
+    let result = async {
+        let resp = http
+            .get(url.clone())
+            .header("Ably-Agent", concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", crate::http::describe(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
+        }
+        let v: Value = resp.json().await.map_err(|e| format!("GET {url}: {}", crate::http::describe(&e)))?;
+        v.get("status").and_then(Value::as_bool).ok_or_else(|| format!("GET {url}: no boolean \"status\" in {v}"))
+    }
+    .await;
+    // Ably's own word that it is down is critical whatever the rules say.
+    let rules = Rules::new(&[], &["status<1"], vec![], vec![]);
+    match result {
+        Ok(up) => vec![rules.check(
+            "status",
+            "status",
+            if up { 1.0 } else { 0.0 },
+            Unit::Count,
+            format!("{url} says {}", if up { "operational" } else { "NOT operational" }),
+        )],
+        Err(e) => vec![rules.unknown("status", "status", Unit::Count, e)],
+    }
+}
