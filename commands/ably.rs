@@ -21,6 +21,23 @@ use crate::Ctx;
 pub enum AblyCommand {
     /// Ably reachability, latency, clock skew, app stats, channel occupancy, public status.
     Health(HealthArgs),
+    /// BullMQ queue depth and oldest waiting job; the mirror's lag behind Ably (Redis, Postgres).
+    Backlog(BacklogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacklogArgs {
+    /// BullMQ queue (default BROKER_QUEUE, else `broker`).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Check the mirror for this conversation (repeatable); default: the most active ones.
+    #[arg(long = "conversation", value_name = "ID")]
+    pub conversations: Vec<String>,
+    /// How many of the most active conversations to check.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -63,7 +80,75 @@ pub struct HealthArgs {
 pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     match cmd {
         AblyCommand::Health(a) => health_cmd(a, ctx).await,
+        AblyCommand::Backlog(a) => backlog_cmd(a, ctx).await,
     }
+}
+
+async fn backlog_cmd(a: BacklogArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    use broker_ops::backlog::{self, BacklogOptions, Stores};
+    use secrecy::ExposeSecret;
+    let c = &ctx.config;
+    let t = c.timeout.value;
+    let rules = Rules::new(backlog::DEFAULT_WARN, backlog::DEFAULT_CRIT, a.probe.warn.clone(), a.probe.crit.clone());
+    let queue = a.queue.clone().unwrap_or_else(|| c.broker_queue.value.clone());
+    let prefix = c.layers().plain("REDIS_KEY_PREFIX").ok().flatten().map(|s| s.value).unwrap_or_default();
+    let opts = BacklogOptions {
+        keys: broker_ops::queue::QueueKeys::new(c.bull_prefix.value.clone(), queue),
+        names: broker_ops::contracts::Names::with_redis_prefix(prefix),
+        conversations: a.conversations.clone(),
+        top: a.top,
+        rules: rules.clone(),
+        timeout: t,
+    };
+    // Each store that cannot be reached becomes an UNKNOWN check; the others still report.
+    let mut unknown = Vec::new();
+    let mut redis = None;
+    if let Some(u) = &c.redis_url {
+        match broker_ops::mirror::redis::connect(u.value.expose_secret(), t).await {
+            Ok(conn) => redis = Some((conn, broker_ops::redact::url(u.value.expose_secret()))),
+            Err(e) => unknown.push(rules.unknown("waiting", "waiting", broker_ops::probe::Unit::Count, e.to_string())),
+        }
+    }
+    let mut pg = None;
+    if let Some(u) = &c.database_url {
+        match broker_ops::mirror::postgres::connect(u.value.expose_secret(), t).await {
+            Ok(pool) => pg = Some((pool, broker_ops::redact::url(u.value.expose_secret()))),
+            Err(e) => unknown.push(rules.unknown(
+                "mirror_lag postgres",
+                "mirror_lag",
+                broker_ops::probe::Unit::S,
+                e.to_string(),
+            )),
+        }
+    }
+    let ably = match &c.ably_api_key {
+        Some(k) => Some(AblyClient::new(c.ably_rest_url.value.clone(), Some(k.value.clone()), t)?),
+        None => None,
+    };
+    let had_redis_error = !unknown.is_empty() && redis.is_none() && c.redis_url.is_some();
+    let stores = Stores {
+        redis: redis.as_mut().map(|(conn, addr)| (conn, addr.clone())),
+        postgres: pg.as_ref().map(|(p, a)| (p, a.clone())),
+        ably: ably.as_ref(),
+    };
+    let probe = backlog::backlog(stores, &opts);
+    let mut report = match tokio::time::timeout(t * 3, probe).await {
+        Ok(r) => r,
+        Err(_) => ProbeReport {
+            kind: "ably_backlog",
+            checks: vec![rules.unknown(
+                "waiting",
+                "waiting",
+                broker_ops::probe::Unit::Count,
+                "the probe did not finish within 3 x --timeout",
+            )],
+        },
+    };
+    if had_redis_error {
+        report.checks.retain(|c| c.detail != "REDIS_URL is not set");
+    }
+    report.checks.extend(unknown);
+    finish(&report, &a.probe, ctx)
 }
 
 async fn health_cmd(a: HealthArgs, ctx: &Ctx) -> anyhow::Result<i32> {

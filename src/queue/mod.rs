@@ -24,3 +24,5 @@ impl QueueKeys {
         self.key(id)
     }
 }
+
+pub mod counts;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod ably_backlog;
 mod ably_health;
 mod cli;
 mod doctor;
