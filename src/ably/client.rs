@@ -54,7 +54,22 @@ pub struct AblyClient {
     base: Url,
     key: Option<AblyKey>,
     http: reqwest::Client,
+    /// Fallback hosts, tried in random order when the primary fails in a way that a conforming
+    /// client retries (RSC15). Only the default endpoint has them; an explicit URL never does.
+    fallbacks: Vec<Url>,
 }
+
+/// The default endpoint's fallback hosts (REC2c1).
+pub const FALLBACK_HOSTS: [&str; 5] = [
+    "main.a.fallback.ably-realtime.com",
+    "main.b.fallback.ably-realtime.com",
+    "main.c.fallback.ably-realtime.com",
+    "main.d.fallback.ably-realtime.com",
+    "main.e.fallback.ably-realtime.com",
+];
+
+/// At most this many fallback attempts per request (httpMaxRetryCount, TO3l5).
+const MAX_FALLBACK_RETRIES: usize = 3;
 
 impl AblyClient {
     /// A client for `base` (ABLY_REST_URL). Basic auth over `http://` is only allowed to
@@ -63,7 +78,68 @@ impl AblyClient {
         if key.is_some() && base.scheme() == "http" && !crate::http::is_loopback_host(&base) {
             return Err(AblyError::InsecureBasicAuth { url: base.to_string() });
         }
-        Ok(AblyClient { base, key, http: crate::http::client(timeout) })
+        let fallbacks = if base.as_str().trim_end_matches('/') == crate::config::DEFAULT_ABLY_REST_URL {
+            FALLBACK_HOSTS.iter().filter_map(|h| Url::parse(&format!("https://{h}/")).ok()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(AblyClient { base, key, http: crate::http::client(timeout), fallbacks })
+    }
+
+    /// The same client with explicit fallback hosts (tests point them at local stand-ins).
+    pub fn with_fallbacks(mut self, fallbacks: Vec<Url>) -> Self {
+        self.fallbacks = fallbacks;
+        self
+    }
+
+    /// Sends `rb_for(url)` to the primary host, then to fallback hosts in random order when the
+    /// primary is unreachable, times out, answers 500-504, or any error status through
+    /// CloudFront (RSC15l); at most 3 fallbacks. Returns the answer and the URL that gave it.
+    async fn send(
+        &self,
+        op: &'static str,
+        url: Url,
+        rb_for: impl Fn(Url) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, Url), AblyError> {
+        let first = rb_for(url.clone()).send().await;
+        let retryable = |r: &Result<reqwest::Response, reqwest::Error>| match r {
+            Err(e) => e.is_connect() || e.is_timeout(),
+            Ok(resp) => {
+                let s = resp.status().as_u16();
+                (500..=504).contains(&s)
+                    || (s >= 400
+                        && resp
+                            .headers()
+                            .get("server")
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cloudfront")))
+            }
+        };
+        if self.fallbacks.is_empty() || !retryable(&first) {
+            return first.map(|r| (r, url.clone())).map_err(|e| transport(op, &url, &e));
+        }
+        let mut hosts = self.fallbacks.clone();
+        {
+            use rand::seq::SliceRandom;
+            hosts.shuffle(&mut rand::rng());
+        }
+        let mut last = first;
+        let mut last_url = url.clone();
+        for host in hosts.into_iter().take(MAX_FALLBACK_RETRIES) {
+            let mut u = url.clone();
+            if u.set_host(host.host_str()).is_err()
+                || u.set_scheme(host.scheme()).is_err()
+                || u.set_port(host.port()).is_err()
+            {
+                continue;
+            }
+            tracing::info!(op, fallback = %u, "Ably primary failed; trying a fallback host");
+            last = rb_for(u.clone()).send().await;
+            last_url = u;
+            if !retryable(&last) {
+                break;
+            }
+        }
+        last.map(|r| (r, last_url.clone())).map_err(|e| transport(op, &last_url, &e))
     }
 
     pub fn base(&self) -> &Url {
@@ -92,14 +168,14 @@ impl AblyClient {
     pub async fn time(&self) -> Result<(i64, Duration), AblyError> {
         let url = self.url("time");
         let started = Instant::now();
-        let resp = self
-            .http
-            .get(url.clone())
-            .header("X-Ably-Version", PROTOCOL_VERSION)
-            .header("Ably-Agent", concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
-            .send()
-            .await
-            .map_err(|e| transport("GET /time", &url, &e))?;
+        let (resp, url) = self
+            .send("GET /time", url, |u| {
+                self.http
+                    .get(u)
+                    .header("X-Ably-Version", PROTOCOL_VERSION)
+                    .header("Ably-Agent", concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
+            })
+            .await?;
         let body: Vec<i64> = read_json("GET /time", &url, resp).await?;
         let rtt = started.elapsed();
         match body.first() {
@@ -113,7 +189,7 @@ impl AblyClient {
         if self.key.is_none() {
             return Err(AblyError::NoKey { op });
         }
-        let resp = self.request(Method::GET, url.clone()).send().await.map_err(|e| transport(op, &url, &e))?;
+        let (resp, url) = self.send(op, url, |u| self.request(Method::GET, u)).await?;
         let links: Vec<String> = resp
             .headers()
             .get_all(reqwest::header::LINK)
@@ -131,7 +207,7 @@ impl AblyClient {
         if self.key.is_none() {
             return Err(AblyError::NoKey { op });
         }
-        let resp = self.request(Method::GET, url.clone()).send().await.map_err(|e| transport(op, &url, &e))?;
+        let (resp, url) = self.send(op, url, |u| self.request(Method::GET, u)).await?;
         read_json(op, &url, resp).await
     }
 
@@ -162,6 +238,8 @@ impl AblyClient {
         if self.key.is_none() {
             return Err(AblyError::NoKey { op });
         }
+        // Not sent to fallback hosts: a caller that needs exactly-once sets message ids and
+        // retries itself, and Ably deduplicates on them.
         let url = self.url(path);
         let resp =
             self.request(Method::POST, url.clone()).json(body).send().await.map_err(|e| transport(op, &url, &e))?;

@@ -4,6 +4,7 @@
 mod support;
 
 mod ably_backlog;
+mod ably_client;
 mod ably_health;
 mod cli;
 mod doctor;
