@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::sla::SlaCommand,
     },
+    /// Mirrored events: the timeline of a conversation.
+    Events {
+        #[command(subcommand)]
+        command: crate::events::EventsCommand,
+    },
     /// Resume tokens: issue, verify, inspect, revoke.
     Token {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 mod ably;
 mod cli;
 mod doctor;
+mod events;
 mod sandbox;
 mod sla;
 mod token;
@@ -129,6 +130,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
+        Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,

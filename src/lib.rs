@@ -30,6 +30,7 @@ pub mod output;
 pub mod probe;
 pub mod queue;
 pub mod redact;
+pub mod replay;
 pub mod sandbox;
 pub mod sla;
 pub mod token;

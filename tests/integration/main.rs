@@ -8,6 +8,7 @@ mod ably_client;
 mod ably_health;
 mod cli;
 mod doctor;
+mod events_replay;
 mod mirror;
 mod sandbox_ably;
 mod sandbox_chatwoot;
