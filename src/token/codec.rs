@@ -21,7 +21,7 @@ pub fn sign(header: &Value, claims: &Value, secret: &[u8]) -> String {
 }
 
 pub fn mac(secret: &[u8], input: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length, so this cannot fail.
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
     let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(input);
     m.finalize().into_bytes().to_vec()

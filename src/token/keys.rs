@@ -84,12 +84,14 @@ impl Keys {
         Keys { keys, prepared }
     }
 
-    /// Keys from `(kid, secret)` pairs (tests and benchmarks).
+    /// Keys from `(kid, secret)` pairs (tests, benchmarks, fuzzing). At least one pair: the first
+    /// signs, and `signing` relies on it.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        assert!(!pairs.is_empty(), "Keys::from_pairs needs at least one key");
         Keys::new(pairs.iter().map(|(k, s)| (k.to_string(), SecretString::from(s.to_string()))).collect())
     }
 
-    /// The key that signs: the first.
+    /// The key that signs: the first. Every constructor refuses an empty key list, so it exists.
     pub fn signing(&self) -> (&str, &[u8]) {
         let (kid, s) = &self.keys[0];
         (kid, s.expose_secret().as_bytes())
