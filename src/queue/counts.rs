@@ -6,6 +6,7 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use super::QueueKeys;
+use crate::mirror::MirrorError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JobCounts {
@@ -30,15 +31,6 @@ pub struct JobCounts {
     pub oldest_problem: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("Redis {op} at {addr}: {source}")]
-pub struct QueueError {
-    pub op: &'static str,
-    pub addr: String,
-    #[source]
-    pub source: redis::RedisError,
-}
-
 fn is_marker(id: &Option<String>) -> bool {
     id.as_deref().is_some_and(|s| s.starts_with("0:"))
 }
@@ -49,8 +41,8 @@ pub async fn read<C: ConnectionLike>(
     addr: &str,
     keys: &QueueKeys,
     now_ms: i64,
-) -> Result<JobCounts, QueueError> {
-    let err = |op| move |source| QueueError { op, addr: addr.to_string(), source };
+) -> Result<JobCounts, MirrorError> {
+    let err = |op| move |source| MirrorError::Redis { op, addr: addr.to_string(), source };
     // Delayed scores are (due ms) * 4096 + sequence; everything at or below this is due.
     let due_max = (now_ms + 1) * 4096 - 1;
     let mut pipe = redis::pipe();
@@ -71,17 +63,17 @@ pub async fn read<C: ConnectionLike>(
         .exists(keys.key("meta"))
         .exists(keys.key("id"));
     let v: Vec<redis::Value> = pipe.query_async(conn).await.map_err(err("count pipeline"))?;
-    let n = |i: usize| -> Result<u64, QueueError> {
+    let n = |i: usize| -> Result<u64, MirrorError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
-    let s = |i: usize| -> Result<Option<String>, QueueError> {
+    let s = |i: usize| -> Result<Option<String>, MirrorError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
-    let b = |i: usize| -> Result<bool, QueueError> {
+    let b = |i: usize| -> Result<bool, MirrorError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
     if v.len() != 16 {
-        return Err(QueueError {
+        return Err(MirrorError::Redis {
             op: "count pipeline",
             addr: addr.to_string(),
             source: redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply length")),

@@ -8,7 +8,7 @@ pub mod timeline;
 
 use chrono::{DateTime, Utc};
 
-pub use source::{Page, Source, SourceError};
+pub use source::{Page, Source};
 
 /// What to read.
 #[derive(Debug, Clone)]

@@ -8,25 +8,7 @@ use sqlx::{PgPool, Row};
 
 use super::{Malformed, Selection};
 use crate::contracts::Names;
-use crate::mirror::MirroredEvent;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("Redis {op} at {addr}: {source}")]
-    Redis {
-        op: &'static str,
-        addr: String,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("Postgres {op} at {addr}: {source}")]
-    Postgres {
-        op: &'static str,
-        addr: String,
-        #[source]
-        source: sqlx::Error,
-    },
-}
+use crate::mirror::{MirrorError, MirroredEvent};
 
 /// One page of events (in order) and the malformed entries met on the way.
 #[derive(Debug, Default)]
@@ -44,7 +26,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub async fn next_page(&mut self) -> Result<Page, SourceError> {
+    pub async fn next_page(&mut self) -> Result<Page, MirrorError> {
         match self {
             Source::Redis(r) => r.next_page().await,
             Source::Postgres(p) => p.next_page().await,
@@ -69,7 +51,7 @@ impl RedisSource {
         addr: String,
         names: Names,
         sel: Selection,
-    ) -> Result<Self, SourceError> {
+    ) -> Result<Self, MirrorError> {
         let mut queue = sel.conversations.clone();
         if queue.is_empty() {
             queue = redis::cmd("ZRANGE")
@@ -78,13 +60,13 @@ impl RedisSource {
                 .arg(-1)
                 .query_async(&mut conn)
                 .await
-                .map_err(|source| SourceError::Redis { op: "ZRANGE active", addr: addr.clone(), source })?;
+                .map_err(|source| MirrorError::Redis { op: "ZRANGE active", addr: addr.clone(), source })?;
         }
         queue.reverse();
         Ok(RedisSource { conn, addr, names, sel, queue, cursor: None })
     }
 
-    async fn next_page(&mut self) -> Result<Page, SourceError> {
+    async fn next_page(&mut self) -> Result<Page, MirrorError> {
         let mut page = Page::default();
         while let Some(conv) = self.queue.last().cloned() {
             let key = self.names.stream_key(&conv);
@@ -101,7 +83,7 @@ impl RedisSource {
                 .arg(self.sel.page_size)
                 .query_async(&mut self.conn)
                 .await
-                .map_err(|source| SourceError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
+                .map_err(|source| MirrorError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
             let full = entries.len() == self.sel.page_size;
             for (id, fields) in &entries {
                 match event_of(&conv, &self.names, fields) {
@@ -154,7 +136,7 @@ impl PostgresSource {
         PostgresSource { pool, addr, sel, cursor: None, done: false }
     }
 
-    async fn next_page(&mut self) -> Result<Page, SourceError> {
+    async fn next_page(&mut self) -> Result<Page, MirrorError> {
         let mut page = Page::default();
         if self.done {
             return Ok(page);
@@ -180,7 +162,7 @@ impl PostgresSource {
         .bind(self.sel.page_size as i64)
         .fetch_all(&self.pool)
         .await
-        .map_err(|source| SourceError::Postgres {
+        .map_err(|source| MirrorError::Postgres {
             op: "SELECT chat_events",
             addr: self.addr.clone(),
             source,

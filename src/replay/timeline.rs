@@ -6,15 +6,16 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use super::{Malformed, Source, SourceError};
+use super::{Malformed, Source};
 use crate::contracts::events;
+use crate::mirror::MirrorError;
 use crate::mirror::MirroredEvent;
 use crate::output::Format;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(#[from] MirrorError),
     #[error("writing output: {0}")]
     Io(#[from] io::Error),
 }

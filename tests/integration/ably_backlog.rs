@@ -3,11 +3,8 @@
 //! behind the sandbox's Ably history in the real Redis and Postgres.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use broker_ops::contracts::Names;
 use redis::AsyncCommands;
-use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -134,20 +131,10 @@ async fn a_missing_queue_or_job_hash_is_unknown_with_the_reason() {
 #[sqlx::test(migrations = false)]
 async fn mirror_lag_compares_redis_and_postgres_with_ably_history(pool: PgPool) {
     let prefix = support::prefix("lag");
-    let mut opts = support::options();
-    opts.redis_url = Some(SecretString::from(support::redis_url()));
-    opts.database_url = Some(SecretString::from(crate::mirror::url_of(&pool)));
-    opts.names = Names::with_redis_prefix(prefix.clone());
-    opts.bull_prefix = format!("{prefix}bull");
-    let (sb, env) = support::start(opts).await;
+    let (sb, env) = support::start(crate::mirror::mirrored_options(&pool, &prefix)).await;
     let (contact, conv) = support::new_chat(&env).await;
     support::say(&env, &contact, conv, "Is my rate fixed?").await;
-    for _ in 0..300 {
-        if sb.sink_counters().0 >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::mirror::wait_mirrored(&sb, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let probe = |env: &Env| {
         let mut c = bin(dir.path());

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use broker_ops::contracts::Names;
 use redis::AsyncCommands;
-use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -20,24 +18,14 @@ struct Mirrored {
 
 async fn mirrored(pool: &PgPool, name: &str) -> Mirrored {
     let prefix = support::prefix(name);
-    let mut opts = support::options();
-    opts.redis_url = Some(SecretString::from(support::redis_url()));
-    opts.database_url = Some(SecretString::from(crate::mirror::url_of(pool)));
-    opts.names = Names::with_redis_prefix(prefix.clone());
-    opts.bull_prefix = format!("{prefix}bull");
-    let (sb, env) = support::start(opts).await;
+    let (sb, env) = support::start(crate::mirror::mirrored_options(pool, &prefix)).await;
     let (contact, conv) = support::new_chat(&env).await;
     let mut events = support::subscribe(&env, &format!("channels=conversation:{conv}")).await;
     support::say(&env, &contact, conv, "First question?").await;
     support::collect(&mut events, 2, Duration::from_secs(3)).await;
     support::say(&env, &contact, conv, "Second question?").await;
     support::collect(&mut events, 2, Duration::from_secs(3)).await;
-    for _ in 0..300 {
-        if sb.sink_counters().0 >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::mirror::wait_mirrored(&sb, 4).await;
     Mirrored { prefix, db: crate::mirror::url_of(pool), conv, _sb: sb }
 }
 

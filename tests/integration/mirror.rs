@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use broker_ops::contracts::Names;
 use broker_ops::mirror::{self, MirroredEvent};
+use broker_ops::sandbox::SandboxOptions;
 use redis::AsyncCommands;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -21,7 +22,20 @@ pub fn url_of(pool: &PgPool) -> String {
     u.to_string()
 }
 
-async fn wait_mirrored(sb: &broker_ops::sandbox::Sandbox, n: usize) {
+/// Sandbox options that mirror into this machine's Redis (keys under `prefix`) and into the
+/// database `#[sqlx::test]` made for the test, with the BullMQ queue under `{prefix}bull`.
+pub fn mirrored_options(pool: &PgPool, prefix: &str) -> SandboxOptions {
+    SandboxOptions {
+        redis_url: Some(SecretString::from(support::redis_url())),
+        database_url: Some(SecretString::from(url_of(pool))),
+        names: Names::with_redis_prefix(prefix),
+        bull_prefix: format!("{prefix}bull"),
+        ..support::options()
+    }
+}
+
+/// Waits until the sandbox has mirrored `n` events, failing on any mirror write error.
+pub async fn wait_mirrored(sb: &broker_ops::sandbox::Sandbox, n: usize) {
     for _ in 0..200 {
         let (written, errors) = sb.sink_counters();
         assert_eq!(errors, 0, "mirror writes failed");
@@ -36,12 +50,7 @@ async fn wait_mirrored(sb: &broker_ops::sandbox::Sandbox, n: usize) {
 #[sqlx::test(migrations = false)]
 async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool) {
     let prefix = support::prefix("mirror");
-    let mut opts = support::options();
-    opts.redis_url = Some(SecretString::from(support::redis_url()));
-    opts.database_url = Some(SecretString::from(url_of(&pool)));
-    opts.names = Names::with_redis_prefix(prefix.clone());
-    opts.bull_prefix = format!("{prefix}bull");
-    let (sb, env) = support::start(opts).await;
+    let (sb, env) = support::start(mirrored_options(&pool, &prefix)).await;
     let (contact, conv) = support::new_chat(&env).await;
     let msg = support::say(&env, &contact, conv, "Is my rate fixed?").await;
     wait_mirrored(&sb, 2).await;
@@ -98,11 +107,7 @@ async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool)
 #[sqlx::test(migrations = false)]
 async fn smoke_jobs_pass_through_a_bullmq_layout_queue(pool: PgPool) {
     let prefix = support::prefix("queue");
-    let mut opts = support::options();
-    opts.redis_url = Some(SecretString::from(support::redis_url()));
-    opts.database_url = Some(SecretString::from(url_of(&pool)));
-    opts.names = Names::with_redis_prefix(prefix.clone());
-    opts.bull_prefix = format!("{prefix}bull");
+    let mut opts = mirrored_options(&pool, &prefix);
     opts.ai_latency = broker_ops::sandbox::LatencyModel::Fixed(Duration::from_millis(300));
     let (sb, env) = support::start(opts).await;
     let (contact, conv) = support::new_chat(&env).await;
