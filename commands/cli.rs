@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::events::EventsCommand,
     },
+    /// Alerts to Slack and email: once per incident, reminders, resolved notices, an outbox.
+    Alert {
+        #[command(subcommand)]
+        command: crate::alert::AlertCommand,
+    },
     /// Resume tokens: issue, verify, inspect, revoke.
     Token {
         #[command(subcommand)]

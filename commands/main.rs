@@ -2,6 +2,7 @@
 //! where errors become exit codes. Each command lives in its own file and makes one library call.
 
 mod ably;
+mod alert;
 mod cli;
 mod doctor;
 mod events;
@@ -132,6 +133,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Doctor => doctor::run(&ctx).await,
         Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
+        Command::Alert { command } => alert::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),

@@ -17,6 +17,7 @@
 //! - [`doctor`]: configuration check and reachability of every dependency.
 
 pub mod ably;
+pub mod alert;
 pub mod backlog;
 pub mod chatwoot;
 pub mod config;

@@ -1,0 +1,94 @@
+//! What a run does with an alert, given the incident open for its dedup key (if any).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::model::{Alert, Severity};
+use super::state::Incident;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing open: a new incident, notified.
+    Open,
+    /// Open and last notified longer ago than the repeat interval: a reminder.
+    Remind,
+    /// Open at a lower severity: notified again at once, whatever the interval.
+    Escalate,
+    /// `resolved` for an open incident: one resolved notice, and the incident closes.
+    Resolve,
+    /// Open and notified recently: nothing is sent.
+    Quiet { next_reminder_at: DateTime<Utc> },
+    /// `resolved` with nothing open: nothing is sent.
+    NothingOpen,
+}
+
+impl Decision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Open => "open",
+            Decision::Remind => "remind",
+            Decision::Escalate => "escalate",
+            Decision::Resolve => "resolve",
+            Decision::Quiet { .. } => "quiet",
+            Decision::NothingOpen => "nothing-open",
+        }
+    }
+}
+
+pub fn decide(open: Option<&Incident>, alert: &Alert, now: DateTime<Utc>, repeat: Duration) -> Decision {
+    let repeat = chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX);
+    match (alert.severity, open) {
+        (Severity::Resolved, None) => Decision::NothingOpen,
+        (Severity::Resolved, Some(_)) => Decision::Resolve,
+        (_, None) => Decision::Open,
+        (severity, Some(i)) if severity > i.severity => Decision::Escalate,
+        (_, Some(i)) => {
+            let next = i.last_sent_at.checked_add_signed(repeat).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            if now >= next { Decision::Remind } else { Decision::Quiet { next_reminder_at: next } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::model::AlertSource;
+
+    fn alert(s: Severity) -> Alert {
+        Alert::new(s, "Ably down", AlertSource { host: "h".into(), command: "c".into() }, Some("k".into()))
+    }
+
+    fn incident(s: Severity, sent_ago_min: i64, now: DateTime<Utc>) -> Incident {
+        Incident {
+            dedup_key: "k".into(),
+            incident_id: "i".into(),
+            severity: s,
+            summary: "Ably down".into(),
+            opened_at: now - chrono::Duration::hours(10),
+            last_sent_at: now - chrono::Duration::minutes(sent_ago_min),
+            notices: 1,
+            slack_ts: None,
+            results: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_state_machine() {
+        let now = Utc::now();
+        let four_h = Duration::from_secs(4 * 3600);
+        let w = Severity::Warning;
+        assert_eq!(decide(None, &alert(w), now, four_h), Decision::Open);
+        assert_eq!(decide(None, &alert(Severity::Resolved), now, four_h), Decision::NothingOpen);
+        let recent = incident(w, 10, now);
+        assert_eq!(
+            decide(Some(&recent), &alert(w), now, four_h),
+            Decision::Quiet { next_reminder_at: recent.last_sent_at + chrono::Duration::hours(4) }
+        );
+        assert_eq!(decide(Some(&recent), &alert(Severity::Info), now, four_h).as_str(), "quiet");
+        assert_eq!(decide(Some(&incident(w, 240, now)), &alert(w), now, four_h), Decision::Remind);
+        assert_eq!(decide(Some(&recent), &alert(Severity::Critical), now, four_h), Decision::Escalate);
+        assert_eq!(decide(Some(&recent), &alert(Severity::Resolved), now, four_h), Decision::Resolve);
+        assert_eq!(decide(Some(&recent), &alert(w), now, Duration::MAX).as_str(), "quiet");
+    }
+}

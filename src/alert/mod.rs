@@ -1,0 +1,173 @@
+//! Alerts to Slack and email that are sent once per incident, remind after a repeat interval,
+//! say when the incident is over, and are never lost: what cannot be delivered waits in a
+//! durable outbox for the next run.
+//!
+//! - [`model`]: the alert itself;
+//! - [`decide`]: open, remind, escalate, resolve or stay quiet, as a pure function of the state;
+//! - [`slack`], [`email`]: rendering and delivery with retries ([`retry`]);
+//! - [`state`]: incidents and the outbox in Redis or a state directory;
+//! - [`report`]: what a run did, for every output format.
+
+pub mod decide;
+pub mod email;
+pub mod model;
+pub mod report;
+pub mod retry;
+pub mod slack;
+pub mod state;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use decide::{Decision, decide};
+pub use email::EmailTarget;
+pub use model::{Alert, AlertSource, Links, Severity};
+pub use report::{AlertReport, DeliveryResult, Outcome, Preview};
+pub use retry::RetryPolicy;
+pub use slack::SlackTarget;
+pub use state::{Delivery, Incident, OutboxEntry, StateError, Store};
+
+/// Which notice of an incident this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Opened,
+    Reminder,
+    Escalated,
+    Resolved,
+    Test,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Opened => "opened",
+            Kind::Reminder => "reminder",
+            Kind::Escalated => "escalated",
+            Kind::Resolved => "resolved",
+            Kind::Test => "test",
+        }
+    }
+}
+
+/// One notice about one incident, before it is rendered for a channel.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub alert: Alert,
+    pub kind: Kind,
+    pub incident_id: String,
+    pub opened_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub test: bool,
+}
+
+impl Notice {
+    /// The words before the severity in a Slack header.
+    pub fn prefix(&self) -> &'static str {
+        match self.kind {
+            Kind::Opened => "",
+            Kind::Reminder => "Still open:",
+            Kind::Escalated => "Escalated:",
+            Kind::Resolved => "",
+            Kind::Test => "[TEST]",
+        }
+    }
+
+    /// The words after the dedup key in an email subject.
+    pub fn subject_marker(&self) -> &'static str {
+        match self.kind {
+            Kind::Reminder => "still open: ",
+            Kind::Escalated => "escalated: ",
+            Kind::Test => "[TEST] ",
+            Kind::Opened | Kind::Resolved => "",
+        }
+    }
+}
+
+/// A delivery that did not succeed, naming the dependency, the operation and the address.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{dependency} {operation} {address}: {reason} (after {attempts} attempt(s))")]
+pub struct DeliveryError {
+    pub dependency: &'static str,
+    pub operation: &'static str,
+    pub address: String,
+    pub reason: String,
+    /// Whether it was worth keeping for a later run (transient) or not (rejected).
+    pub queueable: bool,
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(
+        "no alert channel is configured: set SLACK_WEBHOOK_URL (or SLACK_BOT_TOKEN and SLACK_CHANNEL), \
+         and/or SMTP_URL with ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
+    )]
+    NoChannel,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The channels alerts go to.
+#[derive(Debug, Clone, Default)]
+pub struct Channels {
+    pub slack: Option<SlackTarget>,
+    pub email: Option<EmailTarget>,
+}
+
+impl Channels {
+    pub fn is_empty(&self) -> bool {
+        self.slack.is_none() && self.email.is_none()
+    }
+}
+
+/// Everything a run needs besides the state store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub channels: Channels,
+    pub repeat_interval: Duration,
+    pub retry: RetryPolicy,
+    /// Time-out of each network call.
+    pub timeout: Duration,
+}
+
+impl Options {
+    fn http(&self) -> reqwest::Client {
+        crate::http::client(self.timeout)
+    }
+}
+
+mod run;
+pub use run::{dry_run, flush, outbox, send, test};
+
+/// The channels the configuration describes. A half-configured channel (SMTP_URL without its
+/// addresses, a bot token without a channel) is an error naming what is missing.
+pub fn channels(config: &crate::config::Config) -> Result<Channels, crate::config::ConfigError> {
+    use secrecy::ExposeSecret;
+    let layers = config.layers();
+    let bot_token = layers.secret("SLACK_BOT_TOKEN")?;
+    let slack = match (&config.slack_webhook_url, bot_token) {
+        (_, Some(token)) => {
+            let channel = config.require("SLACK_CHANNEL", &layers.plain("SLACK_CHANNEL")?)?.value.clone();
+            let base = layers.plain("SLACK_API_URL")?.map_or_else(|| "https://slack.com/api".to_string(), |s| s.value);
+            Some(SlackTarget::Api { base, token: token.value.expose_secret().to_string(), channel })
+        }
+        (Some(url), None) => Some(SlackTarget::Webhook { url: url.value.expose_secret().to_string() }),
+        (None, None) => None,
+    };
+    let email = match &config.smtp_url {
+        Some(url) => {
+            let from = config.require("ALERT_EMAIL_FROM", &config.alert_email_from)?;
+            let to = config.require("ALERT_EMAIL_TO", &config.alert_email_to)?;
+            let target =
+                EmailTarget::new(url.value.expose_secret().to_string(), &from.value, &to.value).map_err(|reason| {
+                    crate::config::ConfigError::Invalid { name: "SMTP_URL", source_: url.source.clone(), reason }
+                })?;
+            Some(target)
+        }
+        None => None,
+    };
+    Ok(Channels { slack, email })
+}

@@ -1,0 +1,145 @@
+//! What an alert is, independent of where it goes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How bad it is. `Resolved` closes the incident that the same dedup key opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+    Resolved,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+            Severity::Resolved => "resolved",
+        }
+    }
+
+    pub fn upper(self) -> String {
+        self.as_str().to_ascii_uppercase()
+    }
+
+    /// Slack attachment colour.
+    pub fn colour(self) -> &'static str {
+        match self {
+            Severity::Info => "#439fe0",
+            Severity::Warning => "#daa038",
+            Severity::Critical => "#d00000",
+            Severity::Resolved => "#2eb886",
+        }
+    }
+
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Severity::Info => ":information_source:",
+            Severity::Warning => ":warning:",
+            Severity::Critical => ":red_circle:",
+            Severity::Resolved => ":white_check_mark:",
+        }
+    }
+}
+
+/// Where the alert comes from: the host and the command that raised it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertSource {
+    pub host: String,
+    pub command: String,
+}
+
+/// Links shown as buttons (Slack) and links (email).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Links {
+    pub runbook: Option<String>,
+    pub conversation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub severity: Severity,
+    pub summary: String,
+    pub details: String,
+    pub source: AlertSource,
+    pub dedup_key: String,
+    pub labels: BTreeMap<String, String>,
+    pub links: Links,
+}
+
+impl Alert {
+    /// An alert whose dedup key, when not given, is a hash of its source and summary: the same
+    /// problem raised by the same command on the same host is one incident.
+    pub fn new(
+        severity: Severity,
+        summary: impl Into<String>,
+        source: AlertSource,
+        dedup_key: Option<String>,
+    ) -> Alert {
+        let summary = summary.into();
+        let dedup_key = dedup_key.filter(|k| !k.trim().is_empty()).unwrap_or_else(|| default_key(&source, &summary));
+        Alert {
+            severity,
+            summary,
+            details: String::new(),
+            source,
+            dedup_key,
+            labels: BTreeMap::new(),
+            links: Links::default(),
+        }
+    }
+}
+
+fn default_key(source: &AlertSource, summary: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [source.host.as_str(), source.command.as_str(), summary.trim()] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Cuts `text` to at most `max` characters, ending with an ellipsis when it was longer.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> AlertSource {
+        AlertSource { host: "cron-1".into(), command: "monitor".into() }
+    }
+
+    #[test]
+    fn default_dedup_key_depends_on_source_and_summary_only() {
+        let a = Alert::new(Severity::Critical, "Ably down", src(), None);
+        let b = Alert::new(Severity::Resolved, "Ably down", src(), None);
+        let c = Alert::new(Severity::Critical, "Redis down", src(), None);
+        assert_eq!(a.dedup_key, b.dedup_key);
+        assert_ne!(a.dedup_key, c.dedup_key);
+        assert_eq!(a.dedup_key.len(), 16);
+        assert_eq!(Alert::new(Severity::Info, "x", src(), Some("k1".into())).dedup_key, "k1");
+    }
+
+    #[test]
+    fn truncation_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncate("héllo", 5), "héllo");
+        assert_eq!(truncate("héllo wörld", 6), "héllo…");
+        assert_eq!(truncate("ab", 1), "…");
+    }
+}

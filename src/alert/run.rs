@@ -1,0 +1,330 @@
+//! The four runs: send, test, flush and list the outbox; and the dry run of send.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+
+use super::decide::Decision;
+use super::report::{AlertReport, DeliveryResult, Outcome, Preview};
+use super::state::{Delivery, Incident, OutboxEntry, StateError, Store};
+use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, email, slack};
+
+/// Sends `alert` as its incident's state says: once when it opens, a reminder after the repeat
+/// interval, at once when it escalates, one resolved notice when it closes. What cannot be
+/// delivered is queued in the outbox, which is flushed (in order) before anything new is sent.
+pub async fn send(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
+    if opts.channels.is_empty() {
+        return Err(AlertError::NoChannel);
+    }
+    store.lock().await?;
+    let result = send_locked(store, alert, opts).await;
+    let unlocked = store.unlock().await;
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn send_locked(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
+    let mut report = AlertReport::new("send", store.describe());
+    let blocked = flush_locked(store, opts, &mut report).await?;
+    let now = Utc::now();
+    let open = store.incident(&alert.dedup_key).await?;
+    let decision = decide(open.as_ref(), &alert, now, opts.repeat_interval);
+    describe(&mut report, &alert, &decision, open.as_ref());
+    let Some(kind) = kind_of(&decision) else {
+        report.outbox = store.outbox().await?;
+        return Ok(report);
+    };
+    let (incident_id, opened_at, n, thread) = match &open {
+        Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
+        None => (uuid::Uuid::new_v4().simple().to_string(), now, 1, None),
+    };
+    report.incident_id = Some(incident_id.clone());
+    let notice = Notice { alert: alert.clone(), kind, incident_id, opened_at, at: now, test: false };
+    let deliveries = render_all(&notice, n, thread.clone(), opts);
+    let mut ts = thread;
+    for delivery in deliveries {
+        let channel = delivery.channel();
+        let result = if blocked.contains(channel) {
+            let detail = format!("queued behind earlier {channel} notices still waiting in the outbox");
+            Err(DeliveryError {
+                dependency: channel,
+                operation: "deliver",
+                address: String::new(),
+                reason: detail,
+                queueable: true,
+                attempts: 0,
+            })
+        } else {
+            attempt(&delivery, opts).await
+        };
+        if let Ok((_, Some(posted))) = &result {
+            ts.get_or_insert_with(|| posted.clone());
+        }
+        let outcome = settle(store, opts, &notice, delivery, result).await?;
+        report.deliveries.push(outcome);
+    }
+    if kind == Kind::Resolved {
+        store.close_incident(&alert.dedup_key).await?;
+    } else {
+        let severity = open.as_ref().map_or(alert.severity, |i| i.severity.max(alert.severity));
+        let results = report
+            .deliveries
+            .iter()
+            .filter(|d| !d.from_outbox)
+            .map(|d| (d.channel.to_string(), d.outcome.as_str().to_string()))
+            .collect();
+        let incident = Incident {
+            dedup_key: alert.dedup_key.clone(),
+            incident_id: notice.incident_id.clone(),
+            severity,
+            summary: alert.summary.clone(),
+            opened_at,
+            last_sent_at: now,
+            notices: n,
+            slack_ts: ts,
+            results,
+        };
+        store.put_incident(&incident).await?;
+    }
+    report.outbox = store.outbox().await?;
+    Ok(report)
+}
+
+fn kind_of(decision: &Decision) -> Option<Kind> {
+    match decision {
+        Decision::Open => Some(Kind::Opened),
+        Decision::Remind => Some(Kind::Reminder),
+        Decision::Escalate => Some(Kind::Escalated),
+        Decision::Resolve => Some(Kind::Resolved),
+        Decision::Quiet { .. } | Decision::NothingOpen => None,
+    }
+}
+
+fn describe(report: &mut AlertReport, alert: &Alert, decision: &Decision, open: Option<&Incident>) {
+    report.decision = Some(decision.as_str());
+    report.dedup_key = Some(alert.dedup_key.clone());
+    report.severity = Some(alert.severity);
+    report.incident_id = open.map(|i| i.incident_id.clone());
+    if let Decision::Quiet { next_reminder_at } = decision {
+        report.next_reminder_at = Some(*next_reminder_at);
+    }
+}
+
+/// The notice rendered for every configured channel.
+fn render_all(notice: &Notice, n: u32, thread_ts: Option<String>, opts: &Options) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    if opts.channels.slack.is_some() {
+        let broadcast = slack::broadcast(notice.kind, notice.alert.severity);
+        out.push(Delivery::Slack { payload: slack::render(notice), thread_ts, broadcast });
+    }
+    if let Some(target) = &opts.channels.email {
+        out.push(Delivery::Email { mail: email::render(notice, target, n) });
+    }
+    out
+}
+
+/// One delivery with its retries: the attempts it took and, for Slack's API, the message ts.
+async fn attempt(delivery: &Delivery, opts: &Options) -> Result<(u32, Option<String>), DeliveryError> {
+    let unconfigured = |dependency: &'static str| DeliveryError {
+        dependency,
+        operation: "deliver",
+        address: String::new(),
+        reason: format!("{dependency} is not configured in this run"),
+        queueable: true,
+        attempts: 0,
+    };
+    match delivery {
+        Delivery::Slack { payload, thread_ts, broadcast } => {
+            let target = opts.channels.slack.as_ref().ok_or_else(|| unconfigured("slack"))?;
+            let posted =
+                slack::post(&opts.http(), target, payload, thread_ts.as_deref(), *broadcast, &opts.retry).await?;
+            Ok((posted.attempts, posted.ts))
+        }
+        Delivery::Email { mail } => {
+            let target = opts.channels.email.as_ref().ok_or_else(|| unconfigured("email"))?;
+            let attempts = email::send(target, mail, opts.timeout, &opts.retry).await?;
+            Ok((attempts, None))
+        }
+    }
+}
+
+fn address_of(delivery: &Delivery, opts: &Options) -> String {
+    match delivery {
+        Delivery::Slack { .. } => opts.channels.slack.as_ref().map(|t| t.address()).unwrap_or_default(),
+        Delivery::Email { .. } => opts.channels.email.as_ref().map(|t| t.address()).unwrap_or_default(),
+    }
+}
+
+/// The report line for one delivery; `on_failure` says what a failure counts as.
+fn line(
+    delivery: &Delivery,
+    opts: &Options,
+    (kind, dedup_key, from_outbox): (Kind, &str, bool),
+    result: &Result<(u32, Option<String>), DeliveryError>,
+    on_failure: fn(&DeliveryError) -> Outcome,
+) -> DeliveryResult {
+    let (outcome, attempts, detail) = match result {
+        Ok((attempts, _)) => (Outcome::Delivered, *attempts, String::new()),
+        Err(e) => (on_failure(e), e.attempts, e.to_string()),
+    };
+    DeliveryResult {
+        channel: delivery.channel(),
+        address: address_of(delivery, opts),
+        kind,
+        dedup_key: dedup_key.to_string(),
+        outcome,
+        attempts,
+        detail,
+        from_outbox,
+    }
+}
+
+fn queued_or_rejected(e: &DeliveryError) -> Outcome {
+    if e.queueable { Outcome::Queued } else { Outcome::Rejected }
+}
+
+/// Records a new notice's delivery: queued in the outbox when it failed for a reason that may pass.
+async fn settle(
+    store: &mut Store,
+    opts: &Options,
+    notice: &Notice,
+    delivery: Delivery,
+    result: Result<(u32, Option<String>), DeliveryError>,
+) -> Result<DeliveryResult, StateError> {
+    let key = notice.alert.dedup_key.as_str();
+    let out = line(&delivery, opts, (notice.kind, key, false), &result, queued_or_rejected);
+    if let (Err(e), Outcome::Queued) = (&result, out.outcome) {
+        let entry = OutboxEntry::new(key, &notice.incident_id, notice.kind, delivery, e.to_string());
+        store.enqueue(&entry).await?;
+    }
+    Ok(out)
+}
+
+/// Delivers what waits in the outbox, oldest first. A channel that fails again keeps its
+/// remaining entries (and any new notice) waiting, so order is kept per channel. Returns the
+/// channels that are still blocked.
+async fn flush_locked(
+    store: &mut Store,
+    opts: &Options,
+    report: &mut AlertReport,
+) -> Result<HashSet<&'static str>, StateError> {
+    let mut blocked = HashSet::new();
+    for entry in store.outbox().await? {
+        let channel = entry.delivery.channel();
+        if blocked.contains(channel) {
+            continue;
+        }
+        let result = attempt(&entry.delivery, opts).await;
+        let done = line(&entry.delivery, opts, (entry.kind, &entry.dedup_key, true), &result, queued_or_rejected);
+        match result {
+            Ok((_, ts)) => {
+                store.remove(&entry).await?;
+                if let (Some(ts), Kind::Opened) = (ts, entry.kind) {
+                    adopt_thread(store, &entry, ts).await?;
+                }
+            }
+            Err(e) if e.queueable => {
+                blocked.insert(channel);
+            }
+            // Refused for good: keeping it would block the channel for ever. The report (and
+            // exit 1) is where it is seen.
+            Err(_) => store.remove(&entry).await?,
+        }
+        report.deliveries.push(done);
+    }
+    Ok(blocked)
+}
+
+/// An incident whose first Slack message went out late (from the outbox) gets its thread now.
+async fn adopt_thread(store: &mut Store, entry: &OutboxEntry, ts: String) -> Result<(), StateError> {
+    if let Some(mut incident) = store.incident(&entry.dedup_key).await?
+        && incident.incident_id == entry.incident_id
+        && incident.slack_ts.is_none()
+    {
+        incident.slack_ts = Some(ts);
+        store.put_incident(&incident).await?;
+    }
+    Ok(())
+}
+
+/// `alert flush`: delivers what waits, in order.
+pub async fn flush(store: &mut Store, opts: &Options) -> Result<AlertReport, AlertError> {
+    store.lock().await?;
+    let mut report = AlertReport::new("flush", store.describe());
+    let result = flush_locked(store, opts, &mut report).await;
+    let listed = match result {
+        Ok(_) => store.outbox().await,
+        Err(e) => Err(e),
+    };
+    let unlocked = store.unlock().await;
+    report.outbox = listed?;
+    unlocked?;
+    Ok(report)
+}
+
+/// `alert outbox`: what waits, oldest first.
+pub async fn outbox(store: &mut Store) -> Result<AlertReport, AlertError> {
+    let mut report = AlertReport::new("outbox", store.describe());
+    report.outbox = store.outbox().await?;
+    Ok(report)
+}
+
+/// `alert test`: a clearly marked test notice through every configured channel, each result
+/// reported. Nothing is read from or written to the state: a test never opens an incident.
+pub async fn test(alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
+    if opts.channels.is_empty() {
+        return Err(AlertError::NoChannel);
+    }
+    let mut report = AlertReport::new("test", "none (a test keeps no state)".into());
+    let now = Utc::now();
+    let incident_id = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let notice =
+        Notice { alert, kind: Kind::Test, incident_id: incident_id.clone(), opened_at: now, at: now, test: true };
+    report.dedup_key = Some(notice.alert.dedup_key.clone());
+    report.severity = Some(notice.alert.severity);
+    report.incident_id = Some(incident_id);
+    let deliveries = render_all(&notice, 1, None, opts);
+    let results = futures::future::join_all(deliveries.iter().map(|d| attempt(d, opts))).await;
+    for (delivery, result) in deliveries.iter().zip(results) {
+        let key = notice.alert.dedup_key.as_str();
+        report.deliveries.push(line(delivery, opts, (Kind::Test, key, false), &result, |_| Outcome::Failed));
+    }
+    Ok(report)
+}
+
+/// `alert send --dry-run`: the decision and the renderings, with nothing sent and no state
+/// changed. Without a store (state unreadable) the alert is shown as if nothing were open.
+pub async fn dry_run(store: Option<&mut Store>, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
+    let now = Utc::now();
+    let (open, state, waiting) = match store {
+        Some(s) => (s.incident(&alert.dedup_key).await?, s.describe(), s.outbox().await?),
+        None => (None, "none".to_string(), Vec::new()),
+    };
+    let mut report = AlertReport::new("send", state);
+    report.dry_run = true;
+    report.outbox = waiting;
+    let decision = decide(open.as_ref(), &alert, now, opts.repeat_interval);
+    describe(&mut report, &alert, &decision, open.as_ref());
+    if let Some(kind) = kind_of(&decision) {
+        let (incident_id, opened_at, n, thread) = match &open {
+            Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
+            None => ("(new)".to_string(), now, 1, None),
+        };
+        let notice = Notice { alert, kind, incident_id, opened_at, at: now, test: false };
+        let mut preview = Preview::default();
+        for d in render_all(&notice, n, thread, opts) {
+            match d {
+                Delivery::Slack { mut payload, thread_ts, .. } => {
+                    if let Some(ts) = thread_ts {
+                        payload["thread_ts"] = serde_json::json!(ts);
+                    }
+                    preview.slack = Some(payload);
+                }
+                Delivery::Email { mail } => preview.email = Some(mail),
+            }
+        }
+        report.preview = Some(preview);
+    }
+    Ok(report)
+}

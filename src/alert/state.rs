@@ -1,0 +1,406 @@
+//! Where alert state lives between cron runs: open incidents and the outbox.
+//!
+//! Redis when `REDIS_URL` is set, so that several cron hosts share one view; otherwise (or when
+//! Redis does not answer) a state directory. Every run holds one lock while it reads and
+//! writes, so two runs never both send the same notice.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::Kind;
+use super::email::Mail;
+use super::model::Severity;
+
+/// How long a lock lives when its holder dies without releasing it.
+const LOCK_TTL: Duration = Duration::from_secs(180);
+/// How long a run waits for another run's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("alert state: redis {addr}: {op}: {source}")]
+    Redis { addr: String, op: &'static str, source: redis::RedisError },
+    #[error("alert state: {path}: {op}: {source}")]
+    Dir { path: String, op: &'static str, source: std::io::Error },
+    #[error("alert state: {place}: entry {entry} is not valid: {reason}")]
+    Corrupt { place: String, entry: String, reason: String },
+    #[error("alert state: {place}: another run held the lock for more than {}s", LOCK_WAIT.as_secs())]
+    Locked { place: String },
+}
+
+/// The open incident of one dedup key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub dedup_key: String,
+    pub incident_id: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub opened_at: DateTime<Utc>,
+    pub last_sent_at: DateTime<Utc>,
+    /// Notices sent (or queued) so far; the next mail is number `notices + 1`.
+    pub notices: u32,
+    /// The Slack message the thread hangs on (bot-token target only).
+    pub slack_ts: Option<String>,
+    /// The last outcome per channel.
+    pub results: BTreeMap<String, String>,
+}
+
+/// A rendered notice waiting to be delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Sorts in queue order: milliseconds, then a per-run sequence, then a random part.
+    pub id: String,
+    pub queued_at: DateTime<Utc>,
+    pub dedup_key: String,
+    pub incident_id: String,
+    pub kind: Kind,
+    pub delivery: Delivery,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "lowercase")]
+pub enum Delivery {
+    Slack { payload: Value, thread_ts: Option<String>, broadcast: bool },
+    Email { mail: Mail },
+}
+
+impl Delivery {
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Delivery::Slack { .. } => "slack",
+            Delivery::Email { .. } => "email",
+        }
+    }
+}
+
+impl OutboxEntry {
+    pub fn new(dedup_key: &str, incident_id: &str, kind: Kind, delivery: Delivery, last_error: String) -> Self {
+        let now = Utc::now();
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:013}-{seq:06}-{}", now.timestamp_millis(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        OutboxEntry {
+            id,
+            queued_at: now,
+            dedup_key: dedup_key.into(),
+            incident_id: incident_id.into(),
+            kind,
+            delivery,
+            last_error,
+        }
+    }
+}
+
+pub enum Store {
+    Redis { conn: redis::aio::ConnectionManager, addr: String, prefix: String, lock_token: Option<String> },
+    Dir { root: PathBuf, lock: Option<std::fs::File> },
+}
+
+impl Store {
+    /// Redis when a URL is given and Redis answers within `timeout`; else the directory. The
+    /// second value says why the directory was used although Redis was configured.
+    pub async fn open(
+        redis_url: Option<&str>,
+        prefix: &str,
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<(Store, Option<String>), StateError> {
+        if let Some(url) = redis_url {
+            let addr = crate::redact::url(url);
+            match crate::mirror::redis::connect(url, timeout).await {
+                Ok(conn) => {
+                    let store = Store::Redis { conn, addr, prefix: prefix.into(), lock_token: None };
+                    return Ok((store, None));
+                }
+                Err(e) => {
+                    let why = format!(
+                        "Redis did not answer ({e}); alert state is kept in {} on this host, \
+                         so other cron hosts do not see it until Redis is back",
+                        dir.display()
+                    );
+                    return Ok((Store::dir(dir)?, Some(why)));
+                }
+            }
+        }
+        Ok((Store::dir(dir)?, None))
+    }
+
+    pub fn dir(root: &Path) -> Result<Store, StateError> {
+        for sub in ["incidents", "outbox"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(|source| StateError::Dir {
+                path: root.join(sub).display().to_string(),
+                op: "create",
+                source,
+            })?;
+        }
+        Ok(Store::Dir { root: root.to_path_buf(), lock: None })
+    }
+
+    /// What the reports show: `redis redis://host:6379` or `dir /var/lib/...`.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Redis { addr, .. } => format!("redis {addr}"),
+            Store::Dir { root, .. } => format!("dir {}", root.display()),
+        }
+    }
+
+    fn key(prefix: &str, tail: &str) -> String {
+        format!("{prefix}broker-ops:alert:{tail}")
+    }
+
+    fn file_of(root: &Path, dedup_key: &str) -> PathBuf {
+        let digest = Sha256::digest(dedup_key.as_bytes());
+        let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        root.join("incidents").join(format!("{name}.json"))
+    }
+
+    /// Takes the run lock, waiting for another run to finish.
+    pub async fn lock(&mut self) -> Result<(), StateError> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        match self {
+            Store::Redis { conn, addr, prefix, lock_token } => {
+                let token = uuid::Uuid::new_v4().to_string();
+                let key = Self::key(prefix, "lock");
+                loop {
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(LOCK_TTL.as_millis() as u64)
+                        .query_async(conn)
+                        .await
+                        .map_err(|source| StateError::Redis { addr: addr.clone(), op: "SET lock", source })?;
+                    if set.is_some() {
+                        *lock_token = Some(token);
+                        return Ok(());
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(StateError::Locked { place: addr.clone() });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Store::Dir { root, lock } => {
+                let path = root.join("lock");
+                let file =
+                    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(
+                        |source| StateError::Dir { path: path.display().to_string(), op: "open lock", source },
+                    )?;
+                loop {
+                    match file.try_lock() {
+                        Ok(()) => {
+                            *lock = Some(file);
+                            return Ok(());
+                        }
+                        Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(std::fs::TryLockError::WouldBlock) => {
+                            return Err(StateError::Locked { place: root.display().to_string() });
+                        }
+                        Err(std::fs::TryLockError::Error(source)) => {
+                            return Err(StateError::Dir { path: path.display().to_string(), op: "lock", source });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases the run lock (only our own: a Redis lock that expired and was taken by another
+    /// run is left alone).
+    pub async fn unlock(&mut self) -> Result<(), StateError> {
+        match self {
+            Store::Redis { conn, addr, prefix, lock_token } => {
+                if let Some(token) = lock_token.take() {
+                    let script = redis::Script::new(
+                        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+                    );
+                    let _: i64 = script
+                        .key(Self::key(prefix, "lock"))
+                        .arg(token)
+                        .invoke_async(conn)
+                        .await
+                        .map_err(|source| StateError::Redis { addr: addr.clone(), op: "release lock", source })?;
+                }
+                Ok(())
+            }
+            Store::Dir { lock, .. } => {
+                // Closing the file releases the lock.
+                lock.take();
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn incident(&mut self, dedup_key: &str) -> Result<Option<Incident>, StateError> {
+        let (raw, place) = match self {
+            Store::Redis { conn, addr, prefix, .. } => {
+                let raw: Option<String> = conn
+                    .get(Self::key(prefix, &format!("incident:{dedup_key}")))
+                    .await
+                    .map_err(|source| StateError::Redis { addr: addr.clone(), op: "GET incident", source })?;
+                (raw, addr.clone())
+            }
+            Store::Dir { root, .. } => {
+                let path = Self::file_of(root, dedup_key);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => (Some(s), path.display().to_string()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                    Err(source) => {
+                        return Err(StateError::Dir { path: path.display().to_string(), op: "read", source });
+                    }
+                }
+            }
+        };
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StateError::Corrupt {
+                place,
+                entry: format!("incident {dedup_key}"),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn put_incident(&mut self, incident: &Incident) -> Result<(), StateError> {
+        // Serialising plain data with string keys cannot fail.
+        let doc = serde_json::to_string(incident).expect("incident serialises");
+        match self {
+            Store::Redis { conn, addr, prefix, .. } => conn
+                .set(Self::key(prefix, &format!("incident:{}", incident.dedup_key)), doc)
+                .await
+                .map_err(|source| StateError::Redis { addr: addr.clone(), op: "SET incident", source }),
+            Store::Dir { root, .. } => write_atomically(&Self::file_of(root, &incident.dedup_key), &doc),
+        }
+    }
+
+    pub async fn close_incident(&mut self, dedup_key: &str) -> Result<(), StateError> {
+        match self {
+            Store::Redis { conn, addr, prefix, .. } => conn
+                .del(Self::key(prefix, &format!("incident:{dedup_key}")))
+                .await
+                .map_err(|source| StateError::Redis { addr: addr.clone(), op: "DEL incident", source }),
+            Store::Dir { root, .. } => {
+                let path = Self::file_of(root, dedup_key);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(StateError::Dir { path: path.display().to_string(), op: "remove", source: e })
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The outbox in delivery order.
+    pub async fn outbox(&mut self) -> Result<Vec<OutboxEntry>, StateError> {
+        match self {
+            Store::Redis { conn, addr, prefix, .. } => {
+                let raw: Vec<String> = conn
+                    .lrange(Self::key(prefix, "outbox"), 0, -1)
+                    .await
+                    .map_err(|source| StateError::Redis { addr: addr.clone(), op: "LRANGE outbox", source })?;
+                raw.iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        serde_json::from_str(r).map_err(|e| StateError::Corrupt {
+                            place: addr.clone(),
+                            entry: format!("outbox[{i}]"),
+                            reason: e.to_string(),
+                        })
+                    })
+                    .collect()
+            }
+            Store::Dir { root, .. } => {
+                let dir = root.join("outbox");
+                let read_err = |source| StateError::Dir { path: dir.display().to_string(), op: "list", source };
+                let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(read_err)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect();
+                names.sort();
+                names
+                    .iter()
+                    .map(|p| {
+                        let raw = std::fs::read_to_string(p).map_err(|source| StateError::Dir {
+                            path: p.display().to_string(),
+                            op: "read",
+                            source,
+                        })?;
+                        serde_json::from_str(&raw).map_err(|e| StateError::Corrupt {
+                            place: p.display().to_string(),
+                            entry: "outbox entry".into(),
+                            reason: e.to_string(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub async fn enqueue(&mut self, entry: &OutboxEntry) -> Result<(), StateError> {
+        // Plain data with string keys: serialising cannot fail.
+        let doc = serde_json::to_string(entry).expect("outbox entry serialises");
+        match self {
+            Store::Redis { conn, addr, prefix, .. } => conn
+                .rpush(Self::key(prefix, "outbox"), doc)
+                .await
+                .map_err(|source| StateError::Redis { addr: addr.clone(), op: "RPUSH outbox", source }),
+            Store::Dir { root, .. } => write_atomically(&root.join("outbox").join(format!("{}.json", entry.id)), &doc),
+        }
+    }
+
+    pub async fn remove(&mut self, entry: &OutboxEntry) -> Result<(), StateError> {
+        match self {
+            Store::Redis { conn, addr, prefix, .. } => {
+                let key = Self::key(prefix, "outbox");
+                let raw: Vec<String> = conn.lrange(&key, 0, -1).await.map_err(|source| StateError::Redis {
+                    addr: addr.clone(),
+                    op: "LRANGE outbox",
+                    source,
+                })?;
+                // Remove the stored bytes that carry this id (the stored form is what LREM compares).
+                for r in raw {
+                    if serde_json::from_str::<OutboxEntry>(&r).is_ok_and(|e| e.id == entry.id) {
+                        let _: i64 = conn.lrem(&key, 1, r).await.map_err(|source| StateError::Redis {
+                            addr: addr.clone(),
+                            op: "LREM outbox",
+                            source,
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+            Store::Dir { root, .. } => {
+                let path = root.join("outbox").join(format!("{}.json", entry.id));
+                std::fs::remove_file(&path).map_err(|source| StateError::Dir {
+                    path: path.display().to_string(),
+                    op: "remove",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Writes `doc` to `path` so that a crash leaves the old file or the new one, never half.
+fn write_atomically(path: &Path, doc: &str) -> Result<(), StateError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let err = |op, source| StateError::Dir { path: path.display().to_string(), op, source };
+    let mut f = std::fs::File::create(&tmp).map_err(|e| err("create", e))?;
+    f.write_all(doc.as_bytes()).map_err(|e| err("write", e))?;
+    f.sync_all().map_err(|e| err("sync", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| err("rename", e))
+}
