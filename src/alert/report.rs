@@ -176,7 +176,7 @@ impl Render for AlertReport {
     }
 
     fn json(&self) -> Value {
-        let mut doc = json!({"schema_version": 1});
+        let mut doc = json!({"schema_version": 1, "kind": "alert"});
         // The report is plain data with string keys: it always serialises.
         let body = serde_json::to_value(self).expect("report serialises");
         if let (Some(d), Some(b)) = (doc.as_object_mut(), body.as_object()) {

@@ -309,7 +309,7 @@ pub async fn dry_run(store: Option<&mut Store>, alert: Alert, opts: &Options) ->
     if let Some(kind) = kind_of(&decision) {
         let (incident_id, opened_at, n, thread) = match &open {
             Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
-            None => ("(new)".to_string(), now, 1, None),
+            None => ("new".to_string(), now, 1, None),
         };
         let notice = Notice { alert, kind, incident_id, opened_at, at: now, test: false };
         let mut preview = Preview::default();

@@ -68,7 +68,7 @@ fn field(title: &str, value: &str) -> Value {
 /// Block Kit blocks inside an attachment so that the severity colour shows.
 pub fn render(notice: &Notice) -> Value {
     let a = &notice.alert;
-    let title = format!("{} {}: {}", notice.prefix(), a.severity.upper(), a.summary);
+    let title = format!("{} {}: {}", notice.prefix(), a.severity.upper(), a.summary).trim_start().to_string();
     let mut blocks = vec![json!({"type": "header", "text": plain(&title, HEADER_MAX)})];
     if !a.details.trim().is_empty() {
         blocks.push(
@@ -99,7 +99,9 @@ pub fn render(notice: &Notice) -> Value {
     }
     let context = format!("broker-ops {} · {} · incident {}", crate::VERSION, notice.kind.as_str(), notice.incident_id);
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": esc(&context)}]}));
-    let fallback = format!("{} {}: {} ({})", notice.prefix(), a.severity.upper(), esc(&a.summary), a.dedup_key);
+    let fallback = format!("{} {}: {} ({})", notice.prefix(), a.severity.upper(), esc(&a.summary), a.dedup_key)
+        .trim_start()
+        .to_string();
     json!({
         "text": truncate(&fallback, FALLBACK_MAX),
         "attachments": [{"color": a.severity.colour(), "fallback": truncate(&fallback, FALLBACK_MAX), "blocks": blocks}],

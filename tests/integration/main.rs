@@ -6,6 +6,7 @@ mod support;
 mod ably_backlog;
 mod ably_client;
 mod ably_health;
+mod alert;
 mod cli;
 mod doctor;
 mod events_replay;
