@@ -319,15 +319,7 @@ impl Render for ProbeReport {
     }
 }
 
-/// Writes `text` to `path` atomically (a temporary file in the same directory, then a rename),
-/// as node_exporter's textfile collector needs.
-pub fn write_atomically(path: &std::path::Path, text: &str) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "broker-ops.prom".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
+pub use crate::fsutil::write_atomically;
 
 #[cfg(test)]
 mod tests {

@@ -8,8 +8,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use super::model::truncate;
-use super::retry::{Attempt, RetryPolicy, Retrying};
 use super::{Kind, Notice};
+use crate::retry::{Attempt, RetryPolicy, Retrying};
 
 /// Where alert mail goes: the SMTP URL (a secret: it may hold a password) and the addresses.
 #[derive(Clone)]

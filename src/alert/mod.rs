@@ -12,7 +12,6 @@ pub mod decide;
 pub mod email;
 pub mod model;
 pub mod report;
-pub mod retry;
 pub mod slack;
 pub mod state;
 
@@ -21,11 +20,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::retry::RetryPolicy;
 pub use decide::{Decision, decide};
 pub use email::EmailTarget;
 pub use model::{Alert, AlertSource, Links, Severity};
 pub use report::{AlertReport, DeliveryResult, Outcome, Preview};
-pub use retry::RetryPolicy;
 pub use slack::SlackTarget;
 pub use state::{Delivery, Incident, OutboxEntry, StateError, Store};
 
@@ -97,6 +96,19 @@ pub struct DeliveryError {
     /// Whether it was worth keeping for a later run (transient) or not (rejected).
     pub queueable: bool,
     pub attempts: u32,
+}
+
+impl crate::retry::Failure {
+    pub fn into_error(self, dependency: &'static str, operation: &'static str, address: &str) -> DeliveryError {
+        DeliveryError {
+            dependency,
+            operation,
+            address: address.to_string(),
+            reason: self.reason,
+            queueable: self.queueable,
+            attempts: self.attempts,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

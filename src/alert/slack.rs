@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::model::{Severity, truncate};
-use super::retry::{Attempt, RetryPolicy, Retrying};
 use super::{Kind, Notice};
+use crate::retry::{Attempt, RetryPolicy, Retrying};
 
 // Slack's documented limits (Block Kit reference): header text 150, section text 3000,
 // at most 10 fields of 2000, button text 75, button url 3000; `text` is truncated by Slack

@@ -5,7 +5,6 @@
 //! writes, so two runs never both send the same notice.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -395,12 +394,10 @@ impl Store {
     }
 }
 
-/// Writes `doc` to `path` so that a crash leaves the old file or the new one, never half.
 fn write_atomically(path: &Path, doc: &str) -> Result<(), StateError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let err = |op, source| StateError::Dir { path: path.display().to_string(), op, source };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err("create", e))?;
-    f.write_all(doc.as_bytes()).map_err(|e| err("write", e))?;
-    f.sync_all().map_err(|e| err("sync", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err("rename", e))
+    crate::fsutil::write_atomically(path, doc).map_err(|source| StateError::Dir {
+        path: path.display().to_string(),
+        op: "write",
+        source,
+    })
 }

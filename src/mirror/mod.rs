@@ -38,6 +38,8 @@ pub enum MirrorError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("replay checkpoint: {0}")]
+    Cursor(String),
     #[error("Postgres migration at {addr}: {source}")]
     Migrate {
         addr: String,

@@ -1,14 +1,76 @@
-//! `events replay` (first part): the mirror as a timeline. Events are read in pages, from the
-//! Redis streams (exclusive XRANGE cursors) or from Postgres (keyset pagination on
-//! `(occurred_at, id)`), so memory stays flat whatever the window; malformed entries are reported
-//! with their position and skipped with a count, never a crash.
+//! `events replay`: the mirror as a timeline, re-published to Ably, or backfilled from one mirror
+//! into the other. Events are read in pages, from the Redis streams (exclusive XRANGE cursors)
+//! or from Postgres (keyset pagination), so memory stays flat whatever the window; malformed
+//! entries are reported with their position and skipped with a count, never a crash. A
+//! checkpoint records progress after every acknowledged page (and, for Ably, every request).
 
+pub mod checkpoint;
+pub mod open;
 pub mod source;
+pub mod summary;
 pub mod timeline;
+pub mod to_ably;
+pub mod to_store;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-pub use source::{Page, Source};
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use source::{Cursor, Order, Page, Source};
+pub use summary::Summary;
+pub use to_ably::{AblyOptions, AblyTarget};
+pub use to_store::{PostgresTarget, RedisTarget};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] crate::mirror::MirrorError),
+    #[error(transparent)]
+    Ably(#[from] crate::ably::AblyError),
+    #[error("Ably batch publish: gave up after {attempts} attempt(s): {reason}")]
+    AblyGaveUp { attempts: u32, reason: String },
+    #[error("Ably batch publish: unexpected answer: {0}")]
+    AblyAnswer(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Where replayed events go (besides stdout, which the timeline printer handles).
+pub enum Target {
+    Ably(AblyTarget),
+    Redis(RedisTarget),
+    Postgres(PostgresTarget),
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Ably(_) => "ably",
+            Target::Redis(_) => "redis",
+            Target::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Running totals of a replay.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Events read from the source (inside the window and matching `--name`).
+    pub read: u64,
+    /// Written to the target (published to Ably, new in the mirror).
+    pub written: u64,
+    /// Already in the target (same Ably message id).
+    pub skipped: u64,
+    /// Older than the Redis stream lifetime: Redis would already have dropped them.
+    pub expired: u64,
+    /// Refused by the target for good (an Ably error other than a rate limit).
+    pub failed: u64,
+    /// Mirror entries that are not events (bad JSON, missing field).
+    pub malformed: u64,
+    /// Ably 42913/42910 answers, each retried after a back-off.
+    pub rate_limited: u64,
+    pub pages: u64,
+}
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -36,4 +98,62 @@ pub struct Malformed {
     /// Stream key and entry id, or the row id.
     pub position: String,
     pub reason: String,
+}
+
+/// Reads every page from `source` and writes it to `target`, recording progress in `cp` after
+/// every acknowledgement. Resuming from a checkpoint re-reads the page that was in progress and
+/// skips what the target already acknowledged (and the stores skip ids they hold anyway).
+pub async fn run(
+    source: &mut Source,
+    target: &mut Target,
+    cp: &mut Checkpoint,
+    progress: &mut (dyn FnMut(&Counts) + Send),
+) -> Result<Summary, ReplayError> {
+    let started = std::time::Instant::now();
+    let mut summary = Summary::new(target.name());
+    let mut counts = cp.counts.clone();
+    while !cp.finished {
+        let page = source.next_page().await?;
+        counts.pages += 1;
+        counts.malformed += page.malformed.len() as u64;
+        summary.note_malformed(page.malformed);
+        counts.read += page.events.len() as u64;
+        let acked_before: std::collections::HashSet<String> = cp.page_acked.iter().cloned().collect();
+        let (already, pending): (Vec<_>, Vec<_>) = page.events.into_iter().partition(|e| acked_before.contains(&e.id));
+        counts.written += already.len() as u64;
+        match target {
+            Target::Redis(t) => add(&mut counts, t.write(&pending).await?),
+            Target::Postgres(t) => add(&mut counts, t.write(&pending).await?),
+            Target::Ably(t) => {
+                let base = counts.clone();
+                let mut on_ack = |ids: &[String]| -> Result<(), ReplayError> {
+                    cp.page_acked.extend(ids.iter().cloned());
+                    cp.save()?;
+                    Ok(())
+                };
+                let published = t.publish(pending, &mut on_ack).await?;
+                counts = Counts {
+                    written: base.written + published.written,
+                    failed: base.failed + published.failed,
+                    rate_limited: base.rate_limited + published.rate_limited,
+                    ..base
+                };
+                summary.failures.extend(published.failures);
+            }
+        }
+        cp.cursor = source.position();
+        cp.page_acked.clear();
+        cp.finished = !page.more;
+        cp.counts = counts.clone();
+        cp.save()?;
+        progress(&counts);
+    }
+    summary.finish(counts, started.elapsed());
+    Ok(summary)
+}
+
+fn add(c: &mut Counts, w: to_store::Written) {
+    c.written += w.written;
+    c.skipped += w.skipped;
+    c.expired += w.expired;
 }

@@ -25,11 +25,51 @@ pub enum Source {
     Postgres(PostgresSource),
 }
 
+/// Where a source stands: what a checkpoint records after every acknowledged page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cursor {
+    Start,
+    /// The next conversation to read and the stream entry id to continue after.
+    Redis {
+        conversation: String,
+        after: Option<String>,
+    },
+    /// The last row read, in time order.
+    PgTime {
+        at: chrono::DateTime<chrono::Utc>,
+        id: String,
+    },
+    /// The last row read, in conversation order.
+    PgConversation {
+        conversation: String,
+        at: chrono::DateTime<chrono::Utc>,
+        id: String,
+    },
+    Done,
+}
+
 impl Source {
     pub async fn next_page(&mut self) -> Result<Page, MirrorError> {
         match self {
             Source::Redis(r) => r.next_page().await,
             Source::Postgres(p) => p.next_page().await,
+        }
+    }
+
+    /// Where the next page starts.
+    pub fn position(&self) -> Cursor {
+        match self {
+            Source::Redis(r) => r.position(),
+            Source::Postgres(p) => p.position(),
+        }
+    }
+
+    /// How many events are left to read (Redis: an upper bound, from the stream lengths).
+    pub async fn estimate(&mut self) -> Result<u64, MirrorError> {
+        match self {
+            Source::Redis(r) => r.estimate().await,
+            Source::Postgres(p) => p.estimate().await,
         }
     }
 }
@@ -39,18 +79,21 @@ pub struct RedisSource {
     addr: String,
     names: Names,
     sel: Selection,
-    /// Conversations still to read, and the cursor in the current one.
+    /// Conversations still to read, in reverse (the next one is last), and the entry id after
+    /// which the current one continues.
     queue: Vec<String>,
     cursor: Option<String>,
 }
 
 impl RedisSource {
-    /// Reads `sel.conversations`, or every conversation of the active set (oldest activity first).
+    /// Reads `sel.conversations`, or every conversation of the active set, in conversation id
+    /// order (a stable order, so that a checkpoint can name where it stopped), from `at`.
     pub async fn new(
         mut conn: ConnectionManager,
         addr: String,
         names: Names,
         sel: Selection,
+        at: &Cursor,
     ) -> Result<Self, MirrorError> {
         let mut queue = sel.conversations.clone();
         if queue.is_empty() {
@@ -62,12 +105,50 @@ impl RedisSource {
                 .await
                 .map_err(|source| MirrorError::Redis { op: "ZRANGE active", addr: addr.clone(), source })?;
         }
+        queue.sort();
+        queue.dedup();
+        let mut cursor = None;
+        match at {
+            Cursor::Start => {}
+            Cursor::Redis { conversation, after } => {
+                queue.retain(|c| c >= conversation);
+                if queue.first() == Some(conversation) {
+                    cursor = after.clone();
+                }
+            }
+            Cursor::Done => queue.clear(),
+            other => return Err(MirrorError::Cursor(format!("a Redis replay cannot resume from {other:?}"))),
+        }
         queue.reverse();
-        Ok(RedisSource { conn, addr, names, sel, queue, cursor: None })
+        Ok(RedisSource { conn, addr, names, sel, queue, cursor })
     }
 
+    /// Where the next page starts.
+    pub fn position(&self) -> Cursor {
+        match self.queue.last() {
+            Some(c) => Cursor::Redis { conversation: c.clone(), after: self.cursor.clone() },
+            None => Cursor::Done,
+        }
+    }
+
+    /// Upper bound of the events to read: the stream lengths of the conversations left.
+    pub async fn estimate(&mut self) -> Result<u64, MirrorError> {
+        let mut pipe = redis::pipe();
+        for c in &self.queue {
+            pipe.cmd("XLEN").arg(self.names.stream_key(c));
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut self.conn).await.map_err(|source| MirrorError::Redis {
+            op: "XLEN",
+            addr: self.addr.clone(),
+            source,
+        })?;
+        Ok(lens.iter().sum())
+    }
+
+    /// Reads up to `page_size` stream entries, going on to the next conversations when one ends.
     async fn next_page(&mut self) -> Result<Page, MirrorError> {
         let mut page = Page::default();
+        let mut read = 0;
         while let Some(conv) = self.queue.last().cloned() {
             let key = self.names.stream_key(&conv);
             // Stream ids start with the write time in ms: start the scan at the window's start.
@@ -75,16 +156,17 @@ impl RedisSource {
                 Some(c) => format!("({c}"),
                 None => self.sel.since.timestamp_millis().max(0).to_string(),
             };
+            let want = self.sel.page_size - read;
             let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
                 .arg(&key)
                 .arg(&start)
                 .arg("+")
                 .arg("COUNT")
-                .arg(self.sel.page_size)
+                .arg(want)
                 .query_async(&mut self.conn)
                 .await
                 .map_err(|source| MirrorError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
-            let full = entries.len() == self.sel.page_size;
+            read += entries.len();
             for (id, fields) in &entries {
                 match event_of(&conv, &self.names, fields) {
                     Ok(e) if self.sel.wants(&e.name, e.timestamp_ms) => page.events.push(e),
@@ -92,15 +174,12 @@ impl RedisSource {
                     Err(reason) => page.malformed.push(Malformed { position: format!("{key} {id}"), reason }),
                 }
             }
-            if full {
+            if entries.len() == want {
                 self.cursor = entries.last().map(|(id, _)| id.clone());
-            } else {
-                self.queue.pop();
-                self.cursor = None;
-            }
-            if !page.events.is_empty() || full {
                 break;
             }
+            self.queue.pop();
+            self.cursor = None;
         }
         page.more = !self.queue.is_empty();
         Ok(page)
@@ -123,55 +202,99 @@ fn event_of(conv: &str, names: &Names, f: &HashMap<String, String>) -> Result<Mi
     })
 }
 
+/// The order Postgres rows are read in: by time (timelines), or conversation by conversation
+/// (backfilling Redis, which writes one stream at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Time,
+    Conversation,
+}
+
 pub struct PostgresSource {
     pool: PgPool,
     addr: String,
     sel: Selection,
-    cursor: Option<(chrono::DateTime<chrono::Utc>, String)>,
-    done: bool,
+    order: Order,
+    cursor: Cursor,
 }
 
+const COLUMNS: &str = "id, conversation_id, channel, name, data, client_id, occurred_at";
+const WINDOW: &str = "occurred_at >= $1 AND occurred_at < $2 AND ($3::text[] IS NULL OR conversation_id = ANY($3))";
+
 impl PostgresSource {
-    pub fn new(pool: PgPool, addr: String, sel: Selection) -> Self {
-        PostgresSource { pool, addr, sel, cursor: None, done: false }
+    pub fn new(pool: PgPool, addr: String, sel: Selection, order: Order, at: &Cursor) -> Self {
+        PostgresSource { pool, addr, sel, order, cursor: at.clone() }
+    }
+
+    pub fn position(&self) -> Cursor {
+        self.cursor.clone()
+    }
+
+    fn conversations(&self) -> Option<Vec<String>> {
+        (!self.sel.conversations.is_empty()).then(|| self.sel.conversations.clone())
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> MirrorError + '_ {
+        move |source| MirrorError::Postgres { op, addr: self.addr.clone(), source }
+    }
+
+    /// The number of rows in the window (what a replay will read, malformed ones included).
+    pub async fn estimate(&self) -> Result<u64, MirrorError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM chat_events WHERE {WINDOW}"))
+            .persistent(false)
+            .bind(self.sel.since)
+            .bind(self.sel.until)
+            .bind(self.conversations())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("SELECT count(*) chat_events"))?;
+        Ok(n.max(0) as u64)
     }
 
     async fn next_page(&mut self) -> Result<Page, MirrorError> {
         let mut page = Page::default();
-        if self.done {
-            return Ok(page);
-        }
-        let (after_t, after_id) = match &self.cursor {
-            Some((t, id)) => (Some(*t), Some(id.clone())),
-            None => (None, None),
+        let limit = self.sel.page_size as i64;
+        let after = match (&self.cursor, self.order) {
+            (Cursor::Done, _) => return Ok(page),
+            (Cursor::Start, _) => "",
+            (Cursor::PgTime { .. }, Order::Time) => "AND (occurred_at, id) > ($5, $6)",
+            (Cursor::PgConversation { .. }, Order::Conversation) => {
+                "AND (conversation_id, occurred_at, id) > ($7, $5, $6)"
+            }
+            (other, _) => {
+                return Err(MirrorError::Cursor(format!("this Postgres replay cannot resume from {other:?}")));
+            }
         };
-        let convs: Option<Vec<String>> = (!self.sel.conversations.is_empty()).then(|| self.sel.conversations.clone());
-        let rows = sqlx::query(
-            "SELECT id, conversation_id, channel, name, data, client_id, occurred_at FROM chat_events \
-             WHERE occurred_at >= $1 AND occurred_at < $2 \
-               AND ($3::text[] IS NULL OR conversation_id = ANY($3)) \
-               AND ($4::timestamptz IS NULL OR (occurred_at, id) > ($4, $5)) \
-             ORDER BY occurred_at, id LIMIT $6",
-        )
-        .persistent(false)
-        .bind(self.sel.since)
-        .bind(self.sel.until)
-        .bind(convs)
-        .bind(after_t)
-        .bind(after_id)
-        .bind(self.sel.page_size as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| MirrorError::Postgres {
-            op: "SELECT chat_events",
-            addr: self.addr.clone(),
-            source,
-        })?;
-        self.done = rows.len() < self.sel.page_size;
+        let order = match self.order {
+            Order::Time => "occurred_at, id",
+            Order::Conversation => "conversation_id, occurred_at, id",
+        };
+        let sql = format!("SELECT {COLUMNS} FROM chat_events WHERE {WINDOW} {after} ORDER BY {order} LIMIT $4");
+        let (at, id, conversation) = match &self.cursor {
+            Cursor::PgTime { at, id } => (Some(*at), Some(id.clone()), None),
+            Cursor::PgConversation { conversation, at, id } => {
+                (Some(*at), Some(id.clone()), Some(conversation.clone()))
+            }
+            _ => (None, None, None),
+        };
+        let mut q = sqlx::query(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations()).bind(limit);
+        if at.is_some() {
+            q = q.bind(at).bind(id);
+        }
+        if conversation.is_some() {
+            q = q.bind(conversation);
+        }
+        let rows = q.persistent(false).fetch_all(&self.pool).await.map_err(self.err("SELECT chat_events"))?;
         for row in &rows {
             let id: String = row.get("id");
             let t: chrono::DateTime<chrono::Utc> = row.get("occurred_at");
-            self.cursor = Some((t, id.clone()));
+            let conversation_id: String = row.get("conversation_id");
+            self.cursor = match self.order {
+                Order::Time => Cursor::PgTime { at: t, id: id.clone() },
+                Order::Conversation => {
+                    Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
+                }
+            };
             let data: Option<Value> = row.try_get("data").ok().flatten();
             let name: String = row.get("name");
             match data {
@@ -181,7 +304,7 @@ impl PostgresSource {
                 Some(data) if self.sel.name.as_ref().is_none_or(|p| p.matches(&name)) => {
                     page.events.push(MirroredEvent {
                         id,
-                        conversation_id: row.get("conversation_id"),
+                        conversation_id,
                         channel: row.get("channel"),
                         name,
                         data,
@@ -192,7 +315,10 @@ impl PostgresSource {
                 Some(_) => {}
             }
         }
-        page.more = !self.done;
+        if rows.len() < self.sel.page_size {
+            self.cursor = Cursor::Done;
+        }
+        page.more = self.cursor != Cursor::Done;
         Ok(page)
     }
 }

@@ -10,6 +10,7 @@ mod alert;
 mod cli;
 mod doctor;
 mod events_replay;
+mod events_targets;
 mod mirror;
 mod sandbox_ably;
 mod sandbox_chatwoot;

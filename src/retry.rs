@@ -40,26 +40,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Why a delivery gave up.
+/// Why a delivery (or a request) gave up.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub reason: String,
     /// Transient: the notice belongs in the outbox. Rejected ones do not (they would fail again).
     pub queueable: bool,
     pub attempts: u32,
-}
-
-impl Failure {
-    pub fn into_error(self, dependency: &'static str, operation: &'static str, address: &str) -> super::DeliveryError {
-        super::DeliveryError {
-            dependency,
-            operation,
-            address: address.to_string(),
-            reason: self.reason,
-            queueable: self.queueable,
-            attempts: self.attempts,
-        }
-    }
 }
 
 pub struct Retrying {

@@ -1,0 +1,137 @@
+//! Turning a replay request into a connected source, target and checkpoint.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+
+use super::source::{PostgresSource, RedisSource};
+use super::{
+    AblyOptions, AblyTarget, Checkpoint, Cursor, Order, PostgresTarget, RedisTarget, ReplayError, Selection, Source,
+    Target,
+};
+use crate::config::{Config, ConfigError};
+use crate::contracts::Names;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Redis,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    Stdout,
+    Ably,
+    Redis,
+    Postgres,
+}
+
+/// A replay as asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub from: Option<Store>,
+    pub to: To,
+    pub selection: Selection,
+    pub ably: AblyOptions,
+    pub checkpoint: Option<PathBuf>,
+    /// The arguments as typed (without secrets): a checkpoint only resumes the same replay.
+    pub arguments: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<crate::mirror::MirrorError> for OpenError {
+    fn from(e: crate::mirror::MirrorError) -> Self {
+        OpenError::Replay(e.into())
+    }
+}
+
+pub struct Opened {
+    pub from: Store,
+    pub source: Source,
+    /// None for stdout.
+    pub target: Option<Target>,
+    pub checkpoint: Checkpoint,
+    pub resumed: bool,
+}
+
+/// Redis for windows that start inside the stream lifetime (24 h), else Postgres; never the
+/// store that is being backfilled.
+pub fn default_from(to: To, since: DateTime<Utc>, now: DateTime<Utc>) -> Store {
+    match to {
+        To::Redis => Store::Postgres,
+        To::Postgres => Store::Redis,
+        _ if now - since <= chrono::Duration::hours(24) => Store::Redis,
+        _ => Store::Postgres,
+    }
+}
+
+pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
+    let mut sel = req.selection.clone();
+    let (checkpoint, resumed) = match &req.checkpoint {
+        Some(path) => Checkpoint::open(path, &req.arguments, sel.since, sel.until).map_err(ReplayError::from)?,
+        None => (Checkpoint::ephemeral(&req.arguments, sel.since, sel.until), false),
+    };
+    // A resumed replay reads the window it started with (`--since -1h` is fixed at the start).
+    sel.since = checkpoint.since;
+    sel.until = checkpoint.until;
+    let from = req.from.unwrap_or_else(|| default_from(req.to, sel.since, Utc::now()));
+    if matches!((from, req.to), (Store::Redis, To::Redis) | (Store::Postgres, To::Postgres)) {
+        return Err(OpenError::Usage(
+            "--from and --to name the same store: backfill copies one mirror into the other".into(),
+        ));
+    }
+    let t = config.timeout.value;
+    let prefix = config.layers().plain("REDIS_KEY_PREFIX")?.map(|s| s.value).unwrap_or_default();
+    let names = Names::with_redis_prefix(prefix);
+    let redis_url = || -> Result<String, ConfigError> {
+        Ok(config.require("REDIS_URL", &config.redis_url)?.value.expose_secret().to_string())
+    };
+    let pg_url = || -> Result<String, ConfigError> {
+        Ok(config.require("DATABASE_URL", &config.database_url)?.value.expose_secret().to_string())
+    };
+    let at: &Cursor = &checkpoint.cursor;
+    let source = match from {
+        Store::Redis => {
+            let u = redis_url()?;
+            let conn = crate::mirror::redis::connect(&u, t).await?;
+            Source::Redis(RedisSource::new(conn, crate::redact::url(&u), names.clone(), sel, at).await?)
+        }
+        Store::Postgres => {
+            let u = pg_url()?;
+            let pool = crate::mirror::postgres::connect(&u, t).await?;
+            let order = if req.to == To::Redis { Order::Conversation } else { Order::Time };
+            Source::Postgres(PostgresSource::new(pool, crate::redact::url(&u), sel, order, at))
+        }
+    };
+    let dry = req.ably.dry_run;
+    let target = match req.to {
+        To::Stdout => None,
+        To::Ably => {
+            let key = config.require("ABLY_API_KEY", &config.ably_api_key)?.value.clone();
+            let client = crate::ably::AblyClient::new(config.ably_rest_url.value.clone(), Some(key), t)
+                .map_err(ReplayError::from)?;
+            Some(Target::Ably(AblyTarget::new(client, req.ably.clone())))
+        }
+        To::Redis => {
+            let u = redis_url()?;
+            let conn = crate::mirror::redis::connect(&u, t).await?;
+            Some(Target::Redis(RedisTarget::new(conn, crate::redact::url(&u), names, dry).await?))
+        }
+        To::Postgres => {
+            let u = pg_url()?;
+            let pool = crate::mirror::postgres::connect(&u, t).await?;
+            Some(Target::Postgres(PostgresTarget::new(pool, crate::redact::url(&u), dry).await?))
+        }
+    };
+    Ok(Opened { from, source, target, checkpoint, resumed })
+}

@@ -1,0 +1,239 @@
+//! Re-publishing mirrored events to their conversations' Ably channels.
+//!
+//! Each event becomes one message with an idempotent id derived from the original
+//! (`replay-<original id>`), sent as its own `BatchSpec` in `POST /messages` (Ably requires one
+//! spec per message for individually idempotent ids), many channels per request. Per channel the
+//! pacer spaces messages `1/rate` apart and never sends more than `rate` within any window of
+//! 1 s + 25 ms (the margin absorbs request jitter), so Ably's 50 msg/s per-channel limit is never
+//! crossed. 42913/42910 answers put the message back at the head of its channel and back that
+//! channel off; 5xx answers and time-outs retry the whole request (the ids make that safe).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::ably::{AblyClient, AblyError};
+use crate::mirror::MirroredEvent;
+use crate::retry::{Attempt, RetryPolicy, Retrying};
+
+/// Ably's per-channel publish limit (messages per second).
+pub const MAX_RATE: u32 = 50;
+const WINDOW: Duration = Duration::from_millis(1025);
+/// Specs per request: well under Ably's 2 MiB body for chat-sized messages.
+const MAX_SPECS: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct AblyOptions {
+    /// Messages per second per channel (at most [`MAX_RATE`]).
+    pub rate: u32,
+    /// Mark messages with `extras.headers.replayed = "true"` and the original id and time.
+    pub extras: bool,
+    pub dry_run: bool,
+    /// Retries of a request that failed as a whole (5xx, time-out).
+    pub retry: RetryPolicy,
+}
+
+/// What publishing a page did.
+#[derive(Debug, Default, Clone)]
+pub struct Published {
+    pub written: u64,
+    pub failed: u64,
+    /// 42913/42910 answers (each retried).
+    pub rate_limited: u64,
+    pub requests: u64,
+    pub failures: Vec<String>,
+}
+
+/// The message an event is re-published as.
+pub fn message_of(e: &MirroredEvent, extras: bool) -> Value {
+    let mut m = json!({"id": format!("replay-{}", e.id), "name": e.name, "data": e.data});
+    if let Some(c) = &e.client_id {
+        m["clientId"] = json!(c);
+    }
+    if extras {
+        m["extras"] = json!({"headers": {
+            "replayed": "true",
+            "originalId": e.id,
+            "originalTimestamp": e.timestamp_ms.to_string(),
+        }});
+    }
+    m
+}
+
+struct Lane {
+    queue: VecDeque<MirroredEvent>,
+    sent: VecDeque<Instant>,
+    next_due: Instant,
+    backoff: Duration,
+}
+
+impl Lane {
+    /// When this lane may send next (None: now).
+    fn ready_at(&self, rate: usize) -> Instant {
+        let window_free =
+            if self.sent.len() >= rate { self.sent[self.sent.len() - rate] + WINDOW } else { self.next_due };
+        self.next_due.max(window_free)
+    }
+}
+
+/// Called with the original ids of every acknowledged request (the checkpoint records them).
+pub type Ack<'a> = dyn FnMut(&[String]) -> Result<(), super::ReplayError> + Send + 'a;
+
+pub struct AblyTarget {
+    client: AblyClient,
+    opts: AblyOptions,
+}
+
+impl AblyTarget {
+    pub fn new(client: AblyClient, mut opts: AblyOptions) -> AblyTarget {
+        opts.rate = opts.rate.clamp(1, MAX_RATE);
+        AblyTarget { client, opts }
+    }
+
+    /// Publishes `events`, calling `ack` with the original ids of every acknowledged request.
+    pub async fn publish(
+        &mut self,
+        events: Vec<MirroredEvent>,
+        ack: &mut Ack<'_>,
+    ) -> Result<Published, super::ReplayError> {
+        let mut done = Published::default();
+        if self.opts.dry_run {
+            done.written = events.len() as u64;
+            return Ok(done);
+        }
+        let rate = self.opts.rate as usize;
+        let interval = Duration::from_secs(1) / self.opts.rate;
+        let start = Instant::now();
+        let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+        for e in events {
+            lanes
+                .entry(e.channel.clone())
+                .or_insert_with(|| Lane {
+                    queue: VecDeque::new(),
+                    sent: VecDeque::new(),
+                    next_due: start,
+                    backoff: Duration::ZERO,
+                })
+                .queue
+                .push_back(e);
+        }
+        while lanes.values().any(|l| !l.queue.is_empty()) {
+            let now = Instant::now();
+            let mut batch: Vec<MirroredEvent> = Vec::new();
+            for lane in lanes.values_mut() {
+                while let Some(t) = lane.sent.front() {
+                    if now.duration_since(*t) >= WINDOW {
+                        lane.sent.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                if batch.len() < MAX_SPECS && !lane.queue.is_empty() && lane.ready_at(rate) <= now {
+                    // Ready: the event leaves the queue; it goes back to the head if Ably refuses it.
+                    let Some(e) = lane.queue.pop_front() else { continue };
+                    lane.sent.push_back(now);
+                    lane.next_due = now + interval;
+                    batch.push(e);
+                }
+            }
+            if batch.is_empty() {
+                let wake = lanes
+                    .values()
+                    .filter(|l| !l.queue.is_empty())
+                    .map(|l| l.ready_at(rate))
+                    .min()
+                    .unwrap_or(now + interval);
+                tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))).await;
+                continue;
+            }
+            let results = self.post(&batch).await?;
+            done.requests += 1;
+            let mut acked = Vec::new();
+            let mut refused: Vec<MirroredEvent> = Vec::new();
+            for (e, result) in batch.into_iter().zip(results) {
+                match result {
+                    Ok(()) => acked.push(e.id),
+                    Err(code) if code == 42913 || code == 42910 => {
+                        done.rate_limited += 1;
+                        refused.push(e);
+                    }
+                    Err(code) => {
+                        done.failed += 1;
+                        if done.failures.len() < 100 {
+                            done.failures.push(format!("{} on {}: Ably code {code}", e.id, e.channel));
+                        }
+                    }
+                }
+            }
+            for e in refused.into_iter().rev() {
+                if let Some(lane) = lanes.get_mut(&e.channel) {
+                    lane.backoff = (lane.backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(8));
+                    lane.next_due = Instant::now() + lane.backoff;
+                    lane.queue.push_front(e);
+                }
+            }
+            done.written += acked.len() as u64;
+            ack(&acked)?;
+        }
+        Ok(done)
+    }
+
+    /// One `POST /messages`; per spec, Ok or Ably's error code. Whole-request failures that may
+    /// pass (5xx, 429 account limits, time-outs) are retried with backoff and jitter.
+    async fn post(&self, batch: &[MirroredEvent]) -> Result<Vec<Result<(), u32>>, super::ReplayError> {
+        let body = Value::Array(
+            batch
+                .iter()
+                .map(|e| json!({"channels": [e.channel], "messages": message_of(e, self.opts.extras)}))
+                .collect(),
+        );
+        let mut retrying = Retrying::new(&self.opts.retry);
+        loop {
+            let outcome = match self.client.post_json("batch publish", "/messages", &body).await {
+                Ok(v) => Attempt::Done(v),
+                Err(e) if transient(&e) => Attempt::Transient(e.to_string()),
+                Err(e) => return Err(super::ReplayError::Ably(e)),
+            };
+            match retrying.settle(outcome).await {
+                ControlFlow::Continue(()) => continue,
+                ControlFlow::Break(Ok(v)) => return parse_results(&v, batch.len()),
+                ControlFlow::Break(Err(f)) => {
+                    return Err(super::ReplayError::AblyGaveUp { attempts: f.attempts, reason: f.reason });
+                }
+            }
+        }
+    }
+}
+
+fn transient(e: &AblyError) -> bool {
+    match e {
+        AblyError::Api { info, .. } => info.status_code >= 500 || info.status_code == 429,
+        AblyError::Transport { .. } => true,
+        _ => false,
+    }
+}
+
+/// Reads the `BatchResult` array (protocol 2+): one entry per spec, in order.
+fn parse_results(v: &Value, n: usize) -> Result<Vec<Result<(), u32>>, super::ReplayError> {
+    let items = v.as_array().filter(|a| a.len() == n).ok_or_else(|| {
+        super::ReplayError::AblyAnswer(format!(
+            "expected {n} batch results, got {}",
+            crate::alert::model::truncate(&v.to_string(), 200)
+        ))
+    })?;
+    Ok(items
+        .iter()
+        .map(|r| {
+            let failed = r["failureCount"].as_u64().unwrap_or(0) > 0;
+            if failed {
+                let code = r["results"][0]["error"]["code"].as_u64().unwrap_or(50000) as u32;
+                Err(code)
+            } else {
+                Ok(())
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,327 @@
+//! `events replay --to ably|redis|postgres`: backfill both ways (twice, nothing doubled, the
+//! stream rebuilt in time order with its expiry), a real child killed with SIGKILL and resumed
+//! from its checkpoint, Redis going away mid-replay, Ably re-publishing paced under the sandbox's
+//! 50 msg/s limit with idempotent ids, dry runs and the confirmation guard.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use broker_ops::contracts::Names;
+use broker_ops::mirror::MirroredEvent;
+
+use crate::support::{self, bin, run};
+
+fn event(conv: usize, i: usize, ts: i64) -> MirroredEvent {
+    MirroredEvent {
+        id: format!("msg-{conv}-{i}"),
+        conversation_id: conv.to_string(),
+        channel: format!("conversation:{conv}"),
+        name: if i.is_multiple_of(2) { "message:user" } else { "message:ai" }.into(),
+        data: json!({"content": format!("text {i} of {conv}"), "messageId": i}),
+        client_id: i.is_multiple_of(2).then(|| format!("contact-{conv}")),
+        timestamp_ms: ts,
+    }
+}
+
+/// `per` events in each of `convs` conversations, one second apart, ending `ago_ms` ago.
+fn fixture(convs: usize, per: usize, ago_ms: i64) -> Vec<MirroredEvent> {
+    let end = chrono::Utc::now().timestamp_millis() - ago_ms;
+    (0..convs).flat_map(|c| (0..per).map(move |i| event(c + 1, i, end - ((per - i) as i64) * 1000))).collect()
+}
+
+async fn to_postgres(pool: &PgPool, events: &[MirroredEvent]) {
+    broker_ops::mirror::postgres::migrate(pool, "test").await.unwrap();
+    for chunk in events.chunks(5000) {
+        broker_ops::mirror::postgres::insert(pool, "test", chunk).await.unwrap();
+    }
+}
+
+async fn to_redis(prefix: &str, events: &[MirroredEvent]) {
+    let mut conn = support::redis().await;
+    let names = Names::with_redis_prefix(prefix);
+    for chunk in events.chunks(5000) {
+        broker_ops::mirror::redis::append(&mut conn, "test", &names, chunk).await.unwrap();
+    }
+}
+
+/// The Ably ids and timestamps in a conversation's stream, in stream order.
+async fn stream(prefix: &str, conv: &str) -> Vec<(String, i64)> {
+    let mut conn = support::redis().await;
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(format!("{prefix}chat:events:{conv}"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    entries.into_iter().map(|(_, f)| (f["id"].clone(), f["timestamp"].parse().unwrap())).collect()
+}
+
+fn replay(db: &str, prefix: &str, dir: &std::path::Path, args: &[&str]) -> tokio::process::Command {
+    let mut c = bin(dir);
+    c.args(["events", "replay"])
+        .args(args)
+        .env("REDIS_URL", support::redis_url())
+        .env("DATABASE_URL", db)
+        .env("REDIS_KEY_PREFIX", prefix);
+    c
+}
+
+fn summary(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|_| panic!("a JSON summary: {stdout}"))
+}
+
+#[sqlx::test(migrations = false)]
+async fn backfill_both_ways_twice_writes_each_event_once_in_time_order(pool: PgPool) {
+    let prefix = support::prefix("backfill");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let all = fixture(3, 10, 60_000);
+    // Postgres holds everything; Redis lost the first half of each conversation (a flush), and
+    // holds one event Postgres never got (a failed insert).
+    to_postgres(&pool, &all).await;
+    let index = |e: &MirroredEvent| e.id.rsplit('-').next().unwrap().parse::<usize>().unwrap();
+    let later: Vec<MirroredEvent> = all.iter().filter(|e| index(e) >= 5).cloned().collect();
+    let mut only_redis = event(1, 99, chrono::Utc::now().timestamp_millis() - 30_000);
+    only_redis.id = "msg-only-redis".into();
+    to_redis(&prefix, &later).await;
+    to_redis(&prefix, std::slice::from_ref(&only_redis)).await;
+
+    let pg_to_redis = ["--from", "postgres", "--to", "redis", "--all", "--yes", "-o", "json", "--page-size", "7"];
+    let r = run(replay(&db, &prefix, dir.path(), &pg_to_redis)).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r.stdout);
+    support::schema_check("replay", &s);
+    assert_eq!(
+        (s["counts"]["read"].as_u64(), s["counts"]["written"].as_u64(), s["counts"]["skipped"].as_u64()),
+        (Some(30), Some(15), Some(15))
+    );
+    for conv in ["1", "2", "3"] {
+        let st = stream(&prefix, conv).await;
+        let ids: HashSet<&String> = st.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), st.len(), "no id twice in conversation {conv}");
+        assert_eq!(st.len(), if conv == "1" { 11 } else { 10 });
+        assert!(st.windows(2).all(|w| w[0].1 <= w[1].1), "rebuilt in timestamp order: {st:?}");
+    }
+    let mut conn = support::redis().await;
+    let pttl: i64 = conn.pttl(format!("{prefix}chat:events:1")).await.unwrap();
+    assert!(pttl > 23 * 3600 * 1000 && pttl <= 24 * 3600 * 1000, "expires 24 h after its newest event: {pttl}");
+    let score: f64 = conn.zscore(format!("{prefix}chat:conversations:active"), "2").await.unwrap();
+    assert_eq!(score as i64, all.iter().filter(|e| e.conversation_id == "2").map(|e| e.timestamp_ms).max().unwrap());
+
+    let again = run(replay(&db, &prefix, dir.path(), &pg_to_redis)).await;
+    let s = summary(&again.stdout);
+    assert_eq!((s["counts"]["written"].as_u64(), s["counts"]["skipped"].as_u64()), (Some(0), Some(30)));
+    assert_eq!(stream(&prefix, "1").await.len(), 11);
+
+    let redis_to_pg = ["--from", "redis", "--to", "postgres", "--all", "--yes", "-o", "json"];
+    for (written, skipped) in [(1, 30), (0, 31)] {
+        let r = run(replay(&db, &prefix, dir.path(), &redis_to_pg)).await;
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let s = summary(&r.stdout);
+        assert_eq!((s["counts"]["written"].as_u64(), s["counts"]["skipped"].as_u64()), (Some(written), Some(skipped)));
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 31);
+}
+
+#[sqlx::test(migrations = false)]
+async fn events_older_than_the_stream_lifetime_are_not_written_to_redis(pool: PgPool) {
+    let prefix = support::prefix("expired");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let old = fixture(1, 4, 25 * 3600 * 1000);
+    to_postgres(&pool, &old).await;
+    let r = run(replay(&db, &prefix, dir.path(), &["--to", "redis", "--all", "--since", "-48h", "-o", "json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = summary(&r.stdout);
+    assert_eq!((s["counts"]["written"].as_u64(), s["counts"]["expired"].as_u64()), (Some(0), Some(4)));
+    assert!(stream(&prefix, "1").await.is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn dry_run_writes_nothing_and_big_windows_need_yes(pool: PgPool) {
+    let prefix = support::prefix("dry");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    to_redis(&prefix, &fixture(2, 6, 10_000)).await;
+    let args = ["--from", "redis", "--to", "postgres", "--all", "--confirm-over", "5"];
+    let r = run(replay(&db, &prefix, dir.path(), &args)).await;
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("about 12 events would be written to postgres: pass --yes"), "{}", r.stderr);
+    to_postgres(&pool, &[]).await;
+    let r = run(replay(&db, &prefix, dir.path(), &[&args[..], &["--dry-run", "-o", "json"]].concat())).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = summary(&r.stdout);
+    assert_eq!((s["dry_run"].as_bool(), s["counts"]["written"].as_u64()), (Some(true), Some(12)));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 0);
+    let r = run(replay(&db, &prefix, dir.path(), &["--from", "redis", "--to", "redis", "--all"])).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("the same store"), "{}", r.stderr);
+}
+
+/// Waits until the checkpoint at `path` shows at least `pages` pages done.
+async fn wait_for_pages(path: &std::path::Path, pages: u64) -> Value {
+    for _ in 0..2000 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(cp) = serde_json::from_str::<Value>(&text)
+            && cp["counts"]["pages"].as_u64().unwrap_or(0) >= pages
+        {
+            return cp;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the checkpoint never reached {pages} pages");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_replay_killed_with_sigkill_resumes_from_its_checkpoint_exactly_once(pool: PgPool) {
+    let prefix = support::prefix("sigkill");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let all = fixture(100, 60, 60_000);
+    to_postgres(&pool, &all).await;
+    let cp = dir.path().join("replay.checkpoint");
+    let cp_arg = cp.to_str().unwrap();
+    let args = ["--to", "redis", "--all", "--yes", "--page-size", "50", "--checkpoint", cp_arg, "-o", "json"];
+    let mut child = replay(&db, &prefix, dir.path(), &args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let at_kill = wait_for_pages(&cp, 3).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(on_disk["finished"], false, "killed mid-run: {at_kill}");
+
+    let r = run(replay(&db, &prefix, dir.path(), &args)).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r.stdout);
+    assert_eq!(s["resumed"], true);
+    assert_eq!(s["counts"]["read"].as_u64(), Some(6000), "the counts carry over: {s}");
+    let mut total = 0;
+    for conv in 1..=100 {
+        let st = stream(&prefix, &conv.to_string()).await;
+        let ids: HashSet<&String> = st.iter().map(|(id, _)| id).collect();
+        assert_eq!((st.len(), ids.len()), (60, 60), "conversation {conv}: every event exactly once");
+        total += st.len();
+    }
+    assert_eq!(total, 6000);
+    // Finished: the same command again does nothing.
+    let r = run(replay(&db, &prefix, dir.path(), &args)).await;
+    assert_eq!(summary(&r.stdout)["counts"]["read"].as_u64(), Some(6000));
+}
+
+/// A TCP proxy to the real Redis that can be cut, to take Redis away in the middle of a replay.
+struct CuttableProxy {
+    port: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start() -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                t.lock().unwrap().push(h);
+            }
+        });
+        CuttableProxy { port, tasks, accept }
+    }
+
+    fn cut(&self) {
+        self.accept.abort();
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn redis_going_away_mid_replay_stops_with_exit_3_and_the_checkpoint_resumes(pool: PgPool) {
+    let prefix = support::prefix("cut");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    to_postgres(&pool, &fixture(50, 40, 60_000)).await;
+    let proxy = CuttableProxy::start().await;
+    let cp = dir.path().join("cp.json");
+    let args =
+        ["--to", "redis", "--all", "--yes", "--page-size", "20", "--checkpoint", cp.to_str().unwrap(), "-o", "json"];
+    let mut cmd = replay(&db, &prefix, dir.path(), &args);
+    cmd.env("REDIS_URL", format!("redis://127.0.0.1:{}", proxy.port)).env("BROKER_OPS_TIMEOUT", "1s");
+    let child = tokio::spawn(run(cmd));
+    wait_for_pages(&cp, 3).await;
+    proxy.cut();
+    let r = child.await.unwrap();
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("Redis") && r.stderr.contains(&format!("127.0.0.1:{}", proxy.port)), "{}", r.stderr);
+    assert!(r.stderr.contains("kept: run the same command again to resume"), "{}", r.stderr);
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(kept["finished"], false);
+
+    let r = run(replay(&db, &prefix, dir.path(), &args)).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for conv in 1..=50 {
+        let st = stream(&prefix, &conv.to_string()).await;
+        let ids: HashSet<&String> = st.iter().map(|(id, _)| id).collect();
+        assert_eq!((st.len(), ids.len()), (40, 40), "conversation {conv}");
+    }
+}
+
+#[tokio::test]
+async fn ably_republish_is_paced_under_the_channel_limit_and_idempotent() {
+    let prefix = support::prefix("ably-replay");
+    let (sb, env) = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 3 conversations of 60 events: at most 50 per second per channel means more than a second.
+    to_redis(&prefix, &fixture(3, 60, 10_000)).await;
+    let args = ["--from", "redis", "--to", "ably", "--all", "--yes", "--extras", "-o", "json"];
+    let go = || {
+        let mut c = replay("postgres://unused", &prefix, dir.path(), &args);
+        c.env("ABLY_API_KEY", &env.key).env("ABLY_REST_URL", &env.base);
+        c
+    };
+    let started = std::time::Instant::now();
+    let r = run(go()).await;
+    let took = started.elapsed();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r.stdout);
+    assert_eq!(s["counts"]["written"].as_u64(), Some(180), "{s}");
+    assert_eq!(s["counts"]["rate_limited"].as_u64(), Some(0), "the sandbox answered 42913: the pacer crossed 50 msg/s");
+    assert_eq!(s["counts"]["failed"].as_u64(), Some(0));
+    assert!(
+        took >= Duration::from_millis(1000),
+        "60 messages on one channel cannot go out in under a second: {took:?}"
+    );
+
+    let history = |conv: usize| {
+        let url = format!("{}/channels/conversation:{conv}/messages?limit=1000", env.base);
+        support::json_of(
+            support::http().get(url).basic_auth(env.key.split(':').next().unwrap(), env.key.split(':').nth(1)),
+        )
+    };
+    let h = history(2).await;
+    let items = h.as_array().unwrap();
+    assert_eq!(items.len(), 60);
+    let m = items.iter().find(|m| m["id"] == "replay-msg-2-0").expect("the replayed id");
+    assert_eq!(m["extras"]["headers"]["replayed"], "true");
+    assert_eq!(m["extras"]["headers"]["originalId"], "msg-2-0");
+    assert_eq!(m["clientId"], "contact-2");
+
+    // Again at once: Ably deduplicates the ids, nothing is delivered twice.
+    let r = run(go()).await;
+    assert_eq!(r.code, 0);
+    assert_eq!(history(2).await.as_array().unwrap().len(), 60);
+    drop(sb);
+}
