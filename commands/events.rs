@@ -145,7 +145,7 @@ fn request(a: &ReplayArgs, ctx: &Ctx) -> anyhow::Result<Request> {
 
 async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let req = request(&a, ctx)?;
-    let mut opened = match open::open(&ctx.config, req).await {
+    let opened = match open::open(&ctx.config, req).await {
         Ok(o) => o,
         Err(OpenError::Usage(m)) => {
             eprintln!("error: {m}");
@@ -153,23 +153,22 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(mut target) = opened.target.take() else {
-        return timeline_to_stdout(&a, ctx, &mut opened).await;
+    let open::Opened { from, mut source, target, mut checkpoint, resumed } = opened;
+    let Some(mut target) = target else {
+        return timeline_to_stdout(&a, ctx, source, from).await;
     };
-    let left = opened.source.estimate().await?;
-    if !a.dry_run && !opened.checkpoint.finished && left > a.confirm_over && !a.yes && !confirmed(left, target.name())?
-    {
+    let left = source.estimate().await?;
+    if !a.dry_run && !checkpoint.finished && left > a.confirm_over && !a.yes && !confirmed(left, target.name())? {
         eprintln!(
             "error: about {left} events would be written to {}: pass --yes (or --dry-run to see what would be written)",
             target.name()
         );
         return Ok(Exit::Usage.code());
     }
-    let bar = progress_bar(left + opened.checkpoint.counts.read, opened.checkpoint.counts.read);
+    let bar = progress_bar(left + checkpoint.counts.read, checkpoint.counts.read);
     let mut on_progress = |c: &broker_ops::replay::Counts| bar.set_position(c.read);
-    let cp_path = opened.checkpoint.path().map(|p| p.display().to_string());
-    let result =
-        broker_ops::replay::run(&mut opened.source, &mut target, &mut opened.checkpoint, &mut on_progress).await;
+    let cp_path = checkpoint.path().map(|p| p.display().to_string());
+    let result = broker_ops::replay::run(source, &mut target, &mut checkpoint, &mut on_progress).await;
     bar.finish_and_clear();
     let mut summary = match result {
         Ok(s) => s,
@@ -181,7 +180,7 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         }
     };
     summary.dry_run = a.dry_run;
-    summary.resumed = opened.resumed;
+    summary.resumed = resumed;
     summary.checkpoint = cp_path;
     ctx.render(&summary)?;
     Ok(if summary.counts.failed > 0 { Exit::Failed } else { Exit::Ok }.code())
@@ -212,12 +211,17 @@ fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
     bar
 }
 
-async fn timeline_to_stdout(a: &ReplayArgs, ctx: &Ctx, opened: &mut open::Opened) -> anyhow::Result<i32> {
+async fn timeline_to_stdout(
+    a: &ReplayArgs,
+    ctx: &Ctx,
+    source: broker_ops::replay::Source,
+    from: FromStore,
+) -> anyhow::Result<i32> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let summary = timeline::write(&mut opened.source, ctx.format, &mut out).await?;
+    let summary = timeline::write(source, ctx.format, &mut out).await?;
     out.flush()?;
-    let store = match opened.from {
+    let store = match from {
         FromStore::Redis => "Redis",
         FromStore::Postgres => "Postgres",
     };

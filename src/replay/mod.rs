@@ -104,7 +104,7 @@ pub struct Malformed {
 /// every acknowledgement. Resuming from a checkpoint re-reads the page that was in progress and
 /// skips what the target already acknowledged (and the stores skip ids they hold anyway).
 pub async fn run(
-    source: &mut Source,
+    source: Source,
     target: &mut Target,
     cp: &mut Checkpoint,
     progress: &mut (dyn FnMut(&Counts) + Send),
@@ -112,8 +112,10 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut summary = Summary::new(target.name());
     let mut counts = cp.counts.clone();
+    let mut pages = source::Prefetch::start(source, 2);
     while !cp.finished {
-        let page = source.next_page().await?;
+        let Some(read) = pages.next().await else { break };
+        let (page, after) = read?;
         counts.pages += 1;
         counts.malformed += page.malformed.len() as u64;
         summary.note_malformed(page.malformed);
@@ -141,7 +143,7 @@ pub async fn run(
                 summary.failures.extend(published.failures);
             }
         }
-        cp.cursor = source.position();
+        cp.cursor = after;
         cp.page_acked.clear();
         cp.finished = !page.more;
         cp.counts = counts.clone();

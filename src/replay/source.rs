@@ -1,7 +1,5 @@
 //! Paged readers of the two mirrors.
 
-use std::collections::HashMap;
-
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -83,6 +81,9 @@ pub struct RedisSource {
     /// which the current one continues.
     queue: Vec<String>,
     cursor: Option<String>,
+    /// Entries and finished conversations so far: how many conversations fill a page.
+    entries_seen: usize,
+    convs_seen: usize,
 }
 
 impl RedisSource {
@@ -120,7 +121,7 @@ impl RedisSource {
             other => return Err(MirrorError::Cursor(format!("a Redis replay cannot resume from {other:?}"))),
         }
         queue.reverse();
-        Ok(RedisSource { conn, addr, names, sel, queue, cursor })
+        Ok(RedisSource { conn, addr, names, sel, queue, cursor, entries_seen: 0, convs_seen: 0 })
     }
 
     /// Where the next page starts.
@@ -145,49 +146,68 @@ impl RedisSource {
         Ok(lens.iter().sum())
     }
 
-    /// Reads up to `page_size` stream entries, going on to the next conversations when one ends.
+    /// Reads about `page_size` stream entries, going on to the next conversations when one ends.
+    /// The XRANGEs of several conversations (as many as should fill the page, at most [`AHEAD`])
+    /// go in one pipeline: most conversations are short, and a round trip each would dominate.
+    /// Every entry read is used: a page holds at most `AHEAD` times `page_size` entries.
     async fn next_page(&mut self) -> Result<Page, MirrorError> {
         let mut page = Page::default();
         let mut read = 0;
-        while let Some(conv) = self.queue.last().cloned() {
-            let key = self.names.stream_key(&conv);
-            // Stream ids start with the write time in ms: start the scan at the window's start.
-            let start = match &self.cursor {
-                Some(c) => format!("({c}"),
-                None => self.sel.since.timestamp_millis().max(0).to_string(),
-            };
+        while read < self.sel.page_size && !self.queue.is_empty() {
             let want = self.sel.page_size - read;
-            let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(want)
+            // As many conversations as should fill the page, judging by those read so far.
+            let per_conv = (self.entries_seen / self.convs_seen.max(1)).max(1);
+            let ahead = want.div_ceil(per_conv).clamp(1, AHEAD);
+            let batch: Vec<String> = self.queue.iter().rev().take(ahead).cloned().collect();
+            let mut pipe = redis::pipe();
+            for (i, conv) in batch.iter().enumerate() {
+                // Stream ids start with the write time in ms: start the scan at the window's start.
+                let start = match (&self.cursor, i) {
+                    (Some(c), 0) => format!("({c}"),
+                    _ => self.sel.since.timestamp_millis().max(0).to_string(),
+                };
+                pipe.cmd("XRANGE").arg(self.names.stream_key(conv)).arg(start).arg("+").arg("COUNT").arg(want);
+            }
+            // Field pairs in a Vec rather than a HashMap: five fields, looked up a few times each.
+            let results: Vec<Vec<(String, Vec<(String, String)>)>> = pipe
                 .query_async(&mut self.conn)
                 .await
                 .map_err(|source| MirrorError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
-            read += entries.len();
-            for (id, fields) in &entries {
-                match event_of(&conv, &self.names, fields) {
-                    Ok(e) if self.sel.wants(&e.name, e.timestamp_ms) => page.events.push(e),
-                    Ok(_) => {}
-                    Err(reason) => page.malformed.push(Malformed { position: format!("{key} {id}"), reason }),
+            for (conv, entries) in batch.iter().zip(results) {
+                let key = self.names.stream_key(conv);
+                read += entries.len();
+                self.entries_seen += entries.len();
+                for (id, fields) in &entries {
+                    match event_of(conv, &self.names, fields) {
+                        Ok(e) if self.sel.wants(&e.name, e.timestamp_ms) => page.events.push(e),
+                        Ok(_) => {}
+                        Err(reason) => page.malformed.push(Malformed { position: format!("{key} {id}"), reason }),
+                    }
                 }
+                if entries.len() == want {
+                    // Maybe more in this conversation: the next page continues after its last entry.
+                    self.cursor = entries.last().map(|(id, _)| id.clone());
+                    break;
+                }
+                self.queue.pop();
+                self.cursor = None;
+                self.convs_seen += 1;
             }
-            if entries.len() == want {
-                self.cursor = entries.last().map(|(id, _)| id.clone());
+            if self.cursor.is_some() {
                 break;
             }
-            self.queue.pop();
-            self.cursor = None;
         }
         page.more = !self.queue.is_empty();
         Ok(page)
     }
 }
 
-fn event_of(conv: &str, names: &Names, f: &HashMap<String, String>) -> Result<MirroredEvent, String> {
-    let get = |k: &str| f.get(k).ok_or_else(|| format!("missing field {k:?}"));
+/// Conversations whose XRANGE go in one pipeline.
+const AHEAD: usize = 16;
+
+fn event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<MirroredEvent, String> {
+    let field = |k: &str| f.iter().find(|(name, _)| name == k).map(|(_, v)| v);
+    let get = |k: &str| field(k).ok_or_else(|| format!("missing field {k:?}"));
     let data = get("data")?;
     let data: Value = serde_json::from_str(data).map_err(|e| format!("data is not JSON: {e}"))?;
     let timestamp_ms = get("timestamp")?.parse::<i64>().map_err(|_| "timestamp is not a number".to_string())?;
@@ -197,7 +217,7 @@ fn event_of(conv: &str, names: &Names, f: &HashMap<String, String>) -> Result<Mi
         channel: names.channel_of(conv),
         name: get("name")?.clone(),
         data,
-        client_id: f.get("clientId").filter(|c| !c.is_empty()).cloned(),
+        client_id: field("clientId").filter(|c| !c.is_empty()).cloned(),
         timestamp_ms,
     })
 }
@@ -320,5 +340,40 @@ impl PostgresSource {
         }
         page.more = self.cursor != Cursor::Done;
         Ok(page)
+    }
+}
+
+/// Pages read ahead by a task of their own, so that reading the next page (the store's round
+/// trip, decoding) overlaps with writing the current one. At most `depth` pages wait, so memory
+/// stays bounded. Each page comes with the position after it, for the checkpoint.
+pub struct Prefetch {
+    rx: tokio::sync::mpsc::Receiver<Result<(Page, Cursor), MirrorError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prefetch {
+    pub fn start(mut source: Source, depth: usize) -> Prefetch {
+        let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+        let task = tokio::spawn(async move {
+            loop {
+                let read = source.next_page().await.map(|p| (p, source.position()));
+                let last = read.as_ref().map_or(true, |(p, _)| !p.more);
+                if tx.send(read).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Prefetch { rx, task }
+    }
+
+    /// The next page; `None` once the last one was taken.
+    pub async fn next(&mut self) -> Option<Result<(Page, Cursor), MirrorError>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -80,7 +80,7 @@ fn text_of(e: &MirroredEvent) -> String {
 }
 
 /// Reads every page of `source` and writes the events in `format` to `w`.
-pub async fn write(source: &mut Source, format: Format, w: &mut dyn Write) -> Result<Summary, TimelineError> {
+pub async fn write(source: Source, format: Format, w: &mut dyn Write) -> Result<Summary, TimelineError> {
     let mut sum = Summary::default();
     let mut questions = Questions::default();
     if format == Format::Table {
@@ -89,8 +89,9 @@ pub async fn write(source: &mut Source, format: Format, w: &mut dyn Write) -> Re
     if format == Format::Json {
         write!(w, "[")?;
     }
-    loop {
-        let page = source.next_page().await?;
+    let mut pages = super::source::Prefetch::start(source, 2);
+    while let Some(read) = pages.next().await {
+        let (page, _) = read?;
         for m in page.malformed {
             sum.malformed += 1;
             if sum.malformed_examples.len() < 100 {
@@ -127,9 +128,6 @@ pub async fn write(source: &mut Source, format: Format, w: &mut dyn Write) -> Re
                 }
             }
             sum.events += 1;
-        }
-        if !page.more {
-            break;
         }
     }
     if format == Format::Json {

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use redis::aio::ConnectionManager;
-use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::contracts::Names;
@@ -25,54 +24,72 @@ pub struct Written {
 }
 
 const BACKFILL_LUA: &str = r#"
--- KEYS: stream, active set. ARGV: lifetime ms, now ms, conversation, dry ('1'), events as JSON
--- [[id, name, data, clientId, timestamp], ...] (timestamp a decimal string).
+-- KEYS: stream, active set. ARGV: lifetime ms, now ms, conversation, dry ('1'), then five per
+-- event: id, name, data, clientId, timestamp (ms, decimal). Flat arguments: no decoding here.
 local ttl, now, dry = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4] == '1'
-local incoming = cjson.decode(ARGV[5])
+local n = (#ARGV - 4) / 5
 local old_pttl = redis.call('PTTL', KEYS[1])
 local existing = redis.call('XRANGE', KEYS[1], '-', '+')
-local seen, rows, last_ts = {}, {}, nil
-for i, e in ipairs(existing) do
-  local f, m = e[2], {}
-  for j = 1, #f, 2 do m[f[j]] = f[j + 1] end
-  if m['id'] then seen[m['id']] = true end
-  local ts = tonumber(m['timestamp']) or 0
-  rows[#rows + 1] = {f, ts, i}
-  last_ts = ts
+local seen, newest_old = {}, nil
+for _, e in ipairs(existing) do
+  local f = e[2]
+  for j = 1, #f, 2 do
+    if f[j] == 'id' then
+      seen[f[j + 1]] = true
+    elseif f[j] == 'timestamp' then
+      local ts = tonumber(f[j + 1]) or 0
+      if newest_old == nil or ts > newest_old then newest_old = ts end
+    end
+  end
 end
-local fresh, skipped, expired = {}, 0, 0
-for _, ev in ipairs(incoming) do
-  local ts = tonumber(ev[5])
-  if seen[ev[1]] then
+local fresh, skipped, expired, sorted, prev = {}, 0, 0, true, nil
+for k = 0, n - 1 do
+  local b = 5 + k * 5
+  local ts = tonumber(ARGV[b + 4])
+  if seen[ARGV[b]] then
     skipped = skipped + 1
   elseif ts + ttl <= now then
     expired = expired + 1
   else
-    seen[ev[1]] = true
-    local f = {'id', ev[1], 'name', ev[2], 'data', ev[3], 'clientId', ev[4], 'timestamp', ev[5]}
-    fresh[#fresh + 1] = {f, ts, #existing + #fresh + 1}
+    seen[ARGV[b]] = true
+    fresh[#fresh + 1] = b
+    if prev ~= nil and ts < prev then sorted = false end
+    prev = ts
   end
 end
 if #fresh == 0 or dry then return {#fresh, skipped, expired} end
-local function before(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[3] < b[3] end
-table.sort(fresh, before)
-local function add(r, ms)
-  local args = {'XADD', KEYS[1], string.format('%.0f-*', ms)}
-  for _, v in ipairs(r[1]) do args[#args + 1] = v end
-  redis.call(unpack(args))
+if not sorted then
+  table.sort(fresh, function(a, b)
+    local ta, tb = tonumber(ARGV[a + 4]), tonumber(ARGV[b + 4])
+    if ta ~= tb then return ta < tb end
+    return a < b
+  end)
 end
-local ms = 0
-if last_ts == nil or fresh[1][2] >= last_ts then
-  if #existing > 0 then ms = tonumber(string.match(existing[#existing][1], '^(%d+)')) end
-  for _, r in ipairs(fresh) do ms = math.max(ms, r[2]); add(r, ms) end
+local first, newest = tonumber(ARGV[fresh[1] + 4]), tonumber(ARGV[fresh[#fresh] + 4])
+if newest_old == nil or first >= newest_old then
+  -- The usual case: append after what the stream holds. Stream ids are write times, as the
+  -- live mirror's are; the order is the events' time order.
+  for _, b in ipairs(fresh) do
+    redis.call('XADD', KEYS[1], '*', 'id', ARGV[b], 'name', ARGV[b + 1], 'data', ARGV[b + 2],
+      'clientId', ARGV[b + 3], 'timestamp', ARGV[b + 4])
+  end
 else
-  for _, r in ipairs(fresh) do rows[#rows + 1] = r end
-  table.sort(rows, before)
+  -- Older events than the stream holds: rebuild the stream in timestamp order.
+  local rows = {}
+  for i, e in ipairs(existing) do
+    local ts = 0
+    for j = 1, #e[2], 2 do if e[2][j] == 'timestamp' then ts = tonumber(e[2][j + 1]) or 0 end end
+    rows[#rows + 1] = {e[2], ts, i}
+  end
+  for i, b in ipairs(fresh) do
+    local f = {'id', ARGV[b], 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'clientId', ARGV[b + 3], 'timestamp', ARGV[b + 4]}
+    rows[#rows + 1] = {f, tonumber(ARGV[b + 4]), #existing + i}
+  end
+  table.sort(rows, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[3] < b[3] end)
   redis.call('DEL', KEYS[1])
-  for _, r in ipairs(rows) do ms = math.max(ms, r[2]); add(r, ms) end
+  for _, r in ipairs(rows) do redis.call('XADD', KEYS[1], '*', unpack(r[1])) end
 end
-local newest = fresh[#fresh][2]
-if last_ts ~= nil and last_ts > newest then newest = last_ts end
+if newest_old ~= nil and newest_old > newest then newest = newest_old end
 local expire_at = newest + ttl
 if old_pttl > 0 and now + old_pttl > expire_at then expire_at = now + old_pttl end
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_at))
@@ -109,29 +126,25 @@ impl RedisTarget {
         if events.is_empty() {
             return Ok(Written::default());
         }
+        // Events of one conversation, in page order (a page holds few conversations when it comes
+        // from Postgres in conversation order, many when it comes from a time-ordered read).
         let mut order: Vec<&str> = Vec::new();
-        let mut groups: HashMap<&str, Vec<Value>> = HashMap::new();
+        let mut groups: HashMap<&str, Vec<&MirroredEvent>> = HashMap::new();
         for e in events {
-            let row = json!([
-                e.id,
-                e.name,
-                e.data.to_string(),
-                e.client_id.as_deref().unwrap_or(""),
-                e.timestamp_ms.to_string()
-            ]);
             groups
                 .entry(e.conversation_id.as_str())
                 .or_insert_with(|| {
                     order.push(&e.conversation_id);
                     Vec::new()
                 })
-                .push(row);
+                .push(e);
         }
         let now = chrono::Utc::now().timestamp_millis();
         let ttl_ms = self.names.stream_ttl_secs * 1000;
         let mut pipe = redis::pipe();
         for conv in &order {
-            pipe.cmd("EVALSHA")
+            let cmd = pipe
+                .cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(2)
                 .arg(self.names.stream_key(conv))
@@ -139,8 +152,14 @@ impl RedisTarget {
                 .arg(ttl_ms)
                 .arg(now)
                 .arg(*conv)
-                .arg(if self.dry_run { "1" } else { "0" })
-                .arg(Value::Array(groups.remove(conv).unwrap_or_default()).to_string());
+                .arg(if self.dry_run { "1" } else { "0" });
+            for e in groups.get(conv).map(Vec::as_slice).unwrap_or_default() {
+                cmd.arg(&e.id)
+                    .arg(&e.name)
+                    .arg(e.data.to_string())
+                    .arg(e.client_id.as_deref().unwrap_or(""))
+                    .arg(e.timestamp_ms);
+            }
         }
         let results: Vec<(u64, u64, u64)> = pipe
             .query_async(&mut self.conn)

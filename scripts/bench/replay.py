@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Benchmark of `events replay` (docs/performance.md).
+
+1. N events (default 1,000,000 and 5,000,000) over 10,000 conversations, written into Postgres with
+   generate_series, all inside the last 24 h. Measured, each as events/s with the peak RSS of the
+   broker-ops process (os.wait4):
+   - Postgres -> NDJSON (`events replay --from postgres --all -o ndjson > /dev/null`), next to
+     `COPY (the same ordered SELECT) TO STDOUT` through psql;
+   - Postgres -> Redis backfill (`--to redis`), which also fills Redis for the next step;
+   - Redis -> NDJSON (`--from redis --all -o ndjson`);
+   next to `redis-benchmark -P 64` XADD (pipelined, 1,000,000 requests) measured in the same run.
+   The bar: at least half the store's rate, and under 64 MiB peak at every size.
+2. Ably re-publish across 20 channels (500 events each) to a `broker-ops sandbox` process: the
+   achieved rate per channel from the sandbox's own message timestamps, against the 50 msg/s limit
+   (the bar: at least 95 %, never above: the most messages in any 1 s window of one channel, and the
+   sandbox's 42913 answers, which the replay counts).
+
+Needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (trust auth), and a release build.
+Usage: scripts/bench/replay.py [--sizes 1000000,5000000] [--skip-ably]
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "broker-ops")
+REDIS = "redis://127.0.0.1:6379"
+PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+PG = "postgres://postgres@127.0.0.1:5432/broker_ops_bench_replay"
+PREFIX = "bench:replay:"
+CONVS = 10_000
+
+
+def psql(url, sql, out=subprocess.DEVNULL):
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql], stdout=out, check=True)
+
+
+def clear_redis(pattern):
+    keys = subprocess.run(["redis-cli", "-h", "127.0.0.1", "--scan", "--pattern", pattern],
+                          capture_output=True, text=True, check=True).stdout.split()
+    for i in range(0, len(keys), 1000):
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "UNLINK", *keys[i:i + 1000]], capture_output=True, check=True)
+
+
+def measured(cmd, env=None, stdout=subprocess.DEVNULL):
+    """Runs cmd; returns (wall seconds, peak RSS MiB of that process, captured stdout or None)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    out = p.stdout.read() if stdout == subprocess.PIPE else None
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[:4]} failed: {err.decode()[-2000:]}")
+    return wall, ru.ru_maxrss / 1024, out
+
+
+def fill_postgres(n):
+    psql(PG_ADMIN, "DROP DATABASE IF EXISTS broker_ops_bench_replay")
+    psql(PG_ADMIN, "CREATE DATABASE broker_ops_bench_replay")
+    with open(os.path.join(ROOT, "migrations", "20261126000000_chat_events.sql")) as f:
+        psql(PG, f.read())
+    psql(PG, f"""
+        INSERT INTO chat_events (id, conversation_id, channel, name, data, client_id, occurred_at)
+        SELECT 'bench-' || g, (g % {CONVS})::text, 'conversation:' || (g % {CONVS}),
+               CASE WHEN g % 2 = 0 THEN 'message:user' ELSE 'message:ai' END,
+               jsonb_build_object('content', 'benchmark message number ' || g, 'messageId', g),
+               CASE WHEN g % 2 = 0 THEN 'contact-' || (g % {CONVS}) END,
+               now() - interval '23 hours' + g * (interval '22 hours' / {n})
+        FROM generate_series(1, {n}) g""")
+    psql(PG, "VACUUM ANALYZE chat_events")
+
+
+def redis_benchmark_xadd():
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-n", "1000000", "-P", "64", "-r", str(CONVS), "-q",
+         "XADD", f"{PREFIX}rb:__rand_int__", "*", "id", "bench-x", "name", "message:user",
+         "data", '{"content":"benchmark message number 1","messageId":1}', "clientId", "contact-1",
+         "timestamp", "1764160000000"],
+        capture_output=True, text=True, check=True).stdout
+    clear_redis(f"{PREFIX}rb:*")
+    rates = re.findall(r"([\d.]+) requests per second", out)
+    return float(rates[-1])
+
+
+def bench_size(n):
+    env = dict(os.environ, REDIS_URL=REDIS, DATABASE_URL=PG, REDIS_KEY_PREFIX=PREFIX)
+    clear_redis(f"{PREFIX}*")
+    t0 = time.monotonic()
+    fill_postgres(n)
+    print(f"\n== {n:,} events over {CONVS:,} conversations (filled in {time.monotonic() - t0:.0f} s)")
+
+    copy_sql = ("COPY (SELECT id, conversation_id, channel, name, data, client_id, occurred_at FROM chat_events "
+                "WHERE occurred_at >= now() - interval '24 hours' ORDER BY occurred_at, id) TO STDOUT")
+    copy_wall, _, _ = measured(["psql", "-q", PG, "-c", copy_sql])
+    copy_rate = n / copy_wall
+    xadd_rate = redis_benchmark_xadd()
+    print(f"peers: COPY ... TO STDOUT {copy_rate:,.0f} rows/s; redis-benchmark -P 64 XADD {xadd_rate:,.0f} req/s")
+
+    rows = []
+    pg_wall, pg_rss, _ = measured([BIN, "events", "replay", "--from", "postgres", "--all", "-o", "ndjson"], env)
+    rows.append(("Postgres -> NDJSON", n / pg_wall, pg_rss, "COPY", copy_rate))
+    bf_wall, bf_rss, out = measured(
+        [BIN, "-o", "json", "events", "replay", "--from", "postgres", "--to", "redis", "--all", "--yes",
+         "--page-size", "5000"], env, stdout=subprocess.PIPE)
+    summary = json.loads(out)
+    assert summary["counts"]["written"] == n, summary["counts"]
+    rows.append(("Postgres -> Redis backfill", n / bf_wall, bf_rss, "XADD -P 64", xadd_rate))
+    rd_wall, rd_rss, _ = measured([BIN, "events", "replay", "--from", "redis", "--all", "-o", "ndjson",
+                                   "--page-size", "5000"], env)
+    rows.append(("Redis -> NDJSON", n / rd_wall, rd_rss, "XADD -P 64", xadd_rate))
+
+    print(f"{'path':<28} {'events/s':>10} {'peer':<11} {'peer/s':>10} {'ratio':>6} {'peak RSS':>9}  bar")
+    for name, rate, rss, peer, peer_rate in rows:
+        ratio = rate / peer_rate
+        ok = ratio >= 0.5 and rss < 64
+        print(f"{name:<28} {rate:>10,.0f} {peer:<11} {peer_rate:>10,.0f} {ratio:>6.2f} {rss:>6.1f} MiB  "
+              f"{'MET' if ok else 'MISSED'} (>= 0.5x, < 64 MiB)")
+    clear_redis(f"{PREFIX}*")
+
+
+def start_sandbox():
+    p = subprocess.Popen([BIN, "sandbox", "--listen", "127.0.0.1:0", "--seed", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline().strip()
+    return p, dict(kv.split("=", 1) for kv in line.removeprefix("export ").split())
+
+
+def bench_ably(channels=20, per=500):
+    prefix = "bench:ably-replay:"
+    clear_redis(f"{prefix}*")
+    now = int(time.time() * 1000)
+    lines = []
+    for c in range(channels):
+        for i in range(per):
+            ts = now - (per - i) * 100
+            data = json.dumps({"content": f"message {i}", "messageId": i})
+            lines.append(f"XADD {prefix}chat:events:{c} * id bench-{c}-{i} name message:user "
+                         f"data {json.dumps(data)} clientId contact-{c} timestamp {ts}")
+        lines.append(f"ZADD {prefix}chat:conversations:active {now} {c}")
+    subprocess.run(["redis-cli", "-h", "127.0.0.1"], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True)
+    sb, sbenv = start_sandbox()
+    try:
+        env = dict(os.environ, REDIS_URL=REDIS, REDIS_KEY_PREFIX=prefix, ABLY_API_KEY=sbenv["ABLY_API_KEY"],
+                   ABLY_REST_URL=sbenv["ABLY_REST_URL"])
+        wall, rss, out = measured([BIN, "-o", "json", "events", "replay", "--from", "redis", "--to", "ably", "--all",
+                                   "--yes"], env, stdout=subprocess.PIPE)
+        s = json.loads(out)
+        auth = base64.b64encode(sbenv["ABLY_API_KEY"].encode()).decode()
+        rates, worst_window = [], 0
+        for c in range(channels):
+            req = urllib.request.Request(f"{sbenv['ABLY_REST_URL']}/channels/conversation:{c}/messages?limit=1000",
+                                         headers={"Authorization": f"Basic {auth}"})
+            ts = sorted(m["timestamp"] for m in json.load(urllib.request.urlopen(req)))
+            assert len(ts) == per, (c, len(ts))
+            rates.append((len(ts) - 1) / ((ts[-1] - ts[0]) / 1000))
+            j = 0
+            for i in range(len(ts)):
+                while ts[i] - ts[j] >= 1000:
+                    j += 1
+                worst_window = max(worst_window, i - j + 1)
+    finally:
+        sb.terminate()
+        sb.wait(timeout=10)
+        clear_redis(f"{prefix}*")
+    lo, avg = min(rates), sum(rates) / len(rates)
+    print(f"\n== Ably re-publish: {channels} channels x {per} events through the sandbox")
+    print(f"published {s['counts']['written']:,} in {wall:.1f} s; 42913 answers: {s['counts']['rate_limited']}; "
+          f"peak RSS {rss:.1f} MiB")
+    print(f"per-channel rate (sandbox timestamps): min {lo:.1f}, mean {avg:.1f} msg/s = {lo / 50:.1%} / {avg / 50:.1%} "
+          f"of 50 msg/s; most in any 1 s window of one channel: {worst_window} "
+          f"{'MET' if lo >= 47.5 and worst_window <= 50 and s['counts']['rate_limited'] == 0 else 'MISSED'}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000000,5000000")
+    ap.add_argument("--skip-ably", action="store_true")
+    a = ap.parse_args()
+    if not os.path.exists(BIN):
+        raise SystemExit("build first: cargo build --release")
+    for n in [int(x) for x in a.sizes.split(",") if x]:
+        bench_size(n)
+    if not a.skip_ably:
+        bench_ably()
+
+
+if __name__ == "__main__":
+    main()
