@@ -169,7 +169,7 @@ impl RedisSource {
                 pipe.cmd("XRANGE").arg(self.names.stream_key(conv)).arg(start).arg("+").arg("COUNT").arg(want);
             }
             // Field pairs in a Vec rather than a HashMap: five fields, looked up a few times each.
-            let results: Vec<Vec<(String, Vec<(String, String)>)>> = pipe
+            let results: Vec<Vec<StreamEntry>> = pipe
                 .query_async(&mut self.conn)
                 .await
                 .map_err(|source| MirrorError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
@@ -201,6 +201,9 @@ impl RedisSource {
         Ok(page)
     }
 }
+
+/// A stream entry: its id and its field pairs.
+type StreamEntry = (String, Vec<(String, String)>);
 
 /// Conversations whose XRANGE go in one pipeline.
 const AHEAD: usize = 16;
