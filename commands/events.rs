@@ -61,9 +61,10 @@ pub struct ReplayArgs {
     /// Only events whose name matches this glob (e.g. 'message:*').
     #[arg(long, value_name = "GLOB")]
     pub name: Option<String>,
-    /// Events read per page (a checkpoint is written after every page).
-    #[arg(long, default_value_t = 1000)]
-    pub page_size: usize,
+    /// Events read per page; a checkpoint is written after every page [default: 1000; 10000
+    /// with --to ably, so that a page spans many channels, which are paced side by side].
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
     /// --to ably: messages per second per channel (at most Ably's limit, 50).
     #[arg(long, default_value_t = MAX_RATE, value_parser = clap::value_parser!(u32).range(1..=MAX_RATE as i64))]
     pub rate: u32,
@@ -126,7 +127,8 @@ fn request(a: &ReplayArgs, ctx: &Ctx) -> anyhow::Result<Request> {
             since,
             until,
             name,
-            page_size: a.page_size.max(1),
+            page_size: a.page_size.unwrap_or(if to == To::Ably { 10_000 } else { 1000 }).max(1),
+            raw: to == To::Stdout && ctx.format != broker_ops::output::Format::Table,
         },
         ably: AblyOptions {
             rate: a.rate,

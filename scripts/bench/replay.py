@@ -107,13 +107,12 @@ def bench_size(n):
     pg_wall, pg_rss, _ = measured([BIN, "events", "replay", "--from", "postgres", "--all", "-o", "ndjson"], env)
     rows.append(("Postgres -> NDJSON", n / pg_wall, pg_rss, "COPY", copy_rate))
     bf_wall, bf_rss, out = measured(
-        [BIN, "-o", "json", "events", "replay", "--from", "postgres", "--to", "redis", "--all", "--yes",
-         "--page-size", "5000"], env, stdout=subprocess.PIPE)
+        [BIN, "-o", "json", "events", "replay", "--from", "postgres", "--to", "redis", "--all", "--yes"],
+        env, stdout=subprocess.PIPE)
     summary = json.loads(out)
     assert summary["counts"]["written"] == n, summary["counts"]
     rows.append(("Postgres -> Redis backfill", n / bf_wall, bf_rss, "XADD -P 64", xadd_rate))
-    rd_wall, rd_rss, _ = measured([BIN, "events", "replay", "--from", "redis", "--all", "-o", "ndjson",
-                                   "--page-size", "5000"], env)
+    rd_wall, rd_rss, _ = measured([BIN, "events", "replay", "--from", "redis", "--all", "-o", "ndjson"], env)
     rows.append(("Redis -> NDJSON", n / rd_wall, rd_rss, "XADD -P 64", xadd_rate))
 
     print(f"{'path':<28} {'events/s':>10} {'peer':<11} {'peer/s':>10} {'ratio':>6} {'peak RSS':>9}  bar")

@@ -82,6 +82,22 @@ pub struct Selection {
     /// Glob on event names (`message:*`).
     pub name: Option<glob::Pattern>,
     pub page_size: usize,
+    /// Keep each event's `data` as the JSON text the store holds ([`RawEvent`]) instead of
+    /// parsing it: for NDJSON and JSON output, which write it back unchanged.
+    pub raw: bool,
+}
+
+/// An event whose `data` stays JSON text: serialises exactly as [`crate::mirror::MirroredEvent`]
+/// does, without building and walking a JSON tree.
+#[derive(Debug, Serialize)]
+pub struct RawEvent {
+    pub id: String,
+    pub conversation_id: String,
+    pub channel: String,
+    pub name: String,
+    pub data: Box<serde_json::value::RawValue>,
+    pub client_id: Option<String>,
+    pub timestamp_ms: i64,
 }
 
 impl Selection {
@@ -112,7 +128,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut summary = Summary::new(target.name());
     let mut counts = cp.counts.clone();
-    let mut pages = source::Prefetch::start(source, 2);
+    let mut pages = source::Prefetch::start(source, 1);
     while !cp.finished {
         let Some(read) = pages.next().await else { break };
         let (page, after) = read?;
@@ -128,9 +144,16 @@ pub async fn run(
             Target::Postgres(t) => add(&mut counts, t.write(&pending).await?),
             Target::Ably(t) => {
                 let base = counts.clone();
+                // Saved at most every 250 ms within a page (always at its end): a message acknowledged
+                // since the last save is re-sent after a crash, and Ably drops it as a repeated id
+                // (its idempotency window is 2 minutes).
+                let mut saved = std::time::Instant::now();
                 let mut on_ack = |ids: &[String]| -> Result<(), ReplayError> {
                     cp.page_acked.extend(ids.iter().cloned());
-                    cp.save()?;
+                    if saved.elapsed() >= std::time::Duration::from_millis(250) {
+                        cp.save()?;
+                        saved = std::time::Instant::now();
+                    }
                     Ok(())
                 };
                 let published = t.publish(pending, &mut on_ack).await?;

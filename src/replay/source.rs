@@ -12,6 +12,8 @@ use crate::mirror::{MirrorError, MirroredEvent};
 #[derive(Debug, Default)]
 pub struct Page {
     pub events: Vec<MirroredEvent>,
+    /// The events, when the selection asked for raw `data` (then `events` is empty).
+    pub raw: Vec<super::RawEvent>,
     pub malformed: Vec<Malformed>,
     /// False once the source is exhausted.
     pub more: bool,
@@ -177,11 +179,22 @@ impl RedisSource {
                 let key = self.names.stream_key(conv);
                 read += entries.len();
                 self.entries_seen += entries.len();
-                for (id, fields) in &entries {
-                    match event_of(conv, &self.names, fields) {
-                        Ok(e) if self.sel.wants(&e.name, e.timestamp_ms) => page.events.push(e),
-                        Ok(_) => {}
-                        Err(reason) => page.malformed.push(Malformed { position: format!("{key} {id}"), reason }),
+                for (id, fields) in entries.iter() {
+                    let read = if self.sel.raw {
+                        raw_event_of(conv, &self.names, fields).map(|e| {
+                            if self.sel.wants(&e.name, e.timestamp_ms) {
+                                page.raw.push(e)
+                            }
+                        })
+                    } else {
+                        event_of(conv, &self.names, fields).map(|e| {
+                            if self.sel.wants(&e.name, e.timestamp_ms) {
+                                page.events.push(e)
+                            }
+                        })
+                    };
+                    if let Err(reason) = read {
+                        page.malformed.push(Malformed { position: format!("{key} {id}"), reason });
                     }
                 }
                 if entries.len() == want {
@@ -207,6 +220,23 @@ type StreamEntry = (String, Vec<(String, String)>);
 
 /// Conversations whose XRANGE go in one pipeline.
 const AHEAD: usize = 16;
+
+fn raw_event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<super::RawEvent, String> {
+    let field = |k: &str| f.iter().find(|(name, _)| name == k).map(|(_, v)| v);
+    let get = |k: &str| field(k).ok_or_else(|| format!("missing field {k:?}"));
+    let data =
+        serde_json::value::RawValue::from_string(get("data")?.clone()).map_err(|e| format!("data is not JSON: {e}"))?;
+    let timestamp_ms = get("timestamp")?.parse::<i64>().map_err(|_| "timestamp is not a number".to_string())?;
+    Ok(super::RawEvent {
+        id: get("id")?.clone(),
+        conversation_id: conv.to_string(),
+        channel: names.channel_of(conv),
+        name: get("name")?.clone(),
+        data,
+        client_id: field("clientId").filter(|c| !c.is_empty()).cloned(),
+        timestamp_ms,
+    })
+}
 
 fn event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<MirroredEvent, String> {
     let field = |k: &str| f.iter().find(|(name, _)| name == k).map(|(_, v)| v);
@@ -318,8 +348,34 @@ impl PostgresSource {
                     Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
                 }
             };
-            let data: Option<Value> = row.try_get("data").ok().flatten();
             let name: String = row.get("name");
+            if self.sel.raw {
+                // jsonb arrives as its JSON text: kept as it is, not parsed into a tree.
+                type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+                let data: Result<Option<Raw>, _> = row.try_get("data");
+                match data.map(|d| d.map(|j| j.0)) {
+                    Ok(None) => page
+                        .malformed
+                        .push(Malformed { position: format!("chat_events id {id}"), reason: "data is NULL".into() }),
+                    Err(e) => page
+                        .malformed
+                        .push(Malformed { position: format!("chat_events id {id}"), reason: format!("data: {e}") }),
+                    Ok(Some(data)) if self.sel.name.as_ref().is_none_or(|p| p.matches(&name)) => {
+                        page.raw.push(super::RawEvent {
+                            id,
+                            conversation_id,
+                            channel: row.get("channel"),
+                            name,
+                            data,
+                            client_id: row.get("client_id"),
+                            timestamp_ms: t.timestamp_millis(),
+                        })
+                    }
+                    Ok(Some(_)) => {}
+                }
+                continue;
+            }
+            let data: Option<Value> = row.try_get("data").ok().flatten();
             match data {
                 None => page
                     .malformed

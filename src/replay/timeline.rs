@@ -89,7 +89,7 @@ pub async fn write(source: Source, format: Format, w: &mut dyn Write) -> Result<
     if format == Format::Json {
         write!(w, "[")?;
     }
-    let mut pages = super::source::Prefetch::start(source, 2);
+    let mut pages = super::source::Prefetch::start(source, 1);
     while let Some(read) = pages.next().await {
         let (page, _) = read?;
         for m in page.malformed {
@@ -97,6 +97,16 @@ pub async fn write(source: Source, format: Format, w: &mut dyn Write) -> Result<
             if sum.malformed_examples.len() < 100 {
                 sum.malformed_examples.push(m);
             }
+        }
+        for e in &page.raw {
+            if format == Format::Json && sum.events > 0 {
+                write!(w, ",")?;
+            }
+            serde_json::to_writer(&mut *w, e).map_err(io::Error::from)?;
+            if format != Format::Json {
+                writeln!(w)?;
+            }
+            sum.events += 1;
         }
         for e in &page.events {
             questions.note(e);

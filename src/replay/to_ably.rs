@@ -135,7 +135,9 @@ impl AblyTarget {
                     // Ready: the event leaves the queue; it goes back to the head if Ably refuses it.
                     let Some(e) = lane.queue.pop_front() else { continue };
                     lane.sent.push_back(now);
-                    lane.next_due = now + interval;
+                    // Paced on the ideal schedule, not on when this loop woke up, so the loop's own
+                    // latency does not slow the channel; the window check above caps any catch-up.
+                    lane.next_due = (lane.next_due + interval).max(now.checked_sub(interval).unwrap_or(now));
                     batch.push(e);
                 }
             }
