@@ -135,11 +135,13 @@ pub async fn run(
         counts.pages += 1;
         counts.malformed += page.malformed.len() as u64;
         summary.note_malformed(page.malformed);
-        counts.read += page.events.len() as u64;
+        counts.read += (page.events.len() + page.raw.len()) as u64;
         let acked_before: std::collections::HashSet<String> = cp.page_acked.iter().cloned().collect();
         let (already, pending): (Vec<_>, Vec<_>) = page.events.into_iter().partition(|e| acked_before.contains(&e.id));
         counts.written += already.len() as u64;
         match target {
+            // A Redis backfill reads raw events (data kept as text): written as they are.
+            Target::Redis(t) if !page.raw.is_empty() => add(&mut counts, t.write(&page.raw).await?),
             Target::Redis(t) => add(&mut counts, t.write(&pending).await?),
             Target::Postgres(t) => add(&mut counts, t.write(&pending).await?),
             Target::Ably(t) => {

@@ -85,6 +85,10 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     sel.since = checkpoint.since;
     sel.until = checkpoint.until;
     let from = req.from.unwrap_or_else(|| default_from(req.to, sel.since, Utc::now()));
+    // Writing Redis streams needs `data` as text: read it so, never parsed.
+    if req.to == To::Redis {
+        sel.raw = true;
+    }
     if matches!((from, req.to), (Store::Redis, To::Redis) | (Store::Postgres, To::Postgres)) {
         return Err(OpenError::Usage(
             "--from and --to name the same store: backfill copies one mirror into the other".into(),

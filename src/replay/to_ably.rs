@@ -131,9 +131,11 @@ impl AblyTarget {
                         break;
                     }
                 }
-                if batch.len() < MAX_SPECS && !lane.queue.is_empty() && lane.ready_at(rate) <= now {
+                // Every message of this channel that is due goes in this request (more than one
+                // when a round trip to Ably takes longer than 1/rate).
+                while batch.len() < MAX_SPECS && !lane.queue.is_empty() && lane.ready_at(rate) <= now {
                     // Ready: the event leaves the queue; it goes back to the head if Ably refuses it.
-                    let Some(e) = lane.queue.pop_front() else { continue };
+                    let Some(e) = lane.queue.pop_front() else { break };
                     lane.sent.push_back(now);
                     // Paced on the ideal schedule, not on when this loop woke up, so the loop's own
                     // latency does not slow the channel; the window check above caps any catch-up.

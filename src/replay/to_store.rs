@@ -97,6 +97,32 @@ redis.call('ZADD', KEYS[2], 'GT', string.format('%.0f', newest), ARGV[3])
 return {#fresh, skipped, expired}
 "#;
 
+/// What a stream entry is made of: a parsed event, or one whose `data` is still JSON text.
+pub trait StreamRow {
+    fn conversation(&self) -> &str;
+    fn entry(&self) -> (&str, &str, std::borrow::Cow<'_, str>, &str, i64);
+}
+
+impl StreamRow for MirroredEvent {
+    fn conversation(&self) -> &str {
+        &self.conversation_id
+    }
+    fn entry(&self) -> (&str, &str, std::borrow::Cow<'_, str>, &str, i64) {
+        let client = self.client_id.as_deref().unwrap_or("");
+        (&self.id, &self.name, self.data.to_string().into(), client, self.timestamp_ms)
+    }
+}
+
+impl StreamRow for super::RawEvent {
+    fn conversation(&self) -> &str {
+        &self.conversation_id
+    }
+    fn entry(&self) -> (&str, &str, std::borrow::Cow<'_, str>, &str, i64) {
+        let client = self.client_id.as_deref().unwrap_or("");
+        (&self.id, &self.name, self.data.get().into(), client, self.timestamp_ms)
+    }
+}
+
 pub struct RedisTarget {
     conn: ConnectionManager,
     addr: String,
@@ -122,19 +148,19 @@ impl RedisTarget {
     }
 
     /// Writes a page: one script call per conversation, all in one pipeline.
-    pub async fn write(&mut self, events: &[MirroredEvent]) -> Result<Written, MirrorError> {
+    pub async fn write<R: StreamRow>(&mut self, events: &[R]) -> Result<Written, MirrorError> {
         if events.is_empty() {
             return Ok(Written::default());
         }
         // Events of one conversation, in page order (a page holds few conversations when it comes
         // from Postgres in conversation order, many when it comes from a time-ordered read).
         let mut order: Vec<&str> = Vec::new();
-        let mut groups: HashMap<&str, Vec<&MirroredEvent>> = HashMap::new();
+        let mut groups: HashMap<&str, Vec<&R>> = HashMap::new();
         for e in events {
             groups
-                .entry(e.conversation_id.as_str())
+                .entry(e.conversation())
                 .or_insert_with(|| {
-                    order.push(&e.conversation_id);
+                    order.push(e.conversation());
                     Vec::new()
                 })
                 .push(e);
@@ -154,11 +180,8 @@ impl RedisTarget {
                 .arg(*conv)
                 .arg(if self.dry_run { "1" } else { "0" });
             for e in groups.get(conv).map(Vec::as_slice).unwrap_or_default() {
-                cmd.arg(&e.id)
-                    .arg(&e.name)
-                    .arg(e.data.to_string())
-                    .arg(e.client_id.as_deref().unwrap_or(""))
-                    .arg(e.timestamp_ms);
+                let (id, name, data, client, ts) = e.entry();
+                cmd.arg(id).arg(name).arg(data.as_ref()).arg(client).arg(ts);
             }
         }
         let results: Vec<(u64, u64, u64)> = pipe
