@@ -135,7 +135,7 @@ fn request(a: &ReplayArgs, ctx: &Ctx) -> anyhow::Result<Request> {
             extras: a.extras,
             dry_run: a.dry_run,
             retry: RetryPolicy {
-                budget: (timeout * 6).max(std::time::Duration::from_secs(30)),
+                budget: (timeout * 6).max(std::time::Duration::from_secs(1)),
                 attempts: 6,
                 ..RetryPolicy::default()
             },

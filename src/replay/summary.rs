@@ -59,7 +59,7 @@ impl Render for Summary {
         let c = &self.counts;
         let verb = if self.dry_run { "would write" } else { "written" };
         writeln!(w, "target      {}{}", self.target, if self.dry_run { " (dry run: nothing written)" } else { "" })?;
-        writeln!(w, "read        {}", c.read)?;
+        writeln!(w, "read        {}{}", c.read, if c.read == 0 { " (nothing in this window)" } else { "" })?;
         writeln!(w, "{verb:<11} {}", c.written)?;
         writeln!(w, "skipped     {} (already there)", c.skipped)?;
         if c.expired > 0 {

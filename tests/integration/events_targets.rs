@@ -325,3 +325,51 @@ async fn ably_republish_is_paced_under_the_channel_limit_and_idempotent() {
     assert_eq!(history(2).await.as_array().unwrap().len(), 60);
     drop(sb);
 }
+
+#[tokio::test]
+async fn ably_5xx_answers_are_retried_and_a_down_ably_stops_with_the_checkpoint_intact() {
+    let prefix = support::prefix("ably-5xx");
+    let dir = tempfile::tempdir().unwrap();
+    to_redis(&prefix, &fixture(2, 15, 10_000)).await;
+    let cp = dir.path().join("cp.json");
+    let args =
+        ["--from", "redis", "--to", "ably", "--all", "--yes", "-o", "json", "--checkpoint", cp.to_str().unwrap()];
+    let go = |env: &support::Env, timeout: &str| {
+        let mut c = replay("postgres://unused", &prefix, dir.path(), &args);
+        c.env("ABLY_API_KEY", &env.key).env("ABLY_REST_URL", &env.base).env("BROKER_OPS_TIMEOUT", timeout);
+        c
+    };
+    // Ably answers every request with 500: retried with backoff, then the replay stops, exit 3.
+    let down = broker_ops::sandbox::SandboxOptions { http_error_rate: 1.0, ..support::options() };
+    let (sb, env) = support::start(down).await;
+    let r = run(go(&env, "500ms")).await;
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("gave up after") && r.stderr.contains("50000"), "{}", r.stderr);
+    assert!(r.stderr.contains("kept: run the same command again to resume"), "{}", r.stderr);
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!((kept["finished"].as_bool(), kept["counts"]["written"].as_u64()), (Some(false), Some(0)));
+    drop(sb);
+
+    // Ably failing one request in five (the sandbox's seeded draw, so the same requests fail on
+    // every run): every message still arrives exactly once.
+    let flaky = broker_ops::sandbox::SandboxOptions { http_error_rate: 0.2, ..support::options() };
+    let (sb, env) = support::start(flaky).await;
+    let r = run(go(&env, "2s")).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r.stdout)["counts"]["written"].as_u64(), Some(30));
+    for conv in [1, 2] {
+        let url = format!("{}/channels/conversation:{conv}/messages?limit=1000", env.base);
+        let (name, secret) = env.key.split_once(':').unwrap();
+        // The sandbox fails our own reads one in five times too: read until it answers.
+        let mut h = Value::Null;
+        for _ in 0..50 {
+            h = support::json_of(support::http().get(&url).basic_auth(name, Some(secret))).await;
+            if h.is_array() {
+                break;
+            }
+        }
+        let ids: HashSet<&str> = h.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!((h.as_array().unwrap().len(), ids.len()), (15, 15), "conversation {conv}");
+    }
+    drop(sb);
+}
