@@ -100,6 +100,21 @@ pub struct RawEvent {
     pub timestamp_ms: i64,
 }
 
+impl RawEvent {
+    /// The event with its `data` parsed.
+    pub fn parsed(self) -> Result<crate::mirror::MirroredEvent, serde_json::Error> {
+        Ok(crate::mirror::MirroredEvent {
+            data: serde_json::from_str(self.data.get())?,
+            id: self.id,
+            conversation_id: self.conversation_id,
+            channel: self.channel,
+            name: self.name,
+            client_id: self.client_id,
+            timestamp_ms: self.timestamp_ms,
+        })
+    }
+}
+
 impl Selection {
     pub fn wants(&self, name: &str, ts_ms: i64) -> bool {
         ts_ms >= self.since.timestamp_millis()

@@ -239,20 +239,7 @@ fn raw_event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<sup
 }
 
 fn event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<MirroredEvent, String> {
-    let field = |k: &str| f.iter().find(|(name, _)| name == k).map(|(_, v)| v);
-    let get = |k: &str| field(k).ok_or_else(|| format!("missing field {k:?}"));
-    let data = get("data")?;
-    let data: Value = serde_json::from_str(data).map_err(|e| format!("data is not JSON: {e}"))?;
-    let timestamp_ms = get("timestamp")?.parse::<i64>().map_err(|_| "timestamp is not a number".to_string())?;
-    Ok(MirroredEvent {
-        id: get("id")?.clone(),
-        conversation_id: conv.to_string(),
-        channel: names.channel_of(conv),
-        name: get("name")?.clone(),
-        data,
-        client_id: field("clientId").filter(|c| !c.is_empty()).cloned(),
-        timestamp_ms,
-    })
+    raw_event_of(conv, names, f)?.parsed().map_err(|e| format!("data is not JSON: {e}"))
 }
 
 /// The order Postgres rows are read in: by time (timelines), or conversation by conversation
