@@ -3,7 +3,7 @@
 //! they work through a transaction-mode pooler (Supavisor, PgBouncer).
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{ConnectOptions, PgExecutor, PgPool};
 
 use super::{MirrorError, MirroredEvent};
 
@@ -17,7 +17,8 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, 
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(timeout)
-        .connect_with(opts.statement_cache_capacity(0))
+        // A replay streams long queries on purpose: no "slow statement" warnings on stderr.
+        .connect_with(opts.statement_cache_capacity(0).log_slow_statements(log::LevelFilter::Off, timeout))
         .await
         .map_err(|source| MirrorError::Postgres { op: "connect", addr, source })
 }

@@ -1,5 +1,6 @@
 //! Paged readers of the two mirrors.
 
+use futures::TryStreamExt;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -50,13 +51,6 @@ pub enum Cursor {
 }
 
 impl Source {
-    pub async fn next_page(&mut self) -> Result<Page, MirrorError> {
-        match self {
-            Source::Redis(r) => r.next_page().await,
-            Source::Postgres(p) => p.next_page().await,
-        }
-    }
-
     /// Where the next page starts.
     pub fn position(&self) -> Cursor {
         match self {
@@ -291,15 +285,90 @@ impl PostgresSource {
         Ok(n.max(0) as u64)
     }
 
-    async fn next_page(&mut self) -> Result<Page, MirrorError> {
+    /// Reads the window in chunks ([`Self::chunk`]), each one streaming query (keyset from the
+    /// last row), cut into pages as rows arrive; each page goes out with the position after it.
+    /// The socket's flow control holds Postgres back while the writer is busy.
+    async fn stream(mut self, tx: PageSender) {
         let mut page = Page::default();
-        let limit = self.sel.page_size as i64;
-        let after = match (&self.cursor, self.order) {
-            (Cursor::Done, _) => return Ok(page),
-            (Cursor::Start, _) => "",
-            (Cursor::PgTime { .. }, Order::Time) => "AND (occurred_at, id) > ($5, $6)",
+        let mut in_page = 0;
+        loop {
+            let sql = match self.sql() {
+                Ok(Some(q)) => q,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let pool = self.pool.clone();
+            let (at, id, conversation) = match &self.cursor {
+                Cursor::PgTime { at, id } => (Some(*at), Some(id.clone()), None),
+                Cursor::PgConversation { conversation, at, id } => {
+                    (Some(*at), Some(id.clone()), Some(conversation.clone()))
+                }
+                _ => (None, None, None),
+            };
+            let mut q = sqlx::query(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations());
+            if at.is_some() {
+                q = q.bind(at).bind(id);
+            }
+            if conversation.is_some() {
+                q = q.bind(conversation);
+            }
+            let chunk = self.chunk();
+            let mut rows = q.bind(chunk).persistent(false).fetch(&pool);
+            let mut in_chunk = 0;
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(row)) => {
+                        self.take(&row, &mut page);
+                        in_chunk += 1;
+                        in_page += 1;
+                        if in_page == self.sel.page_size {
+                            page.more = true;
+                            let full = std::mem::take(&mut page);
+                            if tx.send(Ok((full, self.cursor.clone()))).await.is_err() {
+                                return;
+                            }
+                            in_page = 0;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        let e = MirrorError::Postgres { op: "SELECT chat_events", addr: self.addr.clone(), source };
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if in_chunk < chunk {
+                break;
+            }
+        }
+        self.cursor = Cursor::Done;
+        let _ = tx.send(Ok((page, Cursor::Done))).await;
+    }
+
+    /// Rows per query. In time order the rows lie in the table about as they were written, and
+    /// one query per 100,000 rows streams them (a query per 1,000-row page cost 5 times more).
+    /// In conversation order each row is a random heap read: with a large LIMIT the planner
+    /// sorts the whole window instead of walking the index (measured: 9.6 s against 6.0 s for
+    /// 1.1 M rows), so each query stays one page long.
+    fn chunk(&self) -> i64 {
+        match self.order {
+            Order::Time => 100_000,
+            Order::Conversation => self.sel.page_size as i64,
+        }
+    }
+
+    /// The next chunk's query from the current position (`None`: nothing left).
+    fn sql(&self) -> Result<Option<String>, MirrorError> {
+        let (after, binds) = match (&self.cursor, self.order) {
+            (Cursor::Done, _) => return Ok(None),
+            (Cursor::Start, _) => ("", 3),
+            (Cursor::PgTime { .. }, Order::Time) => ("AND (occurred_at, id) > ($4, $5)", 5),
             (Cursor::PgConversation { .. }, Order::Conversation) => {
-                "AND (conversation_id, occurred_at, id) > ($7, $5, $6)"
+                ("AND (conversation_id, occurred_at, id) > ($6, $4, $5)", 6)
             }
             (other, _) => {
                 return Err(MirrorError::Cursor(format!("this Postgres replay cannot resume from {other:?}")));
@@ -309,85 +378,62 @@ impl PostgresSource {
             Order::Time => "occurred_at, id",
             Order::Conversation => "conversation_id, occurred_at, id",
         };
-        let sql = format!("SELECT {COLUMNS} FROM chat_events WHERE {WINDOW} {after} ORDER BY {order} LIMIT $4");
-        let (at, id, conversation) = match &self.cursor {
-            Cursor::PgTime { at, id } => (Some(*at), Some(id.clone()), None),
-            Cursor::PgConversation { conversation, at, id } => {
-                (Some(*at), Some(id.clone()), Some(conversation.clone()))
+        // The LIMIT is the parameter after the others.
+        let limit = binds + 1;
+        Ok(Some(format!("SELECT {COLUMNS} FROM chat_events WHERE {WINDOW} {after} ORDER BY {order} LIMIT ${limit}")))
+    }
+
+    /// One row into the page (or its malformed list), moving the cursor past it.
+    fn take(&mut self, row: &sqlx::postgres::PgRow, page: &mut Page) {
+        let id: String = row.get("id");
+        let t: chrono::DateTime<chrono::Utc> = row.get("occurred_at");
+        let conversation_id: String = row.get("conversation_id");
+        self.cursor = match self.order {
+            Order::Time => Cursor::PgTime { at: t, id: id.clone() },
+            Order::Conversation => {
+                Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
             }
-            _ => (None, None, None),
         };
-        let mut q = sqlx::query(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations()).bind(limit);
-        if at.is_some() {
-            q = q.bind(at).bind(id);
+        let name: String = row.get("name");
+        if self.sel.name.as_ref().is_some_and(|p| !p.matches(&name)) {
+            return;
         }
-        if conversation.is_some() {
-            q = q.bind(conversation);
-        }
-        let rows = q.persistent(false).fetch_all(&self.pool).await.map_err(self.err("SELECT chat_events"))?;
-        for row in &rows {
-            let id: String = row.get("id");
-            let t: chrono::DateTime<chrono::Utc> = row.get("occurred_at");
-            let conversation_id: String = row.get("conversation_id");
-            self.cursor = match self.order {
-                Order::Time => Cursor::PgTime { at: t, id: id.clone() },
-                Order::Conversation => {
-                    Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
-                }
-            };
-            let name: String = row.get("name");
-            if self.sel.raw {
-                // jsonb arrives as its JSON text: kept as it is, not parsed into a tree.
-                type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
-                let data: Result<Option<Raw>, _> = row.try_get("data");
-                match data.map(|d| d.map(|j| j.0)) {
-                    Ok(None) => page
-                        .malformed
-                        .push(Malformed { position: format!("chat_events id {id}"), reason: "data is NULL".into() }),
-                    Err(e) => page
-                        .malformed
-                        .push(Malformed { position: format!("chat_events id {id}"), reason: format!("data: {e}") }),
-                    Ok(Some(data)) if self.sel.name.as_ref().is_none_or(|p| p.matches(&name)) => {
-                        page.raw.push(super::RawEvent {
-                            id,
-                            conversation_id,
-                            channel: row.get("channel"),
-                            name,
-                            data,
-                            client_id: row.get("client_id"),
-                            timestamp_ms: t.timestamp_millis(),
-                        })
-                    }
-                    Ok(Some(_)) => {}
-                }
-                continue;
+        let malformed = |reason: String| Malformed { position: format!("chat_events id {id}"), reason };
+        if self.sel.raw {
+            // jsonb arrives as its JSON text: kept as it is, not parsed into a tree.
+            type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+            match row.try_get::<Option<Raw>, _>("data") {
+                Ok(Some(data)) => page.raw.push(super::RawEvent {
+                    data: data.0,
+                    channel: row.get("channel"),
+                    client_id: row.get("client_id"),
+                    timestamp_ms: t.timestamp_millis(),
+                    id,
+                    conversation_id,
+                    name,
+                }),
+                Ok(None) => page.malformed.push(malformed("data is NULL".into())),
+                Err(e) => page.malformed.push(malformed(format!("data: {e}"))),
             }
-            let data: Option<Value> = row.try_get("data").ok().flatten();
-            match data {
-                None => page
-                    .malformed
-                    .push(Malformed { position: format!("chat_events id {id}"), reason: "data is NULL".into() }),
-                Some(data) if self.sel.name.as_ref().is_none_or(|p| p.matches(&name)) => {
-                    page.events.push(MirroredEvent {
-                        id,
-                        conversation_id,
-                        channel: row.get("channel"),
-                        name,
-                        data,
-                        client_id: row.get("client_id"),
-                        timestamp_ms: t.timestamp_millis(),
-                    })
-                }
-                Some(_) => {}
-            }
+            return;
         }
-        if rows.len() < self.sel.page_size {
-            self.cursor = Cursor::Done;
+        match row.try_get::<Option<Value>, _>("data") {
+            Ok(Some(data)) => page.events.push(MirroredEvent {
+                data,
+                channel: row.get("channel"),
+                client_id: row.get("client_id"),
+                timestamp_ms: t.timestamp_millis(),
+                id,
+                conversation_id,
+                name,
+            }),
+            Ok(None) => page.malformed.push(malformed("data is NULL".into())),
+            Err(e) => page.malformed.push(malformed(format!("data: {e}"))),
         }
-        page.more = self.cursor != Cursor::Done;
-        Ok(page)
     }
 }
+
+type PageSender = tokio::sync::mpsc::Sender<Result<(Page, Cursor), MirrorError>>;
 
 /// Pages read ahead by a task of their own, so that reading the next page (the store's round
 /// trip, decoding) overlaps with writing the current one. At most `depth` pages wait, so memory
@@ -398,17 +444,20 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    pub fn start(mut source: Source, depth: usize) -> Prefetch {
+    pub fn start(source: Source, depth: usize) -> Prefetch {
         let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
-        let task = tokio::spawn(async move {
-            loop {
-                let read = source.next_page().await.map(|p| (p, source.position()));
-                let last = read.as_ref().map_or(true, |(p, _)| !p.more);
-                if tx.send(read).await.is_err() || last {
-                    break;
+        let task = match source {
+            Source::Postgres(p) => tokio::spawn(p.stream(tx)),
+            Source::Redis(mut r) => tokio::spawn(async move {
+                loop {
+                    let read = r.next_page().await.map(|p| (p, r.position()));
+                    let last = read.as_ref().map_or(true, |(p, _)| !p.more);
+                    if tx.send(read).await.is_err() || last {
+                        break;
+                    }
                 }
-            }
-        });
+            }),
+        };
         Prefetch { rx, task }
     }
 

@@ -563,18 +563,28 @@ async fn a_failing_tls_handshake_is_retried_then_queued_and_named() {
         .env("ALERT_EMAIL_TO", "oncall@example.com")
         .env("SLACK_WEBHOOK_URL", &format!("https://127.0.0.1:{port}/{SECRET_PATH}"))
         .env("BROKER_OPS_TIMEOUT", "1s");
-    let (code, doc) = s.json(&["send", "--severity", "critical", "--summary", "x", "--retry-for", "2s", "--attempts", "2"]).await;
+    let (code, doc) =
+        s.json(&["send", "--severity", "critical", "--summary", "x", "--retry-for", "2s", "--attempts", "2"]).await;
     assert_eq!(code, 1, "{doc:#}");
     let mut got: Vec<(String, String, u64)> = doc["deliveries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["channel"].as_str().unwrap().into(), d["outcome"].as_str().unwrap().into(), d["attempts"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap().into(),
+                d["outcome"].as_str().unwrap().into(),
+                d["attempts"].as_u64().unwrap(),
+            )
+        })
         .collect();
     got.sort();
     assert_eq!(got, [("email".into(), "queued".into(), 2), ("slack".into(), "queued".into(), 2)], "{doc:#}");
     let email = doc["deliveries"].as_array().unwrap().iter().find(|d| d["channel"] == "email").unwrap();
-    assert!(email["detail"].as_str().unwrap().starts_with(&format!("smtp send mail smtps://127.0.0.1:{smtp}")), "{doc:#}");
+    assert!(
+        email["detail"].as_str().unwrap().starts_with(&format!("smtp send mail smtps://127.0.0.1:{smtp}")),
+        "{doc:#}"
+    );
     assert_eq!(doc["outbox"].as_array().unwrap().len(), 2);
     assert!(rx.seen().is_empty(), "nothing readable reached the plain receiver");
 }
