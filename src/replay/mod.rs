@@ -1,8 +1,9 @@
 //! `events replay`: the mirror as a timeline, re-published to Ably, or backfilled from one mirror
 //! into the other. Events are read in pages, from the Redis streams (exclusive XRANGE cursors)
-//! or from Postgres (keyset pagination), so memory stays flat whatever the window; malformed
-//! entries are reported with their position and skipped with a count, never a crash. A
-//! checkpoint records progress after every acknowledged page (and, for Ably, every request).
+//! or from Postgres (streaming queries, keyset between them), so memory stays flat whatever the
+//! window; malformed entries are reported with their position and skipped with a count, never a
+//! crash. A checkpoint records progress after every acknowledged page (and, for Ably, every
+//! request).
 
 pub mod checkpoint;
 pub mod open;
