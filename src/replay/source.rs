@@ -2,7 +2,6 @@
 
 use futures::TryStreamExt;
 use redis::aio::ConnectionManager;
-use serde_json::Value;
 use sqlx::{PgPool, Row};
 
 use super::{Malformed, Selection};
@@ -399,36 +398,29 @@ impl PostgresSource {
             return;
         }
         let malformed = |reason: String| Malformed { position: format!("chat_events id {id}"), reason };
+        // jsonb arrives as its JSON text: kept as it is, parsed only when the caller wants a tree.
+        type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+        let data = match row.try_get::<Option<Raw>, _>("data") {
+            Ok(Some(data)) => data.0,
+            Ok(None) => return page.malformed.push(malformed("data is NULL".into())),
+            Err(e) => return page.malformed.push(malformed(format!("data: {e}"))),
+        };
+        let raw = super::RawEvent {
+            data,
+            channel: row.get("channel"),
+            client_id: row.get("client_id"),
+            timestamp_ms: t.timestamp_millis(),
+            id: id.clone(),
+            conversation_id,
+            name,
+        };
         if self.sel.raw {
-            // jsonb arrives as its JSON text: kept as it is, not parsed into a tree.
-            type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
-            match row.try_get::<Option<Raw>, _>("data") {
-                Ok(Some(data)) => page.raw.push(super::RawEvent {
-                    data: data.0,
-                    channel: row.get("channel"),
-                    client_id: row.get("client_id"),
-                    timestamp_ms: t.timestamp_millis(),
-                    id,
-                    conversation_id,
-                    name,
-                }),
-                Ok(None) => page.malformed.push(malformed("data is NULL".into())),
+            page.raw.push(raw);
+        } else {
+            match raw.parsed() {
+                Ok(e) => page.events.push(e),
                 Err(e) => page.malformed.push(malformed(format!("data: {e}"))),
             }
-            return;
-        }
-        match row.try_get::<Option<Value>, _>("data") {
-            Ok(Some(data)) => page.events.push(MirroredEvent {
-                data,
-                channel: row.get("channel"),
-                client_id: row.get("client_id"),
-                timestamp_ms: t.timestamp_millis(),
-                id,
-                conversation_id,
-                name,
-            }),
-            Ok(None) => page.malformed.push(malformed("data is NULL".into())),
-            Err(e) => page.malformed.push(malformed(format!("data: {e}"))),
         }
     }
 }
