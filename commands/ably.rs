@@ -91,10 +91,9 @@ async fn backlog_cmd(a: BacklogArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let t = c.timeout.value;
     let rules = Rules::new(backlog::DEFAULT_WARN, backlog::DEFAULT_CRIT, a.probe.warn.clone(), a.probe.crit.clone());
     let queue = a.queue.clone().unwrap_or_else(|| c.broker_queue.value.clone());
-    let prefix = c.layers().plain("REDIS_KEY_PREFIX").ok().flatten().map(|s| s.value).unwrap_or_default();
     let opts = BacklogOptions {
         keys: broker_ops::queue::QueueKeys::new(c.bull_prefix.value.clone(), queue),
-        names: broker_ops::contracts::Names::with_redis_prefix(prefix),
+        names: broker_ops::contracts::Names::with_redis_prefix(c.redis_key_prefix.value.clone()),
         conversations: a.conversations.clone(),
         top: a.top,
         rules: rules.clone(),

@@ -197,9 +197,8 @@ async fn open_store(ctx: &Ctx, s: &StateArgs) -> anyhow::Result<(Store, Option<S
         Some(d) => d.clone(),
         None => default_state_dir(layers)?,
     };
-    let prefix = layers.plain("REDIS_KEY_PREFIX")?.map(|s| s.value).unwrap_or_default();
     let url = c.redis_url.as_ref().map(|u| u.value.expose_secret().to_string());
-    let (store, warning) = Store::open(url.as_deref(), &prefix, &dir, c.timeout.value)
+    let (store, warning) = Store::open(url.as_deref(), &c.redis_key_prefix.value, &dir, c.timeout.value)
         .await
         .with_context(|| format!("opening the alert state in {}", dir.display()))?;
     if let Some(w) = &warning {

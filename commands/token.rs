@@ -93,7 +93,7 @@ async fn redis(ctx: &Ctx) -> anyhow::Result<Option<(redis::aio::ConnectionManage
 }
 
 fn prefix(ctx: &Ctx) -> String {
-    ctx.config.layers().plain("REDIS_KEY_PREFIX").ok().flatten().map(|s| s.value).unwrap_or_default()
+    ctx.config.redis_key_prefix.value.clone()
 }
 
 pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<i32> {

@@ -237,6 +237,9 @@ pub struct Config {
     pub alert_email_to: Option<Setting<String>>,
     pub broker_queue: Setting<String>,
     pub bull_prefix: Setting<String>,
+    /// Prefix before broker-ops' own Redis keys and the mirror's (empty in production; drills and
+    /// tests keep their keys apart with it).
+    pub redis_key_prefix: Setting<String>,
     pub timeout: Setting<Duration>,
     layers: Layers,
 }
@@ -271,6 +274,8 @@ impl Config {
         let broker_queue =
             l.plain("BROKER_QUEUE")?.unwrap_or(Setting { value: "broker".into(), source: Source::Default });
         let bull_prefix = l.plain("BULL_PREFIX")?.unwrap_or(Setting { value: "bull".into(), source: Source::Default });
+        let redis_key_prefix =
+            l.plain("REDIS_KEY_PREFIX")?.unwrap_or(Setting { value: String::new(), source: Source::Default });
         let timeout = match l.plain("BROKER_OPS_TIMEOUT")? {
             Some(s) => parse_setting("BROKER_OPS_TIMEOUT", s.source, |_| crate::duration::parse_duration(&s.value))?,
             None => Setting { value: Duration::from_secs(10), source: Source::Default },
@@ -291,6 +296,7 @@ impl Config {
             alert_email_to,
             broker_queue,
             bull_prefix,
+            redis_key_prefix,
             timeout,
             layers,
         })

@@ -20,10 +20,8 @@ import time
 import urllib.request
 import base64
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "broker-ops")
-REDIS = "redis://127.0.0.1:6379"
-PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+from benchlib import BIN, PG_ADMIN, REDIS, ROOT, start_sandbox as sandbox_process
+
 PG = "postgres://postgres@127.0.0.1:5432/broker_ops_bench"
 PREFIX = "bench:probes:"
 
@@ -61,11 +59,7 @@ def timed(cmd, env):
 
 
 def start_sandbox(extra_env=None, args=()):
-    env = dict(os.environ, **(extra_env or {}))
-    p = subprocess.Popen([BIN, "sandbox", "--listen", "127.0.0.1:0", "--ai-latency", "fixed:5ms", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = p.stdout.readline().strip()
-    return p, dict(kv.split("=", 1) for kv in line.removeprefix("export ").split())
+    return sandbox_process("--ai-latency", "fixed:5ms", *args, env=extra_env)
 
 
 def backlog_bench():

@@ -30,10 +30,8 @@ import subprocess
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "broker-ops")
-REDIS = "redis://127.0.0.1:6379"
-PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+from benchlib import BIN, PG_ADMIN, REDIS, ROOT, start_sandbox, stop
+
 PG = "postgres://postgres@127.0.0.1:5432/broker_ops_bench_replay"
 PREFIX = "bench:replay:"
 CONVS = 10_000
@@ -127,13 +125,6 @@ def bench_size(n):
     clear_redis(f"{PREFIX}*")
 
 
-def start_sandbox():
-    p = subprocess.Popen([BIN, "sandbox", "--listen", "127.0.0.1:0", "--seed", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline().strip()
-    return p, dict(kv.split("=", 1) for kv in line.removeprefix("export ").split())
-
-
 def bench_ably(channels=20, per=500):
     prefix = "bench:ably-replay:"
     clear_redis(f"{prefix}*")
@@ -147,7 +138,7 @@ def bench_ably(channels=20, per=500):
                          f"data {json.dumps(data)} clientId contact-{c} timestamp {ts}")
         lines.append(f"ZADD {prefix}chat:conversations:active {now} {c}")
     subprocess.run(["redis-cli", "-h", "127.0.0.1"], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True)
-    sb, sbenv = start_sandbox()
+    sb, sbenv = start_sandbox("--seed", "1")
     try:
         env = dict(os.environ, REDIS_URL=REDIS, REDIS_KEY_PREFIX=prefix, ABLY_API_KEY=sbenv["ABLY_API_KEY"],
                    ABLY_REST_URL=sbenv["ABLY_REST_URL"])
@@ -168,8 +159,7 @@ def bench_ably(channels=20, per=500):
                     j += 1
                 worst_window = max(worst_window, i - j + 1)
     finally:
-        sb.terminate()
-        sb.wait(timeout=10)
+        stop(sb)
         clear_redis(f"{prefix}*")
     lo, avg = min(rates), sum(rates) / len(rates)
     print(f"\n== Ably re-publish: {channels} channels x {per} events through the sandbox")

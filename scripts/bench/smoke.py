@@ -26,24 +26,13 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "broker-ops")
+from benchlib import BIN, ROOT, start_sandbox as sandbox_process, stop
+
 LATENCY = "lognormal:p50=80ms,p95=250ms"
 
 
 def start_sandbox():
-    p = subprocess.Popen(
-        [BIN, "sandbox", "--listen", "127.0.0.1:0", "--ai-latency", LATENCY, "--seed", "42"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    line = p.stdout.readline().strip()
-    env = dict(kv.split("=", 1) for kv in line.removeprefix("export ").split())
-    return p, env
-
-
-def stop(p):
-    p.terminate()
-    p.wait(timeout=10)
+    return sandbox_process("--ai-latency", LATENCY, "--seed", "42")
 
 
 def run_measured(cmd, env):

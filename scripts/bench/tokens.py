@@ -22,8 +22,8 @@ import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "broker-ops")
+from benchlib import BIN, ROOT
+
 PEER = os.path.join(ROOT, "scripts", "bench", "verify-peer.js")
 SECRET = "bench-secret-0123456789abcdef0123456789"
 

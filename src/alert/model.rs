@@ -107,15 +107,7 @@ fn default_key(source: &AlertSource, summary: &str) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Cuts `text` to at most `max` characters, ending with an ellipsis when it was longer.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+pub use crate::output::truncate;
 
 #[cfg(test)]
 mod tests {
@@ -134,12 +126,5 @@ mod tests {
         assert_ne!(a.dedup_key, c.dedup_key);
         assert_eq!(a.dedup_key.len(), 16);
         assert_eq!(Alert::new(Severity::Info, "x", src(), Some("k1".into())).dedup_key, "k1");
-    }
-
-    #[test]
-    fn truncation_counts_characters_and_marks_the_cut() {
-        assert_eq!(truncate("héllo", 5), "héllo");
-        assert_eq!(truncate("héllo wörld", 6), "héllo…");
-        assert_eq!(truncate("ab", 1), "…");
     }
 }

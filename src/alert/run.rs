@@ -35,10 +35,8 @@ async fn send_locked(store: &mut Store, alert: Alert, opts: &Options) -> Result<
         report.outbox = store.outbox().await?;
         return Ok(report);
     };
-    let (incident_id, opened_at, n, thread) = match &open {
-        Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
-        None => (uuid::Uuid::new_v4().simple().to_string(), now, 1, None),
-    };
+    let (incident_id, opened_at, n, thread) =
+        next_notice(open.as_ref(), now, || uuid::Uuid::new_v4().simple().to_string());
     report.incident_id = Some(incident_id.clone());
     let notice = Notice { alert: alert.clone(), kind, incident_id, opened_at, at: now, test: false };
     let deliveries = render_all(&notice, n, thread.clone(), opts);
@@ -89,6 +87,19 @@ async fn send_locked(store: &mut Store, alert: Alert, opts: &Options) -> Result<
     }
     report.outbox = store.outbox().await?;
     Ok(report)
+}
+
+/// The next notice of the open incident (its id, when it opened, the mail number, the Slack
+/// thread), or the first one of a new incident named by `new_id`.
+fn next_notice(
+    open: Option<&Incident>,
+    now: chrono::DateTime<Utc>,
+    new_id: impl FnOnce() -> String,
+) -> (String, chrono::DateTime<Utc>, u32, Option<String>) {
+    match open {
+        Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
+        None => (new_id(), now, 1, None),
+    }
 }
 
 fn kind_of(decision: &Decision) -> Option<Kind> {
@@ -307,10 +318,7 @@ pub async fn dry_run(store: Option<&mut Store>, alert: Alert, opts: &Options) ->
     let decision = decide(open.as_ref(), &alert, now, opts.repeat_interval);
     describe(&mut report, &alert, &decision, open.as_ref());
     if let Some(kind) = kind_of(&decision) {
-        let (incident_id, opened_at, n, thread) = match &open {
-            Some(i) => (i.incident_id.clone(), i.opened_at, i.notices + 1, i.slack_ts.clone()),
-            None => ("new".to_string(), now, 1, None),
-        };
+        let (incident_id, opened_at, n, thread) = next_notice(open.as_ref(), now, || "new".to_string());
         let notice = Notice { alert, kind, incident_id, opened_at, at: now, test: false };
         let mut preview = Preview::default();
         for d in render_all(&notice, n, thread, opts) {

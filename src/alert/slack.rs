@@ -147,8 +147,8 @@ pub async fn post(
         }
         let outcome = match req.send().await {
             Ok(resp) => classify(resp, target).await,
-            // reqwest's error text includes the URL, whose path is the secret: keep only the kind.
-            Err(e) => Attempt::Transient(transport_error(&e)),
+            // describe() reads the error's causes, not reqwest's own text, which holds the URL (a secret).
+            Err(e) => Attempt::Transient(crate::http::describe(&e)),
         };
         if let ControlFlow::Break(result) = retrying.settle(outcome).await {
             let attempts = retrying.attempts();
@@ -190,16 +190,6 @@ async fn classify(resp: reqwest::Response, target: &SlackTarget) -> Attempt<Opti
                 Attempt::Rejected(format!("{} {}", status.as_u16(), doc["error"].as_str().unwrap_or(&said)))
             }
         }
-    }
-}
-
-pub(super) fn transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "could not connect".into()
-    } else {
-        "request failed".into()
     }
 }
 

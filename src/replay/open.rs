@@ -95,8 +95,7 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
         ));
     }
     let t = config.timeout.value;
-    let prefix = config.layers().plain("REDIS_KEY_PREFIX")?.map(|s| s.value).unwrap_or_default();
-    let names = Names::with_redis_prefix(prefix);
+    let names = Names::with_redis_prefix(config.redis_key_prefix.value.clone());
     let redis_url = || -> Result<String, ConfigError> {
         Ok(config.require("REDIS_URL", &config.redis_url)?.value.expose_secret().to_string())
     };

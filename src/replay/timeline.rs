@@ -65,11 +65,7 @@ fn id_of(v: &Value) -> Option<String> {
 
 fn shorten(text: &str, max: usize) -> String {
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        format!("{}…", one_line.chars().take(max - 1).collect::<String>())
-    }
+    crate::output::truncate(&one_line, max)
 }
 
 fn text_of(e: &MirroredEvent) -> String {

@@ -225,7 +225,7 @@ fn parse_results(v: &Value, n: usize) -> Result<Vec<Result<(), u32>>, super::Rep
     let items = v.as_array().filter(|a| a.len() == n).ok_or_else(|| {
         super::ReplayError::AblyAnswer(format!(
             "expected {n} batch results, got {}",
-            crate::alert::model::truncate(&v.to_string(), 200)
+            crate::output::truncate(&v.to_string(), 200)
         ))
     })?;
     Ok(items
