@@ -1,14 +1,14 @@
 //! `broker-ops alert send | test | outbox | flush`: arguments to an alert and options, one
 //! library call, the report.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use secrecy::ExposeSecret;
 
-use broker_ops::alert::{self, Alert, AlertSource, Options, RetryPolicy, Severity, Store};
-use broker_ops::duration::parse_duration;
+use broker_ops::alert::{self, Alert, AlertSource, Options, RetryPolicy, Severity, check_link};
+use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::exit::Exit;
 
 use crate::Ctx;
@@ -36,11 +36,11 @@ pub struct StateArgs {
 #[derive(Debug, Args)]
 pub struct DeliveryArgs {
     /// How long one delivery may keep retrying (backoff, Retry-After) before it is queued.
-    #[arg(long, value_name = "DUR", default_value = "30s")]
-    pub retry_for: String,
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_positive_duration)]
+    pub retry_for: Duration,
     /// Attempts per delivery, the first included.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub attempts: u32,
+    #[arg(long, value_name = "N", default_value = "4")]
+    pub attempts: NonZeroU32,
 }
 
 #[derive(Debug, Args)]
@@ -60,8 +60,8 @@ pub struct SendArgs {
     /// A label shown with the alert (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Runbook URL (a button in Slack, a link in the mail).
-    #[arg(long, value_name = "URL")]
+    /// Runbook URL, http or https (a button in Slack, a link in the mail).
+    #[arg(long, value_name = "URL", value_parser = check_link)]
     pub runbook: Option<String>,
     /// The conversation concerned: an id (linked to Chatwoot when CHATWOOT_BASE_URL and
     /// CHATWOOT_ACCOUNT_ID are set) or a URL.
@@ -71,8 +71,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "TEXT", default_value = "broker-ops alert send")]
     pub source_command: String,
     /// An open incident is notified again after this long.
-    #[arg(long, value_name = "DUR", default_value = "4h")]
-    pub repeat_interval: String,
+    #[arg(long, value_name = "DUR", default_value = "4h", value_parser = parse_duration)]
+    pub repeat_interval: Duration,
     /// Show the decision, the Slack JSON and the email as they would be sent; send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -104,43 +104,51 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+    let c = &ctx.config;
     let report = match cmd {
         AlertCommand::Send(a) => {
-            let opts = options(ctx, &a.delivery, Some(&a.repeat_interval))?;
-            let alert = alert_of(&a, ctx)?;
+            let opts = options(ctx, &a.delivery, a.repeat_interval)?;
+            let mut alert = Alert::new(a.severity, a.summary, AlertSource::this_host(a.source_command), a.dedup_key);
+            alert.details = a.details;
+            alert.labels = a.labels.into_iter().collect();
+            alert.links.runbook = a.runbook;
+            if let Some(conv) = &a.conversation {
+                alert = alert.with_conversation(conv, c).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
+            }
             if a.dry_run {
-                let mut store = open_store(ctx, &a.state).await.ok();
-                let report = alert::dry_run(store.as_mut().map(|(s, _)| s), alert, &opts).await?;
-                ctx.render(&report)?;
+                // A dry run shows the decision from the state when it can be read, and still
+                // shows the renderings when it cannot.
+                let mut store = alert::open_store(c, a.state.state_dir.as_deref()).await.ok();
+                ctx.render(&alert::dry_run(store.as_mut().map(|(s, _)| s), alert, &opts).await?)?;
                 return Ok(Exit::Ok.code());
             }
-            let (mut store, warning) = open_store(ctx, &a.state).await?;
+            let (mut store, warning) = alert::open_store(c, a.state.state_dir.as_deref()).await?;
             let mut report = alert::send(&mut store, alert, &opts).await?;
             report.warnings.extend(warning);
             report
         }
         AlertCommand::Test(a) => {
-            let opts = options(ctx, &a.delivery, None)?;
-            let host = hostname();
+            let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
+            let source = AlertSource::this_host("broker-ops alert test");
             let mut alert = Alert::new(
                 Severity::Info,
                 "broker-ops test alert: this channel works",
-                AlertSource { host, command: "broker-ops alert test".into() },
+                source,
                 Some("broker-ops-test".into()),
             );
             alert.details = "A test sent by `broker-ops alert test`. No action is needed.".into();
             alert::test(alert, &opts).await?
         }
         AlertCommand::Outbox(s) => {
-            let (mut store, warning) = open_store(ctx, &s).await?;
+            let (mut store, warning) = alert::open_store(c, s.state_dir.as_deref()).await?;
             let mut report = alert::outbox(&mut store).await?;
             report.warnings.extend(warning);
             ctx.render(&report)?;
             return Ok(Exit::Ok.code());
         }
         AlertCommand::Flush(a) => {
-            let opts = options(ctx, &a.delivery, None)?;
-            let (mut store, warning) = open_store(ctx, &a.state).await?;
+            let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
+            let (mut store, warning) = alert::open_store(c, a.state.state_dir.as_deref()).await?;
             let mut report = alert::flush(&mut store, &opts).await?;
             report.warnings.extend(warning);
             let waiting = !report.outbox.is_empty();
@@ -152,70 +160,10 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     Ok(if report.undelivered() { Exit::Failed } else { Exit::Ok }.code())
 }
 
-fn options(ctx: &Ctx, d: &DeliveryArgs, repeat: Option<&str>) -> anyhow::Result<Options> {
+const DEFAULT_REPEAT: Duration = Duration::from_secs(4 * 3600);
+
+fn options(ctx: &Ctx, d: &DeliveryArgs, repeat_interval: Duration) -> anyhow::Result<Options> {
     let c = &ctx.config;
-    let channels = alert::channels(c)?;
-    let parse = |flag: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
-    let repeat_interval = match repeat {
-        Some(r) => parse("--repeat-interval", r)?,
-        None => std::time::Duration::from_secs(4 * 3600),
-    };
-    let retry =
-        RetryPolicy { budget: parse("--retry-for", &d.retry_for)?, attempts: d.attempts, ..RetryPolicy::default() };
-    Ok(Options { channels, repeat_interval, retry, timeout: c.timeout.value })
-}
-
-fn hostname() -> String {
-    hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".into())
-}
-
-fn alert_of(a: &SendArgs, ctx: &Ctx) -> anyhow::Result<Alert> {
-    let source = AlertSource { host: hostname(), command: a.source_command.clone() };
-    let mut alert = Alert::new(a.severity, a.summary.clone(), source, a.dedup_key.clone());
-    alert.details = a.details.clone();
-    alert.labels = a.labels.iter().cloned().collect();
-    alert.links.runbook = a.runbook.clone();
-    if let Some(conv) = &a.conversation {
-        let c = &ctx.config;
-        if conv.starts_with("http://") || conv.starts_with("https://") {
-            alert.links.conversation = Some(conv.clone());
-        } else if let (Some(base), Some(account)) = (&c.chatwoot_base_url, &c.chatwoot_account_id) {
-            let base = base.value.as_str().trim_end_matches('/');
-            alert.links.conversation = Some(format!("{base}/app/accounts/{}/conversations/{conv}", account.value));
-        }
-        alert.labels.insert("conversation".into(), conv.clone());
-    }
-    Ok(alert)
-}
-
-/// Redis when REDIS_URL is set (falling back to the directory, with a warning, when Redis does
-/// not answer); otherwise the state directory.
-async fn open_store(ctx: &Ctx, s: &StateArgs) -> anyhow::Result<(Store, Option<String>)> {
-    let c = &ctx.config;
-    let layers = c.layers();
-    let dir = match &s.state_dir {
-        Some(d) => d.clone(),
-        None => default_state_dir(layers)?,
-    };
-    let url = c.redis_url.as_ref().map(|u| u.value.expose_secret().to_string());
-    let (store, warning) = Store::open(url.as_deref(), &c.redis_key_prefix.value, &dir, c.timeout.value)
-        .await
-        .with_context(|| format!("opening the alert state in {}", dir.display()))?;
-    if let Some(w) = &warning {
-        tracing::warn!("{w}");
-    }
-    Ok((store, warning))
-}
-
-fn default_state_dir(layers: &broker_ops::config::Layers) -> anyhow::Result<PathBuf> {
-    if let Some(d) = layers.plain("BROKER_OPS_STATE_DIR")? {
-        return Ok(PathBuf::from(d.value));
-    }
-    if let Some(x) = layers.plain("XDG_STATE_HOME")? {
-        return Ok(PathBuf::from(x.value).join("broker-ops"));
-    }
-    match layers.plain("HOME")? {
-        Some(h) => Ok(PathBuf::from(h.value).join(".local/state/broker-ops")),
-        None => anyhow::bail!("no state directory: set --state-dir, BROKER_OPS_STATE_DIR or HOME"),
-    }
+    let retry = RetryPolicy { budget: d.retry_for, attempts: d.attempts.get(), ..RetryPolicy::default() };
+    Ok(Options { channels: alert::channels(c)?, repeat_interval, retry, timeout: c.timeout.value })
 }

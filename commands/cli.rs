@@ -57,7 +57,7 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::sla::SlaCommand,
     },
-    /// Mirrored events: the timeline of a conversation.
+    /// Mirrored events: a timeline, re-published to Ably, or backfilled into the other mirror.
     Events {
         #[command(subcommand)]
         command: crate::events::EventsCommand,
@@ -72,8 +72,14 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::token::TokenCommand,
     },
-    /// Check configuration and reach every configured dependency.
+    /// Check configuration, reach every configured dependency, and check the contracts
+    /// (channel, event, key and table names) against what the stores really hold.
     Doctor,
+    /// The Postgres mirror table: created only when asked.
+    Db {
+        #[command(subcommand)]
+        command: crate::db::DbCommand,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.

@@ -2,17 +2,17 @@
 //! backfilled into the other mirror. Arguments in, one library call, the summary out.
 
 use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use broker_ops::duration::parse_time;
 use broker_ops::exit::Exit;
-use broker_ops::replay::open::{self, OpenError, Request, Store as FromStore, To};
+use broker_ops::output::Format;
+use broker_ops::replay::open::{self, OpenError, Store as FromStore, To};
+use broker_ops::replay::request::Ask;
+use broker_ops::replay::timeline;
 use broker_ops::replay::to_ably::MAX_RATE;
-use broker_ops::replay::{AblyOptions, Selection, timeline};
-use broker_ops::retry::RetryPolicy;
 
 use crate::Ctx;
 
@@ -64,7 +64,7 @@ pub struct ReplayArgs {
     /// Events read per page; a checkpoint is written after every page [default: 1000; 10000
     /// with --to ably, so that a page spans many channels, which are paced side by side].
     #[arg(long, value_name = "N")]
-    pub page_size: Option<usize>,
+    pub page_size: Option<NonZeroUsize>,
     /// --to ably: messages per second per channel (at most Ably's limit, 50).
     #[arg(long, default_value_t = MAX_RATE, value_parser = clap::value_parser!(u32).range(1..=MAX_RATE as i64))]
     pub rate: u32,
@@ -91,99 +91,69 @@ pub async fn run(cmd: EventsCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     }
 }
 
-fn request(a: &ReplayArgs, ctx: &Ctx) -> anyhow::Result<Request> {
-    let now = chrono::Utc::now();
-    let since = parse_time(&a.since, now).map_err(anyhow::Error::msg).context("--since")?;
-    let until = parse_time(&a.until, now).map_err(anyhow::Error::msg).context("--until")?;
-    if since >= until {
-        bail!("--since ({since}) must be before --until ({until})");
-    }
-    let name = a.name.as_deref().map(glob::Pattern::new).transpose().context("--name is not a valid glob")?;
-    let to = match a.to {
-        Target::Stdout => To::Stdout,
-        Target::Ably => To::Ably,
-        Target::Redis => To::Redis,
-        Target::Postgres => To::Postgres,
-    };
-    if a.checkpoint.is_some() && to == To::Stdout {
-        bail!("--checkpoint needs --to ably, redis or postgres");
-    }
-    let from = a.from.map(|f| match f {
-        Store::Redis => FromStore::Redis,
-        Store::Postgres => FromStore::Postgres,
-    });
-    // What identifies this replay for its checkpoint: everything that changes what is read or
-    // written (not --page-size, --yes or --dry-run).
-    let arguments = format!(
-        "from={:?} to={:?} conversations={:?} all={} since={} until={} name={:?} rate={} extras={}",
-        a.from, a.to, a.conversations, a.all, a.since, a.until, a.name, a.rate, a.extras
-    );
-    let timeout = ctx.config.timeout.value;
-    Ok(Request {
-        from,
-        to,
-        selection: Selection {
-            conversations: a.conversations.clone(),
-            since,
-            until,
-            name,
-            page_size: a.page_size.unwrap_or(if to == To::Ably { 10_000 } else { 1000 }).max(1),
-            raw: to == To::Stdout && ctx.format != broker_ops::output::Format::Table,
+fn ask(a: &ReplayArgs, ctx: &Ctx) -> Ask {
+    Ask {
+        from: a.from.map(|f| match f {
+            Store::Redis => FromStore::Redis,
+            Store::Postgres => FromStore::Postgres,
+        }),
+        to: match a.to {
+            Target::Stdout => To::Stdout,
+            Target::Ably => To::Ably,
+            Target::Redis => To::Redis,
+            Target::Postgres => To::Postgres,
         },
-        ably: AblyOptions {
-            rate: a.rate,
-            extras: a.extras,
-            dry_run: a.dry_run,
-            retry: RetryPolicy {
-                budget: (timeout * 6).max(std::time::Duration::from_secs(1)),
-                attempts: 6,
-                ..RetryPolicy::default()
-            },
-        },
+        conversations: a.conversations.clone(),
+        all: a.all,
+        since: a.since.clone(),
+        until: a.until.clone(),
+        name: a.name.clone(),
+        page_size: a.page_size.map(NonZeroUsize::get),
+        rate: a.rate,
+        extras: a.extras,
+        dry_run: a.dry_run,
         checkpoint: a.checkpoint.clone(),
-        arguments,
-    })
+        raw: ctx.format != Format::Table,
+    }
 }
 
 async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    let req = request(&a, ctx)?;
+    let usage = |m: String| {
+        eprintln!("error: {m}");
+        Ok(Exit::Usage.code())
+    };
+    let req = match ask(&a, ctx).request(chrono::Utc::now(), ctx.config.timeout.value) {
+        Ok(r) => r,
+        Err(m) => return usage(m),
+    };
     let opened = match open::open(&ctx.config, req).await {
         Ok(o) => o,
-        Err(OpenError::Usage(m)) => {
-            eprintln!("error: {m}");
-            return Ok(Exit::Usage.code());
-        }
+        Err(OpenError::Usage(m)) => return usage(m),
         Err(e) => return Err(e.into()),
     };
     let open::Opened { from, mut source, target, mut checkpoint, resumed } = opened;
     let Some(mut target) = target else {
-        return timeline_to_stdout(&a, ctx, source, from).await;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let summary = timeline::write(source, &ctx.config.contracts, ctx.format, &mut out).await?;
+        out.flush()?;
+        eprintln!("{}", summary.describe(from, &a.conversations));
+        return Ok(Exit::Ok.code());
     };
     let left = source.estimate().await?;
     if !a.dry_run && !checkpoint.finished && left > a.confirm_over && !a.yes && !confirmed(left, target.name())? {
-        eprintln!(
-            "error: about {left} events would be written to {}: pass --yes (or --dry-run to see what would be written)",
+        return usage(format!(
+            "about {left} events would be written to {}: pass --yes (or --dry-run to see what would be written)",
             target.name()
-        );
-        return Ok(Exit::Usage.code());
+        ));
     }
-    let bar = progress_bar(left + checkpoint.counts.read, checkpoint.counts.read);
+    let bar = crate::progress::events(left + checkpoint.counts.read, checkpoint.counts.read);
     let mut on_progress = |c: &broker_ops::replay::Counts| bar.set_position(c.read);
-    let cp_path = checkpoint.path().map(|p| p.display().to_string());
     let result = broker_ops::replay::run(source, &mut target, &mut checkpoint, &mut on_progress).await;
     bar.finish_and_clear();
-    let mut summary = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let kept = cp_path
-                .map(|p| format!("; checkpoint {p} kept: run the same command again to resume"))
-                .unwrap_or_default();
-            return Err(anyhow::Error::new(e).context(format!("replay to {} stopped{kept}", target.name())));
-        }
-    };
+    let mut summary = result.map_err(|e| broker_ops::replay::stopped(e, target.name(), checkpoint.path()))?;
     summary.dry_run = a.dry_run;
     summary.resumed = resumed;
-    summary.checkpoint = cp_path;
+    summary.checkpoint = checkpoint.path().map(|p| p.display().to_string());
     ctx.render(&summary)?;
     Ok(if summary.counts.failed > 0 { Exit::Failed } else { Exit::Ok }.code())
 }
@@ -198,50 +168,4 @@ fn confirmed(n: u64, target: &str) -> anyhow::Result<bool> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
-}
-
-fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    // The template is a constant known to parse.
-    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}")
-        .expect("constant progress template");
-    bar.set_style(style);
-    bar.set_position(done);
-    bar
-}
-
-async fn timeline_to_stdout(
-    a: &ReplayArgs,
-    ctx: &Ctx,
-    source: broker_ops::replay::Source,
-    from: FromStore,
-) -> anyhow::Result<i32> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let summary = timeline::write(source, ctx.format, &mut out).await?;
-    out.flush()?;
-    let store = match from {
-        FromStore::Redis => "Redis",
-        FromStore::Postgres => "Postgres",
-    };
-    if summary.events == 0 {
-        let what = if a.all {
-            "any conversation".to_string()
-        } else {
-            format!("conversation(s) {}", a.conversations.join(", "))
-        };
-        eprintln!("no events in {store} for {what} in this window");
-    } else {
-        eprintln!("{} events from {store}", summary.events);
-    }
-    if summary.malformed > 0 {
-        eprintln!("{} malformed entries skipped:", summary.malformed);
-        for m in &summary.malformed_examples {
-            eprintln!("  {}: {}", m.position, m.reason);
-        }
-    }
-    Ok(Exit::Ok.code())
 }

@@ -4,8 +4,10 @@
 mod ably;
 mod alert;
 mod cli;
+mod db;
 mod doctor;
 mod events;
+mod progress;
 mod sandbox;
 mod sla;
 mod token;
@@ -64,10 +66,44 @@ pub fn print_json(w: &mut dyn Write, doc: &serde_json::Value, format: Format) ->
     Ok(())
 }
 
-/// Probe commands exit UNKNOWN (3) on usage errors, as monitoring plugins do.
+/// Probe commands exit UNKNOWN (3) on usage errors, as monitoring plugins do. The words of
+/// argv are walked through the real command tree, skipping the values of options that take one
+/// (`-o nagios ably health --warn x` is `ably health`).
 fn is_probe(argv: &[OsString]) -> bool {
-    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).filter(|a| !a.starts_with('-')).collect();
+    let path = subcommand_path(argv);
+    let words: Vec<&str> = path.iter().map(String::as_str).collect();
     matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..])
+}
+
+fn subcommand_path(argv: &[OsString]) -> Vec<String> {
+    let mut root = Cli::command();
+    root.build();
+    let mut cur = &root;
+    let mut path = Vec::new();
+    let mut words = argv.iter().skip(1).filter_map(|a| a.to_str());
+    let takes = |cmd: &clap::Command, hit: &dyn Fn(&clap::Arg) -> bool| {
+        cmd.get_arguments().any(|a| hit(a) && a.get_action().takes_values())
+    };
+    while let Some(w) = words.next() {
+        if w == "--" {
+            break;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            if !long.contains('=') && takes(cur, &|a| a.get_long() == Some(long)) {
+                words.next();
+            }
+        } else if let Some(short) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.chars();
+            let first = chars.next();
+            if chars.next().is_none() && takes(cur, &|a| a.get_short() == first) {
+                words.next();
+            }
+        } else if let Some(sub) = cur.find_subcommand(w) {
+            path.push(sub.get_name().to_string());
+            cur = sub;
+        }
+    }
+    path
 }
 
 fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
@@ -86,28 +122,7 @@ fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
 }
 
-/// Resolves Ctrl-C or SIGTERM.
-pub async fn wait_for_shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use progress::{cancel_on_ctrl_c, wait_for_shutdown};
 
 async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
@@ -131,6 +146,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,
         Command::Doctor => doctor::run(&ctx).await,
+        Command::Db { command } => db::run(command, &ctx).await,
         Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Alert { command } => alert::run(command, &ctx).await,
@@ -138,6 +154,23 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Token { command } => token::run(command, &ctx).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
+}
+
+/// The error and its causes on one line, each cause once: an error whose message already quotes
+/// its cause (as most here do, to name the dependency and address) does not repeat it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -179,7 +212,7 @@ fn main() -> std::process::ExitCode {
         // A reader that went away (`| head`) is not an error worth a message, as in ripgrep.
         Err(e) if is_broken_pipe(&e) => Exit::Ok.code(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             Exit::CouldNotRun.code()
         }
     };

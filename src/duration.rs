@@ -9,6 +9,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
+/// A duration that must be more than zero (intervals, time-outs, time to live).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
 /// Formats a duration for people: `812ms`, `4.21s`, `3m12s`, `3h12m`, `6d23h` (at most two
 /// units past a minute).
 pub fn format_duration(d: Duration) -> String {

@@ -7,18 +7,24 @@
 //! Module map:
 //! - [`config`]: settings from flags, environment, `NAME_FILE` secrets and a TOML file, with the
 //!   place each was read from;
-//! - [`contracts`]: the names shared with the chat system (channels, events, mirror keys);
+//! - [`contracts`]: the names shared with the chat system (channel, events, reply field, Redis
+//!   keys, the Postgres table, token claims), configurable, and every key and SQL statement
+//!   built from them;
 //! - [`exit`]: the process exit codes, in one place;
 //! - [`output`]: output formats and renderers generic over `Write`;
 //! - [`http`]: the one way this crate builds HTTP clients (TLS provider, time-outs);
 //! - [`ably`], [`chatwoot`]: clients for the two services the tool cannot run itself;
-//! - [`mirror`], [`queue`]: the Redis/Postgres event mirror and the BullMQ key layout;
+//! - [`redis_handle`]: the one Redis connection type (address shown redacted, key prefix);
+//! - [`smtp`]: the one way mail is sent, every phase bounded;
+//! - [`mirror`], [`queue`]: the Redis/Postgres event mirror (and `db migrate`) and the BullMQ
+//!   key layout;
+//! - [`probe`]: probe checks, rules and renderings, and the probes (`ably health`, `ably backlog`);
+//! - [`sla`], [`replay`], [`token`], [`alert`]: the capabilities behind the commands;
 //! - [`sandbox`]: a local stand-in for Chatwoot, Ably and the AI worker;
 //! - [`doctor`]: configuration check and reachability of every dependency.
 
 pub mod ably;
 pub mod alert;
-pub mod backlog;
 pub mod chatwoot;
 pub mod config;
 pub mod contracts;
@@ -32,10 +38,12 @@ pub mod output;
 pub mod probe;
 pub mod queue;
 pub mod redact;
+pub mod redis_handle;
 pub mod replay;
 pub mod retry;
 pub mod sandbox;
 pub mod sla;
+pub mod smtp;
 pub mod token;
 
 /// The version that goes into `Ably-Agent` and reports.

@@ -53,6 +53,14 @@ pub trait Render {
     fn ndjson(&self) -> Vec<Value> {
         vec![self.json()]
     }
+    /// A monitoring-plugins status line (probes only).
+    fn as_nagios(&self) -> Option<String> {
+        None
+    }
+    /// The Prometheus text exposition (probes only).
+    fn as_prometheus(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +71,7 @@ pub enum OutputError {
     Io(#[from] io::Error),
 }
 
-/// Writes `r` in `format`. Nagios and Prometheus belong to probes, which render them themselves.
+/// Writes `r` in `format`. Nagios and Prometheus exist for probes only.
 pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) -> Result<(), OutputError> {
     match format {
         Format::Table => r.table(w, style)?,
@@ -77,7 +85,8 @@ pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) ->
                 writeln!(w)?;
             }
         }
-        other => return Err(OutputError::Unsupported(other)),
+        Format::Nagios => writeln!(w, "{}", r.as_nagios().ok_or(OutputError::Unsupported(format))?)?,
+        Format::Prometheus => w.write_all(r.as_prometheus().ok_or(OutputError::Unsupported(format))?.as_bytes())?,
     }
     Ok(())
 }
@@ -92,6 +101,29 @@ pub fn table(header: &[&str]) -> Table {
         .set_header(header.iter().copied());
     t
 }
+/// Makes untrusted text safe to show on a terminal: control characters (ESC, BEL, CR, DEL, C1
+/// controls, ...) become visible escapes (`\u{1b}`), and the bidirectional overrides that can
+/// reorder what a reader sees are escaped as well. Newlines and tabs are escaped too, so one
+/// value stays on one line. JSON output never goes through this: serde escapes it exactly.
+pub fn escape(text: &str) -> String {
+    if !text.chars().any(needs_escape) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+}
+
 /// Cuts `text` to at most `max` characters, ending with an ellipsis when it was longer.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -111,5 +143,13 @@ mod tests {
         assert_eq!(truncate("héllo", 5), "héllo");
         assert_eq!(truncate("héllo wörld", 6), "héllo…");
         assert_eq!(truncate("ab", 1), "…");
+    }
+
+    #[test]
+    fn escaping_leaves_no_control_character() {
+        assert_eq!(escape("plain – text"), "plain – text");
+        let e = escape("\u{1b}]0;PWN\u{7}\u{1b}[2J\r\nx\u{9b}\u{202e}");
+        assert!(!e.chars().any(|c| c.is_control() || needs_escape(c)), "{e}");
+        assert_eq!(escape("a\u{1b}b"), "a\\u{1b}b");
     }
 }

@@ -1,7 +1,6 @@
 //! Ably: the REST client every command uses, and the wire types it shares with the sandbox.
 
 mod client;
-pub mod health;
 pub mod link;
 pub mod types;
 

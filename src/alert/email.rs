@@ -3,18 +3,19 @@
 
 use std::ops::ControlFlow;
 
+use lettre::Message;
 use lettre::message::{Mailbox, Mailboxes, MultiPart, header};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use super::model::truncate;
 use super::{Kind, Notice};
 use crate::retry::{Attempt, RetryPolicy, Retrying};
+use crate::smtp::{Smtp, SmtpFailure};
 
-/// Where alert mail goes: the SMTP URL (a secret: it may hold a password) and the addresses.
+/// Where alert mail goes: the SMTP server and the addresses.
 #[derive(Clone)]
 pub struct EmailTarget {
-    pub smtp_url: String,
+    pub smtp: Smtp,
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
 }
@@ -27,20 +28,18 @@ impl std::fmt::Debug for EmailTarget {
 
 impl EmailTarget {
     /// Parses the addresses; `to` is a comma-separated list.
-    pub fn new(smtp_url: String, from: &str, to: &str) -> Result<EmailTarget, String> {
+    pub fn new(smtp: Smtp, from: &str, to: &str) -> Result<EmailTarget, String> {
         let from: Mailbox = from.trim().parse().map_err(|e| format!("ALERT_EMAIL_FROM {from:?}: {e}"))?;
         let to: Mailboxes = to.parse().map_err(|e| format!("ALERT_EMAIL_TO {to:?}: {e}"))?;
         let to: Vec<Mailbox> = to.into_iter().collect();
         if to.is_empty() {
             return Err("ALERT_EMAIL_TO holds no address".into());
         }
-        AsyncSmtpTransport::<Tokio1Executor>::from_url(&smtp_url)
-            .map_err(|e| format!("SMTP_URL {}: {e}", crate::redact::url(&smtp_url)))?;
-        Ok(EmailTarget { smtp_url, from, to })
+        Ok(EmailTarget { smtp, from, to })
     }
 
     pub fn address(&self) -> String {
-        crate::redact::url(&self.smtp_url)
+        self.smtp.addr.clone()
     }
 }
 
@@ -153,13 +152,7 @@ pub fn message(mail: &Mail) -> Result<Message, String> {
 }
 
 /// Sends one mail; SMTP 4xx, time-outs and connection failures are retried, 5xx is final.
-pub async fn send(
-    target: &EmailTarget,
-    mail: &Mail,
-    timeout: std::time::Duration,
-    policy: &RetryPolicy,
-) -> Result<u32, super::DeliveryError> {
-    crate::http::ensure_crypto_provider();
+pub async fn send(target: &EmailTarget, mail: &Mail, policy: &RetryPolicy) -> Result<u32, super::DeliveryError> {
     let address = target.address();
     let fail = |reason: String| super::DeliveryError {
         dependency: "smtp",
@@ -170,16 +163,12 @@ pub async fn send(
         attempts: 0,
     };
     let msg = message(mail).map_err(fail)?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&target.smtp_url)
-        .map_err(|e| fail(e.to_string()))?
-        .timeout(Some(timeout))
-        .build();
     let mut retrying = Retrying::new(policy);
     loop {
-        let outcome = match transport.send(msg.clone()).await {
-            Ok(_) => Attempt::Done(()),
-            Err(e) if e.is_permanent() => Attempt::Rejected(e.to_string()),
-            Err(e) => Attempt::Transient(e.to_string()),
+        let outcome = match target.smtp.send(msg.clone()).await {
+            Ok(()) => Attempt::Done(()),
+            Err(SmtpFailure::Rejected(e)) => Attempt::Rejected(e),
+            Err(SmtpFailure::Transient(e)) => Attempt::Transient(e),
         };
         if let ControlFlow::Break(result) = retrying.settle(outcome).await {
             let attempts = retrying.attempts();
@@ -195,8 +184,8 @@ mod tests {
 
     #[test]
     fn later_mails_answer_the_first_and_the_subject_leads_with_severity_and_key() {
-        let target =
-            EmailTarget::new("smtp://127.0.0.1:25".into(), "ops@example.com", "a@example.com, b@example.com").unwrap();
+        let smtp = Smtp::new("smtp://127.0.0.1:25", std::time::Duration::from_secs(1), false).unwrap();
+        let target = EmailTarget::new(smtp, "ops@example.com", "a@example.com, b@example.com").unwrap();
         let a = Alert::new(
             Severity::Resolved,
             "Ably <down>",
@@ -218,10 +207,10 @@ mod tests {
 
     #[test]
     fn bad_addresses_and_urls_are_named() {
-        let e = EmailTarget::new("smtp://127.0.0.1".into(), "not an address", "a@example.com").unwrap_err();
+        let smtp = Smtp::new("smtp://127.0.0.1", std::time::Duration::from_secs(1), false).unwrap();
+        let e = EmailTarget::new(smtp, "not an address", "a@example.com").unwrap_err();
         assert!(e.contains("ALERT_EMAIL_FROM"), "{e}");
-        let e =
-            EmailTarget::new("smtp://u:pw@127.0.0.1?tls=bogus".into(), "o@example.com", "a@example.com").unwrap_err();
+        let e = Smtp::new("smtp://u:pw@127.0.0.1?tls=bogus", std::time::Duration::from_secs(1), false).unwrap_err();
         assert!(e.contains("SMTP_URL") && !e.contains("pw"), "{e}");
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::retry::RetryPolicy;
 pub use decide::{Decision, decide};
 pub use email::EmailTarget;
-pub use model::{Alert, AlertSource, Links, Severity};
+pub use model::{Alert, AlertSource, Links, Severity, check_link};
 pub use report::{AlertReport, DeliveryResult, Outcome, Preview};
 pub use slack::SlackTarget;
 pub use state::{Delivery, Incident, OutboxEntry, StateError, Store};
@@ -118,6 +118,8 @@ pub enum AlertError {
          and/or SMTP_URL with ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
     )]
     NoChannel,
+    #[error("no state directory: set --state-dir, BROKER_OPS_STATE_DIR or HOME")]
+    NoStateDir,
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -154,30 +156,45 @@ impl Options {
 mod run;
 pub use run::{dry_run, flush, outbox, send, test};
 
+/// The alert state: Redis when `REDIS_URL` is set (falling back to the state directory, with a
+/// warning, when Redis does not answer); otherwise the state directory (`dir`, else the
+/// configured one).
+pub async fn open_store(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+) -> Result<(Store, Option<String>), AlertError> {
+    use secrecy::ExposeSecret;
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => config.state_dir.as_ref().map(|d| d.value.clone()).ok_or(AlertError::NoStateDir)?,
+    };
+    let url = config.redis_url.as_ref().map(|u| u.value.expose_secret().to_string());
+    Ok(Store::open(url.as_deref(), &config.redis_key_prefix.value, &dir, config.timeout.value).await?)
+}
+
 /// The channels the configuration describes. A half-configured channel (SMTP_URL without its
 /// addresses, a bot token without a channel) is an error naming what is missing.
 pub fn channels(config: &crate::config::Config) -> Result<Channels, crate::config::ConfigError> {
     use secrecy::ExposeSecret;
-    let layers = config.layers();
-    let bot_token = layers.secret("SLACK_BOT_TOKEN")?;
-    let slack = match (&config.slack_webhook_url, bot_token) {
+    let slack = match (&config.slack_webhook_url, &config.slack_bot_token) {
         (_, Some(token)) => {
-            let channel = config.require("SLACK_CHANNEL", &layers.plain("SLACK_CHANNEL")?)?.value.clone();
-            let base = layers.plain("SLACK_API_URL")?.map_or_else(|| "https://slack.com/api".to_string(), |s| s.value);
+            let channel = config.require("SLACK_CHANNEL", &config.slack_channel)?.value.clone();
+            let base = config.slack_api_url.value.as_str().trim_end_matches('/').to_string();
             Some(SlackTarget::Api { base, token: token.value.expose_secret().to_string(), channel })
         }
         (Some(url), None) => Some(SlackTarget::Webhook { url: url.value.expose_secret().to_string() }),
         (None, None) => None,
     };
-    let email = match &config.smtp_url {
-        Some(url) => {
+    let invalid = |reason| crate::config::ConfigError::Invalid {
+        name: "SMTP_URL",
+        source_: config.smtp_url.as_ref().map_or(crate::config::Source::Default, |u| u.source.clone()),
+        reason,
+    };
+    let email = match crate::smtp::Smtp::from_config(config).map_err(invalid)? {
+        Some(smtp) => {
             let from = config.require("ALERT_EMAIL_FROM", &config.alert_email_from)?;
             let to = config.require("ALERT_EMAIL_TO", &config.alert_email_to)?;
-            let target =
-                EmailTarget::new(url.value.expose_secret().to_string(), &from.value, &to.value).map_err(|reason| {
-                    crate::config::ConfigError::Invalid { name: "SMTP_URL", source_: url.source.clone(), reason }
-                })?;
-            Some(target)
+            Some(EmailTarget::new(smtp, &from.value, &to.value).map_err(invalid)?)
         }
         None => None,
     };

@@ -56,6 +56,24 @@ pub struct AlertSource {
     pub command: String,
 }
 
+impl AlertSource {
+    /// This host, and the command that raised the alert.
+    pub fn this_host(command: impl Into<String>) -> AlertSource {
+        let host = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".into());
+        AlertSource { host, command: command.into() }
+    }
+}
+
+/// A runbook link must be http or https: it becomes a clickable link in Slack and the mail, and
+/// `javascript:` or `data:` there would be a trap.
+pub fn check_link(text: &str) -> Result<String, String> {
+    match url::Url::parse(text.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(u.to_string()),
+        Ok(u) => Err(format!("only http and https links are allowed, not {}:", u.scheme())),
+        Err(e) => Err(format!("not a URL: {e}")),
+    }
+}
+
 /// Links shown as buttons (Slack) and links (email).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
@@ -95,6 +113,20 @@ impl Alert {
             links: Links::default(),
         }
     }
+
+    /// Links the alert to a conversation: a URL as given (http or https), or an id turned into
+    /// a Chatwoot link when `CHATWOOT_BASE_URL` and `CHATWOOT_ACCOUNT_ID` are set.
+    pub fn with_conversation(mut self, conv: &str, config: &crate::config::Config) -> Result<Alert, String> {
+        if conv.starts_with("http://") || conv.starts_with("https://") {
+            self.links.conversation = Some(check_link(conv)?);
+        } else if let (Some(base), Some(account)) = (&config.chatwoot_base_url, &config.chatwoot_account_id) {
+            let base = base.value.as_str().trim_end_matches('/');
+            let id: String = url::form_urlencoded::byte_serialize(conv.as_bytes()).collect();
+            self.links.conversation = Some(format!("{base}/app/accounts/{}/conversations/{id}", account.value));
+        }
+        self.labels.insert("conversation".into(), conv.to_string());
+        Ok(self)
+    }
 }
 
 fn default_key(source: &AlertSource, summary: &str) -> String {
@@ -126,5 +158,13 @@ mod tests {
         assert_ne!(a.dedup_key, c.dedup_key);
         assert_eq!(a.dedup_key.len(), 16);
         assert_eq!(Alert::new(Severity::Info, "x", src(), Some("k1".into())).dedup_key, "k1");
+    }
+
+    #[test]
+    fn links_are_http_or_https_only() {
+        assert!(check_link("https://wiki.example/rb").is_ok());
+        assert!(check_link("javascript:alert(1)").unwrap_err().contains("not javascript:"));
+        assert!(check_link("data:text/html,x").is_err());
+        assert!(check_link("not a url").is_err());
     }
 }

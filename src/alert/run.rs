@@ -154,7 +154,7 @@ async fn attempt(delivery: &Delivery, opts: &Options) -> Result<(u32, Option<Str
         }
         Delivery::Email { mail } => {
             let target = opts.channels.email.as_ref().ok_or_else(|| unconfigured("email"))?;
-            let attempts = email::send(target, mail, opts.timeout, &opts.retry).await?;
+            let attempts = email::send(target, mail, &opts.retry).await?;
             Ok((attempts, None))
         }
     }

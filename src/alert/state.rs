@@ -115,9 +115,9 @@ impl Store {
     ) -> Result<(Store, Option<String>), StateError> {
         if let Some(url) = redis_url {
             let addr = crate::redact::url(url);
-            match crate::mirror::redis::connect(url, timeout).await {
-                Ok(conn) => {
-                    let store = Store::Redis { conn, addr, prefix: prefix.into(), lock_token: None };
+            match crate::redis_handle::Redis::connect(url, prefix, timeout).await {
+                Ok(r) => {
+                    let store = Store::Redis { conn: r.conn, addr, prefix: r.prefix, lock_token: None };
                     return Ok((store, None));
                 }
                 Err(e) => {
@@ -395,7 +395,7 @@ impl Store {
 }
 
 fn write_atomically(path: &Path, doc: &str) -> Result<(), StateError> {
-    crate::fsutil::write_atomically(path, doc).map_err(|source| StateError::Dir {
+    crate::fsutil::write_private(path, doc).map_err(|source| StateError::Dir {
         path: path.display().to_string(),
         op: "write",
         source,

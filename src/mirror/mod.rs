@@ -1,6 +1,7 @@
 //! The event mirror: every Ably message of a conversation, in a Redis stream (24 h) and a
 //! Postgres table (for good). Writes are idempotent on the Ably message id.
 
+pub mod migrate;
 pub mod postgres;
 pub mod redis;
 
@@ -24,26 +25,28 @@ pub struct MirroredEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
-    #[error("Redis {op} at {addr}: {source}")]
-    Redis {
-        op: &'static str,
-        addr: String,
-        #[source]
-        source: ::redis::RedisError,
-    },
+    #[error(transparent)]
+    Redis(#[from] crate::redis_handle::RedisError),
     #[error("Postgres {op} at {addr}: {source}")]
     Postgres {
-        op: &'static str,
+        op: String,
         addr: String,
         #[source]
         source: sqlx::Error,
     },
     #[error("replay checkpoint: {0}")]
     Cursor(String),
-    #[error("Postgres migration at {addr}: {source}")]
-    Migrate {
-        addr: String,
-        #[source]
-        source: sqlx::migrate::MigrateError,
-    },
+    #[error(
+        "Postgres at {addr}: the mirror table {table} does not exist (create it with `broker-ops db migrate`, \
+         or set contracts.table to the table the webhook writes)"
+    )]
+    NoTable { addr: String, table: String },
+}
+
+impl MirrorError {
+    /// A Postgres error of operation `op` at `addr`, for `map_err`.
+    pub fn pg<O: Into<String>>(op: O, addr: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<O> {
+        let (op, addr) = (op.into(), addr.to_string());
+        move |source| MirrorError::Postgres { op, addr, source }
+    }
 }

@@ -1,35 +1,78 @@
-//! The Postgres side of the mirror: table `chat_events`, inserts idempotent on the Ably id.
+//! The Postgres side of the mirror: the table of the contract, inserts idempotent on the Ably id.
 //! Queries are generic over an executor and use unnamed statements (`persistent(false)`) so that
-//! they work through a transaction-mode pooler (Supavisor, PgBouncer).
+//! they work through a transaction-mode pooler (Supavisor, PgBouncer). Nothing here creates a
+//! table unless [`migrate`] is called, which only `broker-ops db migrate` and the sandbox do.
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgExecutor, PgPool};
 
 use super::{MirrorError, MirroredEvent};
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+use crate::contracts::Table;
 
 pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, MirrorError> {
     crate::http::ensure_crypto_provider();
     let addr = crate::redact::url(url);
-    let opts: PgConnectOptions =
-        url.parse().map_err(|source| MirrorError::Postgres { op: "parse URL", addr: addr.clone(), source })?;
+    let opts: PgConnectOptions = url.parse().map_err(MirrorError::pg("parse URL", &addr))?;
+    let opts = opts.statement_cache_capacity(0).log_slow_statements(log::LevelFilter::Off, timeout);
+    // Connect once, directly, so that a refused port is reported at once as what it is, rather
+    // than as "pool timed out" after the whole time-out.
+    let first = tokio::time::timeout(timeout, opts.connect()).await;
+    match first {
+        Ok(Ok(conn)) => drop(conn),
+        Ok(Err(e)) => return Err(MirrorError::pg("connect", &addr)(e)),
+        Err(_) => return Err(MirrorError::pg("connect", &addr)(sqlx::Error::PoolTimedOut)),
+    }
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(timeout)
         // A replay streams long queries on purpose: no "slow statement" warnings on stderr.
-        .connect_with(opts.statement_cache_capacity(0).log_slow_statements(log::LevelFilter::Off, timeout))
+        .connect_with(opts)
         .await
-        .map_err(|source| MirrorError::Postgres { op: "connect", addr, source })
+        .map_err(MirrorError::pg("connect", &addr))
 }
 
-/// Creates the mirror table (the project's migration) when it is missing.
-pub async fn migrate(pool: &PgPool, addr: &str) -> Result<(), MirrorError> {
-    MIGRATOR.run(pool).await.map_err(|source| MirrorError::Migrate { addr: addr.to_string(), source })
+/// The statements `migrate` runs, for `db migrate --dry-run`.
+pub fn migration(table: &Table) -> Vec<String> {
+    table.migration()
+}
+
+/// Creates the mirror table of the contract (schema, table, indexes) when missing. Idempotent.
+pub async fn migrate(pool: &PgPool, addr: &str, table: &Table) -> Result<Vec<String>, MirrorError> {
+    let statements = table.migration();
+    let mut tx = pool.begin().await.map_err(MirrorError::pg("BEGIN", addr))?;
+    for sql in &statements {
+        sqlx::query(sql).persistent(false).execute(&mut *tx).await.map_err(MirrorError::pg("migrate", addr))?;
+    }
+    tx.commit().await.map_err(MirrorError::pg("COMMIT", addr))?;
+    Ok(statements)
+}
+
+/// Whether the table exists.
+pub async fn table_exists(pool: &PgPool, addr: &str, table: &Table) -> Result<bool, MirrorError> {
+    let found: Option<String> = sqlx::query_scalar(&table.exists_sql())
+        .persistent(false)
+        .fetch_one(pool)
+        .await
+        .map_err(MirrorError::pg("to_regclass", addr))?;
+    Ok(found.is_some())
+}
+
+/// An error naming `db migrate` when the table is missing.
+pub async fn require_table(pool: &PgPool, addr: &str, table: &Table) -> Result<(), MirrorError> {
+    if table_exists(pool, addr, table).await? {
+        Ok(())
+    } else {
+        Err(MirrorError::NoTable { addr: addr.to_string(), table: table.to_string() })
+    }
 }
 
 /// Inserts events; ids already mirrored are skipped. Returns how many rows were new.
-pub async fn insert<'e, E: PgExecutor<'e>>(exec: E, addr: &str, events: &[MirroredEvent]) -> Result<u64, MirrorError> {
+pub async fn insert<'e, E: PgExecutor<'e>>(
+    exec: E,
+    addr: &str,
+    table: &Table,
+    events: &[MirroredEvent],
+) -> Result<u64, MirrorError> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -49,21 +92,17 @@ pub async fn insert<'e, E: PgExecutor<'e>>(exec: E, addr: &str, events: &[Mirror
         clients.push(e.client_id.clone());
         times.push(chrono::DateTime::from_timestamp_millis(e.timestamp_ms).unwrap_or_default());
     }
-    let done = sqlx::query(
-        "INSERT INTO chat_events (id, conversation_id, channel, name, data, client_id, occurred_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[]) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .persistent(false)
-    .bind(&ids)
-    .bind(&convs)
-    .bind(&channels)
-    .bind(&names)
-    .bind(&datas)
-    .bind(&clients)
-    .bind(&times)
-    .execute(exec)
-    .await
-    .map_err(|source| MirrorError::Postgres { op: "INSERT chat_events", addr: addr.to_string(), source })?;
+    let done = sqlx::query(&table.insert_sql())
+        .persistent(false)
+        .bind(&ids)
+        .bind(&convs)
+        .bind(&channels)
+        .bind(&names)
+        .bind(&datas)
+        .bind(&clients)
+        .bind(&times)
+        .execute(exec)
+        .await
+        .map_err(MirrorError::pg(format!("INSERT {table}"), addr))?;
     Ok(done.rows_affected())
 }

@@ -1,12 +1,12 @@
 //! Read-only job counts, exactly as BullMQ's own `getJobCounts` counts them (v4, v5 and v6
-//! layouts; shared/reference/chatwoot-bullmq-supabase.md §3.2), in two round trips whatever the
+//! layouts; docs/contracts.md, "BullMQ"), in two round trips whatever the
 //! queue holds. Unlike BullMQ's script it never pops the legacy `0:` marker: it only subtracts it.
 
-use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use super::QueueKeys;
 use crate::mirror::MirrorError;
+use crate::redis_handle::{Redis, RedisError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JobCounts {
@@ -36,13 +36,13 @@ fn is_marker(id: &Option<String>) -> bool {
 }
 
 /// Reads the counts of the queue `keys` at `now_ms`.
-pub async fn read<C: ConnectionLike>(
-    conn: &mut C,
-    addr: &str,
-    keys: &QueueKeys,
-    now_ms: i64,
-) -> Result<JobCounts, MirrorError> {
-    let err = |op| move |source| MirrorError::Redis { op, addr: addr.to_string(), source };
+pub async fn read(redis: &mut Redis, keys: &QueueKeys, now_ms: i64) -> Result<JobCounts, MirrorError> {
+    let addr = redis.addr.clone();
+    let err = |op: &str| {
+        let op = op.to_string();
+        let addr = addr.clone();
+        move |source| MirrorError::Redis(RedisError { op, addr, source })
+    };
     // Delayed scores are (due ms) * 4096 + sequence; everything at or below this is due.
     let due_max = (now_ms + 1) * 4096 - 1;
     let mut pipe = redis::pipe();
@@ -62,7 +62,7 @@ pub async fn read<C: ConnectionLike>(
         .hexists(keys.key("meta"), "paused")
         .exists(keys.key("meta"))
         .exists(keys.key("id"));
-    let v: Vec<redis::Value> = pipe.query_async(conn).await.map_err(err("count pipeline"))?;
+    let v: Vec<redis::Value> = pipe.query_async(&mut redis.conn).await.map_err(err("count pipeline"))?;
     let n = |i: usize| -> Result<u64, MirrorError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
@@ -73,11 +73,8 @@ pub async fn read<C: ConnectionLike>(
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
     if v.len() != 16 {
-        return Err(MirrorError::Redis {
-            op: "count pipeline",
-            addr: addr.to_string(),
-            source: redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply length")),
-        });
+        let source = redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply length"));
+        return Err(err("count pipeline")(source));
     }
     let (wait, w1, w2, paused, p1, p2) = (n(0)?, s(1)?, s(2)?, n(3)?, s(4)?, s(5)?);
     let (active, prioritized, delayed, overdue, failed, completed, children) =
@@ -112,7 +109,7 @@ pub async fn read<C: ConnectionLike>(
         let ts: Option<String> = redis::cmd("HGET")
             .arg(keys.job(&job))
             .arg("timestamp")
-            .query_async(conn)
+            .query_async(&mut redis.conn)
             .await
             .map_err(err("HGET timestamp"))?;
         match ts.as_deref().map(str::parse::<i64>) {

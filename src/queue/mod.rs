@@ -1,4 +1,4 @@
-//! BullMQ's Redis key layout (shared/reference/chatwoot-bullmq-supabase.md section 3). The
+//! BullMQ's Redis key layout (docs/contracts.md, "BullMQ"). The
 //! sandbox writes jobs in this layout so that backlog probes read real keys; broker-ops itself
 //! only ever reads a production queue.
 

@@ -100,7 +100,7 @@ impl Checkpoint {
         self.updated_at = Utc::now();
         // Plain data with string keys: serialising cannot fail.
         let text = serde_json::to_string(self).expect("checkpoint serialises");
-        crate::fsutil::write_atomically(path, &text).map_err(|source| CheckpointError::Io {
+        crate::fsutil::write_private(path, &text).map_err(|source| CheckpointError::Io {
             path: path.display().to_string(),
             op: "write",
             source,

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod open;
+pub mod request;
 pub mod source;
 pub mod summary;
 pub mod timeline;
@@ -36,10 +37,30 @@ pub enum ReplayError {
     Checkpoint(#[from] CheckpointError),
 }
 
+/// A replay that stopped part-way, naming where it was going and the checkpoint it kept.
+#[derive(Debug, thiserror::Error)]
+#[error("replay to {target} stopped{kept}")]
+pub struct Stopped {
+    pub target: &'static str,
+    pub kept: String,
+    #[source]
+    pub source: ReplayError,
+}
+
+pub fn stopped(source: ReplayError, target: &'static str, checkpoint: Option<&std::path::Path>) -> Stopped {
+    let kept = checkpoint
+        .map(|p| {
+            let p = crate::output::escape(&p.display().to_string());
+            format!("; checkpoint {p} kept: run the same command again to resume")
+        })
+        .unwrap_or_default();
+    Stopped { target, kept, source }
+}
+
 /// Where replayed events go (besides stdout, which the timeline printer handles).
 pub enum Target {
     Ably(AblyTarget),
-    Redis(RedisTarget),
+    Redis(Box<RedisTarget>),
     Postgres(PostgresTarget),
 }
 

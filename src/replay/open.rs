@@ -11,7 +11,8 @@ use super::{
     Target,
 };
 use crate::config::{Config, ConfigError};
-use crate::contracts::Names;
+use crate::mirror::MirrorError;
+use crate::redis_handle::Redis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -70,7 +71,8 @@ pub fn default_from(to: To, since: DateTime<Utc>, now: DateTime<Utc>) -> Store {
     match to {
         To::Redis => Store::Postgres,
         To::Postgres => Store::Redis,
-        _ if now - since <= chrono::Duration::hours(24) => Store::Redis,
+        // A minute's grace: `--since -24h` resolved a moment before `now` is still "the last 24 h".
+        _ if now - since <= chrono::Duration::hours(24) + chrono::Duration::minutes(1) => Store::Redis,
         _ => Store::Postgres,
     }
 }
@@ -95,25 +97,23 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
         ));
     }
     let t = config.timeout.value;
-    let names = Names::with_redis_prefix(config.redis_key_prefix.value.clone());
-    let redis_url = || -> Result<String, ConfigError> {
-        Ok(config.require("REDIS_URL", &config.redis_url)?.value.expose_secret().to_string())
+    let contracts = config.contracts.clone();
+    let redis = || async {
+        config.require("REDIS_URL", &config.redis_url)?;
+        // Required just above, so the configured Redis exists.
+        Ok::<_, OpenError>(Redis::from_config(config).await.map_err(MirrorError::from)?.expect("REDIS_URL is set"))
     };
     let pg_url = || -> Result<String, ConfigError> {
         Ok(config.require("DATABASE_URL", &config.database_url)?.value.expose_secret().to_string())
     };
     let at: &Cursor = &checkpoint.cursor;
     let source = match from {
-        Store::Redis => {
-            let u = redis_url()?;
-            let conn = crate::mirror::redis::connect(&u, t).await?;
-            Source::Redis(RedisSource::new(conn, crate::redact::url(&u), names.clone(), sel, at).await?)
-        }
+        Store::Redis => Source::Redis(Box::new(RedisSource::new(redis().await?, contracts.clone(), sel, at).await?)),
         Store::Postgres => {
             let u = pg_url()?;
             let pool = crate::mirror::postgres::connect(&u, t).await?;
             let order = if req.to == To::Redis { Order::Conversation } else { Order::Time };
-            Source::Postgres(PostgresSource::new(pool, crate::redact::url(&u), sel, order, at))
+            Source::Postgres(PostgresSource::new(pool, crate::redact::url(&u), contracts.table.clone(), sel, order, at))
         }
     };
     let dry = req.ably.dry_run;
@@ -125,15 +125,12 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
                 .map_err(ReplayError::from)?;
             Some(Target::Ably(AblyTarget::new(client, req.ably.clone())))
         }
-        To::Redis => {
-            let u = redis_url()?;
-            let conn = crate::mirror::redis::connect(&u, t).await?;
-            Some(Target::Redis(RedisTarget::new(conn, crate::redact::url(&u), names, dry).await?))
-        }
+        To::Redis => Some(Target::Redis(Box::new(RedisTarget::new(redis().await?, contracts, dry).await?))),
         To::Postgres => {
             let u = pg_url()?;
             let pool = crate::mirror::postgres::connect(&u, t).await?;
-            Some(Target::Postgres(PostgresTarget::new(pool, crate::redact::url(&u), dry).await?))
+            let table = contracts.table.clone();
+            Some(Target::Postgres(PostgresTarget::new(pool, crate::redact::url(&u), table, dry).await?))
         }
     };
     Ok(Opened { from, source, target, checkpoint, resumed })

@@ -1,12 +1,13 @@
 //! Paged readers of the two mirrors.
 
 use futures::TryStreamExt;
-use redis::aio::ConnectionManager;
 use sqlx::{PgPool, Row};
 
 use super::{Malformed, Selection};
-use crate::contracts::Names;
+use crate::contracts::sql::{After, ReadOrder};
+use crate::contracts::{Contracts, Table};
 use crate::mirror::{MirrorError, MirroredEvent};
+use crate::redis_handle::Redis;
 
 /// One page of events (in order) and the malformed entries met on the way.
 #[derive(Debug, Default)]
@@ -21,7 +22,7 @@ pub struct Page {
 
 /// A mirror to read from, with its cursor.
 pub enum Source {
-    Redis(RedisSource),
+    Redis(Box<RedisSource>),
     Postgres(PostgresSource),
 }
 
@@ -68,9 +69,8 @@ impl Source {
 }
 
 pub struct RedisSource {
-    conn: ConnectionManager,
-    addr: String,
-    names: Names,
+    redis: Redis,
+    contracts: Contracts,
     sel: Selection,
     /// Conversations still to read, in reverse (the next one is last), and the entry id after
     /// which the current one continues.
@@ -84,22 +84,17 @@ pub struct RedisSource {
 impl RedisSource {
     /// Reads `sel.conversations`, or every conversation of the active set, in conversation id
     /// order (a stable order, so that a checkpoint can name where it stopped), from `at`.
-    pub async fn new(
-        mut conn: ConnectionManager,
-        addr: String,
-        names: Names,
-        sel: Selection,
-        at: &Cursor,
-    ) -> Result<Self, MirrorError> {
+    pub async fn new(mut redis: Redis, contracts: Contracts, sel: Selection, at: &Cursor) -> Result<Self, MirrorError> {
         let mut queue = sel.conversations.clone();
         if queue.is_empty() {
+            let key = contracts.active_key();
             queue = redis::cmd("ZRANGE")
-                .arg(names.active_key())
+                .arg(&key)
                 .arg(0)
                 .arg(-1)
-                .query_async(&mut conn)
+                .query_async(&mut redis.conn)
                 .await
-                .map_err(|source| MirrorError::Redis { op: "ZRANGE active", addr: addr.clone(), source })?;
+                .map_err(redis.err(&format!("ZRANGE {key}")))?;
         }
         queue.sort();
         queue.dedup();
@@ -116,7 +111,7 @@ impl RedisSource {
             other => return Err(MirrorError::Cursor(format!("a Redis replay cannot resume from {other:?}"))),
         }
         queue.reverse();
-        Ok(RedisSource { conn, addr, names, sel, queue, cursor, entries_seen: 0, convs_seen: 0 })
+        Ok(RedisSource { redis, contracts, sel, queue, cursor, entries_seen: 0, convs_seen: 0 })
     }
 
     /// Where the next page starts.
@@ -129,15 +124,15 @@ impl RedisSource {
 
     /// Upper bound of the events to read: the stream lengths of the conversations left.
     pub async fn estimate(&mut self) -> Result<u64, MirrorError> {
+        // A finished or empty replay has nothing left; Redis refuses an empty pipeline.
+        if self.queue.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         for c in &self.queue {
-            pipe.cmd("XLEN").arg(self.names.stream_key(c));
+            pipe.cmd("XLEN").arg(self.contracts.stream_key(c));
         }
-        let lens: Vec<u64> = pipe.query_async(&mut self.conn).await.map_err(|source| MirrorError::Redis {
-            op: "XLEN",
-            addr: self.addr.clone(),
-            source,
-        })?;
+        let lens: Vec<u64> = pipe.query_async(&mut self.redis.conn).await.map_err(self.redis.err("XLEN"))?;
         Ok(lens.iter().sum())
     }
 
@@ -161,26 +156,24 @@ impl RedisSource {
                     (Some(c), 0) => format!("({c}"),
                     _ => self.sel.since.timestamp_millis().max(0).to_string(),
                 };
-                pipe.cmd("XRANGE").arg(self.names.stream_key(conv)).arg(start).arg("+").arg("COUNT").arg(want);
+                pipe.cmd("XRANGE").arg(self.contracts.stream_key(conv)).arg(start).arg("+").arg("COUNT").arg(want);
             }
             // Field pairs in a Vec rather than a HashMap: five fields, looked up a few times each.
-            let results: Vec<Vec<StreamEntry>> = pipe
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|source| MirrorError::Redis { op: "XRANGE", addr: self.addr.clone(), source })?;
+            let results: Vec<Vec<StreamEntry>> =
+                pipe.query_async(&mut self.redis.conn).await.map_err(self.redis.err("XRANGE"))?;
             for (conv, entries) in batch.iter().zip(results) {
-                let key = self.names.stream_key(conv);
+                let key = self.contracts.stream_key(conv);
                 read += entries.len();
                 self.entries_seen += entries.len();
                 for (id, fields) in entries.iter() {
                     let read = if self.sel.raw {
-                        raw_event_of(conv, &self.names, fields).map(|e| {
+                        raw_event_of(conv, &self.contracts, fields).map(|e| {
                             if self.sel.wants(&e.name, e.timestamp_ms) {
                                 page.raw.push(e)
                             }
                         })
                     } else {
-                        event_of(conv, &self.names, fields).map(|e| {
+                        event_of(conv, &self.contracts, fields).map(|e| {
                             if self.sel.wants(&e.name, e.timestamp_ms) {
                                 page.events.push(e)
                             }
@@ -214,7 +207,7 @@ type StreamEntry = (String, Vec<(String, String)>);
 /// Conversations whose XRANGE go in one pipeline.
 const AHEAD: usize = 16;
 
-fn raw_event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<super::RawEvent, String> {
+fn raw_event_of(conv: &str, contracts: &Contracts, f: &[(String, String)]) -> Result<super::RawEvent, String> {
     let field = |k: &str| f.iter().find(|(name, _)| name == k).map(|(_, v)| v);
     let get = |k: &str| field(k).ok_or_else(|| format!("missing field {k:?}"));
     let data =
@@ -223,7 +216,7 @@ fn raw_event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<sup
     Ok(super::RawEvent {
         id: get("id")?.clone(),
         conversation_id: conv.to_string(),
-        channel: names.channel_of(conv),
+        channel: contracts.channel_of(conv),
         name: get("name")?.clone(),
         data,
         client_id: field("clientId").filter(|c| !c.is_empty()).cloned(),
@@ -231,8 +224,8 @@ fn raw_event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<sup
     })
 }
 
-fn event_of(conv: &str, names: &Names, f: &[(String, String)]) -> Result<MirroredEvent, String> {
-    raw_event_of(conv, names, f)?.parsed().map_err(|e| format!("data is not JSON: {e}"))
+fn event_of(conv: &str, contracts: &Contracts, f: &[(String, String)]) -> Result<MirroredEvent, String> {
+    raw_event_of(conv, contracts, f)?.parsed().map_err(|e| format!("data is not JSON: {e}"))
 }
 
 /// The order Postgres rows are read in: by time (timelines), or conversation by conversation
@@ -246,17 +239,15 @@ pub enum Order {
 pub struct PostgresSource {
     pool: PgPool,
     addr: String,
+    table: Table,
     sel: Selection,
     order: Order,
     cursor: Cursor,
 }
 
-const COLUMNS: &str = "id, conversation_id, channel, name, data, client_id, occurred_at";
-const WINDOW: &str = "occurred_at >= $1 AND occurred_at < $2 AND ($3::text[] IS NULL OR conversation_id = ANY($3))";
-
 impl PostgresSource {
-    pub fn new(pool: PgPool, addr: String, sel: Selection, order: Order, at: &Cursor) -> Self {
-        PostgresSource { pool, addr, sel, order, cursor: at.clone() }
+    pub fn new(pool: PgPool, addr: String, table: Table, sel: Selection, order: Order, at: &Cursor) -> Self {
+        PostgresSource { pool, addr, table, sel, order, cursor: at.clone() }
     }
 
     pub fn position(&self) -> Cursor {
@@ -267,20 +258,20 @@ impl PostgresSource {
         (!self.sel.conversations.is_empty()).then(|| self.sel.conversations.clone())
     }
 
-    fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> MirrorError + '_ {
-        move |source| MirrorError::Postgres { op, addr: self.addr.clone(), source }
+    fn err(&self, op: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<> {
+        MirrorError::pg(format!("{op} {}", self.table), &self.addr)
     }
 
     /// The number of rows in the window (what a replay will read, malformed ones included).
     pub async fn estimate(&self) -> Result<u64, MirrorError> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM chat_events WHERE {WINDOW}"))
+        let n: i64 = sqlx::query_scalar(&self.table.count_window_sql())
             .persistent(false)
             .bind(self.sel.since)
             .bind(self.sel.until)
             .bind(self.conversations())
             .fetch_one(&self.pool)
             .await
-            .map_err(self.err("SELECT count(*) chat_events"))?;
+            .map_err(self.err("SELECT count(*) FROM"))?;
         Ok(n.max(0) as u64)
     }
 
@@ -334,7 +325,7 @@ impl PostgresSource {
                     }
                     Ok(None) => break,
                     Err(source) => {
-                        let e = MirrorError::Postgres { op: "SELECT chat_events", addr: self.addr.clone(), source };
+                        let e = self.err("SELECT FROM")(source);
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
@@ -362,24 +353,19 @@ impl PostgresSource {
 
     /// The next chunk's query from the current position (`None`: nothing left).
     fn sql(&self) -> Result<Option<String>, MirrorError> {
-        let (after, binds) = match (&self.cursor, self.order) {
+        let order = match self.order {
+            Order::Time => ReadOrder::Time,
+            Order::Conversation => ReadOrder::Conversation,
+        };
+        let after = match (&self.cursor, self.order) {
             (Cursor::Done, _) => return Ok(None),
-            (Cursor::Start, _) => ("", 3),
-            (Cursor::PgTime { .. }, Order::Time) => ("AND (occurred_at, id) > ($4, $5)", 5),
-            (Cursor::PgConversation { .. }, Order::Conversation) => {
-                ("AND (conversation_id, occurred_at, id) > ($6, $4, $5)", 6)
-            }
+            (Cursor::Start, _) => After::Start,
+            (Cursor::PgTime { .. }, Order::Time) | (Cursor::PgConversation { .. }, Order::Conversation) => After::Key,
             (other, _) => {
                 return Err(MirrorError::Cursor(format!("this Postgres replay cannot resume from {other:?}")));
             }
         };
-        let order = match self.order {
-            Order::Time => "occurred_at, id",
-            Order::Conversation => "conversation_id, occurred_at, id",
-        };
-        // The LIMIT is the parameter after the others.
-        let limit = binds + 1;
-        Ok(Some(format!("SELECT {COLUMNS} FROM chat_events WHERE {WINDOW} {after} ORDER BY {order} LIMIT ${limit}")))
+        Ok(Some(self.table.read_sql(order, after)))
     }
 
     /// One row into the page (or its malformed list), moving the cursor past it.
@@ -397,7 +383,7 @@ impl PostgresSource {
         if self.sel.name.as_ref().is_some_and(|p| !p.matches(&name)) {
             return;
         }
-        let malformed = |reason: String| Malformed { position: format!("chat_events id {id}"), reason };
+        let malformed = |reason: String| Malformed { position: format!("{} id {id}", self.table), reason };
         // jsonb arrives as its JSON text: kept as it is, parsed only when the caller wants a tree.
         type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
         let data = match row.try_get::<Option<Raw>, _>("data") {

@@ -1,5 +1,6 @@
 //! The timeline printer: one line per event as it is read (never holding the window), with the
-//! reply latency next to each `message:ai`.
+//! reply latency next to each reply (the contract's AI event, paired with the customer message
+//! by the reply field, or as the first reply after it under `first-after`).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -7,7 +8,7 @@ use std::io::{self, Write};
 use serde_json::Value;
 
 use super::{Malformed, Source};
-use crate::contracts::events;
+use crate::contracts::{Contracts, EventKind, id_text};
 use crate::mirror::MirrorError;
 use crate::mirror::MirroredEvent;
 use crate::output::Format;
@@ -28,44 +29,88 @@ pub struct Summary {
     pub malformed_examples: Vec<Malformed>,
 }
 
-/// Remembers when each customer message was seen, to put the reply latency next to the reply.
-/// Bounded: forgotten wholesale past 100,000 entries (a reply that far from its question shows
-/// no latency rather than growing memory).
-#[derive(Default)]
-struct Questions(HashMap<(String, String), i64>);
-
-impl Questions {
-    fn note(&mut self, e: &MirroredEvent) {
-        if e.name == events::MESSAGE_USER
-            && let Some(id) = id_of(&e.data["messageId"])
-        {
-            if self.0.len() >= 100_000 {
-                self.0.clear();
+impl Summary {
+    /// The lines for stderr: how many events from which store, and the malformed ones.
+    pub fn describe(&self, from: super::open::Store, conversations: &[String]) -> String {
+        let store = match from {
+            super::open::Store::Redis => "Redis",
+            super::open::Store::Postgres => "Postgres",
+        };
+        let mut out = if self.events == 0 {
+            let what = if conversations.is_empty() {
+                "any conversation".to_string()
+            } else {
+                format!("conversation(s) {}", crate::output::escape(&conversations.join(", ")))
+            };
+            format!("no events in {store} for {what} in this window")
+        } else {
+            format!("{} events from {store}", self.events)
+        };
+        if self.malformed > 0 {
+            out.push_str(&format!("\n{} malformed entries skipped:", self.malformed));
+            for m in &self.malformed_examples {
+                out.push_str(&format!(
+                    "\n  {}: {}",
+                    crate::output::escape(&m.position),
+                    crate::output::escape(&m.reason)
+                ));
             }
-            self.0.insert((e.conversation_id.clone(), id), e.timestamp_ms);
         }
-    }
-
-    fn latency_ms(&self, e: &MirroredEvent) -> Option<i64> {
-        if e.name != events::MESSAGE_AI {
-            return None;
-        }
-        let q = self.0.get(&(e.conversation_id.clone(), id_of(&e.data["replyTo"])?))?;
-        Some(e.timestamp_ms - q)
+        out
     }
 }
 
-fn id_of(v: &Value) -> Option<String> {
-    match v {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(s.clone()),
-        _ => None,
+/// Remembers when each customer message was seen, to put the reply latency next to the reply.
+/// Bounded: forgotten wholesale past 100,000 entries (a reply that far from its question shows
+/// no latency rather than growing memory).
+struct Questions<'c> {
+    contracts: &'c Contracts,
+    /// (conversation, message id) to its time; under `first-after`, the message id is empty and
+    /// the entry is the conversation's oldest unanswered message.
+    seen: HashMap<(String, String), i64>,
+}
+
+impl<'c> Questions<'c> {
+    fn new(contracts: &'c Contracts) -> Self {
+        Questions { contracts, seen: HashMap::new() }
+    }
+
+    fn note(&mut self, e: &MirroredEvent) {
+        if self.contracts.event_kind(&e.name) != Some(EventKind::User) {
+            return;
+        }
+        if self.seen.len() >= 100_000 {
+            self.seen.clear();
+        }
+        match self.contracts.reply.field() {
+            Some(_) => {
+                if let Some(id) = e.data.get("messageId").and_then(id_text) {
+                    self.seen.insert((e.conversation_id.clone(), id), e.timestamp_ms);
+                }
+            }
+            None => {
+                self.seen.entry((e.conversation_id.clone(), String::new())).or_insert(e.timestamp_ms);
+            }
+        }
+    }
+
+    fn latency_ms(&mut self, e: &MirroredEvent) -> Option<i64> {
+        if self.contracts.event_kind(&e.name) != Some(EventKind::Ai) {
+            return None;
+        }
+        let asked = match self.contracts.replied_to(&e.data) {
+            Some(id) => self.seen.get(&(e.conversation_id.clone(), id)).copied(),
+            None if self.contracts.reply.field().is_none() => {
+                self.seen.remove(&(e.conversation_id.clone(), String::new()))
+            }
+            None => None,
+        }?;
+        Some(e.timestamp_ms - asked)
     }
 }
 
 fn shorten(text: &str, max: usize) -> String {
-    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    crate::output::truncate(&one_line, max)
+    crate::output::truncate(&crate::output::escape(text), max)
 }
 
 fn text_of(e: &MirroredEvent) -> String {
@@ -76,9 +121,14 @@ fn text_of(e: &MirroredEvent) -> String {
 }
 
 /// Reads every page of `source` and writes the events in `format` to `w`.
-pub async fn write(source: Source, format: Format, w: &mut dyn Write) -> Result<Summary, TimelineError> {
+pub async fn write(
+    source: Source,
+    contracts: &Contracts,
+    format: Format,
+    w: &mut dyn Write,
+) -> Result<Summary, TimelineError> {
     let mut sum = Summary::default();
-    let mut questions = Questions::default();
+    let mut questions = Questions::new(contracts);
     if format == Format::Table {
         writeln!(w, "{:<24}  {:<12}  {:<14}  {:<16}  {:>9}  text", "time", "conversation", "event", "who", "reply")?;
     }
@@ -116,8 +166,8 @@ pub async fn write(source: Source, format: Format, w: &mut dyn Write) -> Result<
                     writeln!(
                         w,
                         "{t:<24}  {:<12}  {:<14}  {:<16}  {latency:>9}  {}",
-                        e.conversation_id,
-                        e.name,
+                        crate::output::escape(&e.conversation_id),
+                        crate::output::escape(&e.name),
                         shorten(who, 16),
                         shorten(&text_of(e), 60)
                     )?;

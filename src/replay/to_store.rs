@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::contracts::Names;
+use crate::contracts::{Contracts, Table};
 use crate::mirror::{MirrorError, MirroredEvent};
+use crate::redis_handle::Redis;
 
 /// What one write did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -124,27 +124,17 @@ impl StreamRow for super::RawEvent {
 }
 
 pub struct RedisTarget {
-    conn: ConnectionManager,
-    addr: String,
-    names: Names,
+    redis: Redis,
+    contracts: Contracts,
     script: redis::Script,
     dry_run: bool,
 }
 
 impl RedisTarget {
-    pub async fn new(
-        mut conn: ConnectionManager,
-        addr: String,
-        names: Names,
-        dry_run: bool,
-    ) -> Result<Self, MirrorError> {
+    pub async fn new(mut redis: Redis, contracts: Contracts, dry_run: bool) -> Result<Self, MirrorError> {
         let script = redis::Script::new(BACKFILL_LUA);
-        script.prepare_invoke().load_async(&mut conn).await.map_err(|source| MirrorError::Redis {
-            op: "SCRIPT LOAD",
-            addr: addr.clone(),
-            source,
-        })?;
-        Ok(RedisTarget { conn, addr, names, script, dry_run })
+        script.prepare_invoke().load_async(&mut redis.conn).await.map_err(redis.err("SCRIPT LOAD"))?;
+        Ok(RedisTarget { redis, contracts, script, dry_run })
     }
 
     /// Writes a page: one script call per conversation, all in one pipeline.
@@ -166,15 +156,15 @@ impl RedisTarget {
                 .push(e);
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let ttl_ms = self.names.stream_ttl_secs * 1000;
+        let ttl_ms = self.contracts.stream_ttl_secs * 1000;
         let mut pipe = redis::pipe();
         for conv in &order {
             let cmd = pipe
                 .cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(2)
-                .arg(self.names.stream_key(conv))
-                .arg(self.names.active_key())
+                .arg(self.contracts.stream_key(conv))
+                .arg(self.contracts.active_key())
                 .arg(ttl_ms)
                 .arg(now)
                 .arg(*conv)
@@ -184,10 +174,8 @@ impl RedisTarget {
                 cmd.arg(id).arg(name).arg(data.as_ref()).arg(client).arg(ts);
             }
         }
-        let results: Vec<(u64, u64, u64)> = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|source| MirrorError::Redis { op: "EVALSHA backfill", addr: self.addr.clone(), source })?;
+        let results: Vec<(u64, u64, u64)> =
+            pipe.query_async(&mut self.redis.conn).await.map_err(self.redis.err("EVALSHA backfill"))?;
         Ok(results.iter().fold(Written::default(), |acc, (w, s, x)| Written {
             written: acc.written + w,
             skipped: acc.skipped + s,
@@ -199,35 +187,31 @@ impl RedisTarget {
 pub struct PostgresTarget {
     pool: PgPool,
     addr: String,
+    table: Table,
     dry_run: bool,
 }
 
 impl PostgresTarget {
-    /// Creates the mirror table (the project's migration) unless this is a dry run.
-    pub async fn new(pool: PgPool, addr: String, dry_run: bool) -> Result<Self, MirrorError> {
-        if !dry_run {
-            crate::mirror::postgres::migrate(&pool, &addr).await?;
-        }
-        Ok(PostgresTarget { pool, addr, dry_run })
+    /// The table must exist, dry run or not: a replay never creates tables in someone's
+    /// database (`broker-ops db migrate` does, when asked).
+    pub async fn new(pool: PgPool, addr: String, table: Table, dry_run: bool) -> Result<Self, MirrorError> {
+        crate::mirror::postgres::require_table(&pool, &addr, &table).await?;
+        Ok(PostgresTarget { pool, addr, table, dry_run })
     }
 
     pub async fn write(&mut self, events: &[MirroredEvent]) -> Result<Written, MirrorError> {
         let n = events.len() as u64;
         let written = if self.dry_run {
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-            let present: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_events WHERE id = ANY($1)")
+            let present: i64 = sqlx::query_scalar(&self.table.count_ids_sql())
                 .persistent(false)
                 .bind(&ids)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(|source| MirrorError::Postgres {
-                    op: "SELECT chat_events",
-                    addr: self.addr.clone(),
-                    source,
-                })?;
+                .map_err(MirrorError::pg(format!("SELECT count(*) FROM {}", self.table), &self.addr))?;
             n - present.max(0) as u64
         } else {
-            crate::mirror::postgres::insert(&self.pool, &self.addr, events).await?
+            crate::mirror::postgres::insert(&self.pool, &self.addr, &self.table, events).await?
         };
         Ok(Written { written, skipped: n - written, expired: 0 })
     }

@@ -10,6 +10,7 @@ mod ably_api;
 mod channels;
 mod chatwoot_api;
 pub mod latency;
+mod options;
 mod sinks;
 mod sse;
 mod stats;
@@ -27,83 +28,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 pub use latency::{LatencyModel, Stall};
+pub use options::{SandboxOptions, Summary};
 
 use crate::ably::{ErrorInfo, Message};
 use crate::config::AblyKey;
-use crate::contracts::Names;
 use crate::mirror::MirrorError;
-
-/// Everything the sandbox can be told.
-#[derive(Debug, Clone)]
-pub struct SandboxOptions {
-    pub listen: SocketAddr,
-    pub ai_latency: LatencyModel,
-    pub sla_warning: Duration,
-    pub sla_violation: Duration,
-    pub ai_error_rate: f64,
-    pub http_error_rate: f64,
-    pub stall: Option<Stall>,
-    /// Ably key `appId.keyId:secret`; random when not given.
-    pub key: Option<SecretString>,
-    /// Chatwoot inbox identifier; random when not given.
-    pub inbox: Option<String>,
-    /// Chatwoot `api_access_token`; random when not given.
-    pub api_token: Option<SecretString>,
-    pub account_id: u64,
-    pub redis_url: Option<SecretString>,
-    pub database_url: Option<SecretString>,
-    pub names: Names,
-    pub queue: String,
-    pub bull_prefix: String,
-    /// Interval of SSE keepalives (`:keepalive` comments or `heartbeat` events).
-    pub sse_keepalive: Duration,
-    /// Fault: close every SSE stream this long after it opened (clients must resume with `lastEvent`).
-    pub sse_drop_after: Option<Duration>,
-    /// Seed of the sandbox's random draws (latencies, faults), for repeatable runs.
-    pub seed: Option<u64>,
-    /// Time-out for connecting to Redis and Postgres.
-    pub connect_timeout: Duration,
-}
-
-impl SandboxOptions {
-    /// The same options on a free loopback port (in-process use: tests, `sla smoke --sandbox`).
-    pub fn with_free_port(mut self) -> Self {
-        self.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        self
-    }
-}
-
-impl Default for SandboxOptions {
-    fn default() -> Self {
-        SandboxOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
-            ai_latency: LatencyModel::LogNormal { p50: Duration::from_millis(800), p95: Duration::from_millis(2500) },
-            sla_warning: Duration::from_secs(4),
-            sla_violation: Duration::from_secs(5),
-            ai_error_rate: 0.0,
-            http_error_rate: 0.0,
-            stall: None,
-            key: None,
-            inbox: None,
-            api_token: None,
-            account_id: 1,
-            redis_url: None,
-            database_url: None,
-            names: Names::default(),
-            queue: "broker".into(),
-            bull_prefix: "bull".into(),
-            sse_keepalive: Duration::from_secs(15),
-            sse_drop_after: None,
-            seed: None,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -194,7 +128,7 @@ impl State {
         drop(stats);
         if let (Ok(p), Some(sink)) = (&result, &self.sink) {
             for s in &p.delivered {
-                if let Some(conv) = self.opts.names.conversation_of(&s.channel) {
+                if let Some(conv) = self.opts.contracts.conversation_of(&s.channel) {
                     let _ = sink.send(sinks::SinkOp::Mirror(sinks::to_event(&conv, s)));
                 }
             }
@@ -223,6 +157,16 @@ impl Sandbox {
             AblyKey::parse(&key_text).map_err(|e| SandboxError::Option(format!("BROKER_OPS_SANDBOX_KEY: {e}")))?;
         if !(0.0..=1.0).contains(&opts.ai_error_rate) || !(0.0..=1.0).contains(&opts.http_error_rate) {
             return Err(SandboxError::Option("error rates must be between 0 and 1".into()));
+        }
+        if !opts.listen.ip().is_loopback() && !opts.allow_remote {
+            return Err(SandboxError::Option(format!(
+                "--listen {} is not a loopback address: the sandbox hands its keys to anyone who asks; \
+                 pass --allow-remote to serve there anyway",
+                opts.listen
+            )));
+        }
+        if opts.sse_keepalive.is_zero() || opts.sse_drop_after.is_some_and(|d| d.is_zero()) {
+            return Err(SandboxError::Option("SSE keepalive and drop intervals must be more than zero".into()));
         }
         let (sink, sink_task, sink_counters) = sinks::start(&opts).await?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -277,6 +221,28 @@ impl Sandbox {
         format!("http://{}", self.addr)
     }
 
+    /// The base URL, parsed.
+    pub fn url(&self) -> url::Url {
+        // `http://` and a socket address always make a valid URL.
+        url::Url::parse(&self.base_url()).expect("a socket address URL")
+    }
+
+    pub fn key(&self) -> &AblyKey {
+        &self.state.key
+    }
+
+    pub fn inbox(&self) -> &str {
+        &self.state.inbox
+    }
+
+    pub fn api_token(&self) -> String {
+        self.state.api_token.clone()
+    }
+
+    pub fn account_id(&self) -> u64 {
+        self.state.opts.account_id
+    }
+
     /// The environment that points broker-ops at this sandbox, as `(name, value)` pairs.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -287,6 +253,16 @@ impl Sandbox {
             ("CHATWOOT_API_TOKEN", self.state.api_token.clone()),
             ("CHATWOOT_ACCOUNT_ID", self.state.opts.account_id.to_string()),
         ]
+    }
+
+    /// Where it listens and the environment pointing at it.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            listen: self.addr,
+            ai_latency: self.state.opts.ai_latency.to_string(),
+            mirrors: self.state.opts.mirrors(),
+            env: self.env(),
+        }
     }
 
     /// The replies given so far.

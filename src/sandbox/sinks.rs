@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use super::channels::Stored;
 use super::{SandboxOptions, SinkCounters};
-use crate::contracts::Names;
+use crate::contracts::Contracts;
 use crate::mirror::{self, MirroredEvent};
 use crate::queue::QueueKeys;
+use crate::redis_handle::Redis;
 
 #[derive(Debug)]
 pub enum SinkOp {
@@ -47,8 +47,8 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
     }
     let redis = match &opts.redis_url {
         Some(u) => {
-            let url = u.expose_secret();
-            Some((mirror::redis::connect(url, opts.connect_timeout).await?, crate::redact::url(url)))
+            let prefix = &opts.contracts.redis_prefix;
+            Some(Redis::connect(u.expose_secret(), prefix, opts.connect_timeout).await?)
         }
         None => None,
     };
@@ -57,7 +57,8 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
             let url = u.expose_secret();
             let addr = crate::redact::url(url);
             let pool = mirror::postgres::connect(url, opts.connect_timeout).await?;
-            mirror::postgres::migrate(&pool, &addr).await?;
+            // The sandbox stands in for the app, whose deployment owns the table: it makes its own.
+            mirror::postgres::migrate(&pool, &addr, &opts.contracts.table).await?;
             Some((pool, addr))
         }
         None => None,
@@ -66,7 +67,7 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
     let writer = Writer {
         redis,
         pg,
-        names: opts.names.clone(),
+        contracts: opts.contracts.clone(),
         keys: QueueKeys::new(&opts.bull_prefix, &opts.queue),
         counters: counters.clone(),
     };
@@ -75,9 +76,9 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
 }
 
 struct Writer {
-    redis: Option<(ConnectionManager, String)>,
+    redis: Option<Redis>,
     pg: Option<(PgPool, String)>,
-    names: Names,
+    contracts: Contracts,
     keys: QueueKeys,
     counters: Arc<SinkCounters>,
 }
@@ -101,14 +102,14 @@ impl Writer {
             return;
         }
         let mut ok = true;
-        if let Some((conn, addr)) = &mut self.redis
-            && let Err(e) = mirror::redis::append(conn, addr, &self.names, events).await
+        if let Some(redis) = &mut self.redis
+            && let Err(e) = mirror::redis::append(redis, &self.contracts, events).await
         {
             tracing::warn!("sandbox mirror: {e}");
             ok = false;
         }
         if let Some((pool, addr)) = &self.pg
-            && let Err(e) = mirror::postgres::insert(pool, addr, events).await
+            && let Err(e) = mirror::postgres::insert(pool, addr, &self.contracts.table, events).await
         {
             tracing::warn!("sandbox mirror: {e}");
             ok = false;
@@ -119,7 +120,7 @@ impl Writer {
 
     /// Moves jobs through `wait` → `active` → `completed`/`failed` as BullMQ (v5 layout) does.
     async fn queue(&mut self, ops: &[SinkOp]) {
-        let Some((conn, addr)) = &mut self.redis else { return };
+        let Some(redis) = &mut self.redis else { return };
         let k = &self.keys;
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -179,8 +180,8 @@ impl Writer {
                 SinkOp::Mirror(_) => {}
             }
         }
-        if let Err(e) = pipe.query_async::<()>(conn).await {
-            tracing::warn!("sandbox queue: Redis at {addr}: {e}");
+        if let Err(e) = pipe.query_async::<()>(&mut redis.conn).await {
+            tracing::warn!("sandbox queue: Redis at {}: {e}", redis.addr);
             self.counters.errors.fetch_add(ops.len(), Ordering::Relaxed);
         }
     }

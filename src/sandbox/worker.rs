@@ -1,7 +1,8 @@
-//! The sandbox's AI worker. For every customer message it publishes `message:user`, queues a
-//! job, and after a drawn latency posts the reply to Chatwoot and publishes `message:ai` with
-//! `replyTo`; `sla:warning` / `sla:violation` go out when the reply is still missing at the
-//! thresholds. Every outcome is recorded as ground truth.
+//! The sandbox's AI worker. For every customer message it publishes the contract's user event
+//! (`message:user`), queues a job, and after a drawn latency posts the reply to Chatwoot and
+//! publishes the AI event (`message:ai`) with the reply field (`replyTo`, or none under
+//! `first-after`); the SLA warning and violation events go out when the reply is still missing
+//! at the thresholds. Every name comes from the contracts. Every outcome is recorded as truth.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,9 @@ use super::store::ChatMessage;
 use super::{State, TruthRecord, lock};
 use crate::ably::Message;
 use crate::chatwoot::MESSAGE_OUTGOING;
-use crate::contracts::events;
+
+/// The `clientId` the worker publishes with.
+const WORKER_CLIENT_ID: &str = "ai-broker";
 
 const ANSWERS: &[&str] = &[
     "Thanks for asking. A fixed rate keeps your repayments the same for the fixed period; a variable rate moves with the lender's rate.",
@@ -26,9 +29,9 @@ const ANSWERS: &[&str] = &[
 /// Called by the Chatwoot handler once the customer's message is stored.
 pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
     let received = Instant::now();
-    let channel = state.opts.names.channel_of(&msg.conversation_id.to_string());
+    let channel = state.opts.contracts.channel_of(&msg.conversation_id.to_string());
     let user_event = Message {
-        name: Some(events::MESSAGE_USER.into()),
+        name: Some(state.opts.contracts.event_user.clone()),
         client_id: Some(format!("contact:{}", msg.sender.get("id").and_then(|v| v.as_u64()).unwrap_or(0))),
         data: Some(user_data(msg)),
         ..Default::default()
@@ -81,10 +84,10 @@ fn publish(state: &State, channel: &str, m: Message) {
     }
 }
 
-fn sla_event(name: &str, conv: u64, msg_id: u64, elapsed: Duration, threshold: Duration) -> Message {
+fn sla_event(name: String, conv: u64, msg_id: u64, elapsed: Duration, threshold: Duration) -> Message {
     Message {
-        name: Some(name.into()),
-        client_id: Some("ai-broker".into()),
+        name: Some(name),
+        client_id: Some(WORKER_CLIENT_ID.into()),
         data: Some(json!({
             "conversationId": conv, "messageId": msg_id,
             "elapsedMs": elapsed.as_millis() as u64, "thresholdMs": threshold.as_millis() as u64,
@@ -127,7 +130,8 @@ async fn run_job(
         match next_threshold {
             Some((at, threshold, is_viol)) if at <= due || fails => {
                 tokio::time::sleep_until(at.into()).await;
-                let name = if is_viol { events::SLA_VIOLATION } else { events::SLA_WARNING };
+                let c = &state.opts.contracts;
+                let name = if is_viol { c.event_sla_violation.clone() } else { c.event_sla_warning.clone() };
                 publish(state, channel, sla_event(name, conv, msg_id, received.elapsed(), threshold));
                 if is_viol {
                     record.sla_violation = true
@@ -155,18 +159,17 @@ async fn run_job(
     };
     let Some(reply) = reply else { return record };
     let latency = received.elapsed();
+    let mut data = json!({
+        "messageId": reply.id, "conversationId": conv, "content": content, "latencyMs": latency.as_millis() as u64,
+    });
+    if let Some(field) = state.opts.contracts.reply.field() {
+        data[field] = json!(msg_id);
+    }
+    let name = Some(state.opts.contracts.event_ai.clone());
     publish(
         state,
         channel,
-        Message {
-            name: Some(events::MESSAGE_AI.into()),
-            client_id: Some("ai-broker".into()),
-            data: Some(json!({
-                "messageId": reply.id, "conversationId": conv, "content": content,
-                "replyTo": msg_id, "latencyMs": latency.as_millis() as u64,
-            })),
-            ..Default::default()
-        },
+        Message { name, client_id: Some(WORKER_CLIENT_ID.into()), data: Some(data), ..Default::default() },
     );
     record.reply_id = Some(reply.id);
     record.latency_us = Some(latency.as_micros() as u64);

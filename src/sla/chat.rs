@@ -11,7 +11,7 @@ use super::realtime::{self, RtEvent, Subscription};
 use crate::ably::Message;
 use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
 use crate::config::AblyKey;
-use crate::contracts::{Names, events};
+use crate::contracts::{Contracts, EventKind};
 
 /// The measured steps of a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,7 +53,7 @@ pub struct ChatContext {
     pub ably: Option<(url::Url, AblyKey)>,
     pub sse_http: reqwest::Client,
     pub transport: Transport,
-    pub names: Names,
+    pub contracts: Contracts,
     pub run_id: String,
     pub reply_timeout: Duration,
     pub poll_interval: Duration,
@@ -66,6 +66,8 @@ pub struct ChatContext {
 pub struct ChatFailure {
     pub kind: String,
     pub detail: String,
+    /// It failed before its first message went in (the target could not be used at all).
+    pub setup: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -82,7 +84,13 @@ pub struct ChatOutcome {
 }
 
 fn fail(kind: impl Into<String>, detail: impl Into<String>) -> ChatFailure {
-    ChatFailure { kind: kind.into(), detail: detail.into() }
+    ChatFailure { kind: kind.into(), detail: detail.into(), setup: false }
+}
+
+/// A failure before the first message went in.
+fn setup(mut f: ChatFailure) -> ChatFailure {
+    f.setup = true;
+    f
 }
 
 fn chatwoot_failure(step: &str, e: &ChatwootError) -> ChatFailure {
@@ -125,22 +133,25 @@ async fn steps(
     let contact = cw
         .create_contact(&identifier, &format!("Smoke test {index}"))
         .await
-        .map_err(|e| chatwoot_failure("contact", &e))?;
+        .map_err(|e| setup(chatwoot_failure("contact", &e)))?;
     out.phases.push((Phase::Contact, t.elapsed()));
     let t = Instant::now();
-    let conv = cw.create_conversation(&contact.source_id).await.map_err(|e| chatwoot_failure("conversation", &e))?;
+    let conv =
+        cw.create_conversation(&contact.source_id).await.map_err(|e| setup(chatwoot_failure("conversation", &e)))?;
     out.phases.push((Phase::Conversation, t.elapsed()));
     out.conversation_id = Some(conv.id);
     let mut sub = match (ctx.transport, &ctx.ably) {
         (Transport::Sse, Some((base, key))) => {
-            let channel = ctx.names.channel_of(&conv.id.to_string());
+            let channel = ctx.contracts.channel_of(&conv.id.to_string());
             let s = realtime::subscribe(ctx.sse_http.clone(), base.clone(), key.clone(), channel, ctx.timeout)
                 .await
-                .map_err(|e| match &e {
-                    realtime::RealtimeError::Refused { status, code, .. } => {
-                        fail(format!("realtime: HTTP {status} ({code})"), e.to_string())
-                    }
-                    realtime::RealtimeError::Connect { .. } => fail("realtime: connection error", e.to_string()),
+                .map_err(|e| {
+                    setup(match &e {
+                        realtime::RealtimeError::Refused { status, code, .. } => {
+                            fail(format!("realtime: HTTP {status} ({code})"), e.to_string())
+                        }
+                        realtime::RealtimeError::Connect { .. } => fail("realtime: connection error", e.to_string()),
+                    })
                 })?;
             Some(s)
         }
@@ -148,10 +159,13 @@ async fn steps(
     };
     for (turn, text) in messages.iter().enumerate() {
         let sent = Instant::now();
-        let msg = cw.post_message(&contact.source_id, conv.id, text).await.map_err(|e| chatwoot_failure("post", &e))?;
+        let msg = cw.post_message(&contact.source_id, conv.id, text).await.map_err(|e| {
+            let f = chatwoot_failure("post", &e);
+            if turn == 0 { setup(f) } else { f }
+        })?;
         out.phases.push((Phase::PostAck, sent.elapsed()));
         let replied_at = match &mut sub {
-            Some(s) => await_realtime(s, msg.id, sent, ctx.reply_timeout, out).await?,
+            Some(s) => await_realtime(s, &ctx.contracts, msg.id, sent, ctx.reply_timeout, out).await?,
             None => await_poll(ctx, &contact.source_id, conv.id, msg.id, sent).await?,
         };
         out.phases.push((Phase::Reply, replied_at.duration_since(sent)));
@@ -171,10 +185,12 @@ fn data_u64(m: &Message, field: &str) -> Option<u64> {
     }
 }
 
-/// Waits for the first `message:ai` whose `replyTo` is our message, noting the echo of our
-/// own `message:user` and the SLA events on the way.
+/// Waits for the AI event that answers our message (its reply field names it; under
+/// `first-after`, the first AI event after it), noting the echo of our own user event and the
+/// SLA events on the way.
 async fn await_realtime(
     sub: &mut Subscription,
+    contracts: &Contracts,
     msg_id: u64,
     sent: Instant,
     reply_timeout: Duration,
@@ -183,24 +199,33 @@ async fn await_realtime(
     let deadline = tokio::time::Instant::from_std(sent + reply_timeout);
     loop {
         let ev = tokio::time::timeout_at(deadline, sub.rx.recv()).await.map_err(|_| {
-            fail("no reply", format!("no message:ai within {}", crate::duration::format_duration(reply_timeout)))
+            let within = crate::duration::format_duration(reply_timeout);
+            fail("no reply", format!("no {} within {within}", contracts.event_ai))
         })?;
         match ev {
             None => return Err(fail("realtime: stream ended", "the Ably SSE stream ended before the reply")),
             Some(RtEvent::Error(e)) => return Err(fail("realtime: stream error", e)),
             Some(RtEvent::Message(m, at)) => {
-                let name = m.name.as_deref().unwrap_or_default();
-                match name {
-                    n if n == events::MESSAGE_AI && data_u64(&m, "replyTo") == Some(msg_id) => return Ok(at),
-                    n if n == events::MESSAGE_USER && data_u64(&m, "messageId") == Some(msg_id) => {
-                        out.phases.push((Phase::Echo, at.duration_since(sent)));
-                    }
-                    n if n == events::SLA_WARNING && data_u64(&m, "messageId") == Some(msg_id) => out.warnings += 1,
-                    n if n == events::SLA_VIOLATION && data_u64(&m, "messageId") == Some(msg_id) => out.violations += 1,
+                let kind = contracts.event_kind(m.name.as_deref().unwrap_or_default());
+                let about_ours = || data_u64(&m, "messageId") == Some(msg_id);
+                match kind {
+                    Some(EventKind::Ai) if answers(contracts, &m, msg_id) => return Ok(at),
+                    Some(EventKind::User) if about_ours() => out.phases.push((Phase::Echo, at.duration_since(sent))),
+                    Some(EventKind::SlaWarning) if about_ours() => out.warnings += 1,
+                    Some(EventKind::SlaViolation) if about_ours() => out.violations += 1,
                     _ => {}
                 }
             }
         }
+    }
+}
+
+/// Whether an AI event answers message `msg_id`: by the reply field, or (first-after) any AI
+/// event after the message was posted.
+fn answers(contracts: &Contracts, m: &Message, msg_id: u64) -> bool {
+    match contracts.reply.field() {
+        Some(field) => data_u64(m, field) == Some(msg_id),
+        None => true,
     }
 }
 

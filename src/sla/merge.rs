@@ -39,6 +39,8 @@ struct Meta {
     warnings: u64,
     violations: u64,
     errors: BTreeMap<String, (usize, String)>,
+    #[serde(default)]
+    setup_failures: usize,
 }
 
 fn err(path: &Path, reason: impl ToString) -> MergeError {
@@ -59,6 +61,7 @@ pub fn write_log(path: &Path, report: &SmokeReport) -> Result<(), MergeError> {
         warnings: agg.warnings,
         violations: agg.violations,
         errors: agg.errors.clone(),
+        setup_failures: agg.setup_failures,
     };
     let meta_line = serde_json::to_string(&meta).map_err(|e| err(path, e))?;
     let mut buf = Vec::new();
@@ -101,6 +104,7 @@ fn read_log(path: &Path) -> Result<(Aggregate, Meta), MergeError> {
         warnings: meta.warnings,
         violations: meta.violations,
         errors: meta.errors.clone(),
+        setup_failures: meta.setup_failures,
         ..Aggregate::default()
     };
     let mut de = Deserializer::new();

@@ -6,6 +6,7 @@
 //! JUnit. `merge` combines the histogram logs of several runs into one exact result.
 
 pub mod chat;
+pub mod files;
 pub mod histogram;
 pub mod merge;
 pub mod realtime;
@@ -22,13 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use chat::{ChatContext, Phase, Transport};
 pub use histogram::LatencyHistogram;
-pub use report::SmokeReport;
+pub use report::{SmokeReport, Verdict};
 pub use scenario::Scenario;
 pub use threshold::Threshold;
 
 use crate::chatwoot::ChatwootClient;
 use crate::config::AblyKey;
-use crate::contracts::Names;
+use crate::contracts::Contracts;
 
 /// How chats are started.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +52,35 @@ pub struct Target {
     pub can_clean_up: bool,
 }
 
+impl Target {
+    /// The configured target: Chatwoot required, Ably optional (without it, replies are polled).
+    pub fn from_config(c: &crate::config::Config) -> Result<Target, crate::config::ConfigError> {
+        let base = c.require("CHATWOOT_BASE_URL", &c.chatwoot_base_url)?;
+        let inbox = c.require("CHATWOOT_INBOX_IDENTIFIER", &c.chatwoot_inbox_identifier)?;
+        let token = c.chatwoot_api_token.as_ref().map(|s| s.value.clone());
+        let account = c.chatwoot_account_id.as_ref().map(|s| s.value);
+        let can_clean_up = token.is_some() && account.is_some();
+        let chatwoot =
+            ChatwootClient::new(base.value.clone(), Some(inbox.value.clone()), token, account, c.timeout.value);
+        let ably = c.ably_api_key.as_ref().map(|k| (c.ably_rest_url.value.clone(), k.value.clone()));
+        let label = crate::redact::url(base.value.as_str());
+        Ok(Target { chatwoot, label, ably, can_clean_up })
+    }
+
+    /// A sandbox started for the run.
+    pub fn of_sandbox(sb: &crate::sandbox::Sandbox, timeout: Duration) -> Target {
+        let base = sb.url();
+        let chatwoot = ChatwootClient::new(
+            base.clone(),
+            Some(sb.inbox().to_string()),
+            Some(sb.api_token().into()),
+            Some(sb.account_id()),
+            timeout,
+        );
+        Target { chatwoot, label: format!("sandbox {base}"), ably: Some((base, sb.key().clone())), can_clean_up: true }
+    }
+}
+
 #[derive(Clone)]
 pub struct SmokeOptions {
     pub target: Target,
@@ -66,7 +96,7 @@ pub struct SmokeOptions {
     /// Resolve and label the smoke conversations afterwards (when the target allows it).
     pub cleanup_allowed: bool,
     pub timeout: Duration,
-    pub names: Names,
+    pub contracts: Contracts,
     /// The command line as typed (secrets never appear in it: no flag takes one).
     pub command: String,
 }
@@ -104,6 +134,9 @@ pub struct Aggregate {
     pub violations: u64,
     /// Error kind → (count, one full example).
     pub errors: BTreeMap<String, (usize, String)>,
+    /// Chats that failed before a message went in (contact, conversation, subscription, post):
+    /// the target's fault, not a reply's.
+    pub setup_failures: usize,
 }
 
 impl Aggregate {
@@ -125,6 +158,7 @@ impl Aggregate {
             None => self.ok += 1,
             Some(f) => {
                 self.failed += 1;
+                self.setup_failures += usize::from(f.setup);
                 let e = self.errors.entry(f.kind.clone()).or_insert((0, f.detail.clone()));
                 e.0 += 1;
             }
@@ -142,6 +176,7 @@ impl Aggregate {
         self.total += other.total;
         self.ok += other.ok;
         self.failed += other.failed;
+        self.setup_failures += other.setup_failures;
         self.cancelled += other.cancelled;
         self.warnings += other.warnings;
         self.violations += other.violations;
@@ -200,7 +235,7 @@ pub async fn smoke(
         ably: opts.target.ably.clone(),
         sse_http: crate::http::streaming_client(opts.timeout.min(Duration::from_secs(4))),
         transport: if opts.target.ably.is_some() { opts.transport } else { Transport::Poll },
-        names: opts.names.clone(),
+        contracts: opts.contracts.clone(),
         run_id,
         reply_timeout: opts.reply_timeout,
         poll_interval: opts.poll_interval,
@@ -227,7 +262,8 @@ pub async fn smoke(
         }
         if opts.abort_on_fail && aborted.is_none() {
             let planned_samples = (opts.chats * opts.turns.max(1)) as u64;
-            if let Some(t) = opts.thresholds.iter().find(|t| report::cannot_pass(t, &agg, opts.chats, planned_samples))
+            if let Some(t) =
+                opts.thresholds.iter().find(|t| threshold::cannot_pass(t, &agg, opts.chats, planned_samples))
             {
                 aborted = Some(t.expr.clone());
                 run_cancel.cancel();
@@ -246,6 +282,7 @@ pub async fn smoke(
         turns: opts.turns.max(1),
         transport: ctx.transport,
         chats_planned: opts.chats,
+        reply_match: opts.contracts.reply.clone(),
     };
     Ok(SmokeReport::build(report::Inputs {
         agg,

@@ -8,16 +8,19 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::chat::{Phase, Transport};
-use super::threshold::{Metric, Threshold};
+use super::files::histogram_text;
+use super::threshold::{Metric, Threshold, evaluate};
 use super::{Aggregate, LatencyHistogram, Schedule};
 use crate::output::{Render, Style, table};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Mode {
     pub schedule: Schedule,
     pub turns: usize,
     pub transport: Transport,
     pub chats_planned: usize,
+    /// How replies were matched to messages: the contract's reply field, or `first-after`.
+    pub reply_match: crate::contracts::ReplyMatch,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,7 +55,7 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
-fn r3(x: f64) -> f64 {
+pub(crate) fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -135,55 +138,6 @@ pub struct SmokeReport {
     pub aggregate: Aggregate,
 }
 
-/// The observation a threshold is judged on.
-fn observe(t: &Threshold, agg: &Aggregate) -> (Option<f64>, &'static str) {
-    match t.metric {
-        Metric::ErrorRate => (Some(if agg.total == 0 { 0.0 } else { agg.failed as f64 / agg.total as f64 }), "ratio"),
-        Metric::Violations => (Some(agg.violations as f64), "count"),
-        Metric::Warnings => (Some(agg.warnings as f64), "count"),
-        m => {
-            let h = agg.judged_reply();
-            let p = m.percentile().unwrap_or(100.0);
-            ((!h.is_empty()).then(|| if p >= 100.0 { h.max_ms() } else { h.percentile_ms(p) }), "ms")
-        }
-    }
-}
-
-pub fn evaluate(t: &Threshold, agg: &Aggregate) -> ThresholdResult {
-    let (observed, unit) = observe(t, agg);
-    let passed = observed.is_some_and(|o| t.op.holds(o, t.limit));
-    ThresholdResult {
-        expr: t.expr.clone(),
-        metric: t.metric,
-        passed,
-        observed: observed.map(r3),
-        observed_ms: if unit == "ms" { observed.map(r3) } else { None },
-        limit: t.limit,
-        unit,
-        margin: observed.map(|o| r3(o - t.limit)),
-    }
-}
-
-/// Whether `t` has already failed for good, whatever the rest of the run brings.
-pub fn cannot_pass(t: &Threshold, agg: &Aggregate, planned_chats: usize, planned_samples: u64) -> bool {
-    use super::threshold::Op;
-    let over = |count: f64, limit: f64, op: Op| match op {
-        Op::Lt => count >= limit,
-        Op::Le | Op::Eq => count > limit,
-    };
-    match t.metric {
-        Metric::ErrorRate => over(agg.failed as f64 / planned_chats.max(1) as f64, t.limit, t.op),
-        Metric::Violations => over(agg.violations as f64, t.limit, t.op),
-        Metric::Warnings => over(agg.warnings as f64, t.limit, t.op),
-        m => {
-            let h = agg.judged_reply();
-            let allowed = (1.0 - m.percentile().unwrap_or(100.0) / 100.0) * planned_samples as f64;
-            let above = h.count_above_ms(t.limit) as f64;
-            above > allowed
-        }
-    }
-}
-
 fn mode_json(m: &Mode) -> Value {
     let (lp, conc, rate) = match m.schedule {
         Schedule::Closed { concurrency } => ("closed", Some(concurrency), None),
@@ -193,10 +147,40 @@ fn mode_json(m: &Mode) -> Value {
         Transport::Sse => "sse",
         Transport::Poll => "poll",
     };
-    json!({"loop": lp, "concurrency": conc, "rate_per_s": rate, "turns": m.turns, "transport": transport})
+    let reply_match = match &m.reply_match {
+        crate::contracts::ReplyMatch::Field(f) => format!("field {f}"),
+        crate::contracts::ReplyMatch::FirstAfter => "first-after".to_string(),
+    };
+    json!({"loop": lp, "concurrency": conc, "rate_per_s": rate, "turns": m.turns, "transport": transport,
+           "reply_match": reply_match})
+}
+
+/// What a smoke run comes to, for the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    /// It ran and a threshold failed (or it was aborted or interrupted).
+    Failed,
+    /// No chat got as far as its first message: the target could not be used at all.
+    CouldNotRun(String),
 }
 
 impl SmokeReport {
+    /// Passed, failed, or could not run: when every chat that ran failed before its first
+    /// message went in (refused, unreachable, hanging, 4xx/5xx), nothing about replies was
+    /// measured, and that is not an SLA failure.
+    pub fn verdict(&self) -> Verdict {
+        let agg = &self.aggregate;
+        if agg.total > 0 && agg.ok == 0 && agg.setup_failures == agg.failed {
+            let example = self.errors.first().map(|e| e.example.as_str()).unwrap_or("no detail");
+            return Verdict::CouldNotRun(format!(
+                "could not use the target {}: every chat failed before its first message ({example})",
+                self.target
+            ));
+        }
+        if self.passed { Verdict::Passed } else { Verdict::Failed }
+    }
+
     pub fn build(i: Inputs<'_>) -> Self {
         let agg = i.agg;
         let thresholds: Vec<ThresholdResult> = i.thresholds.iter().map(|t| evaluate(t, &agg)).collect();
@@ -209,7 +193,7 @@ impl SmokeReport {
             .iter()
             .map(|(k, (n, ex))| ErrorCount { kind: k.clone(), count: *n, example: ex.clone() })
             .collect();
-        let planned = i.mode.map_or(agg.total, |m| m.chats_planned);
+        let planned = i.mode.as_ref().map_or(agg.total, |m| m.chats_planned);
         let passed = thresholds.iter().all(|t| t.passed) && agg.total > 0 && i.aborted.is_none() && !i.interrupted;
         SmokeReport {
             schema_version: 1,
@@ -245,7 +229,7 @@ impl SmokeReport {
         }
     }
 
-    fn verdict_lines(&self) -> Vec<String> {
+    pub(crate) fn verdict_lines(&self) -> Vec<String> {
         self.thresholds
             .iter()
             .map(|t| {
@@ -266,112 +250,27 @@ impl SmokeReport {
             .collect()
     }
 
-    fn headline(&self) -> String {
+    pub(crate) fn headline(&self) -> String {
         let mode = &self.mode;
         let how = match mode["loop"].as_str() {
             Some("closed") => format!("closed loop, {} at once", mode["concurrency"]),
             Some("open") => format!("open loop, {}/s", mode["rate_per_s"]),
             _ => "merged runs".into(),
         };
+        // Under `first-after` a reply is only the first one after the message: say so.
+        let weak = if mode["reply_match"] == "first-after" && mode["transport"] == "sse" {
+            "; replies matched first-after (weaker)"
+        } else {
+            ""
+        };
         format!(
-            "sla smoke against {} ({how}; {} chats × {} turn(s), {})",
+            "sla smoke against {} ({how}; {} chats × {} turn(s), {}{weak})",
             self.target,
             self.chats.planned,
             mode["turns"].as_u64().unwrap_or(1),
             mode["transport"].as_str().unwrap_or("-")
         )
     }
-
-    /// The Markdown report written to `--report-dir`.
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let verdict = if self.passed { "PASSED" } else { "FAILED" };
-        s.push_str(&format!("# SLA smoke report: {verdict}\n\n"));
-        s.push_str(&format!(
-            "- target: `{}`\n- started: {}\n- duration: {:.1} s\n",
-            self.target,
-            self.started_at,
-            self.duration_ms / 1000.0
-        ));
-        s.push_str(&format!("- run: {}\n- command: `{}`\n", self.headline(), self.command));
-        s.push_str(&format!(
-            "- chats: {} run, {} ok, {} failed, {} cancelled (planned {})\n",
-            self.chats.total, self.chats.ok, self.chats.failed, self.chats.cancelled, self.chats.planned
-        ));
-        s.push_str(&format!(
-            "- SLA events seen: {} warnings, {} violations\n\n",
-            self.sla_events["warning"], self.sla_events["violation"]
-        ));
-        s.push_str("## Thresholds\n\n");
-        for l in self.verdict_lines() {
-            s.push_str(&format!("- {l}\n"));
-        }
-        s.push_str("\n## Phases (ms)\n\n| phase | count | min | p50 | p90 | p95 | p99 | max |\n|---|---|---|---|---|---|---|---|\n");
-        for p in &self.phases {
-            let m = &p.ms;
-            s.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-                p.name, m.count, m.min, m.p50, m.p90, m.p95, m.p99, m.max
-            ));
-        }
-        if let Some(c) = &self.reply_corrected_ms {
-            s.push_str(&format!(
-                "| reply (corrected) | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-                c.count, c.min, c.p50, c.p90, c.p95, c.p99, c.max
-            ));
-        }
-        if !self.errors.is_empty() {
-            s.push_str("\n## Errors\n\n| kind | count | example |\n|---|---|---|\n");
-            for e in &self.errors {
-                s.push_str(&format!("| {} | {} | {} |\n", e.kind, e.count, e.example.replace('|', "\\|")));
-            }
-        }
-        s.push_str("\n## Reply latency histogram\n\n```\n");
-        s.push_str(&histogram_text(&self.aggregate.reply(), 40));
-        s.push_str("```\n");
-        s
-    }
-
-    /// JUnit XML: one test case per threshold.
-    pub fn junit(&self) -> String {
-        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-        let mut suite = TestSuite::new("broker-ops sla smoke");
-        let verdicts = self.verdict_lines();
-        for (t, line) in self.thresholds.iter().zip(verdicts) {
-            let status = if t.passed {
-                TestCaseStatus::success()
-            } else {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(line.clone());
-                s
-            };
-            let mut case = TestCase::new(format!("threshold {}", t.expr), status);
-            case.set_classname("sla.smoke");
-            case.set_system_out(line);
-            suite.add_test_case(case);
-        }
-        if let Some(a) = &self.aborted {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_message(format!("aborted early: {a} could no longer pass"));
-            suite.add_test_case(TestCase::new("run completed", s));
-        }
-        let mut report = Report::new("broker-ops");
-        report.add_test_suite(suite);
-        // Serialising into a String cannot fail for well-formed names, which ours are.
-        report.to_string().unwrap_or_default()
-    }
-}
-
-/// A text histogram of `h`: one bar per bin.
-pub fn histogram_text(h: &LatencyHistogram, width: usize) -> String {
-    let bins = h.bins(12);
-    let top = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
-    let mut s = String::new();
-    for (upper, count) in bins {
-        let bar = "█".repeat(((count as f64 / top as f64) * width as f64).round() as usize);
-        s.push_str(&format!("{:>9} │{bar} {count}\n", format!("≤{:.0}ms", upper)));
-    }
-    s
 }
 
 impl Render for SmokeReport {

@@ -126,6 +126,54 @@ pub fn defaults() -> Vec<Threshold> {
     vec!["p95<5s".parse().expect("constant threshold"), "error_rate<1%".parse().expect("constant threshold")]
 }
 
+/// The observation a threshold is judged on.
+fn observe(t: &Threshold, agg: &super::Aggregate) -> (Option<f64>, &'static str) {
+    match t.metric {
+        Metric::ErrorRate => (Some(if agg.total == 0 { 0.0 } else { agg.failed as f64 / agg.total as f64 }), "ratio"),
+        Metric::Violations => (Some(agg.violations as f64), "count"),
+        Metric::Warnings => (Some(agg.warnings as f64), "count"),
+        m => {
+            let h = agg.judged_reply();
+            let p = m.percentile().unwrap_or(100.0);
+            ((!h.is_empty()).then(|| if p >= 100.0 { h.max_ms() } else { h.percentile_ms(p) }), "ms")
+        }
+    }
+}
+
+pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> super::report::ThresholdResult {
+    let (observed, unit) = observe(t, agg);
+    let passed = observed.is_some_and(|o| t.op.holds(o, t.limit));
+    super::report::ThresholdResult {
+        expr: t.expr.clone(),
+        metric: t.metric,
+        passed,
+        observed: observed.map(super::report::r3),
+        observed_ms: if unit == "ms" { observed.map(super::report::r3) } else { None },
+        limit: t.limit,
+        unit,
+        margin: observed.map(|o| super::report::r3(o - t.limit)),
+    }
+}
+
+/// Whether `t` has already failed for good, whatever the rest of the run brings.
+pub fn cannot_pass(t: &Threshold, agg: &super::Aggregate, planned_chats: usize, planned_samples: u64) -> bool {
+    let over = |count: f64, limit: f64, op: Op| match op {
+        Op::Lt => count >= limit,
+        Op::Le | Op::Eq => count > limit,
+    };
+    match t.metric {
+        Metric::ErrorRate => over(agg.failed as f64 / planned_chats.max(1) as f64, t.limit, t.op),
+        Metric::Violations => over(agg.violations as f64, t.limit, t.op),
+        Metric::Warnings => over(agg.warnings as f64, t.limit, t.op),
+        m => {
+            let h = agg.judged_reply();
+            let allowed = (1.0 - m.percentile().unwrap_or(100.0) / 100.0) * planned_samples as f64;
+            let above = h.count_above_ms(t.limit) as f64;
+            above > allowed
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,46 +1,57 @@
 //! The JWT compact form, decoded strictly: three parts, unpadded base64url with no stray
-//! characters, JSON objects without duplicate keys. HS256 signing and constant-time checking.
+//! characters, JSON objects without duplicate keys. Signatures are made and checked by the
+//! `jsonwebtoken` crate (HS256 only); the strict decoding around it is this project's own,
+//! because the crate accepts what a strict reader should not (docs/tokens.md lists where).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
 
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Signs `header.claims` with HS256 as given (tests use this to make tokens with odd headers;
+/// `issue` goes through `jsonwebtoken::encode`).
 pub fn sign(header: &Value, claims: &Value, secret: &[u8]) -> String {
     let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
     let sig = mac(secret, signing_input.as_bytes());
     format!("{signing_input}.{}", b64(&sig))
 }
 
-pub fn mac(secret: &[u8], input: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    m.update(input);
-    m.finalize().into_bytes().to_vec()
+/// The crate refuses an empty HMAC key. HMAC pads keys with zero bytes to its block size, so an
+/// empty key and the one-byte key `[0]` are the same key: that stands in for it.
+fn hmac_key(secret: &[u8]) -> &[u8] {
+    if secret.is_empty() { &[0] } else { secret }
 }
 
-/// An HMAC-SHA256 key prepared once (its inner and outer pads hashed), cloned per token.
+/// The raw HS256 MAC of `input`.
+pub fn mac(secret: &[u8], input: &[u8]) -> Vec<u8> {
+    // Not empty (above), so the key is accepted.
+    let key = EncodingKey::from_secret(hmac_key(secret)).expect("a non-empty HMAC key");
+    let sig = jsonwebtoken::crypto::sign(input, &key, Algorithm::HS256)
+        // HMAC takes a key of any length and HS256 is built in: signing cannot fail.
+        .expect("HS256 signing");
+    // The crate returns base64url text, which it made itself.
+    URL_SAFE_NO_PAD.decode(sig).expect("the crate's own base64url")
+}
+
+/// An HS256 verification key for `jsonwebtoken`.
 #[derive(Clone)]
-pub struct PreparedKey(HmacSha256);
+pub struct PreparedKey(DecodingKey);
 
 impl PreparedKey {
     pub fn new(secret: &[u8]) -> Self {
-        PreparedKey(HmacSha256::new_from_slice(secret).expect("HMAC takes any key length"))
+        // Not empty (see `hmac_key`), so the key is accepted.
+        PreparedKey(DecodingKey::from_secret(hmac_key(secret)).expect("a non-empty HMAC key"))
     }
 
-    /// Whether `sig` is the HS256 signature of `input`, compared in constant time.
-    pub fn signature_ok(&self, input: &[u8], sig: &[u8]) -> bool {
-        let mut m = self.0.clone();
-        m.update(input);
-        m.verify_slice(sig).is_ok()
+    /// Whether `signature` (the token's third part, base64url) is the HS256 signature of
+    /// `input`, checked by `jsonwebtoken` (constant-time comparison).
+    pub fn signature_ok(&self, input: &[u8], signature: &str) -> bool {
+        jsonwebtoken::crypto::verify(signature, input, &self.0, Algorithm::HS256).unwrap_or(false)
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::codec::PreparedKey;
-use crate::config::{ConfigError, Layers, Source};
+use crate::config::{Config, ConfigError, Source};
 
 /// Shorter secrets are refused: HS256 needs at least as many key bytes as hash bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -36,8 +36,9 @@ pub enum KeysError {
 }
 
 impl Keys {
-    pub fn from_layers(l: &Layers) -> Result<Self, KeysError> {
-        if let Some(s) = l.secret("RESUME_TOKEN_KEYS")? {
+    /// The keys of the configuration: `RESUME_TOKEN_KEYS`, else `RESUME_TOKEN_SECRET`.
+    pub fn from_config(c: &Config) -> Result<Self, KeysError> {
+        if let Some(s) = &c.resume_token_keys {
             let invalid =
                 |reason: String| KeysError::Invalid { name: "RESUME_TOKEN_KEYS", source_: s.source.clone(), reason };
             let mut keys = Vec::new();
@@ -64,17 +65,17 @@ impl Keys {
             }
             return Ok(Keys::new(keys));
         }
-        if let Some(s) = l.secret("RESUME_TOKEN_SECRET")? {
+        if let Some(s) = &c.resume_token_secret {
             let len = s.value.expose_secret().len();
             if len < MIN_SECRET_BYTES {
                 return Err(KeysError::Invalid {
                     name: "RESUME_TOKEN_SECRET",
-                    source_: s.source,
+                    source_: s.source.clone(),
                     reason: format!("the secret is {len} bytes; at least {MIN_SECRET_BYTES} are required"),
                 });
             }
-            let kid = l.plain("RESUME_TOKEN_KID")?.map(|k| k.value).unwrap_or_else(|| "default".into());
-            return Ok(Keys::new(vec![(kid, s.value)]));
+            let kid = c.resume_token_kid.as_ref().map(|k| k.value.clone()).unwrap_or_else(|| "default".into());
+            return Ok(Keys::new(vec![(kid, s.value.clone())]));
         }
         Err(KeysError::Missing)
     }

@@ -1,12 +1,14 @@
-//! Resume tokens: JWT HS256 with header `kid`; claims `iss` (`ai-broker`), `aud`
-//! (`chat-resume`), `conversationId`, `email`, `iat`, `exp`, `jti`. Revocation: Redis key
-//! `resume:revoked:{jti}` living until the token's `exp` (docs/contracts.md).
+//! Resume tokens: JWT HS256 with header `kid`; claims `iss` and `aud` (from the contracts,
+//! default `ai-broker` and `chat-resume`), `conversationId`, `email`, `iat`, `exp`, `jti`.
+//! Revocation: Redis key `resume:revoked:{jti}` living until the token's `exp`
+//! (docs/contracts.md). Signing and signature checks go through the `jsonwebtoken` crate.
 //!
 //! Verification is strict and explains itself: it collects every reason a token fails rather
 //! than stopping at the first, and never panics on any input.
 
 pub mod codec;
 pub mod keys;
+pub mod ops;
 pub mod render;
 pub mod revoke;
 pub mod verify;
@@ -14,13 +16,13 @@ pub mod verify;
 pub use keys::{Keys, KeysError};
 pub use verify::{Verdict, VerifyOptions, verify};
 
-pub const ISSUER: &str = "ai-broker";
-pub const AUDIENCE: &str = "chat-resume";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::contracts::{IdType, TokenContract};
 
 /// What `token issue` made.
 #[derive(Debug, Clone, Serialize)]
@@ -35,43 +37,69 @@ pub struct Issued {
     pub link: Option<String>,
 }
 
-/// Signs a resume token for `conversation_id` and `email`, valid for `ttl` from `now`.
-pub fn issue(
-    keys: &Keys,
-    conversation_id: &str,
-    email: &str,
-    ttl: std::time::Duration,
-    now: i64,
-    app_base_url: Option<&url::Url>,
-) -> Result<Issued, String> {
-    if !verify::email_ok(email) {
-        return Err(format!("{email:?} is not a valid email address"));
+/// The longest a resume token may live: a link that outlives ten years is a mistake.
+pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// What a token is issued for.
+pub struct IssueRequest<'a> {
+    pub conversation_id: &'a str,
+    pub email: &'a str,
+    pub ttl: std::time::Duration,
+    pub now: i64,
+    pub app_base_url: Option<&'a url::Url>,
+}
+
+/// Signs a resume token with `jsonwebtoken` (HS256, header `kid`), claims per the contract.
+pub fn issue(keys: &Keys, contract: &TokenContract, r: IssueRequest) -> Result<Issued, String> {
+    if !verify::email_ok(r.email) {
+        return Err(format!("{} is not a valid email address", crate::output::escape(&format!("{:?}", r.email))));
     }
-    if conversation_id.trim().is_empty() {
-        return Err("the conversation id is empty".into());
+    if r.ttl.is_zero() || r.ttl > MAX_TTL {
+        return Err("the time to live must be more than 0s and at most 10 years".into());
     }
+    let conv = conversation_claim(r.conversation_id, contract.conversation_id)?;
     let (kid, secret) = keys.signing();
     let jti = uuid::Uuid::new_v4().simple().to_string();
-    let exp = now + ttl.as_secs() as i64;
-    let header = json!({"alg": "HS256", "typ": "JWT", "kid": kid});
-    // The web app's conversation ids are numbers in Chatwoot; keep a numeric id numeric.
-    let conv: Value = conversation_id.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(conversation_id));
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "conversationId": conv, "email": email,
-        "iat": now, "exp": exp, "jti": jti,
-    });
-    let token = codec::sign(&header, &claims, secret);
-    let link = app_base_url.map(|base| resume_link(base, &token));
+    let exp = r.now + r.ttl.as_secs() as i64;
+    let mut claims = json!({"conversationId": conv, "email": r.email, "iat": r.now, "exp": exp, "jti": jti});
+    if let Some(iss) = &contract.issuer {
+        claims["iss"] = json!(iss);
+    }
+    if let Some(aud) = &contract.audience {
+        claims["aud"] = json!(aud);
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    let key = jsonwebtoken::EncodingKey::from_secret(secret).map_err(|e| format!("the signing key: {e}"))?;
+    let token = jsonwebtoken::encode(&header, &claims, &key).map_err(|e| format!("signing the token: {e}"))?;
+    let link = r.app_base_url.map(|base| resume_link(base, &token));
     Ok(Issued {
         token,
         jti,
         kid: kid.to_string(),
-        conversation_id: conversation_id.to_string(),
-        email: email.to_string(),
-        iat: now,
+        conversation_id: r.conversation_id.to_string(),
+        email: r.email.to_string(),
+        iat: r.now,
         exp,
         link,
     })
+}
+
+/// `conversationId` as the contract types it.
+fn conversation_claim(id: &str, ty: IdType) -> Result<Value, String> {
+    if id.trim().is_empty() {
+        return Err("the conversation id is empty".into());
+    }
+    let number = id.parse::<u64>().ok();
+    match (ty, number) {
+        (IdType::String, _) => Ok(json!(id)),
+        (IdType::Number | IdType::AsGiven, Some(n)) => Ok(Value::from(n)),
+        (IdType::AsGiven, None) => Ok(json!(id)),
+        (IdType::Number, None) => Err(format!(
+            "the conversation id {} is not a whole number, and contracts.token_conversation_id is \"number\"",
+            crate::output::escape(&format!("{id:?}"))
+        )),
+    }
 }
 
 /// `{APP_BASE_URL}/chat?resume={token}`.
@@ -95,16 +123,11 @@ pub enum SendError {
     Send { addr: String, to: String, reason: String },
 }
 
-/// Emails the resume link to the customer: a plain, clear text message.
-pub async fn send_link(
-    smtp_url: &str,
-    from: &str,
-    issued: &Issued,
-    timeout: std::time::Duration,
-) -> Result<(), SendError> {
+/// Emails the resume link to the customer: a plain, clear text message, one attempt bounded
+/// by the SMTP time-outs.
+pub async fn send_link(smtp: &crate::smtp::Smtp, from: &str, issued: &Issued) -> Result<(), SendError> {
+    use lettre::Message;
     use lettre::message::{Mailbox, header::ContentType};
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    crate::http::ensure_crypto_provider();
     let link = issued.link.as_deref().unwrap_or_default();
     let from: Mailbox = from.parse().map_err(|_| SendError::Address(from.to_string()))?;
     let to: Mailbox = issued.email.parse().map_err(|_| SendError::Address(issued.email.clone()))?;
@@ -120,13 +143,11 @@ pub async fn send_link(
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| SendError::Build(e.to_string()))?;
-    let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
-        .map_err(|e| SendError::Url(e.to_string()))?
-        .timeout(Some(timeout))
-        .build();
-    transport.send(email).await.map(|_| ()).map_err(|e| SendError::Send {
-        addr: crate::redact::url(smtp_url),
+    smtp.send(email).await.map_err(|e| SendError::Send {
+        addr: smtp.addr.clone(),
         to: issued.email.clone(),
-        reason: e.to_string(),
+        reason: match e {
+            crate::smtp::SmtpFailure::Rejected(r) | crate::smtp::SmtpFailure::Transient(r) => r,
+        },
     })
 }

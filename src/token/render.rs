@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::revoke::{LiveRevocation, Revocation};
 use super::{Issued, Keys, Verdict, VerifyOptions, verify};
-use crate::output::{Render, Style, table};
+use crate::output::{Render, Style, escape, table};
 
 fn when(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
@@ -66,11 +66,11 @@ impl Render for VerdictView<'_> {
         } else {
             writeln!(w, "{}", style.bad("INVALID"))?;
             for r in &v.reasons {
-                writeln!(w, "  - {r}")?;
+                writeln!(w, "  - {}", escape(r))?;
             }
         }
         for n in &v.notes {
-            writeln!(w, "  note: {n}")?;
+            writeln!(w, "  note: {}", escape(n))?;
         }
         if let Some(c) = &v.claims {
             let mut t = table(&["claim", "value"]);
@@ -80,11 +80,11 @@ impl Render for VerdictView<'_> {
                         ("iat" | "exp" | "nbf", Some(s)) => format!("{} ({})", when(s), relative(s, self.now)),
                         _ => x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()),
                     };
-                    t.add_row(vec![k.to_string(), shown]);
+                    t.add_row(vec![k.to_string(), escape(&shown)]);
                 }
             }
             if let Some(kid) = &v.kid {
-                t.add_row(vec!["kid (header)".to_string(), kid.clone()]);
+                t.add_row(vec!["kid (header)".to_string(), escape(kid)]);
             }
             writeln!(w, "{t}")?;
         }
@@ -137,12 +137,12 @@ impl Render for Inspected {
                             }
                             _ => x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()),
                         };
-                        t.add_row(vec![k.clone(), shown]);
+                        t.add_row(vec![escape(k), escape(&shown)]);
                     }
                     writeln!(w, "{t}")?;
                 }
-                Ok(other) => writeln!(w, "{name}: {other}")?,
-                Err(e) => writeln!(w, "{name}: cannot decode: {e}")?,
+                Ok(other) => writeln!(w, "{name}: {}", escape(&other.to_string()))?,
+                Err(e) => writeln!(w, "{name}: cannot decode: {}", escape(e))?,
             }
         }
         Ok(())
@@ -161,7 +161,8 @@ impl Render for Inspected {
 impl Render for Revocation {
     fn table(&self, w: &mut dyn Write, _style: Style) -> io::Result<()> {
         let state = if self.already { "was already revoked" } else { "revoked" };
-        writeln!(w, "jti {} {state} at {}; the revocation lasts until {}", self.jti, self.revoked_at, when(self.until))
+        let (jti, at) = (escape(&self.jti), escape(&self.revoked_at));
+        writeln!(w, "jti {jti} {state} at {at}; the revocation lasts until {}", when(self.until))
     }
 
     fn json(&self) -> Value {
@@ -177,7 +178,7 @@ impl Render for RevokedList {
         let mut t = table(&["jti", "revoked at", "expires in"]);
         for r in &self.0 {
             let ttl = crate::duration::format_duration(std::time::Duration::from_secs(r.ttl_secs.max(0) as u64));
-            t.add_row(vec![r.jti.clone(), r.revoked_at.clone(), ttl]);
+            t.add_row(vec![escape(&r.jti), escape(&r.revoked_at), ttl]);
         }
         writeln!(w, "{t}")?;
         writeln!(w, "{} live revocations", self.0.len())

@@ -1,19 +1,10 @@
 //! Revocation in Redis: `resume:revoked:{jti}` holds the time it was revoked and expires with
 //! the token (`EXAT exp`), so the set of live revocations never outgrows the live tokens.
 
-use redis::AsyncCommands;
-use redis::aio::ConnectionLike;
 use serde::Serialize;
 
-use crate::mirror::MirrorError;
-
-pub fn key(prefix: &str, jti: &str) -> String {
-    format!("{prefix}resume:revoked:{jti}")
-}
-
-fn redis_err(op: &'static str, addr: &str, source: redis::RedisError) -> MirrorError {
-    MirrorError::Redis { op, addr: addr.to_string(), source }
-}
+use crate::contracts::{revoked_glob, revoked_jti, revoked_key};
+use crate::redis_handle::{Redis, RedisError};
 
 /// The outcome of `token revoke`.
 #[derive(Debug, Clone, Serialize)]
@@ -26,15 +17,8 @@ pub struct Revocation {
 }
 
 /// Revokes `jti` until `until` (seconds since the epoch), keeping the first revocation time.
-pub async fn revoke<C: ConnectionLike + Send>(
-    conn: &mut C,
-    addr: &str,
-    prefix: &str,
-    jti: &str,
-    until: i64,
-    now: i64,
-) -> Result<Revocation, MirrorError> {
-    let k = key(prefix, jti);
+pub async fn revoke(redis: &mut Redis, jti: &str, until: i64, now: i64) -> Result<Revocation, RedisError> {
+    let k = revoked_key(&redis.prefix, jti);
     let at =
         chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let set: Option<String> = redis::cmd("SET")
@@ -43,29 +27,24 @@ pub async fn revoke<C: ConnectionLike + Send>(
         .arg("NX")
         .arg("EXAT")
         .arg(until)
-        .query_async(conn)
+        .query_async(&mut redis.conn)
         .await
-        .map_err(|e| redis_err("SET NX EXAT", addr, e))?;
+        .map_err(redis.err("SET NX EXAT"))?;
     if set.is_some() {
         return Ok(Revocation { jti: jti.to_string(), revoked_at: at, until, already: false });
     }
     let first: Option<String> =
-        redis::cmd("GET").arg(&k).query_async(conn).await.map_err(|e| redis_err("GET", addr, e))?;
+        redis::cmd("GET").arg(&k).query_async(&mut redis.conn).await.map_err(redis.err("GET"))?;
     Ok(Revocation { jti: jti.to_string(), revoked_at: first.unwrap_or(at), until, already: true })
 }
 
 /// The revocation times of `jtis` (None where not revoked), in one round trip.
-pub async fn check_many<C: ConnectionLike + Send>(
-    conn: &mut C,
-    addr: &str,
-    prefix: &str,
-    jtis: &[&str],
-) -> Result<Vec<Option<String>>, MirrorError> {
+pub async fn check_many(redis: &mut Redis, jtis: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
     if jtis.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<String> = jtis.iter().map(|j| key(prefix, j)).collect();
-    redis::cmd("MGET").arg(&keys).query_async(conn).await.map_err(|e| redis_err("MGET", addr, e))
+    let keys: Vec<String> = jtis.iter().map(|j| revoked_key(&redis.prefix, j)).collect();
+    redis::cmd("MGET").arg(&keys).query_async(&mut redis.conn).await.map_err(redis.err("MGET"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,12 +56,8 @@ pub struct LiveRevocation {
 }
 
 /// Every live revocation.
-pub async fn list<C: ConnectionLike + Send + AsyncCommands>(
-    conn: &mut C,
-    addr: &str,
-    prefix: &str,
-) -> Result<Vec<LiveRevocation>, MirrorError> {
-    let pattern = format!("{}*", key(prefix, ""));
+pub async fn list(redis: &mut Redis) -> Result<Vec<LiveRevocation>, RedisError> {
+    let pattern = revoked_glob(&redis.prefix);
     let mut cursor: u64 = 0;
     let mut keys: Vec<String> = Vec::new();
     loop {
@@ -92,9 +67,9 @@ pub async fn list<C: ConnectionLike + Send + AsyncCommands>(
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(conn)
+            .query_async(&mut redis.conn)
             .await
-            .map_err(|e| redis_err("SCAN", addr, e))?;
+            .map_err(redis.err("SCAN"))?;
         keys.extend(batch);
         cursor = next;
         if cursor == 0 {
@@ -109,11 +84,10 @@ pub async fn list<C: ConnectionLike + Send + AsyncCommands>(
         for k in chunk {
             pipe.get(k).ttl(k);
         }
-        let vals: Vec<(Option<String>, i64)> =
-            pipe.query_async(conn).await.map_err(|e| redis_err("GET/TTL", addr, e))?;
+        let vals: Vec<(Option<String>, i64)> = pipe.query_async(&mut redis.conn).await.map_err(redis.err("GET/TTL"))?;
         for (k, (at, ttl)) in chunk.iter().zip(vals) {
             if let Some(at) = at {
-                let jti = k.rsplit("resume:revoked:").next().unwrap_or(k).to_string();
+                let jti = revoked_jti(k).to_string();
                 out.push(LiveRevocation { jti, revoked_at: at, ttl_secs: ttl });
             }
         }

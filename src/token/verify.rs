@@ -6,14 +6,17 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::codec::{self, Parts};
-use super::{AUDIENCE, ISSUER, Keys, MAX_TOKEN_BYTES};
+use super::{Keys, MAX_TOKEN_BYTES};
+use crate::contracts::{IdType, TokenContract};
 
 #[derive(Debug, Clone, Copy)]
-pub struct VerifyOptions {
-    /// Clock tolerance for `exp`, `nbf` and `iat`.
+pub struct VerifyOptions<'a> {
+    /// Clock tolerance for `exp`, `nbf` and `iat` (none by default).
     pub leeway: Duration,
     /// Now, in seconds since the epoch.
     pub now: i64,
+    /// Issuer, audience, required claims and the type of `conversationId`.
+    pub contract: &'a TokenContract,
 }
 
 /// The result of checking one token.
@@ -88,8 +91,8 @@ pub fn verify(input: &[u8], keys: &Keys, opts: VerifyOptions) -> Verdict {
     let claims = claims.map_err(|e| v.fail(e)).ok();
     let sig = sig.map_err(|e| v.fail(e)).ok();
     let key = header.as_ref().and_then(|h| check_header(h, keys, &mut v));
-    if let (Some(key), Some(sig)) = (key, &sig) {
-        if key.signature_ok(parts.signing_input.as_bytes(), sig) {
+    if let (Some(key), Some(_)) = (key, &sig) {
+        if key.signature_ok(parts.signing_input.as_bytes(), parts.signature) {
             v.signature_ok = true;
         } else {
             v.fail("the signature does not match (signed with another secret, or the token was altered)");
@@ -159,13 +162,9 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// A NumericDate claim: a JSON number (seconds); anything else is a reason.
-fn numeric(c: &Map<String, Value>, name: &str, required: bool, v: &mut Verdict) -> Option<i64> {
+/// A NumericDate claim when present (whether it must be is the contract's `required` list).
+fn numeric(c: &Map<String, Value>, name: &str, v: &mut Verdict) -> Option<i64> {
     match c.get(name) {
-        None if required => {
-            v.fail(format!("the {name} claim is missing"));
-            None
-        }
         None => None,
         Some(Value::Number(n)) => match n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)) {
             Some(x) => Some(x),
@@ -192,57 +191,93 @@ fn span(secs: i64) -> String {
 }
 
 fn check_claims(c: &Map<String, Value>, opts: VerifyOptions, v: &mut Verdict) {
-    let leeway = opts.leeway.as_secs() as i64;
-    let now = opts.now;
-    match c.get("iss") {
-        Some(Value::String(s)) if s == ISSUER => {}
-        Some(Value::String(s)) => v.fail(format!("issuer is {s:?}, expected {ISSUER:?}")),
-        Some(o) => v.fail(format!("iss must be a string, got {}", type_name(o))),
-        None => v.fail("the iss claim is missing"),
+    let contract = opts.contract;
+    for name in &contract.required {
+        if !c.contains_key(name) {
+            v.fail(format!("the {name} claim is missing"));
+        }
     }
-    match c.get("aud") {
-        Some(Value::String(s)) if s == AUDIENCE => {}
-        Some(Value::Array(a)) if a.iter().any(|x| x.as_str() == Some(AUDIENCE)) => {}
-        Some(Value::String(s)) => v.fail(format!("audience is {s:?}, expected {AUDIENCE:?}")),
-        Some(o @ Value::Array(_)) => v.fail(format!("audience {o} does not include {AUDIENCE:?}")),
-        Some(o) => v.fail(format!("aud must be a string, got {}", type_name(o))),
-        None => v.fail("the aud claim is missing"),
-    }
-    match c.get("conversationId") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {}
-        Some(Value::Number(n)) if n.is_u64() => {}
-        Some(o) => v.fail(format!("conversationId must be a non-empty string or a whole number, got {o}")),
-        None => v.fail("the conversationId claim is missing"),
-    }
+    string_claim(c, "iss", "issuer", contract.issuer.as_deref(), v);
+    audience(c, contract.audience.as_deref(), v);
+    conversation_id(c.get("conversationId"), contract.conversation_id, v);
     match c.get("email") {
+        None => {}
         Some(Value::String(s)) if email_ok(s) => {}
         Some(Value::String(s)) => v.fail(format!("email {s:?} is not a valid address")),
         Some(o) => v.fail(format!("email must be a string, got {}", type_name(o))),
-        None => v.fail("the email claim is missing"),
     }
     match c.get("jti") {
+        None => {}
         Some(Value::String(s)) if !s.is_empty() => v.jti = Some(s.clone()),
         Some(o) => v.fail(format!("jti must be a non-empty string, got {o}")),
-        None => v.fail("the jti claim is missing"),
     }
-    let iat = numeric(c, "iat", true, v);
-    let exp = numeric(c, "exp", true, v);
-    let nbf = numeric(c, "nbf", false, v);
+    let iat = numeric(c, "iat", v);
+    let exp = numeric(c, "exp", v);
+    let nbf = numeric(c, "nbf", v);
     v.exp = exp;
+    times(iat, exp, nbf, opts, v);
+}
+
+/// `iss` against the contract: checked when the contract names one.
+fn string_claim(c: &Map<String, Value>, claim: &str, what: &str, expected: Option<&str>, v: &mut Verdict) {
+    let Some(expected) = expected else { return };
+    match c.get(claim) {
+        Some(Value::String(s)) if s == expected => {}
+        Some(Value::String(s)) => v.fail(format!("{what} is {s:?}, expected {expected:?}")),
+        Some(o) => v.fail(format!("{claim} must be a string, got {}", type_name(o))),
+        None => v.fail(format!("the {claim} claim is missing")),
+    }
+}
+
+/// `aud` against the contract: a string or an array that includes it.
+fn audience(c: &Map<String, Value>, expected: Option<&str>, v: &mut Verdict) {
+    let Some(aud) = expected else { return };
+    match c.get("aud") {
+        Some(Value::String(s)) if s == aud => {}
+        Some(Value::Array(a)) if a.iter().any(|x| x.as_str() == Some(aud)) => {}
+        Some(Value::String(s)) => v.fail(format!("audience is {s:?}, expected {aud:?}")),
+        Some(o @ Value::Array(_)) => v.fail(format!("audience {o} does not include {aud:?}")),
+        Some(o) => v.fail(format!("aud must be a string, got {}", type_name(o))),
+        None => v.fail("the aud claim is missing"),
+    }
+}
+
+/// `conversationId`: a non-empty string or a whole number, of the contract's type.
+fn conversation_id(value: Option<&Value>, want: IdType, v: &mut Verdict) {
+    let Some(value) = value else { return };
+    let is_string = match value {
+        Value::String(s) if !s.trim().is_empty() => true,
+        Value::Number(n) if n.is_u64() => false,
+        o => return v.fail(format!("conversationId must be a non-empty string or a whole number, got {o}")),
+    };
+    match (want, is_string) {
+        (IdType::String, false) => {
+            v.fail("conversationId is a number, but contracts.token_conversation_id is \"string\"")
+        }
+        (IdType::Number, true) => {
+            v.fail("conversationId is a string, but contracts.token_conversation_id is \"number\"")
+        }
+        _ => {}
+    }
+}
+
+fn times(iat: Option<i64>, exp: Option<i64>, nbf: Option<i64>, opts: VerifyOptions, v: &mut Verdict) {
+    let leeway = opts.leeway.as_secs() as i64;
+    let now = opts.now;
     if let Some(exp) = exp {
-        if now > exp + leeway {
+        if now >= exp.saturating_add(leeway) {
             v.fail(format!("expired {} ago (exp {})", span(now - exp), when(exp)));
-        } else if now > exp {
+        } else if now >= exp {
             v.notes.push(format!("expired {} ago, within the {}s leeway", span(now - exp), leeway));
         }
     }
     if let Some(nbf) = nbf
-        && nbf > now + leeway
+        && nbf > now.saturating_add(leeway)
     {
         v.fail(format!("not valid before {} (in {})", when(nbf), span(nbf - now)));
     }
     if let Some(iat) = iat
-        && iat > now + leeway
+        && iat > now.saturating_add(leeway)
     {
         v.fail(format!("issued in the future ({}, in {})", when(iat), span(iat - now)));
     }

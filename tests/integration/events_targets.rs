@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use broker_ops::contracts::Names;
+use broker_ops::contracts::Contracts;
 use broker_ops::mirror::MirroredEvent;
 
 use crate::support::{self, bin, run};
@@ -34,17 +34,18 @@ fn fixture(convs: usize, per: usize, ago_ms: i64) -> Vec<MirroredEvent> {
 }
 
 async fn to_postgres(pool: &PgPool, events: &[MirroredEvent]) {
-    broker_ops::mirror::postgres::migrate(pool, "test").await.unwrap();
+    let table = Contracts::default().table;
+    broker_ops::mirror::postgres::migrate(pool, "test", &table).await.unwrap();
     for chunk in events.chunks(5000) {
-        broker_ops::mirror::postgres::insert(pool, "test", chunk).await.unwrap();
+        broker_ops::mirror::postgres::insert(pool, "test", &table, chunk).await.unwrap();
     }
 }
 
 async fn to_redis(prefix: &str, events: &[MirroredEvent]) {
-    let mut conn = support::redis().await;
-    let names = Names::with_redis_prefix(prefix);
+    let mut redis = support::redis_handle(prefix).await;
+    let contracts = Contracts::with_redis_prefix(prefix);
     for chunk in events.chunks(5000) {
-        broker_ops::mirror::redis::append(&mut conn, "test", &names, chunk).await.unwrap();
+        broker_ops::mirror::redis::append(&mut redis, &contracts, chunk).await.unwrap();
     }
 }
 

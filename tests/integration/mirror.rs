@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use broker_ops::contracts::Names;
+use broker_ops::contracts::Contracts;
 use broker_ops::mirror::{self, MirroredEvent};
 use broker_ops::sandbox::SandboxOptions;
 use redis::AsyncCommands;
@@ -28,7 +28,7 @@ pub fn mirrored_options(pool: &PgPool, prefix: &str) -> SandboxOptions {
     SandboxOptions {
         redis_url: Some(SecretString::from(support::redis_url())),
         database_url: Some(SecretString::from(url_of(pool))),
-        names: Names::with_redis_prefix(prefix),
+        contracts: Contracts::with_redis_prefix(prefix),
         bull_prefix: format!("{prefix}bull"),
         ..support::options()
     }
@@ -100,7 +100,12 @@ async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool)
             timestamp_ms: row.get::<chrono::DateTime<chrono::Utc>, _>("occurred_at").timestamp_millis(),
         })
         .collect();
-    assert_eq!(mirror::postgres::insert(&pool, "test", &again).await.unwrap(), 0);
+    assert_eq!(
+        mirror::postgres::insert(&pool, "test", &broker_ops::contracts::Contracts::default().table, &again)
+            .await
+            .unwrap(),
+        0
+    );
     sb.shutdown().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use broker_ops::chatwoot::ChatwootClient;
 use broker_ops::config::AblyKey;
-use broker_ops::contracts::Names;
+use broker_ops::contracts::Contracts;
 use broker_ops::sandbox::{LatencyModel, Sandbox, SandboxOptions, Stall};
 use broker_ops::sla::{self, Scenario, Schedule, SmokeOptions, SmokeReport, Target, Transport};
 use serde_json::Value;
@@ -46,7 +46,7 @@ fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
         abort_on_fail: false,
         cleanup_allowed: true,
         timeout: Duration::from_secs(10),
-        names: Names::default(),
+        contracts: Contracts::default(),
         command: "broker-ops sla smoke (test)".into(),
     }
 }

@@ -91,6 +91,13 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.expect("Redis at REDIS_URL")
 }
 
+/// The library's Redis handle on the test Redis, with `prefix`.
+pub async fn redis_handle(prefix: &str) -> broker_ops::redis_handle::Redis {
+    broker_ops::redis_handle::Redis::connect(&redis_url(), prefix, Duration::from_secs(10))
+        .await
+        .expect("Redis at REDIS_URL")
+}
+
 /// A customer's chat: contact, conversation. Returns (contact source_id, conversation id).
 pub async fn new_chat(env: &Env) -> (String, u64) {
     let contact = post_json(

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use broker_ops::token::{self, Keys, VerifyOptions};
+use broker_ops::contracts::{Contracts, TokenContract};
+use broker_ops::token::{self, IssueRequest, Keys, VerifyOptions};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -23,8 +24,17 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn opts() -> VerifyOptions {
-    VerifyOptions { leeway: Duration::from_secs(30), now: now() }
+/// The default token contract (issuer ai-broker, audience chat-resume).
+static CONTRACT: std::sync::LazyLock<TokenContract> = std::sync::LazyLock::new(|| Contracts::default().token);
+
+fn opts() -> VerifyOptions<'static> {
+    VerifyOptions { leeway: Duration::from_secs(30), now: now(), contract: &CONTRACT }
+}
+
+/// Issues for conversation `conv` to `email`, valid for `ttl`, under the default contract.
+fn issue(conv: &str, email: &str, ttl: Duration, base: Option<&url::Url>) -> token::Issued {
+    let req = IssueRequest { conversation_id: conv, email, ttl, now: now(), app_base_url: base };
+    token::issue(&keys(), &CONTRACT, req).unwrap()
 }
 
 fn claims() -> Value {
@@ -138,15 +148,8 @@ fn a_good_token_is_valid_and_every_bad_input_has_a_precise_reason() {
 
 #[test]
 fn a_resume_link_is_accepted_as_input() {
-    let issued = token::issue(
-        &keys(),
-        "4711",
-        "ann@example.com",
-        Duration::from_secs(60),
-        now(),
-        Some(&"https://chat.example.com/".parse().unwrap()),
-    )
-    .unwrap();
+    let base: url::Url = "https://chat.example.com/".parse().unwrap();
+    let issued = issue("4711", "ann@example.com", Duration::from_secs(60), Some(&base));
     let link = issued.link.clone().unwrap();
     assert_eq!(link, format!("https://chat.example.com/chat?resume={}", issued.token));
     assert!(token::verify(link.as_bytes(), &keys(), opts()).valid);
@@ -178,7 +181,7 @@ async fn peer_verify(lib: &str, t: &str) -> Value {
 
 #[tokio::test]
 async fn tokens_interoperate_with_jsonwebtoken_and_jose_both_ways() {
-    let issued = token::issue(&keys(), "4711", "ann@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    let issued = issue("4711", "ann@example.com", Duration::from_secs(3600), None);
     for lib in ["jsonwebtoken", "jose"] {
         let v = peer_verify(lib, &issued.token).await;
         assert_eq!(v["valid"], true, "{lib} accepts ours: {v}");
@@ -312,7 +315,7 @@ async fn the_binary_issues_verifies_and_exits_0_1_or_3() {
 async fn revocation_lives_in_redis_until_the_token_expires() {
     let prefix = support::prefix("revoke");
     let dir = tempfile::tempdir().unwrap();
-    let issued = token::issue(&keys(), "4711", "ann@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    let issued = issue("4711", "ann@example.com", Duration::from_secs(3600), None);
     let with_redis = |args: &[&str]| {
         let mut c = cmd(dir.path());
         c.args(args).env("REDIS_URL", support::redis_url()).env("REDIS_KEY_PREFIX", &prefix);
@@ -342,7 +345,7 @@ async fn revocation_lives_in_redis_until_the_token_expires() {
     let list: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(list["revocations"][0]["jti"], issued.jti);
 
-    let other = token::issue(&keys(), "4712", "bob@example.com", Duration::from_secs(3600), now(), None).unwrap();
+    let other = issue("4712", "bob@example.com", Duration::from_secs(3600), None);
     let mut c = with_redis(&["token", "verify", "--batch"]);
     c.env("RUST_LOG", "off");
     let r = with_stdin(c, format!("{}\n\n{}\nnot-a-token\n", issued.token, other.token).as_bytes()).await;

@@ -1,6 +1,10 @@
 //! `broker-ops doctor`: for every dependency, whether it is configured, whether it answers,
-//! how fast, and the exact error when it does not. Checks run concurrently, each bounded by
-//! the configured time-out, and none of them writes anything.
+//! how fast, and the exact error when it does not; then every contract (names of channels,
+//! events, keys, the table, token claims) with where its value came from and what the real
+//! stores show ([`evidence`]). Checks run concurrently, each bounded by the configured time-out,
+//! and none of them writes anything.
+
+pub mod evidence;
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -13,7 +17,7 @@ use serde_json::{Value, json};
 use crate::ably::AblyClient;
 use crate::chatwoot::ChatwootClient;
 use crate::config::Config;
-use crate::output::{Render, Style, table};
+use crate::output::{Render, Style, escape, table};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -44,12 +48,23 @@ impl Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct DoctorReport {
     pub checks: Vec<Check>,
+    pub contracts: Vec<evidence::ContractRow>,
 }
 
 impl DoctorReport {
-    /// True when everything configured is reachable.
-    pub fn healthy(&self) -> bool {
+    /// Everything configured is reachable.
+    pub fn reachable(&self) -> bool {
         self.checks.iter().all(|c| !c.configured || c.reachable == Some(true))
+    }
+
+    /// The contracts the stores contradict.
+    pub fn mismatches(&self) -> Vec<&evidence::ContractRow> {
+        self.contracts.iter().filter(|r| matches!(r.evidence, evidence::Evidence::Mismatch(_))).collect()
+    }
+
+    /// Reachable, and no contract contradicted.
+    pub fn healthy(&self) -> bool {
+        self.reachable() && self.mismatches().is_empty()
     }
 }
 
@@ -81,7 +96,45 @@ pub async fn run(config: &Config) -> DoctorReport {
         slack(config, t),
         smtp(config, t)
     );
-    DoctorReport { checks: vec![ably, chatwoot, redis, postgres, slack, smtp] }
+    let contracts = tokio::time::timeout(t * 2, contract_evidence(config, t)).await.unwrap_or_else(|_| {
+        let why = format!("the look at the stores did not finish within {}", crate::duration::format_duration(t * 2));
+        config
+            .contracts
+            .values()
+            .into_iter()
+            .map(|(key, value)| evidence::ContractRow {
+                key,
+                value,
+                source: config.contracts.source_of(key).to_string(),
+                evidence: evidence::Evidence::NoEvidence(why.clone()),
+            })
+            .collect()
+    });
+    DoctorReport { checks: vec![ably, chatwoot, redis, postgres, slack, smtp], contracts }
+}
+
+/// Connects to what is configured (what does not answer is simply not looked at: the checks
+/// above already report it) and gathers the evidence.
+async fn contract_evidence(config: &Config, t: Duration) -> Vec<evidence::ContractRow> {
+    let mut redis = crate::redis_handle::Redis::from_config(config).await.ok().flatten();
+    let pg = match &config.database_url {
+        Some(u) => {
+            let url = u.value.expose_secret();
+            crate::mirror::postgres::connect(url, t).await.ok().map(|p| (p, crate::redact::url(url)))
+        }
+        None => None,
+    };
+    let ably = config
+        .ably_api_key
+        .as_ref()
+        .and_then(|k| AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t).ok());
+    let rows =
+        evidence::contracts(&config.contracts, redis.as_mut(), pg.as_ref().map(|(p, a)| (p, a.clone())), ably.as_ref())
+            .await;
+    if let Some((pool, _)) = pg {
+        pool.close().await;
+    }
+    rows
 }
 
 async fn ably(config: &Config, t: Duration) -> Check {
@@ -127,10 +180,14 @@ async fn chatwoot(config: &Config, t: Duration) -> Check {
 async fn redis(config: &Config, t: Duration) -> Check {
     let Some(url) = &config.redis_url else { return Check::unconfigured("redis", "REDIS_URL") };
     let url = url.value.expose_secret().to_string();
+    let prefix = config.redis_key_prefix.value.clone();
     timed("redis", crate::redact::url(&url), t, async move {
-        let mut conn = crate::mirror::redis::connect(&url, t).await.map_err(|e| e.to_string())?;
-        let info: String =
-            redis::cmd("INFO").arg("server").query_async(&mut conn).await.map_err(|e| format!("INFO: {e}"))?;
+        let mut r = crate::redis_handle::Redis::connect(&url, &prefix, t).await.map_err(|e| e.to_string())?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut r.conn)
+            .await
+            .map_err(|e| format!("Redis INFO at {}: {e}", r.addr))?;
         let version =
             info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
         Ok(format!("Redis {version}"))
@@ -142,19 +199,20 @@ async fn postgres(config: &Config, t: Duration) -> Check {
     let Some(url) = &config.database_url else { return Check::unconfigured("postgres", "DATABASE_URL") };
     let url = url.value.expose_secret().to_string();
     let addr = crate::redact::url(&url);
+    let table = config.contracts.table.clone();
     timed("postgres", addr.clone(), t, async move {
         let pool = crate::mirror::postgres::connect(&url, t).await.map_err(|e| e.to_string())?;
-        let (version, table): (String, Option<String>) =
-            sqlx::query_as("SELECT current_setting('server_version'), to_regclass('chat_events')::text")
-                .persistent(false)
-                .fetch_one(&pool)
-                .await
-                .map_err(|e| format!("Postgres query at {addr}: {e}"))?;
+        let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+            .persistent(false)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| format!("Postgres query at {addr}: {e}"))?;
+        let present = crate::mirror::postgres::table_exists(&pool, &addr, &table).await.map_err(|e| e.to_string())?;
         pool.close().await;
-        let mirror = if table.is_some() {
-            "chat_events present"
+        let mirror = if present {
+            format!("{table} present")
         } else {
-            "chat_events missing (the sandbox or migration creates it)"
+            format!("{table} missing (`broker-ops db migrate` creates it)")
         };
         Ok(format!("PostgreSQL {version}; {mirror}"))
     })
@@ -164,34 +222,41 @@ async fn postgres(config: &Config, t: Duration) -> Check {
 async fn slack(config: &Config, t: Duration) -> Check {
     let Some(url) = &config.slack_webhook_url else { return Check::unconfigured("slack", "SLACK_WEBHOOK_URL") };
     let text = url.value.expose_secret().to_string();
-    timed("slack", crate::redact::secret_path_url(&text), t, async move {
-        // Posting would send a message; a TCP connect shows the host answers without doing so.
-        let u = url::Url::parse(&text).map_err(|e| format!("invalid URL: {e}"))?;
-        let host = u.host_str().ok_or("URL has no host")?.to_string();
-        let port = u.port_or_known_default().unwrap_or(443);
-        tokio::net::TcpStream::connect((host.as_str(), port))
+    let shown = crate::redact::secret_path_url(&text);
+    timed("slack", shown.clone(), t, async move {
+        // Posting would send a message. A GET completes the TLS and HTTP exchange (Slack answers
+        // it with an error status) and posts nothing; a host that accepts TCP but never answers
+        // is not reachable.
+        let resp = crate::http::client(t)
+            .get(&text)
+            .send()
             .await
-            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-        Ok(format!("{host}:{port} accepts connections (no message sent)"))
+            .map_err(|e| format!("Slack GET {shown}: {}", crate::http::describe(&e)))?;
+        Ok(format!("answered HTTP {} to a GET (no message sent)", resp.status().as_u16()))
     })
     .await
 }
 
 async fn smtp(config: &Config, t: Duration) -> Check {
-    let Some(url) = &config.smtp_url else { return Check::unconfigured("smtp", "SMTP_URL") };
-    let text = url.value.expose_secret().to_string();
-    timed("smtp", crate::redact::url(&text), t, async move {
-        crate::http::ensure_crypto_provider();
-        let transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor> =
-            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&text)
-                .map_err(|e| format!("invalid SMTP_URL: {e}"))?
-                .timeout(Some(t))
-                .build();
-        match transport.test_connection().await {
-            Ok(true) => Ok("EHLO and NOOP answered".into()),
-            Ok(false) => Err("the server did not answer NOOP".into()),
-            Err(e) => Err(format!("SMTP: {e}")),
+    let smtp = match crate::smtp::Smtp::from_config(config) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Check::unconfigured("smtp", "SMTP_URL"),
+        Err(e) => {
+            let target = config.smtp_url.as_ref().map(|u| crate::redact::url(u.value.expose_secret()));
+            return Check {
+                name: "smtp",
+                configured: true,
+                reachable: Some(false),
+                target,
+                latency_ms: None,
+                detail: None,
+                error: Some(e),
+            };
         }
+    };
+    timed("smtp", smtp.addr.clone(), t * 2, async move {
+        smtp.check().await?;
+        Ok("EHLO and NOOP answered".to_string())
     })
     .await
 }
@@ -212,24 +277,42 @@ impl Render for DoctorReport {
                 if c.configured { "yes".into() } else { "no".into() },
                 reachable,
                 latency,
-                c.target.clone().unwrap_or_else(|| "-".into()),
-                detail,
+                escape(c.target.as_deref().unwrap_or("-")),
+                escape(&detail),
             ]);
         }
+        writeln!(w, "{t}\n")?;
+        let mut t = table(&["contract", "value", "from", "found"]);
+        for r in &self.contracts {
+            let found = match &r.evidence {
+                evidence::Evidence::Match(d) => style.good(&format!("ok: {}", escape(d))),
+                evidence::Evidence::Mismatch(d) => style.bad(&format!("MISMATCH: {}", escape(d))),
+                evidence::Evidence::NoEvidence(d) => style.dim(&format!("-: {}", escape(d))),
+            };
+            t.add_row(vec![r.key.to_string(), escape(&r.value), escape(&r.source), found]);
+        }
         writeln!(w, "{t}")?;
-        let verdict = if self.healthy() {
-            style.good("all configured dependencies are reachable")
-        } else {
-            style.bad("some configured dependencies are NOT reachable")
-        };
-        writeln!(w, "{verdict}")
+        let mismatches = self.mismatches();
+        if !self.reachable() {
+            writeln!(w, "{}", style.bad("some configured dependencies are NOT reachable"))?;
+        }
+        for m in &mismatches {
+            if let evidence::Evidence::Mismatch(d) = &m.evidence {
+                writeln!(w, "{}", style.bad(&format!("contracts.{} = {:?}: {}", m.key, escape(&m.value), escape(d))))?;
+            }
+        }
+        if self.healthy() {
+            writeln!(w, "{}", style.good("all configured dependencies are reachable; no contract is contradicted"))?;
+        }
+        Ok(())
     }
 
     fn json(&self) -> Value {
-        json!({"schema_version": 1, "kind": "doctor", "healthy": self.healthy(), "checks": self.checks})
+        json!({"schema_version": 1, "kind": "doctor", "healthy": self.healthy(), "checks": self.checks,
+               "contracts": self.contracts})
     }
 
     fn ndjson(&self) -> Vec<Value> {
-        self.checks.iter().map(|c| json!(c)).collect()
+        self.checks.iter().map(|c| json!(c)).chain(self.contracts.iter().map(|c| json!(c))).collect()
     }
 }

@@ -4,22 +4,106 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::health::ProbeError;
+use super::{Check, ProbeReport, Rule, Rules, Unit};
 use crate::ably::AblyClient;
-use crate::contracts::Names;
-use crate::probe::{Check, ProbeReport, Rules, Unit};
+use crate::config::Config;
+use crate::contracts::Contracts;
 use crate::queue::{QueueKeys, counts};
+use crate::redis_handle::Redis;
 
 pub const DEFAULT_WARN: &[&str] =
     &["waiting>100", "oldest_wait>10s", "overdue>0", "queue_paused>0", "mirror_lag>10s", "missing>0"];
 pub const DEFAULT_CRIT: &[&str] = &["waiting>1000", "oldest_wait>30s", "mirror_lag>60s"];
+/// The metrics a rule of this probe may name.
+pub const METRICS: &[&str] = &[
+    "waiting",
+    "active",
+    "delayed",
+    "overdue",
+    "prioritized",
+    "paused",
+    "failed",
+    "completed",
+    "waiting_children",
+    "queue_paused",
+    "oldest_wait",
+    "mirror_lag",
+    "missing",
+];
+
+/// What `ably backlog` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct BacklogRequest {
+    /// BullMQ queue (default `BROKER_QUEUE`).
+    pub queue: Option<String>,
+    pub conversations: Vec<String>,
+    pub top: usize,
+    pub warn: Vec<Rule>,
+    pub crit: Vec<Rule>,
+}
+
+/// `ably backlog` from the configuration. A store that cannot be reached becomes an UNKNOWN
+/// check and the others still report; the whole probe is bounded by 3 x the time-out.
+pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, ProbeError> {
+    let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
+    let t = config.timeout.value;
+    let queue = req.queue.unwrap_or_else(|| config.broker_queue.value.clone());
+    let opts = BacklogOptions {
+        keys: QueueKeys::new(config.bull_prefix.value.clone(), queue),
+        contracts: config.contracts.clone(),
+        conversations: req.conversations,
+        top: req.top,
+        rules,
+        timeout: t,
+    };
+    let mut unknown = Vec::new();
+    let redis = match Redis::from_config(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Without Redis nothing else can be read (the mirror check starts from its active set).
+            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e.to_string());
+            return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
+        }
+    };
+    let mut pg = None;
+    if let Some(u) = &config.database_url {
+        use secrecy::ExposeSecret;
+        let url = u.value.expose_secret();
+        match crate::mirror::postgres::connect(url, t).await {
+            Ok(pool) => pg = Some((pool, crate::redact::url(url))),
+            Err(e) => unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.to_string())),
+        }
+    }
+    let ably = match &config.ably_api_key {
+        Some(k) => Some(AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t)?),
+        None => None,
+    };
+    let mut redis = redis;
+    let stores =
+        Stores { redis: redis.as_mut(), postgres: pg.as_ref().map(|(p, a)| (p, a.clone())), ably: ably.as_ref() };
+    let mut report = match tokio::time::timeout(t * 3, backlog(stores, &opts)).await {
+        Ok(r) => r,
+        Err(_) => ProbeReport {
+            kind: "ably_backlog",
+            checks: vec![opts.rules.unknown(
+                "waiting",
+                "waiting",
+                Unit::Count,
+                "the probe did not finish within 3 x --timeout",
+            )],
+        },
+    };
+    report.checks.extend(unknown);
+    Ok(report)
+}
 
 pub struct BacklogOptions {
     pub keys: QueueKeys,
-    pub names: Names,
+    pub contracts: Contracts,
     /// Conversations to check the mirror for; empty: the most active ones.
     pub conversations: Vec<String>,
     pub top: usize,
@@ -29,7 +113,7 @@ pub struct BacklogOptions {
 
 /// The stores the probe reads; `None` where not configured.
 pub struct Stores<'a> {
-    pub redis: Option<(&'a mut ConnectionManager, String)>,
+    pub redis: Option<&'a mut Redis>,
     pub postgres: Option<(&'a PgPool, String)>,
     pub ably: Option<&'a AblyClient>,
 }
@@ -40,18 +124,19 @@ pub async fn backlog(stores: Stores<'_>, opts: &BacklogOptions) -> ProbeReport {
     let Stores { redis, postgres, ably } = stores;
     match redis {
         None => checks.push(opts.rules.unknown("queue", "waiting", Unit::Count, "REDIS_URL is not set")),
-        Some((conn, addr)) => {
-            checks.extend(queue_checks(conn, &addr, opts, now).await);
-            checks.extend(mirror_checks(conn, &addr, postgres, ably, opts).await);
+        Some(redis) => {
+            checks.extend(queue_checks(redis, opts, now).await);
+            checks.extend(mirror_checks(redis, postgres, ably, opts).await);
         }
     }
     ProbeReport { kind: "ably_backlog", checks }
 }
 
-async fn queue_checks(conn: &mut ConnectionManager, addr: &str, opts: &BacklogOptions, now: i64) -> Vec<Check> {
+async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> Vec<Check> {
     let r = &opts.rules;
     let q = format!("{}:{}", opts.keys.prefix, opts.keys.queue);
-    let c = match counts::read(conn, addr, &opts.keys, now).await {
+    let addr = redis.addr.clone();
+    let c = match counts::read(redis, &opts.keys, now).await {
         Ok(c) => c,
         Err(e) => return vec![r.unknown("waiting", "waiting", Unit::Count, e.to_string())],
     };
@@ -99,29 +184,39 @@ async fn queue_checks(conn: &mut ConnectionManager, addr: &str, opts: &BacklogOp
 }
 
 /// Newest mirrored timestamp (ms) of a conversation in Redis.
-async fn redis_newest(conn: &mut ConnectionManager, names: &Names, conv: &str) -> Result<Option<i64>, String> {
-    let key = names.stream_key(conv);
+async fn redis_newest(redis: &mut Redis, contracts: &Contracts, conv: &str) -> Result<Option<i64>, String> {
+    let key = contracts.stream_key(conv);
     let last: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XREVRANGE")
         .arg(&key)
         .arg("+")
         .arg("-")
         .arg("COUNT")
         .arg(1)
-        .query_async(conn)
+        .query_async(&mut redis.conn)
         .await
-        .map_err(|e| format!("XREVRANGE {key}: {e}"))?;
+        .map_err(|e| format!("Redis XREVRANGE {key} at {}: {e}", redis.addr))?;
     Ok(last.first().and_then(|(_, f)| f.get("timestamp")).and_then(|t| t.parse().ok()))
 }
 
-async fn postgres_newest(pool: &PgPool, conv: &str) -> Result<Option<i64>, String> {
-    let t: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT max(occurred_at) FROM chat_events WHERE conversation_id = $1")
-            .persistent(false)
-            .bind(conv)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| format!("SELECT max(occurred_at): {e}"))?;
+async fn postgres_newest(pool: &PgPool, addr: &str, contracts: &Contracts, conv: &str) -> Result<Option<i64>, String> {
+    let t: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&contracts.table.newest_of_conversation_sql())
+        .persistent(false)
+        .bind(conv)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("Postgres SELECT max(occurred_at) FROM {} at {addr}: {e}", contracts.table))?;
     Ok(t.map(|t| t.timestamp_millis()))
+}
+
+/// How far (s) a store is behind Ably for one conversation. `newer` are the timestamps of Ably's
+/// messages newer than the store's newest (`store_newest`), newest first. Nothing newer: 0. The
+/// store has nothing at all: the age of Ably's newest message.
+pub fn mirror_lag(newer: &[i64], store_newest: Option<i64>, now_ms: i64) -> f64 {
+    match (newer.first(), store_newest) {
+        (None, _) => 0.0,
+        (Some(ably_newest), Some(store)) => (ably_newest - store).max(0) as f64 / 1000.0,
+        (Some(ably_newest), None) => (now_ms - ably_newest).max(0) as f64 / 1000.0,
+    }
 }
 
 /// Ably's messages of a channel newer than `after_ms` (at most 1,000), newest first.
@@ -134,8 +229,7 @@ async fn ably_newer(ably: &AblyClient, channel: &str, after_ms: Option<i64>) -> 
 }
 
 async fn mirror_checks(
-    conn: &mut ConnectionManager,
-    addr: &str,
+    redis: &mut Redis,
     postgres: Option<(&PgPool, String)>,
     ably: Option<&AblyClient>,
     opts: &BacklogOptions,
@@ -145,14 +239,15 @@ async fn mirror_checks(
     // (docs/runbook.md), rather than an UNKNOWN that would page every run.
     let Some(ably) = ably else { return Vec::new() };
     let conversations = if opts.conversations.is_empty() {
-        match conn.zrevrange::<_, Vec<String>>(opts.names.active_key(), 0, opts.top as isize - 1).await {
+        let key = opts.contracts.active_key();
+        match redis.conn.zrevrange::<_, Vec<String>>(&key, 0, opts.top as isize - 1).await {
             Ok(c) => c,
             Err(e) => {
                 return vec![r.unknown(
                     "mirror_lag redis",
                     "mirror_lag",
                     Unit::S,
-                    format!("Redis ZREVRANGE at {addr}: {e}"),
+                    format!("Redis ZREVRANGE {key} at {}: {e}", redis.addr),
                 )];
             }
         }
@@ -170,8 +265,8 @@ async fn mirror_checks(
         let mut problem = None;
         for conv in &conversations {
             let newest = match (store, &postgres) {
-                ("postgres", Some((pool, _))) => postgres_newest(pool, conv).await,
-                _ => redis_newest(conn, &opts.names, conv).await,
+                ("postgres", Some((pool, addr))) => postgres_newest(pool, addr, &opts.contracts, conv).await,
+                _ => redis_newest(redis, &opts.contracts, conv).await,
             };
             let newest = match newest {
                 Ok(n) => n,
@@ -180,19 +275,12 @@ async fn mirror_checks(
                     break;
                 }
             };
-            match ably_newer(ably, &opts.names.channel_of(conv), newest).await {
+            match ably_newer(ably, &opts.contracts.channel_of(conv), newest).await {
                 Ok(newer) => {
                     missing += newer.len() as u64;
-                    if let (Some(ably_newest), Some(store_newest)) = (newer.first(), newest) {
-                        let lag = (ably_newest - store_newest).max(0) as f64 / 1000.0;
-                        if lag > worst.0 {
-                            worst = (lag, Some(conv.clone()));
-                        }
-                    } else if let (Some(ably_newest), None) = (newer.first(), newest) {
-                        let lag = (chrono::Utc::now().timestamp_millis() - ably_newest).max(0) as f64 / 1000.0;
-                        if lag > worst.0 {
-                            worst = (lag, Some(conv.clone()));
-                        }
+                    let lag = mirror_lag(&newer, newest, chrono::Utc::now().timestamp_millis());
+                    if lag > worst.0 {
+                        worst = (lag, Some(conv.clone()));
                     }
                 }
                 Err(e) => {
@@ -225,4 +313,21 @@ async fn mirror_checks(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_lag_is_ablys_newest_against_the_stores_newest() {
+        assert_eq!(mirror_lag(&[], Some(1_000), 9_000), 0.0, "nothing newer in Ably: in step");
+        assert_eq!(mirror_lag(&[5_500, 4_000], Some(1_000), 9_000), 4.5);
+        assert_eq!(mirror_lag(&[5_500], None, 9_000), 3.5, "an empty store lags by the age of Ably's newest");
+        assert_eq!(mirror_lag(&[500], Some(1_000), 9_000), 0.0, "never negative");
+        for d in [DEFAULT_WARN, DEFAULT_CRIT] {
+            Rules::new(d, &[], vec![], vec![], METRICS).unwrap();
+            assert!(d.iter().all(|r| METRICS.contains(&r.parse::<Rule>().unwrap().metric.as_str())));
+        }
+    }
 }

@@ -8,14 +8,76 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 
-use super::{AblyClient, AblyError};
-use crate::probe::{Check, ProbeReport, Rules, Unit};
+use super::{Check, ProbeReport, Rule, Rules, Unit};
+use crate::ably::{AblyClient, AblyError};
+use crate::config::{Config, ConfigError, DEFAULT_ABLY_REST_URL};
 
 /// Ably's public status document, checked only for the default endpoint unless asked.
 pub const STATUS_URL: &str = "https://ably.com/status/up.json";
 
 pub const DEFAULT_WARN: &[&str] = &["latency>300ms", "skew>2s", "failed>0", "refused>0"];
 pub const DEFAULT_CRIT: &[&str] = &["latency>1s", "skew>5s"];
+/// The metrics a rule of this probe may name.
+pub const METRICS: &[&str] =
+    &["latency", "skew", "messages", "connections", "channels", "failed", "refused", "subscribers", "status"];
+
+/// What `ably health` was asked.
+#[derive(Debug, Clone)]
+pub struct HealthRequest {
+    pub window: Duration,
+    pub channels: Channels,
+    /// Ably's status document; by default checked only for Ably's default endpoint.
+    pub status: StatusCheck,
+    pub warn: Vec<Rule>,
+    pub crit: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StatusCheck {
+    Default,
+    At(Url),
+    Off,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ably(#[from] AblyError),
+}
+
+/// `ably health` from the configuration: the whole probe finishes within the time-out,
+/// whatever hangs (what did not answer is UNKNOWN).
+pub async fn run(config: &Config, req: HealthRequest) -> Result<ProbeReport, ProbeError> {
+    let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
+    let key = config.require("ABLY_API_KEY", &config.ably_api_key)?;
+    let t = config.timeout.value;
+    let client = AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), t)?;
+    let default_endpoint = config.ably_rest_url.value.as_str().trim_end_matches('/') == DEFAULT_ABLY_REST_URL;
+    let status_url = match req.status {
+        StatusCheck::Off => None,
+        StatusCheck::At(u) => Some(u),
+        // A constant URL that parses.
+        StatusCheck::Default if default_endpoint => Some(Url::parse(STATUS_URL).expect("constant URL")),
+        StatusCheck::Default => None,
+    };
+    let opts = HealthOptions { window: req.window, channels: req.channels, status_url, rules, timeout: t };
+    Ok(match tokio::time::timeout(t + Duration::from_millis(500), health(&client, &opts)).await {
+        Ok(r) => r,
+        Err(_) => ProbeReport {
+            kind: "ably_health",
+            checks: vec![opts.rules.unknown(
+                "latency",
+                "latency",
+                Unit::Ms,
+                "the probe did not finish within --timeout",
+            )],
+        },
+    })
+}
 
 /// Which channels to report occupancy for.
 #[derive(Debug, Clone)]
@@ -197,7 +259,8 @@ async fn status(opts: &HealthOptions) -> Vec<Check> {
     }
     .await;
     // Ably's own word that it is down is critical whatever the rules say.
-    let rules = Rules::new(&[], &["status<1"], vec![], vec![]);
+    // A constant rule on this probe's own metric.
+    let rules = Rules::new(&[], &["status<1"], vec![], vec![], METRICS).expect("constant status rule");
     match result {
         Ok(up) => vec![rules.check(
             "status",

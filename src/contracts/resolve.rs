@@ -1,0 +1,239 @@
+//! Contracts from the layers: `BROKER_OPS_CONTRACT_<KEY>` in the environment, else the config
+//! file's `[contracts]` table, else the default. An unknown key, a pattern without `{id}` or an
+//! invalid identifier is refused with the file (or variable), the key and why.
+
+use std::path::PathBuf;
+
+use super::{Contracts, IdType, Pattern, ReplyMatch, Table, TokenContract};
+use crate::config::{Layers, Source};
+
+/// Every key of the `[contracts]` table, with its default.
+pub const CONTRACT_KEYS: &[(&str, &str)] = &[
+    ("channel", "conversation:{id}"),
+    ("event_user", "message:user"),
+    ("event_ai", "message:ai"),
+    ("event_sla_warning", "sla:warning"),
+    ("event_sla_violation", "sla:violation"),
+    ("reply_field", "replyTo"),
+    ("redis_stream", "chat:events:{id}"),
+    ("redis_active", "chat:conversations:active"),
+    ("table", "public.chat_events"),
+    ("token_issuer", "ai-broker"),
+    ("token_audience", "chat-resume"),
+    ("token_required", "conversationId,email,iat,exp,jti"),
+    ("token_conversation_id", "as-given"),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("contracts.{key} from {source_}: {reason}")]
+pub struct ContractsError {
+    pub key: String,
+    pub source_: Source,
+    pub reason: String,
+}
+
+/// The environment variable that overrides a contract key.
+pub fn env_var(key: &str) -> String {
+    format!("BROKER_OPS_CONTRACT_{}", key.to_ascii_uppercase())
+}
+
+pub(super) fn defaults() -> Contracts {
+    let raw: Vec<(&'static str, String, Source)> =
+        CONTRACT_KEYS.iter().map(|(k, v)| (*k, v.to_string(), Source::Default)).collect();
+    // The defaults are constants that parse; a test below proves it.
+    build(raw, String::new()).expect("default contracts parse")
+}
+
+/// Resolves the contracts from the layers; `redis_prefix` is `REDIS_KEY_PREFIX`.
+pub fn resolve(layers: &Layers, redis_prefix: String) -> Result<Contracts, ContractsError> {
+    let file = file_table(layers)?;
+    let mut raw = Vec::with_capacity(CONTRACT_KEYS.len());
+    for (key, default) in CONTRACT_KEYS {
+        let var = env_var(key);
+        let found = match layers.env.get(&var) {
+            Some(v) => Some((v.clone(), Source::Env(var))),
+            None => match &file {
+                Some((path, t)) => file_value(path, t, key)?.map(|v| (v, Source::File(path.clone()))),
+                None => None,
+            },
+        };
+        let (value, source) = found.unwrap_or_else(|| (default.to_string(), Source::Default));
+        raw.push((*key, value, source));
+    }
+    build(raw, redis_prefix)
+}
+
+type FileTable<'a> = Option<(PathBuf, &'a toml::Table)>;
+
+/// The `[contracts]` table, with every key in it known.
+fn file_table(layers: &Layers) -> Result<FileTable<'_>, ContractsError> {
+    let Some((path, table)) = &layers.file else { return Ok(None) };
+    let err =
+        |key: &str, reason: String| ContractsError { key: key.into(), source_: Source::File(path.clone()), reason };
+    let t = match table.get("contracts") {
+        None => return Ok(None),
+        Some(toml::Value::Table(t)) => t,
+        Some(other) => return Err(err("*", format!("`contracts` must be a table, found {}", other.type_str()))),
+    };
+    if let Some(unknown) = t.keys().find(|k| !CONTRACT_KEYS.iter().any(|(c, _)| c == k)) {
+        let known: Vec<&str> = CONTRACT_KEYS.iter().map(|(k, _)| *k).collect();
+        return Err(err(unknown, format!("unknown key (known: {})", known.join(", "))));
+    }
+    Ok(Some((path.clone(), t)))
+}
+
+fn file_value(path: &std::path::Path, t: &toml::Table, key: &str) -> Result<Option<String>, ContractsError> {
+    let err = |reason: String| ContractsError { key: key.into(), source_: Source::File(path.into()), reason };
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(toml::Value::Array(items)) if key == "token_required" => {
+            let names: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+            names.map(|n| Some(n.join(","))).ok_or_else(|| err("must be a list of claim names (strings)".into()))
+        }
+        Some(other) => Err(err(format!("must be a string, found {}", other.type_str()))),
+    }
+}
+
+fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Result<Contracts, ContractsError> {
+    let get = |key: &str| -> (&String, &Source) {
+        // Every key of CONTRACT_KEYS is in `raw`, in order, by construction.
+        let (_, v, s) = raw.iter().find(|(k, ..)| *k == key).expect("every contract key resolved");
+        (v, s)
+    };
+    let parse = |key: &str, f: &dyn Fn(&str) -> Result<(), String>| -> Result<String, ContractsError> {
+        let (v, s) = get(key);
+        f(v).map_err(|reason| ContractsError { key: key.into(), source_: s.clone(), reason })?;
+        Ok(v.clone())
+    };
+    let pattern = |key: &str| -> Result<Pattern, ContractsError> {
+        let (v, s) = get(key);
+        Pattern::parse(v).map_err(|reason| ContractsError { key: key.into(), source_: s.clone(), reason })
+    };
+    let typed = |key: &str| -> Result<String, ContractsError> { parse(key, &event_name) };
+    let reply = {
+        let (v, s) = get("reply_field");
+        ReplyMatch::parse(v).map_err(|reason| ContractsError {
+            key: "reply_field".into(),
+            source_: s.clone(),
+            reason,
+        })?
+    };
+    let table = {
+        let (v, s) = get("table");
+        Table::parse(v).map_err(|reason| ContractsError { key: "table".into(), source_: s.clone(), reason })?
+    };
+    let optional = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_string());
+    let required = parse("token_required", &claim_list)?
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let conversation_id = {
+        let (v, s) = get("token_conversation_id");
+        IdType::parse(v).map_err(|reason| ContractsError {
+            key: "token_conversation_id".into(),
+            source_: s.clone(),
+            reason,
+        })?
+    };
+    let sources = raw.iter().map(|(k, _, s)| (*k, s.clone())).collect();
+    Ok(Contracts {
+        channel: pattern("channel")?,
+        event_user: typed("event_user")?,
+        event_ai: typed("event_ai")?,
+        event_sla_warning: typed("event_sla_warning")?,
+        event_sla_violation: typed("event_sla_violation")?,
+        reply,
+        redis_stream: pattern("redis_stream")?,
+        redis_active: parse("redis_active", &key_name)?,
+        table,
+        token: TokenContract {
+            issuer: optional(parse("token_issuer", &|_| Ok(()))?),
+            audience: optional(parse("token_audience", &|_| Ok(()))?),
+            required,
+            conversation_id,
+        },
+        redis_prefix,
+        stream_ttl_secs: 24 * 3600,
+        sources,
+    })
+}
+
+fn event_name(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{v:?} is not an event name (non-empty, no white space)"));
+    }
+    Ok(())
+}
+
+fn key_name(v: &str) -> Result<(), String> {
+    event_name(v).map_err(|_| format!("{v:?} is not a Redis key name (non-empty, no white space)"))
+}
+
+fn claim_list(v: &str) -> Result<(), String> {
+    for c in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        if !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            return Err(format!("{c:?} is not a claim name"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::contracts::DEFAULT_REQUIRED_CLAIMS;
+
+    fn layers(toml_text: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Layers) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let l = Layers::new(env, Some(&path)).unwrap();
+        (dir, l)
+    }
+
+    #[test]
+    fn defaults_parse_and_file_and_env_override_them() {
+        let d = Contracts::default();
+        assert_eq!(d.table.quoted(), "\"public\".\"chat_events\"");
+        assert_eq!(d.token.issuer.as_deref(), Some("ai-broker"));
+        assert_eq!(d.token.required, DEFAULT_REQUIRED_CLAIMS);
+        let (_d, l) = layers(
+            "[contracts]\nchannel = \"chat-{id}\"\nreply_field = \"inReplyTo\"\nredis_stream = \"conv:{id}:events\"\n\
+             table = \"ops.chat_log\"\ntoken_audience = \"\"\ntoken_required = [\"conversationId\", \"exp\"]\n",
+            &[("BROKER_OPS_CONTRACT_EVENT_AI", "ai:reply")],
+        );
+        let c = resolve(&l, "p:".into()).unwrap();
+        assert_eq!(c.channel_of("5"), "chat-5");
+        assert_eq!(c.reply, ReplyMatch::Field("inReplyTo".into()));
+        assert_eq!(c.stream_key("5"), "p:conv:5:events");
+        assert_eq!(c.table.to_string(), "ops.chat_log");
+        assert_eq!(c.token.audience, None);
+        assert_eq!(c.token.required, ["conversationId", "exp"]);
+        assert_eq!(c.event_ai, "ai:reply");
+        assert_eq!(c.source_of("event_ai"), Source::Env("BROKER_OPS_CONTRACT_EVENT_AI".into()));
+        assert!(matches!(c.source_of("channel"), Source::File(_)));
+        assert_eq!(c.source_of("event_user"), Source::Default);
+    }
+
+    #[test]
+    fn bad_contracts_name_the_file_the_key_and_why() {
+        let (_d, l) = layers("[contracts]\nchanel = \"x:{id}\"\n", &[]);
+        let e = resolve(&l, String::new()).unwrap_err().to_string();
+        assert!(e.starts_with("contracts.chanel from config file ") && e.contains("unknown key"), "{e}");
+        let (_d, l) = layers("[contracts]\nredis_stream = \"conv:events\"\n", &[]);
+        let e = resolve(&l, String::new()).unwrap_err().to_string();
+        assert!(e.starts_with("contracts.redis_stream from config file ") && e.contains("no {id}"), "{e}");
+        let (_d, l) = layers("[contracts]\ntable = \"ops.chat-log\"\n", &[]);
+        let e = resolve(&l, String::new()).unwrap_err().to_string();
+        assert!(e.contains("contracts.table") && e.contains("not a valid identifier"), "{e}");
+        let (_d, l) = layers("", &[("BROKER_OPS_CONTRACT_TOKEN_CONVERSATION_ID", "uuid")]);
+        let e = resolve(&l, String::new()).unwrap_err().to_string();
+        assert!(e.contains("environment variable BROKER_OPS_CONTRACT_TOKEN_CONVERSATION_ID"), "{e}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Every SQL statement broker-ops runs against the Postgres mirror, built from the table contract.
+//! The table name is a checked identifier, quoted, so nothing here is ever built from other input;
+//! values always travel as bind parameters.
+
+use super::Table;
+
+/// The columns of the mirror table, in the order every read selects them.
+pub const COLUMNS: &str = "id, conversation_id, channel, name, data, client_id, occurred_at";
+
+/// The window every read filters on: `$1` since, `$2` until, `$3` conversation ids (or NULL).
+const WINDOW: &str = "occurred_at >= $1 AND occurred_at < $2 AND ($3::text[] IS NULL OR conversation_id = ANY($3))";
+
+/// The order a replay reads in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOrder {
+    Time,
+    Conversation,
+}
+
+/// Where a keyset read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Start,
+    /// `$4` occurred_at, `$5` id (and `$6` conversation id in conversation order).
+    Key,
+}
+
+impl Table {
+    /// The statements of `broker-ops db migrate`: idempotent, in order.
+    pub fn migration(&self) -> Vec<String> {
+        let t = self.quoted();
+        let n = &self.name;
+        let schema = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
+        let table = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\n    \
+                id              text        PRIMARY KEY,\n    \
+                conversation_id text        NOT NULL,\n    \
+                channel         text        NOT NULL,\n    \
+                name            text        NOT NULL,\n    \
+                data            jsonb,\n    \
+                client_id       text,\n    \
+                occurred_at     timestamptz NOT NULL,\n    \
+                mirrored_at     timestamptz NOT NULL DEFAULT now()\n)"
+        );
+        let by_conversation = format!(
+            "CREATE INDEX IF NOT EXISTS \"{n}_conversation_occurred_idx\" ON {t} (conversation_id, occurred_at)"
+        );
+        let by_time = format!("CREATE INDEX IF NOT EXISTS \"{n}_occurred_idx\" ON {t} (occurred_at)");
+        let mut out = vec![table, by_conversation, by_time];
+        if self.schema != "public" {
+            out.insert(0, schema);
+        }
+        out
+    }
+
+    /// Whether the table exists: one text parameter-free query, NULL when it does not.
+    pub fn exists_sql(&self) -> String {
+        let literal = self.quoted().replace('\'', "''");
+        format!("SELECT to_regclass('{literal}')::text")
+    }
+
+    /// Inserts from seven parallel arrays; ids already present are skipped.
+    pub fn insert_sql(&self) -> String {
+        format!(
+            "INSERT INTO {} ({}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::jsonb[], $6::text[], $7::timestamptz[]) ON CONFLICT (id) DO NOTHING",
+            self.quoted(),
+            COLUMNS
+        )
+    }
+
+    /// How many of the ids in `$1` are present.
+    pub fn count_ids_sql(&self) -> String {
+        format!("SELECT count(*) FROM {} WHERE id = ANY($1)", self.quoted())
+    }
+
+    /// Rows in the replay window.
+    pub fn count_window_sql(&self) -> String {
+        format!("SELECT count(*) FROM {} WHERE {WINDOW}", self.quoted())
+    }
+
+    /// One chunk of a replay: the window from a keyset position, in `order`, `LIMIT` the last
+    /// parameter.
+    pub fn read_sql(&self, order: ReadOrder, after: After) -> String {
+        let (after, binds) = match (after, order) {
+            (After::Start, _) => ("", 3),
+            (After::Key, ReadOrder::Time) => ("AND (occurred_at, id) > ($4, $5)", 5),
+            (After::Key, ReadOrder::Conversation) => ("AND (conversation_id, occurred_at, id) > ($6, $4, $5)", 6),
+        };
+        let by = match order {
+            ReadOrder::Time => "occurred_at, id",
+            ReadOrder::Conversation => "conversation_id, occurred_at, id",
+        };
+        let limit = binds + 1;
+        format!("SELECT {COLUMNS} FROM {} WHERE {WINDOW} {after} ORDER BY {by} LIMIT ${limit}", self.quoted())
+    }
+
+    /// The newest event of conversation `$1`.
+    pub fn newest_of_conversation_sql(&self) -> String {
+        format!("SELECT max(occurred_at) FROM {} WHERE conversation_id = $1", self.quoted())
+    }
+
+    /// `doctor`'s evidence: rows since `$1`, and the names and data of up to `$2` recent ones.
+    pub fn recent_count_sql(&self) -> String {
+        format!("SELECT count(*) FROM {} WHERE occurred_at >= $1", self.quoted())
+    }
+
+    pub fn recent_sample_sql(&self) -> String {
+        format!(
+            "SELECT channel, name, data FROM {} WHERE occurred_at >= $1 ORDER BY occurred_at DESC LIMIT $2",
+            self.quoted()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_use_the_quoted_table() {
+        let t = Table::parse("ops.chat_log").unwrap();
+        let m = t.migration();
+        assert_eq!(m[0], "CREATE SCHEMA IF NOT EXISTS \"ops\"");
+        assert!(m[1].starts_with("CREATE TABLE IF NOT EXISTS \"ops\".\"chat_log\" ("));
+        assert!(m[2].contains("\"chat_log_conversation_occurred_idx\" ON \"ops\".\"chat_log\""));
+        assert_eq!(t.exists_sql(), "SELECT to_regclass('\"ops\".\"chat_log\"')::text");
+        assert!(t.read_sql(ReadOrder::Conversation, After::Key).ends_with(
+            "AND (conversation_id, occurred_at, id) > ($6, $4, $5) ORDER BY conversation_id, occurred_at, id LIMIT $7"
+        ));
+        assert!(t.read_sql(ReadOrder::Time, After::Start).ends_with("ORDER BY occurred_at, id LIMIT $4"));
+        assert_eq!(Table::parse("chat_events").unwrap().migration().len(), 3, "no CREATE SCHEMA for public");
+    }
+}

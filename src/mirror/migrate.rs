@@ -1,0 +1,67 @@
+//! `broker-ops db migrate`: the one command that creates the mirror table (and, with the
+//! contracts, its schema and indexes) in the configured Postgres. Nothing else does it for a
+//! production database; `--dry-run` prints the SQL and connects to nothing.
+
+use std::io::{self, Write};
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::MirrorError;
+use crate::config::{Config, ConfigError};
+use crate::output::{Render, Style, escape};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateReport {
+    pub table: String,
+    /// The database, password removed; `None` on a dry run.
+    pub database: Option<String>,
+    pub dry_run: bool,
+    pub statements: Vec<String>,
+    /// Whether the table existed before (`None` on a dry run).
+    pub existed: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+}
+
+pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, MigrateError> {
+    let table = &config.contracts.table;
+    if dry_run {
+        let statements = super::postgres::migration(table);
+        return Ok(MigrateReport { table: table.to_string(), database: None, dry_run, statements, existed: None });
+    }
+    let url = config.require("DATABASE_URL", &config.database_url)?.value.expose_secret().to_string();
+    let addr = crate::redact::url(&url);
+    let pool = super::postgres::connect(&url, config.timeout.value).await?;
+    let existed = super::postgres::table_exists(&pool, &addr, table).await?;
+    let statements = super::postgres::migrate(&pool, &addr, table).await?;
+    pool.close().await;
+    Ok(MigrateReport { table: table.to_string(), database: Some(addr), dry_run, statements, existed: Some(existed) })
+}
+
+impl Render for MigrateReport {
+    fn table(&self, w: &mut dyn Write, _style: Style) -> io::Result<()> {
+        for s in &self.statements {
+            writeln!(w, "{s};")?;
+        }
+        match (&self.database, self.existed) {
+            (None, _) => writeln!(w, "-- dry run: nothing was sent to any database"),
+            (Some(db), Some(true)) => {
+                writeln!(w, "-- {} already existed at {}: missing indexes (if any) were added", self.table, escape(db))
+            }
+            (Some(db), _) => writeln!(w, "-- created {} at {}", self.table, escape(db)),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"schema_version": 1, "kind": "db_migrate", "table": self.table, "database": self.database,
+               "dry_run": self.dry_run, "existed": self.existed, "statements": self.statements})
+    }
+}

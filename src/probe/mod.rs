@@ -1,0 +1,196 @@
+//! Probes (`ably health`, `ably backlog`, and the checks to come): checks with a value,
+//! warn/crit rules and a state,
+//! rendered as a table, JSON, a monitoring-plugins status line with perfdata, or the Prometheus
+//! text exposition format. A check that cannot decide is UNKNOWN with its reason; the others
+//! still report; the probe's state is the worst of its checks.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::exit::ProbeState;
+use crate::output::{Render, Style, escape, table};
+
+pub mod backlog;
+pub mod health;
+mod rules;
+
+pub use rules::{Cmp, Rule, Rules};
+
+/// The unit of a check's value, as perfdata writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Ms,
+    S,
+    Count,
+    Ratio,
+}
+
+impl Unit {
+    fn perfdata(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::S => "s",
+            Unit::Count => "",
+            Unit::Ratio => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    #[serde(skip)]
+    pub metric: String,
+    pub state: ProbeState,
+    pub value: Option<f64>,
+    pub unit: Unit,
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+    /// The warn and crit rules as perfdata ranges.
+    #[serde(skip)]
+    pub ranges: (String, String),
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// `ably_health` or `ably_backlog`.
+    pub kind: &'static str,
+    pub checks: Vec<Check>,
+}
+
+impl ProbeReport {
+    pub fn state(&self) -> ProbeState {
+        self.checks.iter().map(|c| c.state).max().unwrap_or(ProbeState::Unknown)
+    }
+
+    fn title(&self) -> String {
+        self.kind.replace('_', " ").to_uppercase()
+    }
+
+    /// One monitoring-plugins status line: `ABLY HEALTH OK - summary | 'label'=value[UOM];warn;crit;min;max ...`.
+    pub fn nagios(&self) -> String {
+        let state = self.state();
+        let bad: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.state != ProbeState::Ok)
+            .map(|c| format!("{} {}: {}", escape(&c.name), c.state.label(), escape(&c.detail)))
+            .collect();
+        let summary = if bad.is_empty() { format!("{} checks OK", self.checks.len()) } else { bad.join("; ") };
+        let perf: Vec<String> = self
+            .checks
+            .iter()
+            .filter_map(|c| {
+                let v = c.value?;
+                let min = if v >= 0.0 { "0" } else { "" };
+                let max = if c.unit == Unit::Ratio { "1" } else { "" };
+                let (warn, crit) = &c.ranges;
+                Some(format!(
+                    "'{}'={}{};{warn};{crit};{min};{max}",
+                    c.name.replace('\'', "\""),
+                    fmt_num(v),
+                    c.unit.perfdata()
+                ))
+            })
+            .collect();
+        // Monitoring plugins must not put '|' in the text part.
+        let summary = summary.replace('|', "/");
+        format!("{} {} - {} | {}", self.title(), state.label(), summary, perf.join(" "))
+    }
+
+    /// The Prometheus text exposition format: one gauge of values and one of states.
+    pub fn prometheus(&self) -> String {
+        use prometheus_client::encoding::text::encode;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        use prometheus_client::registry::Registry;
+        type Labels = Vec<(String, String)>;
+        let values = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let states = Family::<Labels, Gauge>::default();
+        let probe = Family::<Labels, Gauge>::default();
+        let mut registry = Registry::with_prefix("broker_ops");
+        registry.register("check_value", "Value of a broker-ops probe check, in the unit label", values.clone());
+        registry.register(
+            "check_state",
+            "State of a broker-ops probe check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+            states.clone(),
+        );
+        registry.register(
+            "probe_state",
+            "State of a broker-ops probe: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+            probe.clone(),
+        );
+        for c in &self.checks {
+            let labels = vec![("probe".to_string(), self.kind.to_string()), ("check".to_string(), c.name.clone())];
+            if let Some(v) = c.value {
+                let mut l = labels.clone();
+                l.push(("unit".to_string(), format!("{:?}", c.unit).to_lowercase()));
+                values.get_or_create(&l).set(v);
+            }
+            states.get_or_create(&labels).set(i64::from(c.state.code()));
+        }
+        probe.get_or_create(&vec![("probe".to_string(), self.kind.to_string())]).set(i64::from(self.state().code()));
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
+
+pub(crate) fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v:.3}") }
+}
+
+fn shown(v: Option<f64>, unit: Unit) -> String {
+    match (v, unit) {
+        (None, _) => "-".into(),
+        (Some(v), Unit::Ms) => format!("{}ms", fmt_num(v)),
+        (Some(v), Unit::S) => format!("{}s", fmt_num(v)),
+        (Some(v), Unit::Ratio) => format!("{:.2}%", v * 100.0),
+        (Some(v), Unit::Count) => fmt_num(v),
+    }
+}
+
+impl Render for ProbeReport {
+    fn table(&self, w: &mut dyn Write, style: Style) -> io::Result<()> {
+        let mut t = table(&["check", "value", "warn", "crit", "state", "detail"]);
+        for c in &self.checks {
+            let state = match c.state {
+                ProbeState::Ok => style.good("OK"),
+                s => style.bad(s.label()),
+            };
+            t.add_row(vec![
+                escape(&c.name),
+                shown(c.value, c.unit),
+                shown(c.warn, c.unit),
+                shown(c.crit, c.unit),
+                state,
+                escape(&c.detail),
+            ]);
+        }
+        writeln!(w, "{t}")?;
+        writeln!(w, "{}: {}", self.title(), self.state().label())
+    }
+
+    fn json(&self) -> Value {
+        json!({"schema_version": 1, "kind": self.kind, "state": self.state(), "checks": self.checks})
+    }
+
+    fn ndjson(&self) -> Vec<Value> {
+        self.checks.iter().map(|c| json!(c)).collect()
+    }
+
+    fn as_nagios(&self) -> Option<String> {
+        Some(self.nagios())
+    }
+
+    fn as_prometheus(&self) -> Option<String> {
+        Some(self.prometheus())
+    }
+}
+
+pub use crate::fsutil::write_atomically;

@@ -1,0 +1,79 @@
+//! The one way broker-ops talks to Redis: a reconnecting connection, the address it shows (with
+//! the password removed) and the key prefix of this deployment or test, carried together so
+//! that every module that reads or writes Redis names the same address and uses the same keys.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {op} at {addr}: {source}")]
+pub struct RedisError {
+    pub op: String,
+    pub addr: String,
+    #[source]
+    pub source: redis::RedisError,
+}
+
+/// A Redis connection with its shown address and key prefix.
+#[derive(Clone)]
+pub struct Redis {
+    pub conn: ConnectionManager,
+    /// The address, password removed: what every error and report names.
+    pub addr: String,
+    /// Put before every key broker-ops reads or writes (`REDIS_KEY_PREFIX`).
+    pub prefix: String,
+    pub timeout: Duration,
+}
+
+impl Redis {
+    /// Connects to `url`. Every command then has `timeout` as its whole budget: one attempt,
+    /// no hidden retry that would double it.
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Redis, RedisError> {
+        crate::http::ensure_crypto_provider();
+        let addr = crate::redact::url(url);
+        let err = |op: &str, source| RedisError { op: op.into(), addr: addr.clone(), source };
+        let client = redis::Client::open(url).map_err(|e| err("open", e))?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(0);
+        let conn = match tokio::time::timeout(timeout, client.get_connection_manager_with_config(cfg)).await {
+            Ok(r) => r.map_err(|e| err("connect", e))?,
+            Err(_) => {
+                let source = redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {}", crate::duration::format_duration(timeout)),
+                ));
+                return Err(err("connect", source));
+            }
+        };
+        Ok(Redis { conn, addr, prefix: prefix.to_string(), timeout })
+    }
+
+    /// The configured Redis (`REDIS_URL`, `REDIS_KEY_PREFIX`, `--timeout`), `None` when unset.
+    pub async fn from_config(config: &Config) -> Result<Option<Redis>, RedisError> {
+        match &config.redis_url {
+            None => Ok(None),
+            Some(u) => {
+                let r = Redis::connect(u.value.expose_secret(), &config.redis_key_prefix.value, config.timeout.value)
+                    .await?;
+                Ok(Some(r))
+            }
+        }
+    }
+
+    /// The error of operation `op` on this connection, for `map_err`.
+    pub fn err(&self, op: &str) -> impl FnOnce(redis::RedisError) -> RedisError + use<> {
+        let (op, addr) = (op.to_string(), self.addr.clone());
+        move |source| RedisError { op, addr, source }
+    }
+
+    /// A key with this connection's prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}

@@ -1,0 +1,158 @@
+//! The files a smoke run leaves: the Markdown report and its JSON twin in the report directory
+//! (names unique even when runs start in the same second), JUnit XML, and the text histogram.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::LatencyHistogram;
+use super::report::SmokeReport;
+use crate::output::escape;
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing {}: {source}", escape(&path.display().to_string()))]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + use<> {
+    let path = path.to_path_buf();
+    move |source| FileError { path, source }
+}
+
+impl SmokeReport {
+    /// The Markdown report written to `--report-dir`.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        s.push_str(&format!("# SLA smoke report: {verdict}\n\n"));
+        s.push_str(&format!(
+            "- target: `{}`\n- started: {}\n- duration: {:.1} s\n",
+            self.target,
+            self.started_at,
+            self.duration_ms / 1000.0
+        ));
+        s.push_str(&format!("- run: {}\n- command: `{}`\n", self.headline(), self.command));
+        s.push_str(&format!(
+            "- chats: {} run, {} ok, {} failed, {} cancelled (planned {})\n",
+            self.chats.total, self.chats.ok, self.chats.failed, self.chats.cancelled, self.chats.planned
+        ));
+        s.push_str(&format!(
+            "- SLA events seen: {} warnings, {} violations\n\n",
+            self.sla_events["warning"], self.sla_events["violation"]
+        ));
+        s.push_str("## Thresholds\n\n");
+        for l in self.verdict_lines() {
+            s.push_str(&format!("- {l}\n"));
+        }
+        s.push_str("\n## Phases (ms)\n\n| phase | count | min | p50 | p90 | p95 | p99 | max |\n|---|---|---|---|---|---|---|---|\n");
+        for p in &self.phases {
+            let m = &p.ms;
+            s.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                p.name, m.count, m.min, m.p50, m.p90, m.p95, m.p99, m.max
+            ));
+        }
+        if let Some(c) = &self.reply_corrected_ms {
+            s.push_str(&format!(
+                "| reply (corrected) | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                c.count, c.min, c.p50, c.p90, c.p95, c.p99, c.max
+            ));
+        }
+        if !self.errors.is_empty() {
+            s.push_str("\n## Errors\n\n| kind | count | example |\n|---|---|---|\n");
+            for e in &self.errors {
+                s.push_str(&format!("| {} | {} | {} |\n", e.kind, e.count, e.example.replace('|', "\\|")));
+            }
+        }
+        s.push_str("\n## Reply latency histogram\n\n```\n");
+        s.push_str(&histogram_text(&self.aggregate.reply(), 40));
+        s.push_str("```\n");
+        s
+    }
+
+    /// JUnit XML: one test case per threshold.
+    pub fn junit(&self) -> String {
+        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+        let mut suite = TestSuite::new("broker-ops sla smoke");
+        let verdicts = self.verdict_lines();
+        for (t, line) in self.thresholds.iter().zip(verdicts) {
+            let status = if t.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(line.clone());
+                s
+            };
+            let mut case = TestCase::new(format!("threshold {}", t.expr), status);
+            case.set_classname("sla.smoke");
+            case.set_system_out(line);
+            suite.add_test_case(case);
+        }
+        if let Some(a) = &self.aborted {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!("aborted early: {a} could no longer pass"));
+            suite.add_test_case(TestCase::new("run completed", s));
+        }
+        let mut report = Report::new("broker-ops");
+        report.add_test_suite(suite);
+        // Serialising into a String cannot fail for well-formed names, which ours are.
+        report.to_string().unwrap_or_default()
+    }
+}
+
+/// A text histogram of `h`: one bar per bin.
+pub fn histogram_text(h: &LatencyHistogram, width: usize) -> String {
+    let bins = h.bins(12);
+    let top = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let mut s = String::new();
+    for (upper, count) in bins {
+        let bar = "█".repeat(((count as f64 / top as f64) * width as f64).round() as usize);
+        s.push_str(&format!("{:>9} │{bar} {count}\n", format!("≤{:.0}ms", upper)));
+    }
+    s
+}
+
+/// Writes `{dir}/{stamp}-{slug}.md` and `.json`, created exclusively (a run that starts in the
+/// same second takes `-2`, `-3`, ...); returns the Markdown path.
+pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
+    std::fs::create_dir_all(dir).map_err(at(dir))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let slug = slug_of(slug);
+    for n in 1..1000 {
+        let stem = if n == 1 { format!("{stamp}-{slug}") } else { format!("{stamp}-{slug}-{n}") };
+        let md = dir.join(format!("{stem}.md"));
+        let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&md) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(at(&md)(e)),
+        };
+        f.write_all(report.markdown().as_bytes()).map_err(at(&md))?;
+        let json = dir.join(format!("{stem}.json"));
+        let mut body =
+            serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
+        body.push(b'\n');
+        crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
+        return Ok(md);
+    }
+    Err(at(dir)(std::io::Error::other("1,000 reports already carry this second's name")))
+}
+
+/// A file-name-safe form of a target: letters, digits and dots kept, the rest `-`; a URL's
+/// password never reaches it (the target is shown redacted before this).
+pub fn slug_of(target: &str) -> String {
+    let s: String = target
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('-');
+    if s.is_empty() { "target".into() } else { crate::output::truncate(s, 80) }
+}
+
+/// Writes the JUnit XML of `report` to `path`.
+pub fn write_junit(report: &SmokeReport, path: &Path) -> Result<(), FileError> {
+    std::fs::write(path, report.junit()).map_err(at(path))
+}
