@@ -45,7 +45,11 @@ impl Smtp {
         let loopback = match u.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
+            // smtp is not a special scheme to the URL parser: an IP address comes as a name.
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            }
             None => false,
         };
         if u.password().is_some() && !tls && !loopback && !allow_plaintext_auth {

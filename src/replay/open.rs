@@ -113,7 +113,8 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
             let u = pg_url()?;
             let pool = crate::mirror::postgres::connect(&u, t).await?;
             let order = if req.to == To::Redis { Order::Conversation } else { Order::Time };
-            Source::Postgres(PostgresSource::new(pool, crate::redact::url(&u), contracts.table.clone(), sel, order, at))
+            let table = contracts.table.clone();
+            Source::Postgres(Box::new(PostgresSource::new(pool, crate::redact::url(&u), table, sel, order, at)))
         }
     };
     let dry = req.ably.dry_run;

@@ -23,7 +23,7 @@ pub struct Page {
 /// A mirror to read from, with its cursor.
 pub enum Source {
     Redis(Box<RedisSource>),
-    Postgres(PostgresSource),
+    Postgres(Box<PostgresSource>),
 }
 
 /// Where a source stands: what a checkpoint records after every acknowledged page.
@@ -425,7 +425,7 @@ impl Prefetch {
     pub fn start(source: Source, depth: usize) -> Prefetch {
         let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
         let task = match source {
-            Source::Postgres(p) => tokio::spawn(p.stream(tx)),
+            Source::Postgres(p) => tokio::spawn((*p).stream(tx)),
             Source::Redis(mut r) => tokio::spawn(async move {
                 loop {
                     let read = r.next_page().await.map(|p| (p, r.position()));

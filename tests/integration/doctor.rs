@@ -8,8 +8,12 @@ fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-#[tokio::test]
-async fn all_green_against_the_sandbox_redis_and_postgres() {
+#[sqlx::test(migrations = false)]
+async fn all_green_against_the_sandbox_redis_and_postgres(pool: sqlx::PgPool) {
+    let db = crate::mirror::url_of(&pool);
+    let table = broker_ops::contracts::Contracts::default().table;
+    broker_ops::mirror::postgres::migrate(&pool, "test", &table).await.unwrap();
+    let prefix = support::prefix("doctor");
     let (_sb, env) = support::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = bin(dir.path());
@@ -21,7 +25,8 @@ async fn all_green_against_the_sandbox_redis_and_postgres() {
         .env("CHATWOOT_API_TOKEN", &env.token)
         .env("CHATWOOT_ACCOUNT_ID", "1")
         .env("REDIS_URL", support::redis_url())
-        .env("DATABASE_URL", database_url());
+        .env("REDIS_KEY_PREFIX", &prefix)
+        .env("DATABASE_URL", &db);
     let r = run(cmd).await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let doc: Value = serde_json::from_str(&r.stdout).unwrap();

@@ -151,10 +151,26 @@ async fn dry_run_writes_nothing_and_big_windows_need_yes(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     to_redis(&prefix, &fixture(2, 6, 10_000)).await;
     let args = ["--from", "redis", "--to", "postgres", "--all", "--confirm-over", "5"];
+    // No table: a replay never creates one, dry run or not; it names `db migrate`.
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let r = run(replay(&db, &prefix, dir.path(), &[&args[..], extra].concat())).await;
+        assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("public.chat_events does not exist (create it with `broker-ops db migrate`"),
+            "{}",
+            r.stderr
+        );
+    }
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%sqlx%' OR tablename = 'chat_events'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tables, 0, "nothing was created");
+    to_postgres(&pool, &[]).await;
     let r = run(replay(&db, &prefix, dir.path(), &args)).await;
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("about 12 events would be written to postgres: pass --yes"), "{}", r.stderr);
-    to_postgres(&pool, &[]).await;
     let r = run(replay(&db, &prefix, dir.path(), &[&args[..], &["--dry-run", "-o", "json"]].concat())).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let s = summary(&r.stdout);

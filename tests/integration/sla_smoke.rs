@@ -328,7 +328,11 @@ async fn bad_input_and_unreachable_targets_give_clear_errors() {
         .env("CHATWOOT_INBOX_IDENTIFIER", "x");
     let r = run(cmd).await;
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("could not reach the target http://127.0.0.1:1/"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("could not use the target http://127.0.0.1:1/: every chat failed before its first message"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test]
