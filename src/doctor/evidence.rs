@@ -39,14 +39,17 @@ const SCAN_CAP: usize = 20_000;
 /// Every contract with its evidence.
 pub async fn contracts(
     c: &Contracts,
+    bull_prefix: &str,
     redis: Option<&mut Redis>,
     pg: Option<(&PgPool, String)>,
     ably: Option<&AblyClient>,
 ) -> Vec<ContractRow> {
     let mut found: BTreeMap<&'static str, Evidence> = BTreeMap::new();
     if let Some(r) = redis {
-        found.insert("redis_stream", stream_evidence(r, c).await);
-        found.insert("redis_active", active_evidence(r, c).await);
+        // BullMQ's own streams and sorted sets are not the mirror's: never suggested.
+        let bull = format!("{bull_prefix}:");
+        found.insert("redis_stream", stream_evidence(r, c, &bull).await);
+        found.insert("redis_active", active_evidence(r, c, &bull).await);
     }
     let mut sample = Vec::new();
     if let Some((pool, addr)) = &pg {
@@ -147,7 +150,7 @@ fn shapes(names: &[String], strip: &str, what: &str) -> Option<String> {
     (!top.is_empty()).then(|| top.join("; "))
 }
 
-async fn stream_evidence(r: &mut Redis, c: &Contracts) -> Evidence {
+async fn stream_evidence(r: &mut Redis, c: &Contracts, bull: &str) -> Evidence {
     let glob = c.stream_glob();
     let shown = c.redis_stream.to_string().replace("{id}", "*");
     let (keys, capped) = match scan(r, &glob, None).await {
@@ -158,7 +161,7 @@ async fn stream_evidence(r: &mut Redis, c: &Contracts) -> Evidence {
         return Evidence::Match(format!("{} keys match {shown}", count(keys.len(), capped)));
     }
     let all = format!("{}*", c.redis_prefix.replace('*', "\\*"));
-    match scan(r, &all, Some("stream")).await {
+    match scan(r, &all, Some("stream")).await.map(|(k, capped)| (without(k, bull), capped)) {
         Ok((streams, _)) if streams.is_empty() => {
             Evidence::NoEvidence(format!("no key matches {shown}, and Redis holds no streams at all"))
         }
@@ -170,14 +173,18 @@ async fn stream_evidence(r: &mut Redis, c: &Contracts) -> Evidence {
     }
 }
 
-async fn active_evidence(r: &mut Redis, c: &Contracts) -> Evidence {
+fn without(keys: Vec<String>, bull: &str) -> Vec<String> {
+    keys.into_iter().filter(|k| !k.starts_with(bull)).collect()
+}
+
+async fn active_evidence(r: &mut Redis, c: &Contracts, bull: &str) -> Evidence {
     let key = c.active_key();
     let n: Result<u64, _> = redis::cmd("ZCARD").arg(&key).query_async(&mut r.conn).await;
     match n {
         Ok(n) if n > 0 => Evidence::Match(format!("sorted set of {n} conversations")),
         Ok(_) => {
             let all = format!("{}*", c.redis_prefix.replace('*', "\\*"));
-            match scan(r, &all, Some("zset")).await {
+            match scan(r, &all, Some("zset")).await.map(|(k, capped)| (without(k, bull), capped)) {
                 Ok((sets, _)) if !sets.is_empty() => {
                     let names: Vec<&str> =
                         sets.iter().take(3).map(|s| s.strip_prefix(&c.redis_prefix).unwrap_or(s)).collect();

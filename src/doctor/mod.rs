@@ -128,9 +128,14 @@ async fn contract_evidence(config: &Config, t: Duration) -> Vec<evidence::Contra
         .ably_api_key
         .as_ref()
         .and_then(|k| AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t).ok());
-    let rows =
-        evidence::contracts(&config.contracts, redis.as_mut(), pg.as_ref().map(|(p, a)| (p, a.clone())), ably.as_ref())
-            .await;
+    let rows = evidence::contracts(
+        &config.contracts,
+        &config.bull_prefix.value,
+        redis.as_mut(),
+        pg.as_ref().map(|(p, a)| (p, a.clone())),
+        ably.as_ref(),
+    )
+    .await;
     if let Some((pool, _)) = pg {
         pool.close().await;
     }

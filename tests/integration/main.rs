@@ -8,6 +8,7 @@ mod ably_client;
 mod ably_health;
 mod alert;
 mod cli;
+mod contracts;
 mod doctor;
 mod events_replay;
 mod events_targets;
