@@ -7,25 +7,81 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{self, bin, run};
 
+/// The subcommands listed under "Commands:" in a help text.
+fn subcommands(help: &str) -> Vec<String> {
+    let Some(section) = help.split("Commands:\n").nth(1) else { return Vec::new() };
+    section
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        // Wrapped descriptions are indented further than the command names.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
 #[tokio::test]
-async fn every_command_has_help_and_exits_zero() {
+async fn every_command_in_the_real_tree_has_help_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        vec!["--help"],
-        vec!["sandbox", "--help"],
-        vec!["doctor", "--help"],
-        vec!["completions", "--help"],
-        vec!["man", "--help"],
-    ] {
+    // Walk the binary's own command tree, from its help, breadth first.
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    while let Some(path) = queue.pop() {
         let mut cmd = bin(dir.path());
-        cmd.args(&args);
+        cmd.args(&path).arg("--help");
         let r = run(cmd).await;
-        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-        assert!(r.stdout.contains("Usage: broker-ops"), "{args:?}: {}", r.stdout);
+        assert_eq!(r.code, 0, "{path:?}: {}", r.stderr);
+        assert!(r.stdout.contains("Usage: broker-ops"), "{path:?}: {}", r.stdout);
+        for sub in subcommands(&r.stdout) {
+            let mut p = path.clone();
+            p.push(sub);
+            queue.push(p);
+        }
+        seen.push(path.join(" "));
+    }
+    for expected in [
+        "sla smoke",
+        "sla merge",
+        "ably health",
+        "ably backlog",
+        "events replay",
+        "alert send",
+        "db migrate",
+        "token revoke",
+        "doctor",
+        "sandbox",
+        "completions",
+        "man",
+    ] {
+        assert!(seen.iter().any(|s| s == expected), "{expected} not in the tree: {seen:?}");
     }
     let mut version = bin(dir.path());
     version.arg("--version");
     assert_eq!(run(version).await.stdout.trim(), format!("broker-ops {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn probe_usage_errors_exit_unknown_even_after_flags_with_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["-o", "nagios", "ably", "health", "--warn", "x"][..],
+        &["--timeout", "2s", "ably", "backlog", "--crit", "latency>NaN"],
+        &["ably", "health", "--no-such-flag"],
+        &["--config", "x.toml", "-o", "json", "ably", "backlog", "--top", "0"],
+    ] {
+        let mut cmd = bin(dir.path());
+        cmd.args(args);
+        assert_eq!(run(cmd).await.code, 3, "{args:?}");
+    }
+    let mut cmd = bin(dir.path());
+    cmd.args(["-o", "nagios", "doctor", "--bogus"]);
+    assert_eq!(run(cmd).await.code, 2, "not a probe: clap's usage code");
+    let mut cmd = bin(dir.path());
+    cmd.args(["ably", "health", "--warn", "foo>1"]).env("ABLY_API_KEY", "a.b:c");
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("unknown metric \"foo\" (this probe has: latency, skew,"), "{}", r.stderr);
 }
 
 #[tokio::test]
