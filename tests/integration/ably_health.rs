@@ -105,7 +105,8 @@ async fn the_whole_probe_finishes_within_the_timeout_when_ably_hangs() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let r = run(health(&env, dir.path(), &["--timeout", "1s"])).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // A hang detector, not a timing claim: the probe's own bound is measured in the benchmark.
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     assert_eq!(r.code, 3);
     assert!(r.stdout.contains("timed out"), "{}", r.stdout);
 }

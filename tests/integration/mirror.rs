@@ -120,10 +120,18 @@ async fn smoke_jobs_pass_through_a_bullmq_layout_queue(pool: PgPool) {
     let id = msg["id"].as_u64().unwrap().to_string();
     let q = format!("{prefix}bull:broker");
     let mut r = support::redis().await;
-    // While the AI thinks, the job is active.
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    let active: Vec<String> = r.lrange(format!("{q}:active"), 0, -1).await.unwrap();
-    assert_eq!(active, vec![id.as_str()]);
+    // While the AI thinks, the job is active (it leaves `wait` at once, `active` after 50 ms).
+    let active_key = format!("{q}:active");
+    support::until("the job is active", || {
+        let (key, id) = (active_key.clone(), id.clone());
+        async move {
+            let mut r = support::redis().await;
+            let job: HashMap<String, String> =
+                r.hgetall(format!("{}:{id}", key.trim_end_matches(":active"))).await.unwrap();
+            job.contains_key("processedOn")
+        }
+    })
+    .await;
     let job: HashMap<String, String> = r.hgetall(format!("{q}:{id}")).await.unwrap();
     assert_eq!(job["name"], "message_created");
     assert!(job["timestamp"].parse::<i64>().unwrap() > 0);
@@ -132,7 +140,12 @@ async fn smoke_jobs_pass_through_a_bullmq_layout_queue(pool: PgPool) {
     assert_eq!(data["conversationId"], conv);
     // Then it completes.
     wait_mirrored(&sb, 2).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let completed = format!("{q}:completed");
+    support::until("the job completes", || {
+        let (key, id) = (completed.clone(), id.clone());
+        async move { support::redis().await.zscore::<_, _, Option<f64>>(key, id).await.unwrap().is_some() }
+    })
+    .await;
     let active: i64 = r.llen(format!("{q}:active")).await.unwrap();
     let waiting: i64 = r.llen(format!("{q}:wait")).await.unwrap();
     let done: Option<f64> = r.zscore(format!("{q}:completed"), &id).await.unwrap();

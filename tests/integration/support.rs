@@ -91,6 +91,23 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.expect("Redis at REDIS_URL")
 }
 
+/// Polls `check` every 10 ms until it holds, failing after 30 s (a limit for a hang, not a
+/// timing claim: timings are the benchmarks' business).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened within 30 s: {what}");
+}
+
 /// The library's Redis handle on the test Redis, with `prefix`.
 pub async fn redis_handle(prefix: &str) -> broker_ops::redis_handle::Redis {
     broker_ops::redis_handle::Redis::connect(&redis_url(), prefix, Duration::from_secs(10))
