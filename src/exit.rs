@@ -2,7 +2,7 @@
 //!
 //! Two conventions exist side by side (see docs/exit-codes.md):
 //! - ordinary commands: 0 OK, 1 the check ran and failed, 2 usage error, 3 could not run;
-//! - probe commands (`ably health`, `ably backlog`, `monitor`) follow the monitoring-plugins
+//! - probe commands (`ably health`, `ably backlog`) follow the monitoring-plugins
 //!   convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (usage errors included).
 
 use serde::Serialize;

@@ -65,7 +65,7 @@ pub trait Render {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("output format {0:?} is only available for probe commands (ably health, ably backlog, monitor)")]
+    #[error("output format {0:?} is only available for probe commands (ably health, ably backlog)")]
     Unsupported(Format),
     #[error("writing output: {0}")]
     Io(#[from] io::Error),

@@ -1,4 +1,4 @@
-//! Ably wire types (REST JSON), as the reference describes them (shared/reference/ably.md).
+//! Ably wire types (REST JSON), as Ably documents them (docs/sandbox.md summarises).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

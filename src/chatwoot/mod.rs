@@ -1,6 +1,6 @@
 //! Chatwoot: the public Client API of an API-channel inbox (what a customer does) and the few
 //! Application API calls broker-ops needs (read replies, resolve and label smoke chats).
-//! Shapes follow shared/reference/chatwoot-bullmq-supabase.md section 1: integer
+//! Shapes follow docs/sandbox.md ("Chatwoot"): integer
 //! `message_type`, epoch-second `created_at`, `source_id` as the contact identifier, display ids.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The sandbox's Ably REST surface (shared/reference/ably.md §1 and §7): `/time`, `/stats`,
+//! The sandbox's Ably REST surface (docs/sandbox.md, "Ably REST"): `/time`, `/stats`,
 //! `/channels`, `/channels/{id}`, history and publish, `POST /messages`, token requests and
 //! the public status document; Basic and Bearer auth with Ably's error envelope and codes.
 

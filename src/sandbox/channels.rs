@@ -1,5 +1,5 @@
 //! The sandbox's Ably channels: history, live subscribers, idempotent ids (2 minutes), the
-//! 50 msg/s per-channel limit and the 64 KiB message limit, as shared/reference/ably.md §1g.
+//! 50 msg/s per-channel limit and the 64 KiB message limit, as docs/sandbox.md ("Ably REST") says.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

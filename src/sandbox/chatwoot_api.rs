@@ -1,6 +1,6 @@
 //! The sandbox's Chatwoot: the public Client API of an API-channel inbox and the Application
-//! API calls broker-ops uses, with the shapes of shared/reference/chatwoot-bullmq-supabase.md
-//! section 1 (integer `message_type`, epoch-second `created_at`, display ids).
+//! API calls broker-ops uses, with the shapes of docs/sandbox.md
+//! ("Chatwoot": integer `message_type`, epoch-second `created_at`, display ids).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Ably's SSE subscribe endpoints (shared/reference/ably.md §2): `GET /sse` and
+//! Ably's SSE subscribe endpoints (docs/sandbox.md, "Ably SSE"): `GET /sse` and
 //! `GET /event-stream` with `channels`, `v`, `key`/`accessToken`, `rewind`, `lastEvent`,
 //! `enveloped` and `heartbeats`; `id:`/`event:`/`data:` framing, `:keepalive` comments and
 //! `error` events. Failures before the stream starts are ordinary `{"error":…}` answers.

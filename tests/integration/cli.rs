@@ -253,3 +253,73 @@ async fn sandbox_prints_its_environment_serves_and_stops_cleanly_on_ctrl_c() {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stops within 10 s").unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Every setting the tool reads is in docs/configuration.md, and every contract key in
+/// docs/contracts.md: docs that omit a setting are docs that lie by omission.
+#[test]
+fn the_docs_list_every_setting_and_contract() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = std::fs::read_to_string(format!("{root}/docs/configuration.md")).unwrap();
+    for s in broker_ops::config::settings::SETTINGS {
+        assert!(config.contains(&format!("`{}`", s.name)), "docs/configuration.md does not list {}", s.name);
+    }
+    let contracts = std::fs::read_to_string(format!("{root}/docs/contracts.md")).unwrap();
+    for (key, default) in broker_ops::contracts::CONTRACT_KEYS {
+        assert!(contracts.contains(&format!("| `{key}` | `{default}` |")), "docs/contracts.md: {key} = {default}");
+    }
+}
+
+/// No doc names a command that does not exist: every `broker-ops WORD [WORD]` in the README and
+/// docs/ is asked for its help.
+#[tokio::test]
+async fn every_command_the_docs_name_exists() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/README.md")];
+    for e in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p.display().to_string());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, _) in text.match_indices("broker-ops ") {
+            let words: Vec<&str> = text[i + "broker-ops ".len()..]
+                .split(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+                .take(2)
+                .collect();
+            let command = words[0];
+            // Prose ("broker-ops is one ...") is not a command line: only known first words.
+            if ![
+                "sandbox",
+                "sla",
+                "ably",
+                "events",
+                "alert",
+                "token",
+                "doctor",
+                "db",
+                "mirror",
+                "rollout",
+                "monitor",
+                "probe",
+                "completions",
+                "man",
+            ]
+            .contains(&command)
+            {
+                continue;
+            }
+            let has_sub = !["doctor", "sandbox", "monitor", "completions", "man"].contains(&command);
+            let path: Vec<&str> = if has_sub { words.clone() } else { vec![command] };
+            if checked.insert(path.join(" ")) {
+                let mut cmd = bin(dir.path());
+                cmd.args(&path).arg("--help");
+                let r = run(cmd).await;
+                assert_eq!(r.code, 0, "{f} names `broker-ops {}`, which does not exist: {}", path.join(" "), r.stderr);
+            }
+        }
+    }
+}

@@ -1,7 +1,5 @@
-//! The sandbox's Ably REST surface against shared/reference/ably.md: auth and error envelope,
+//! The sandbox's Ably REST surface against docs/sandbox.md: auth and error envelope,
 //! publish rules, history pagination, stats shapes, channel enumeration and occupancy.
-
-use std::time::Duration;
 
 use broker_ops::ably::link;
 use serde_json::{Value, json};

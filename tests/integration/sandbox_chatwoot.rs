@@ -1,5 +1,5 @@
-//! The sandbox's Chatwoot against shared/reference/chatwoot-bullmq-supabase.md section 1 and the
-//! specs in shared/specs/chatwoot: exact shapes, integer types, paging, errors.
+//! The sandbox's Chatwoot against docs/sandbox.md section 1 and the
+//! specs in Chatwoot's published Swagger specs: exact shapes, integer types, paging, errors.
 
 use serde_json::{Value, json};
 
