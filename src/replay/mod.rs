@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod open;
+pub mod pacer;
 pub mod request;
 pub mod source;
 pub mod summary;

@@ -8,20 +8,18 @@
 //! crossed. 42913/42910 answers put the message back at the head of its channel and back that
 //! channel off; 5xx answers and time-outs retry the whole request (the ids make that safe).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
+use super::pacer::Pacer;
 use crate::ably::{AblyClient, AblyError};
 use crate::mirror::MirroredEvent;
 use crate::retry::{Attempt, RetryPolicy, Retrying};
 
 /// Ably's per-channel publish limit (messages per second).
 pub const MAX_RATE: u32 = 50;
-const WINDOW: Duration = Duration::from_millis(1025);
 /// Specs per request: well under Ably's 2 MiB body for chat-sized messages.
 const MAX_SPECS: usize = 500;
 
@@ -63,22 +61,6 @@ pub fn message_of(e: &MirroredEvent, extras: bool) -> Value {
     m
 }
 
-struct Lane {
-    queue: VecDeque<MirroredEvent>,
-    sent: VecDeque<Instant>,
-    next_due: Instant,
-    backoff: Duration,
-}
-
-impl Lane {
-    /// When this lane may send next (None: now).
-    fn ready_at(&self, rate: usize) -> Instant {
-        let window_free =
-            if self.sent.len() >= rate { self.sent[self.sent.len() - rate] + WINDOW } else { self.next_due };
-        self.next_due.max(window_free)
-    }
-}
-
 /// Called with the original ids of every acknowledged request (the checkpoint records them).
 pub type Ack<'a> = dyn FnMut(&[String]) -> Result<(), super::ReplayError> + Send + 'a;
 
@@ -104,53 +86,16 @@ impl AblyTarget {
             done.written = events.len() as u64;
             return Ok(done);
         }
-        let rate = self.opts.rate as usize;
-        let interval = Duration::from_secs(1) / self.opts.rate;
-        let start = Instant::now();
-        let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+        let mut pacer = Pacer::new(self.opts.rate, Instant::now());
         for e in events {
-            lanes
-                .entry(e.channel.clone())
-                .or_insert_with(|| Lane {
-                    queue: VecDeque::new(),
-                    sent: VecDeque::new(),
-                    next_due: start,
-                    backoff: Duration::ZERO,
-                })
-                .queue
-                .push_back(e);
+            let channel = e.channel.clone();
+            pacer.push(&channel, e);
         }
-        while lanes.values().any(|l| !l.queue.is_empty()) {
+        while !pacer.is_empty() {
             let now = Instant::now();
-            let mut batch: Vec<MirroredEvent> = Vec::new();
-            for lane in lanes.values_mut() {
-                while let Some(t) = lane.sent.front() {
-                    if now.duration_since(*t) >= WINDOW {
-                        lane.sent.pop_front();
-                    } else {
-                        break;
-                    }
-                }
-                // Every message of this channel that is due goes in this request (more than one
-                // when a round trip to Ably takes longer than 1/rate).
-                while batch.len() < MAX_SPECS && !lane.queue.is_empty() && lane.ready_at(rate) <= now {
-                    // Ready: the event leaves the queue; it goes back to the head if Ably refuses it.
-                    let Some(e) = lane.queue.pop_front() else { break };
-                    lane.sent.push_back(now);
-                    // Paced on the ideal schedule, not on when this loop woke up, so the loop's own
-                    // latency does not slow the channel; the window check above caps any catch-up.
-                    lane.next_due = (lane.next_due + interval).max(now.checked_sub(interval).unwrap_or(now));
-                    batch.push(e);
-                }
-            }
+            let batch: Vec<MirroredEvent> = pacer.due(now, MAX_SPECS).into_iter().map(|(_, e)| e).collect();
             if batch.is_empty() {
-                let wake = lanes
-                    .values()
-                    .filter(|l| !l.queue.is_empty())
-                    .map(|l| l.ready_at(rate))
-                    .min()
-                    .unwrap_or(now + interval);
-                tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))).await;
+                tokio::time::sleep_until(tokio::time::Instant::from_std(pacer.next_wake(now))).await;
                 continue;
             }
             let results = self.post(&batch).await?;
@@ -172,12 +117,10 @@ impl AblyTarget {
                     }
                 }
             }
+            let now = Instant::now();
             for e in refused.into_iter().rev() {
-                if let Some(lane) = lanes.get_mut(&e.channel) {
-                    lane.backoff = (lane.backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(8));
-                    lane.next_due = Instant::now() + lane.backoff;
-                    lane.queue.push_front(e);
-                }
+                let channel = e.channel.clone();
+                pacer.refused(&channel, e, now);
             }
             done.written += acked.len() as u64;
             ack(&acked)?;

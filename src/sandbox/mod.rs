@@ -7,6 +7,7 @@
 //! It is a library module so that tests and `sla smoke --sandbox` start it in-process on port 0.
 
 mod ably_api;
+mod ably_auth;
 mod channels;
 mod chatwoot_api;
 pub mod latency;
@@ -81,7 +82,7 @@ pub(crate) struct State {
     api_token: String,
     started: Instant,
     channels: Mutex<channels::Channels>,
-    tokens: Mutex<ably_api::Tokens>,
+    tokens: Mutex<ably_auth::Tokens>,
     chatwoot: Mutex<store::Store>,
     truth: Mutex<Vec<TruthRecord>>,
     stats: Mutex<stats::Stats>,

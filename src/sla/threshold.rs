@@ -96,10 +96,10 @@ impl FromStr for Threshold {
                 let v = value
                     .strip_suffix('%')
                     .ok_or_else(|| format!("invalid threshold {s:?}: error_rate takes a percentage like 1%"))?;
-                v.trim()
-                    .parse::<f64>()
-                    .map_err(|_| format!("invalid threshold {s:?}: {value:?} is not a percentage"))?
-                    / 100.0
+                match v.trim().parse::<f64>() {
+                    Ok(p) if (0.0..=100.0).contains(&p) => p / 100.0,
+                    _ => return Err(format!("invalid threshold {s:?}: {value:?} is not a percentage from 0% to 100%")),
+                }
             }
             Metric::Violations | Metric::Warnings => {
                 value.parse::<u64>().map_err(|_| format!("invalid threshold {s:?}: {value:?} is not a count"))? as f64
@@ -192,5 +192,50 @@ mod tests {
         assert!("error_rate<1".parse::<Threshold>().is_err());
         assert!("p95>1s".parse::<Threshold>().is_err());
         assert!("p95<fast".parse::<Threshold>().is_err());
+        for bad in ["error_rate<200%", "error_rate<-1%", "error_rate<NaN%", "error_rate<inf%"] {
+            assert!(bad.parse::<Threshold>().unwrap_err().contains("from 0% to 100%"), "{bad}");
+        }
+    }
+
+    fn agg(replies_ms: &[u64], failed: usize, violations: u64) -> super::super::Aggregate {
+        let mut a = super::super::Aggregate::default();
+        let mut h = super::super::LatencyHistogram::new();
+        for ms in replies_ms {
+            h.record(std::time::Duration::from_millis(*ms));
+        }
+        a.phases.insert(super::super::Phase::Reply, h);
+        a.total = replies_ms.len() + failed;
+        a.ok = replies_ms.len();
+        a.failed = failed;
+        a.violations = violations;
+        a
+    }
+
+    #[test]
+    fn thresholds_are_judged_on_the_replies_with_their_margin() {
+        let replies: Vec<u64> = (1..=100).collect();
+        let r = evaluate(&"p95<100ms".parse().unwrap(), &agg(&replies, 0, 0));
+        assert!(r.passed && r.unit == "ms", "{r:?}");
+        assert!((r.observed.unwrap() - 95.0).abs() < 1.0, "{r:?}");
+        assert!(r.margin.unwrap() < 0.0);
+        let r = evaluate(&"p95<50ms".parse().unwrap(), &agg(&replies, 0, 0));
+        assert!(!r.passed && r.margin.unwrap() > 40.0, "{r:?}");
+        let r = evaluate(&"error_rate<1%".parse().unwrap(), &agg(&replies, 2, 0));
+        assert!(!r.passed && (r.observed.unwrap() - 2.0 / 102.0).abs() < 1e-3, "{r:?}");
+        assert!(!evaluate(&"violations==0".parse().unwrap(), &agg(&replies, 0, 1)).passed);
+        assert!(!evaluate(&"p95<1s".parse().unwrap(), &agg(&[], 3, 0)).passed, "no replies: nothing passes");
+    }
+
+    #[test]
+    fn a_run_aborts_only_once_a_threshold_can_no_longer_pass() {
+        let p95: Threshold = "p95<100ms".parse().unwrap();
+        // 100 chats planned: 5 slow replies are allowed by a P95, the 6th is not.
+        assert!(!cannot_pass(&p95, &agg(&[500; 5], 0, 0), 100, 100));
+        assert!(cannot_pass(&p95, &agg(&[500; 6], 0, 0), 100, 100));
+        let rate: Threshold = "error_rate<10%".parse().unwrap();
+        assert!(!cannot_pass(&rate, &agg(&[], 9, 0), 100, 100));
+        assert!(cannot_pass(&rate, &agg(&[], 10, 0), 100, 100));
+        let none: Threshold = "violations==0".parse().unwrap();
+        assert!(cannot_pass(&none, &agg(&[], 0, 1), 100, 100));
     }
 }

@@ -1,0 +1,194 @@
+//! Reading the Postgres mirror: streaming queries of 100,000 rows in time order (or one page in
+//! conversation order), keyset between them, the SQL from the table contract.
+
+use futures::TryStreamExt;
+use sqlx::{PgPool, Row};
+
+use super::{Cursor, Page, PageSender};
+use crate::contracts::Table;
+use crate::contracts::sql::{After, ReadOrder};
+use crate::mirror::MirrorError;
+use crate::replay::{Malformed, Selection};
+
+/// The order Postgres rows are read in: by time (timelines), or conversation by conversation
+/// (backfilling Redis, which writes one stream at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Time,
+    Conversation,
+}
+
+pub struct PostgresSource {
+    pool: PgPool,
+    addr: String,
+    table: Table,
+    sel: Selection,
+    order: Order,
+    cursor: Cursor,
+}
+
+impl PostgresSource {
+    pub fn new(pool: PgPool, addr: String, table: Table, sel: Selection, order: Order, at: &Cursor) -> Self {
+        PostgresSource { pool, addr, table, sel, order, cursor: at.clone() }
+    }
+
+    pub fn position(&self) -> Cursor {
+        self.cursor.clone()
+    }
+
+    fn conversations(&self) -> Option<Vec<String>> {
+        (!self.sel.conversations.is_empty()).then(|| self.sel.conversations.clone())
+    }
+
+    fn err(&self, op: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<> {
+        MirrorError::pg(format!("{op} {}", self.table), &self.addr)
+    }
+
+    /// The number of rows in the window (what a replay will read, malformed ones included).
+    pub async fn estimate(&self) -> Result<u64, MirrorError> {
+        let n: i64 = sqlx::query_scalar(&self.table.count_window_sql())
+            .persistent(false)
+            .bind(self.sel.since)
+            .bind(self.sel.until)
+            .bind(self.conversations())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("SELECT count(*) FROM"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Reads the window in chunks ([`Self::chunk`]), each one streaming query (keyset from the
+    /// last row), cut into pages as rows arrive; each page goes out with the position after it.
+    /// The socket's flow control holds Postgres back while the writer is busy.
+    pub(super) async fn stream(mut self, tx: PageSender) {
+        let mut page = Page::default();
+        let mut in_page = 0;
+        loop {
+            let sql = match self.sql() {
+                Ok(Some(q)) => q,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let pool = self.pool.clone();
+            let (at, id, conversation) = match &self.cursor {
+                Cursor::PgTime { at, id } => (Some(*at), Some(id.clone()), None),
+                Cursor::PgConversation { conversation, at, id } => {
+                    (Some(*at), Some(id.clone()), Some(conversation.clone()))
+                }
+                _ => (None, None, None),
+            };
+            let mut q = sqlx::query(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations());
+            if at.is_some() {
+                q = q.bind(at).bind(id);
+            }
+            if conversation.is_some() {
+                q = q.bind(conversation);
+            }
+            let chunk = self.chunk();
+            let mut rows = q.bind(chunk).persistent(false).fetch(&pool);
+            let mut in_chunk = 0;
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(row)) => {
+                        self.take(&row, &mut page);
+                        in_chunk += 1;
+                        in_page += 1;
+                        if in_page == self.sel.page_size {
+                            page.more = true;
+                            let full = std::mem::take(&mut page);
+                            if tx.send(Ok((full, self.cursor.clone()))).await.is_err() {
+                                return;
+                            }
+                            in_page = 0;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        let e = self.err("SELECT FROM")(source);
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if in_chunk < chunk {
+                break;
+            }
+        }
+        self.cursor = Cursor::Done;
+        let _ = tx.send(Ok((page, Cursor::Done))).await;
+    }
+
+    /// Rows per query. In time order the rows lie in the table about as they were written, and
+    /// one query per 100,000 rows streams them (a query per 1,000-row page cost 5 times more).
+    /// In conversation order each row is a random heap read: with a large LIMIT the planner
+    /// sorts the whole window instead of walking the index (measured: 9.6 s against 6.0 s for
+    /// 1.1 M rows), so each query stays one page long.
+    fn chunk(&self) -> i64 {
+        match self.order {
+            Order::Time => 100_000,
+            Order::Conversation => self.sel.page_size as i64,
+        }
+    }
+
+    /// The next chunk's query from the current position (`None`: nothing left).
+    fn sql(&self) -> Result<Option<String>, MirrorError> {
+        let order = match self.order {
+            Order::Time => ReadOrder::Time,
+            Order::Conversation => ReadOrder::Conversation,
+        };
+        let after = match (&self.cursor, self.order) {
+            (Cursor::Done, _) => return Ok(None),
+            (Cursor::Start, _) => After::Start,
+            (Cursor::PgTime { .. }, Order::Time) | (Cursor::PgConversation { .. }, Order::Conversation) => After::Key,
+            (other, _) => {
+                return Err(MirrorError::Cursor(format!("this Postgres replay cannot resume from {other:?}")));
+            }
+        };
+        Ok(Some(self.table.read_sql(order, after)))
+    }
+
+    /// One row into the page (or its malformed list), moving the cursor past it.
+    fn take(&mut self, row: &sqlx::postgres::PgRow, page: &mut Page) {
+        let id: String = row.get("id");
+        let t: chrono::DateTime<chrono::Utc> = row.get("occurred_at");
+        let conversation_id: String = row.get("conversation_id");
+        self.cursor = match self.order {
+            Order::Time => Cursor::PgTime { at: t, id: id.clone() },
+            Order::Conversation => {
+                Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
+            }
+        };
+        let name: String = row.get("name");
+        if self.sel.name.as_ref().is_some_and(|p| !p.matches(&name)) {
+            return;
+        }
+        let malformed = |reason: String| Malformed { position: format!("{} id {id}", self.table), reason };
+        // jsonb arrives as its JSON text: kept as it is, parsed only when the caller wants a tree.
+        type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+        let data = match row.try_get::<Option<Raw>, _>("data") {
+            Ok(Some(data)) => data.0,
+            Ok(None) => return page.malformed.push(malformed("data is NULL".into())),
+            Err(e) => return page.malformed.push(malformed(format!("data: {e}"))),
+        };
+        let raw = crate::replay::RawEvent {
+            data,
+            channel: row.get("channel"),
+            client_id: row.get("client_id"),
+            timestamp_ms: t.timestamp_millis(),
+            id: id.clone(),
+            conversation_id,
+            name,
+        };
+        if self.sel.raw {
+            page.raw.push(raw);
+        } else {
+            match raw.parsed() {
+                Ok(e) => page.events.push(e),
+                Err(e) => page.malformed.push(malformed(format!("data: {e}"))),
+            }
+        }
+    }
+}
