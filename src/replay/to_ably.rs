@@ -9,7 +9,7 @@
 //! channel off; 5xx answers and time-outs retry the whole request (the ids make that safe).
 
 use std::ops::ControlFlow;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
