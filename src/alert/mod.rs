@@ -153,6 +153,7 @@ impl Options {
     }
 }
 
+mod lock;
 mod run;
 pub use run::{dry_run, flush, outbox, send, test};
 

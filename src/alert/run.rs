@@ -12,11 +12,17 @@ use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, ema
 /// Sends `alert` as its incident's state says: once when it opens, a reminder after the repeat
 /// interval, at once when it escalates, one resolved notice when it closes. What cannot be
 /// delivered is queued in the outbox, which is flushed (in order) before anything new is sent.
+/// When another run holds the state's lock for longer than the lock wait, the alert itself is
+/// queued (reported as such, exit 1): the next run decides and delivers it.
 pub async fn send(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
     if opts.channels.is_empty() {
         return Err(AlertError::NoChannel);
     }
-    store.lock().await?;
+    match store.lock().await {
+        Ok(()) => {}
+        Err(StateError::Locked { place }) => return queue_unlocked(store, alert, opts, place).await,
+        Err(e) => return Err(e.into()),
+    }
     let result = send_locked(store, alert, opts).await;
     let unlocked = store.unlock().await;
     let report = result?;
@@ -24,69 +30,117 @@ pub async fn send(store: &mut Store, alert: Alert, opts: &Options) -> Result<Ale
     Ok(report)
 }
 
+/// The lock is held elsewhere: the alert goes to the outbox as it is (an append needs no lock).
+async fn queue_unlocked(
+    store: &mut Store,
+    alert: Alert,
+    opts: &Options,
+    place: String,
+) -> Result<AlertReport, AlertError> {
+    let mut report = AlertReport::new("send", store.describe());
+    report.dedup_key = Some(alert.dedup_key.clone());
+    report.severity = Some(alert.severity);
+    let why = format!("another run held the alert state's lock at {place}; the next run delivers it");
+    let key = alert.dedup_key.clone();
+    let delivery = Delivery::Alert { alert: Box::new(alert), repeat_interval_secs: opts.repeat_interval.as_secs() };
+    let entry = OutboxEntry::new(&key, "pending", Kind::Opened, delivery, why.clone());
+    store.enqueue(&entry).await?;
+    report.deliveries.push(DeliveryResult {
+        channel: "alert",
+        address: String::new(),
+        kind: Kind::Opened,
+        dedup_key: key,
+        outcome: Outcome::Queued,
+        attempts: 0,
+        detail: why,
+        from_outbox: false,
+    });
+    report.outbox = store.outbox().await?;
+    Ok(report)
+}
+
 async fn send_locked(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
     let mut report = AlertReport::new("send", store.describe());
     let blocked = flush_locked(store, opts, &mut report).await?;
+    process(store, alert, opts.repeat_interval, opts, &blocked, &mut report).await?;
+    report.outbox = store.outbox().await?;
+    Ok(report)
+}
+
+/// Decides one alert and delivers its notice. Write-ahead: the notice goes to the outbox and the
+/// incident is recorded before any channel is tried; each channel's entry leaves the outbox as
+/// soon as that channel accepted it. A run that dies part-way (`kill -9`, a stall) leaves what
+/// was not delivered in the outbox for the next run, and never sends what was.
+async fn process(
+    store: &mut Store,
+    alert: Alert,
+    repeat_interval: std::time::Duration,
+    opts: &Options,
+    blocked: &HashSet<&'static str>,
+    report: &mut AlertReport,
+) -> Result<(), StateError> {
     let now = Utc::now();
     let open = store.incident(&alert.dedup_key).await?;
-    let decision = decide(open.as_ref(), &alert, now, opts.repeat_interval);
-    describe(&mut report, &alert, &decision, open.as_ref());
-    let Some(kind) = kind_of(&decision) else {
-        report.outbox = store.outbox().await?;
-        return Ok(report);
-    };
+    let decision = decide(open.as_ref(), &alert, now, repeat_interval);
+    describe(report, &alert, &decision, open.as_ref());
+    let Some(kind) = kind_of(&decision) else { return Ok(()) };
     let (incident_id, opened_at, n, thread) =
         next_notice(open.as_ref(), now, || uuid::Uuid::new_v4().simple().to_string());
     report.incident_id = Some(incident_id.clone());
     let notice = Notice { alert: alert.clone(), kind, incident_id, opened_at, at: now, test: false };
-    let deliveries = render_all(&notice, n, thread.clone(), opts);
-    let mut ts = thread;
-    for delivery in deliveries {
-        let channel = delivery.channel();
-        let result = if blocked.contains(channel) {
-            let detail = format!("queued behind earlier {channel} notices still waiting in the outbox");
-            Err(DeliveryError {
-                dependency: channel,
-                operation: "deliver",
-                address: String::new(),
-                reason: detail,
-                queueable: true,
-                attempts: 0,
-            })
-        } else {
-            attempt(&delivery, opts).await
-        };
-        if let Ok((_, Some(posted))) = &result {
-            ts.get_or_insert_with(|| posted.clone());
-        }
-        let outcome = settle(store, opts, &notice, delivery, result).await?;
-        report.deliveries.push(outcome);
+    let key = alert.dedup_key.as_str();
+    let mut entries = Vec::new();
+    for d in render_all(&notice, n, thread.clone(), opts) {
+        let entry = OutboxEntry::new(key, &notice.incident_id, kind, d, "not tried yet".into());
+        store.enqueue(&entry).await?;
+        entries.push(entry);
     }
-    if kind == Kind::Resolved {
-        store.close_incident(&alert.dedup_key).await?;
-    } else {
-        let severity = open.as_ref().map_or(alert.severity, |i| i.severity.max(alert.severity));
-        let results = report
-            .deliveries
-            .iter()
-            .filter(|d| !d.from_outbox)
-            .map(|d| (d.channel.to_string(), d.outcome.as_str().to_string()))
-            .collect();
-        let incident = Incident {
+    let mut incident = match kind {
+        Kind::Resolved => None,
+        _ => Some(Incident {
             dedup_key: alert.dedup_key.clone(),
             incident_id: notice.incident_id.clone(),
-            severity,
+            severity: open.as_ref().map_or(alert.severity, |i| i.severity.max(alert.severity)),
             summary: alert.summary.clone(),
             opened_at,
             last_sent_at: now,
             notices: n,
-            slack_ts: ts,
-            results,
-        };
-        store.put_incident(&incident).await?;
+            slack_ts: thread,
+            results: Default::default(),
+        }),
+    };
+    match &incident {
+        Some(i) => store.put_incident(i).await?,
+        None => store.close_incident(&alert.dedup_key).await?,
     }
-    report.outbox = store.outbox().await?;
-    Ok(report)
+    for entry in entries {
+        let channel = entry.delivery.channel();
+        let result = if blocked.contains(channel) {
+            Err(DeliveryError {
+                dependency: channel,
+                operation: "deliver",
+                address: address_of(&entry.delivery, opts),
+                reason: format!("queued behind earlier {channel} notices still waiting in the outbox"),
+                queueable: true,
+                attempts: 0,
+            })
+        } else {
+            attempt(&entry.delivery, opts).await
+        };
+        let out = line(&entry.delivery, opts, (kind, key, false), &result, queued_or_rejected);
+        if out.outcome != Outcome::Queued {
+            store.remove(&entry).await?;
+        }
+        if let Some(i) = &mut incident {
+            if let Ok((_, Some(ts))) = &result {
+                i.slack_ts.get_or_insert_with(|| ts.clone());
+            }
+            i.results.insert(channel.to_string(), out.outcome.as_str().to_string());
+            store.put_incident(i).await?;
+        }
+        report.deliveries.push(out);
+    }
+    Ok(())
 }
 
 /// The next notice of the open incident (its id, when it opened, the mail number, the Slack
@@ -157,6 +211,8 @@ async fn attempt(delivery: &Delivery, opts: &Options) -> Result<(u32, Option<Str
             let attempts = email::send(target, mail, &opts.retry).await?;
             Ok((attempts, None))
         }
+        // Decided by `flush_locked`, never delivered as such.
+        Delivery::Alert { .. } => Err(unconfigured("alert")),
     }
 }
 
@@ -164,6 +220,7 @@ fn address_of(delivery: &Delivery, opts: &Options) -> String {
     match delivery {
         Delivery::Slack { .. } => opts.channels.slack.as_ref().map(|t| t.address()).unwrap_or_default(),
         Delivery::Email { .. } => opts.channels.email.as_ref().map(|t| t.address()).unwrap_or_default(),
+        Delivery::Alert { .. } => "the alert state".to_string(),
     }
 }
 
@@ -195,23 +252,6 @@ fn queued_or_rejected(e: &DeliveryError) -> Outcome {
     if e.queueable { Outcome::Queued } else { Outcome::Rejected }
 }
 
-/// Records a new notice's delivery: queued in the outbox when it failed for a reason that may pass.
-async fn settle(
-    store: &mut Store,
-    opts: &Options,
-    notice: &Notice,
-    delivery: Delivery,
-    result: Result<(u32, Option<String>), DeliveryError>,
-) -> Result<DeliveryResult, StateError> {
-    let key = notice.alert.dedup_key.as_str();
-    let out = line(&delivery, opts, (notice.kind, key, false), &result, queued_or_rejected);
-    if let (Err(e), Outcome::Queued) = (&result, out.outcome) {
-        let entry = OutboxEntry::new(key, &notice.incident_id, notice.kind, delivery, e.to_string());
-        store.enqueue(&entry).await?;
-    }
-    Ok(out)
-}
-
 /// Delivers what waits in the outbox, oldest first. A channel that fails again keeps its
 /// remaining entries (and any new notice) waiting, so order is kept per channel. Returns the
 /// channels that are still blocked.
@@ -222,6 +262,13 @@ async fn flush_locked(
 ) -> Result<HashSet<&'static str>, StateError> {
     let mut blocked = HashSet::new();
     for entry in store.outbox().await? {
+        if let Delivery::Alert { alert, repeat_interval_secs } = &entry.delivery {
+            // An alert queued while another run held the lock: decided now, in its turn.
+            store.remove(&entry).await?;
+            let repeat = std::time::Duration::from_secs(*repeat_interval_secs);
+            process(store, (**alert).clone(), repeat, opts, &blocked, report).await?;
+            continue;
+        }
         let channel = entry.delivery.channel();
         if blocked.contains(channel) {
             continue;
@@ -330,6 +377,7 @@ pub async fn dry_run(store: Option<&mut Store>, alert: Alert, opts: &Options) ->
                     preview.slack = Some(payload);
                 }
                 Delivery::Email { mail } => preview.email = Some(mail),
+                Delivery::Alert { .. } => {}
             }
         }
         report.preview = Some(preview);

@@ -18,11 +18,6 @@ use super::Kind;
 use super::email::Mail;
 use super::model::Severity;
 
-/// How long a lock lives when its holder dies without releasing it.
-const LOCK_TTL: Duration = Duration::from_secs(180);
-/// How long a run waits for another run's lock.
-const LOCK_WAIT: Duration = Duration::from_secs(60);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("alert state: redis {addr}: {op}: {source}")]
@@ -31,7 +26,7 @@ pub enum StateError {
     Dir { path: String, op: &'static str, source: std::io::Error },
     #[error("alert state: {place}: entry {entry} is not valid: {reason}")]
     Corrupt { place: String, entry: String, reason: String },
-    #[error("alert state: {place}: another run held the lock for more than {}s", LOCK_WAIT.as_secs())]
+    #[error("alert state: {place}: another run held the lock for more than {}s", super::lock::LOCK_WAIT.as_secs())]
     Locked { place: String },
 }
 
@@ -68,8 +63,20 @@ pub struct OutboxEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "channel", rename_all = "lowercase")]
 pub enum Delivery {
-    Slack { payload: Value, thread_ts: Option<String>, broadcast: bool },
-    Email { mail: Mail },
+    Slack {
+        payload: Value,
+        thread_ts: Option<String>,
+        broadcast: bool,
+    },
+    Email {
+        mail: Mail,
+    },
+    /// An alert that could not be decided because another run held the lock: the next run
+    /// that holds it decides and delivers it, in its turn.
+    Alert {
+        alert: Box<super::Alert>,
+        repeat_interval_secs: u64,
+    },
 }
 
 impl Delivery {
@@ -77,6 +84,7 @@ impl Delivery {
         match self {
             Delivery::Slack { .. } => "slack",
             Delivery::Email { .. } => "email",
+            Delivery::Alert { .. } => "alert",
         }
     }
 }
@@ -100,7 +108,7 @@ impl OutboxEntry {
 }
 
 pub enum Store {
-    Redis { conn: redis::aio::ConnectionManager, addr: String, prefix: String, lock_token: Option<String> },
+    Redis { conn: redis::aio::ConnectionManager, addr: String, prefix: String, lock: Option<super::lock::RedisLock> },
     Dir { root: PathBuf, lock: Option<std::fs::File> },
 }
 
@@ -117,7 +125,7 @@ impl Store {
             let addr = crate::redact::url(url);
             match crate::redis_handle::Redis::connect(url, prefix, timeout).await {
                 Ok(r) => {
-                    let store = Store::Redis { conn: r.conn, addr, prefix: r.prefix, lock_token: None };
+                    let store = Store::Redis { conn: r.conn, addr, prefix: r.prefix, lock: None };
                     return Ok((store, None));
                 }
                 Err(e) => {
@@ -162,78 +170,28 @@ impl Store {
         root.join("incidents").join(format!("{name}.json"))
     }
 
-    /// Takes the run lock, waiting for another run to finish.
+    /// Takes the run lock, waiting at most [`super::lock::LOCK_WAIT`] for another run.
     pub async fn lock(&mut self) -> Result<(), StateError> {
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         match self {
-            Store::Redis { conn, addr, prefix, lock_token } => {
-                let token = uuid::Uuid::new_v4().to_string();
-                let key = Self::key(prefix, "lock");
-                loop {
-                    let set: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(LOCK_TTL.as_millis() as u64)
-                        .query_async(conn)
-                        .await
-                        .map_err(|source| StateError::Redis { addr: addr.clone(), op: "SET lock", source })?;
-                    if set.is_some() {
-                        *lock_token = Some(token);
-                        return Ok(());
-                    }
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(StateError::Locked { place: addr.clone() });
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            Store::Redis { conn, addr, prefix, lock } => {
+                *lock = Some(super::lock::RedisLock::take(conn, addr, &Self::key(prefix, "lock")).await?);
+                Ok(())
             }
             Store::Dir { root, lock } => {
-                let path = root.join("lock");
-                let file =
-                    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(
-                        |source| StateError::Dir { path: path.display().to_string(), op: "open lock", source },
-                    )?;
-                loop {
-                    match file.try_lock() {
-                        Ok(()) => {
-                            *lock = Some(file);
-                            return Ok(());
-                        }
-                        Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(std::fs::TryLockError::WouldBlock) => {
-                            return Err(StateError::Locked { place: root.display().to_string() });
-                        }
-                        Err(std::fs::TryLockError::Error(source)) => {
-                            return Err(StateError::Dir { path: path.display().to_string(), op: "lock", source });
-                        }
-                    }
-                }
+                *lock = Some(super::lock::dir_lock(root).await?);
+                Ok(())
             }
         }
     }
 
     /// Releases the run lock (only our own: a Redis lock that expired and was taken by another
-    /// run is left alone).
+    /// run is left alone). Every run calls it on every way out, error or not.
     pub async fn unlock(&mut self) -> Result<(), StateError> {
         match self {
-            Store::Redis { conn, addr, prefix, lock_token } => {
-                if let Some(token) = lock_token.take() {
-                    let script = redis::Script::new(
-                        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-                    );
-                    let _: i64 = script
-                        .key(Self::key(prefix, "lock"))
-                        .arg(token)
-                        .invoke_async(conn)
-                        .await
-                        .map_err(|source| StateError::Redis { addr: addr.clone(), op: "release lock", source })?;
-                }
-                Ok(())
-            }
+            Store::Redis { conn, addr, lock, .. } => match lock.take() {
+                Some(l) => l.release(conn, addr).await,
+                None => Ok(()),
+            },
             Store::Dir { lock, .. } => {
                 // Closing the file releases the lock.
                 lock.take();

@@ -1,0 +1,124 @@
+//! The run lock of the alert state: one run at a time reads and writes incidents and the outbox.
+//!
+//! In Redis, `SET key token NX PX 15000`, renewed every 5 s by a task of its own while held, and
+//! released by compare-and-delete: a run killed with `kill -9` blocks the others for at most
+//! 15 s, and a run never deletes a lock another run took after its own expired. In the state
+//! directory, an advisory file lock, which the kernel releases when the process dies. A run that
+//! cannot get the lock within [`LOCK_WAIT`] does not drop its notice: `send` queues it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::state::StateError;
+
+/// How long a Redis lock lives without renewal (its holder died).
+pub const LOCK_TTL: Duration = Duration::from_secs(15);
+/// How often the holder renews it.
+pub const LOCK_RENEW: Duration = Duration::from_secs(5);
+/// How long a run waits for another run's lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RENEW: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// A held Redis lock: its key, token and renewing task.
+#[derive(Debug)]
+pub struct RedisLock {
+    key: String,
+    token: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl RedisLock {
+    pub async fn take(conn: &mut ConnectionManager, addr: &str, key: &str) -> Result<RedisLock, StateError> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let token = uuid::Uuid::new_v4().to_string();
+        loop {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(LOCK_TTL.as_millis() as u64)
+                .query_async(conn)
+                .await
+                .map_err(|source| StateError::Redis { addr: addr.to_string(), op: "SET lock", source })?;
+            if set.is_some() {
+                let renewer = tokio::spawn(renew(conn.clone(), key.to_string(), token.clone()));
+                return Ok(RedisLock { key: key.to_string(), token, renewer });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StateError::Locked { place: addr.to_string() });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn release(self, conn: &mut ConnectionManager, addr: &str) -> Result<(), StateError> {
+        self.renewer.abort();
+        let _: i64 = redis::Script::new(RELEASE)
+            .key(&self.key)
+            .arg(&self.token)
+            .invoke_async(conn)
+            .await
+            .map_err(|source| StateError::Redis { addr: addr.to_string(), op: "release lock", source })?;
+        Ok(())
+    }
+}
+
+impl Drop for RedisLock {
+    /// A lock dropped without `release` (an early return, a panic) stops being renewed, so it
+    /// expires within [`LOCK_TTL`].
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+async fn renew(mut conn: ConnectionManager, key: String, token: String) {
+    let mut tick = tokio::time::interval(LOCK_RENEW);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let renewed: Result<i64, _> = redis::Script::new(RENEW)
+            .key(&key)
+            .arg(&token)
+            .arg(LOCK_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        if !matches!(renewed, Ok(1)) {
+            // Lost (expired and taken) or Redis gone: nothing more to renew.
+            tracing::warn!("alert state: the run lock {key} could not be renewed");
+            return;
+        }
+    }
+}
+
+/// The state directory's lock file, waited for at most [`LOCK_WAIT`].
+pub async fn dir_lock(root: &Path) -> Result<std::fs::File, StateError> {
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StateError::Dir { path: path.display().to_string(), op: "open lock", source })?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked { place: root.display().to_string() });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Dir { path: path.display().to_string(), op: "lock", source });
+            }
+        }
+    }
+}
