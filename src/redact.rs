@@ -24,7 +24,10 @@ pub fn url(text: &str) -> String {
 /// A URL whose whole path is secret (Slack incoming webhooks): only scheme and host remain.
 pub fn secret_path_url(text: &str) -> String {
     match Url::parse(text) {
-        Ok(u) => format!("{}://{}/***", u.scheme(), u.host_str().unwrap_or("?")),
+        Ok(u) => match u.port() {
+            Some(p) => format!("{}://{}:{p}/***", u.scheme(), u.host_str().unwrap_or("?")),
+            None => format!("{}://{}/***", u.scheme(), u.host_str().unwrap_or("?")),
+        },
         Err(_) => "<unparsable URL>".to_string(),
     }
 }
@@ -40,5 +43,7 @@ mod tests {
         assert_eq!(super::url("postgres://u:pw@db/x?sslmode=require&password=pw"), "postgres://u:***@db/x?***");
         assert_eq!(super::secret_path_url("https://hooks.slack.com/services/T0/B0/XYZ"), "https://hooks.slack.com/***");
         assert_eq!(super::url("not a url with secret"), "<unparsable URL>");
+        assert_eq!(super::secret_path_url("http://127.0.0.1:8080/services/x"), "http://127.0.0.1:8080/***");
+        assert_eq!(super::url("http://user:pw@chat.example.com/"), "http://user:***@chat.example.com/");
     }
 }

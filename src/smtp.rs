@@ -74,14 +74,15 @@ impl Smtp {
     }
 
     /// One attempt: connect, greet, (STARTTLS, AUTH,) send. Each read and write has the
-    /// time-out, and the whole attempt at most four times it.
+    /// time-out, and the whole attempt at most twice it (a server that answers each step just
+    /// in time cannot stretch it further).
     pub async fn send(&self, msg: Message) -> Result<(), SmtpFailure> {
         crate::http::ensure_crypto_provider();
         let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(&self.url)
             .map_err(|e| SmtpFailure::Rejected(e.to_string()))?
             .timeout(Some(self.timeout))
             .build();
-        let whole = self.timeout * 4;
+        let whole = self.timeout * 2;
         match tokio::time::timeout(whole, transport.send(msg)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => Err(SmtpFailure::Rejected(e.to_string())),
@@ -100,7 +101,7 @@ impl Smtp {
             .map_err(|e| format!("invalid SMTP_URL: {e}"))?
             .timeout(Some(self.timeout))
             .build();
-        match tokio::time::timeout(self.timeout * 2, transport.test_connection()).await {
+        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err("the server did not answer NOOP".into()),
             Ok(Err(e)) => Err(format!("SMTP {}: {e}", self.addr)),

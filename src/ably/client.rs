@@ -76,7 +76,7 @@ impl AblyClient {
     /// loopback; anything else is refused before a byte is sent.
     pub fn new(base: Url, key: Option<AblyKey>, timeout: Duration) -> Result<Self, AblyError> {
         if key.is_some() && base.scheme() == "http" && !crate::http::is_loopback_host(&base) {
-            return Err(AblyError::InsecureBasicAuth { url: base.to_string() });
+            return Err(AblyError::InsecureBasicAuth { url: crate::redact::url(base.as_str()) });
         }
         let fallbacks = if base.as_str().trim_end_matches('/') == crate::config::DEFAULT_ABLY_REST_URL {
             FALLBACK_HOSTS.iter().filter_map(|h| Url::parse(&format!("https://{h}/")).ok()).collect()
@@ -180,7 +180,11 @@ impl AblyClient {
         let rtt = started.elapsed();
         match body.first() {
             Some(ms) if *ms > 0 => Ok((*ms, rtt)),
-            _ => Err(AblyError::Protocol { op: "GET /time", url: url.to_string(), detail: "empty time array".into() }),
+            _ => Err(AblyError::Protocol {
+                op: "GET /time",
+                url: crate::redact::url(url.as_str()),
+                detail: "empty time array".into(),
+            }),
         }
     }
 
@@ -248,7 +252,7 @@ impl AblyClient {
 }
 
 fn transport(op: &'static str, url: &Url, e: &reqwest::Error) -> AblyError {
-    AblyError::Transport { op, url: url.to_string(), detail: crate::http::describe(e) }
+    AblyError::Transport { op, url: crate::redact::url(url.as_str()), detail: crate::http::describe(e) }
 }
 
 /// Reads a JSON body, or turns a non-2xx answer into [`AblyError::Api`] with Ably's code taken
@@ -275,7 +279,7 @@ async fn read_json<T: DeserializeOwned>(op: &'static str, url: &Url, resp: reqwe
             href: None,
         },
     };
-    Err(AblyError::Api { op, url: url.to_string(), info })
+    Err(AblyError::Api { op, url: crate::redact::url(url.as_str()), info })
 }
 
 fn status_text(status: StatusCode) -> String {

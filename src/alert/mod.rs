@@ -87,7 +87,7 @@ impl Notice {
 
 /// A delivery that did not succeed, naming the dependency, the operation and the address.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{dependency} {operation} {address}: {reason} (after {attempts} attempt(s))")]
+#[error("{dependency} {operation}{}: {reason} (after {attempts} attempt(s))", at(address))]
 pub struct DeliveryError {
     pub dependency: &'static str,
     pub operation: &'static str,
@@ -96,6 +96,11 @@ pub struct DeliveryError {
     /// Whether it was worth keeping for a later run (transient) or not (rejected).
     pub queueable: bool,
     pub attempts: u32,
+}
+
+/// ` address`, or nothing when there is none (a channel not configured in this run).
+fn at(address: &str) -> String {
+    if address.is_empty() { String::new() } else { format!(" {address}") }
 }
 
 impl crate::retry::Failure {

@@ -218,8 +218,12 @@ async fn attempt(delivery: &Delivery, opts: &Options) -> Result<(u32, Option<Str
 
 fn address_of(delivery: &Delivery, opts: &Options) -> String {
     match delivery {
-        Delivery::Slack { .. } => opts.channels.slack.as_ref().map(|t| t.address()).unwrap_or_default(),
-        Delivery::Email { .. } => opts.channels.email.as_ref().map(|t| t.address()).unwrap_or_default(),
+        Delivery::Slack { .. } => {
+            opts.channels.slack.as_ref().map_or("(not configured in this run)".into(), |t| t.address())
+        }
+        Delivery::Email { .. } => {
+            opts.channels.email.as_ref().map_or("(not configured in this run)".into(), |t| t.address())
+        }
         Delivery::Alert { .. } => "the alert state".to_string(),
     }
 }

@@ -222,5 +222,5 @@ fn redact_path(url: &Url) -> String {
         u.set_path(&format!("/public/api/v1/inboxes/***/{}", tail.join("/")));
     }
     u.set_query(None);
-    u.to_string()
+    crate::redact::url(u.as_str())
 }

@@ -12,6 +12,7 @@ mod contracts;
 mod doctor;
 mod events_replay;
 mod events_targets;
+mod faults;
 mod mirror;
 mod sandbox_ably;
 mod sandbox_chatwoot;

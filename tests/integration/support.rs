@@ -272,3 +272,53 @@ impl MailDev {
         get_json(self.api()).await.as_array().cloned().unwrap_or_default()
     }
 }
+
+/// A server that accepts TCP connections and never answers (nor closes them), on port 0.
+pub struct Hang {
+    pub addr: std::net::SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Hang {
+    pub async fn start() -> Hang {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Hang { addr, _task: task }
+    }
+}
+
+/// An SMTP server that greets, answers EHLO offering AUTH, then says nothing more (a stall at
+/// AUTH, or wherever the client goes next).
+pub struct SmtpStallAtAuth {
+    pub addr: std::net::SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl SmtpStallAtAuth {
+    pub async fn start() -> SmtpStallAtAuth {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                let (r, mut w) = socket.into_split();
+                let _ = w.write_all(b"220 stall.test ESMTP\r\n").await;
+                let mut lines = BufReader::new(r).lines();
+                if let Ok(Some(l)) = lines.next_line().await
+                    && (l.starts_with("EHLO") || l.starts_with("HELO"))
+                {
+                    let _ = w.write_all(b"250-stall.test\r\n250 AUTH PLAIN LOGIN\r\n").await;
+                }
+                held.push((lines, w));
+            }
+        });
+        SmtpStallAtAuth { addr, _task: task }
+    }
+}

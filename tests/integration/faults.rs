@@ -1,0 +1,211 @@
+//! The fault matrix: every command family pointed at a server that accepts connections and never
+//! answers (and an SMTP server that stalls at AUTH). Each run must end by itself within its
+//! documented budget (the time-out, or the delivery budget for alerts) plus a margin for the
+//! process itself, with a message that names the dependency, the operation and the address.
+//! The figures (cases, clear errors, exits within budget) are printed for the closing notes.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Hang, SmtpStallAtAuth, bin, run};
+
+const TIMEOUT: &str = "2s";
+/// Start-up, connection set-up and scheduling on a busy 2-core machine.
+const MARGIN: Duration = Duration::from_secs(3);
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    /// The exit codes that are right (1 where a notice is queued; 3 could not run / UNKNOWN).
+    codes: &'static [i32],
+    /// What the output must name: the dependency, the operation and the address.
+    names: Vec<String>,
+    budget: Duration,
+    /// The alert state directory (cases that share one name the same).
+    state: &'static str,
+}
+
+fn case(name: &'static str, args: &[&str], env: Vec<(&'static str, String)>) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env,
+        codes: &[3],
+        names: Vec::new(),
+        budget: Duration::from_secs(2),
+        state: name,
+    }
+}
+
+impl Case {
+    fn codes(mut self, c: &'static [i32]) -> Self {
+        self.codes = c;
+        self
+    }
+    fn names(mut self, n: &[&str]) -> Self {
+        self.names = n.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    fn state(mut self, s: &'static str) -> Self {
+        self.state = s;
+        self
+    }
+    fn budget(mut self, secs: u64) -> Self {
+        self.budget = Duration::from_secs(secs);
+        self
+    }
+}
+
+#[tokio::test]
+async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it() {
+    let hang = Hang::start().await;
+    let stall = SmtpStallAtAuth::start().await;
+    let h = hang.addr.to_string();
+    let s = stall.addr.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let slack = || ("SLACK_WEBHOOK_URL", format!("http://{h}/services/T0/B0/secret"));
+    let mail = |at: &str| {
+        vec![
+            ("SMTP_URL", format!("smtp://ops:pw@{at}")),
+            ("ALERT_EMAIL_FROM", "ops@example.com".to_string()),
+            ("ALERT_EMAIL_TO", "oncall@example.com".to_string()),
+        ]
+    };
+    let secret = ("RESUME_TOKEN_SECRET", "0123456789abcdef0123456789abcdef-faults".to_string());
+    let token = broker_ops::token::codec::sign(
+        &serde_json::json!({"alg": "HS256", "kid": "default"}),
+        &serde_json::json!({"iss": "ai-broker", "aud": "chat-resume", "conversationId": 1, "email": "a@example.com",
+            "iat": 1, "exp": 4_000_000_000i64, "jti": "j"}),
+        secret.1.as_bytes(),
+    );
+    let cases = vec![
+        case("doctor, Redis hangs", &["doctor"], vec![("REDIS_URL", format!("redis://{h}"))])
+            .names(&["redis", &format!("redis://{h}")]),
+        case("doctor, Postgres hangs", &["doctor"], vec![("DATABASE_URL", format!("postgres://u@{h}/db"))])
+            .names(&["postgres", &h]),
+        case("doctor, Slack hangs", &["doctor"], vec![slack()]).names(&["slack", "no answer within", &h]),
+        case("doctor, SMTP greeting stalls", &["doctor"], mail(&h)).names(&["smtp", &h]),
+        case("doctor, SMTP stalls at AUTH", &["doctor"], mail(&s)).names(&["smtp", &s]),
+        case(
+            "doctor, Ably hangs",
+            &["doctor"],
+            vec![("ABLY_API_KEY", "a.b:c".into()), ("ABLY_REST_URL", format!("http://{h}"))],
+        )
+        .names(&["ably", &h]),
+        case(
+            "ably health",
+            &["ably", "health"],
+            vec![("ABLY_API_KEY", "a.b:c".into()), ("ABLY_REST_URL", format!("http://{h}"))],
+        )
+        .names(&["latency", "timed out"])
+        .budget(3),
+        case("ably backlog, Redis hangs", &["ably", "backlog"], vec![("REDIS_URL", format!("redis://{h}"))]).names(&[
+            "Redis",
+            "connect",
+            &format!("redis://{h}"),
+        ]),
+        case(
+            "sla smoke, Chatwoot hangs",
+            &["sla", "smoke", "--chats", "2", "--no-report"],
+            vec![("CHATWOOT_BASE_URL", format!("http://{h}")), ("CHATWOOT_INBOX_IDENTIFIER", "x".into())],
+        )
+        .names(&["Chatwoot", "create contact", &h, "could not use the target"]),
+        case(
+            "events replay, Redis hangs",
+            &["events", "replay", "--conversation", "1"],
+            vec![("REDIS_URL", format!("redis://{h}"))],
+        )
+        .names(&["Redis", "connect", &format!("redis://{h}")]),
+        case(
+            "events replay, Postgres hangs",
+            &["events", "replay", "--conversation", "1", "--from", "postgres"],
+            vec![("DATABASE_URL", format!("postgres://u@{h}/db"))],
+        )
+        .names(&["Postgres", "connect", &h]),
+        case(
+            "token verify, Redis hangs",
+            &["token", "verify", &token],
+            vec![secret.clone(), ("REDIS_URL", format!("redis://{h}"))],
+        )
+        .names(&["Redis", "connect", &h]),
+        case(
+            "token issue --send, SMTP greeting stalls",
+            &["token", "issue", "--conversation", "1", "--email", "a@example.com", "--send"],
+            [vec![secret.clone(), ("APP_BASE_URL", "https://chat.example.com".into())], mail(&h)].concat(),
+        )
+        .names(&["SMTP", &h, "sending to a@example.com"])
+        .budget(4),
+        case(
+            "token issue --send, SMTP stalls at AUTH",
+            &["token", "issue", "--conversation", "1", "--email", "a@example.com", "--send"],
+            [vec![secret.clone(), ("APP_BASE_URL", "https://chat.example.com".into())], mail(&s)].concat(),
+        )
+        .names(&["SMTP", &s])
+        .budget(4),
+        case("alert test, SMTP greeting stalls", &["alert", "test", "--retry-for", "4s", "--attempts", "2"], mail(&h))
+            .codes(&[1])
+            .names(&["smtp", &h])
+            .budget(6),
+        case(
+            "alert send, SMTP stalls at AUTH",
+            &["alert", "send", "--severity", "critical", "--summary", "x", "--retry-for", "4s", "--attempts", "2"],
+            mail(&s),
+        )
+        .codes(&[1])
+        .names(&["smtp", "queued", &s])
+        .budget(6),
+        case(
+            "alert send, Slack hangs",
+            &["alert", "send", "--severity", "critical", "--summary", "y", "--retry-for", "4s", "--attempts", "2"],
+            vec![slack()],
+        )
+        .codes(&[1])
+        .names(&["slack", "queued", "timed out", &h])
+        .budget(6),
+        case("alert flush, Slack hangs", &["alert", "flush", "--retry-for", "4s", "--attempts", "2"], vec![slack()])
+            .codes(&[1])
+            .names(&["slack", &h])
+            .state("alert send, Slack hangs")
+            .budget(6),
+        case(
+            "alert send, Redis state hangs",
+            &["alert", "send", "--severity", "info", "--summary", "z", "--retry-for", "4s", "--attempts", "2"],
+            vec![slack(), ("REDIS_URL", format!("redis://{h}"))],
+        )
+        .codes(&[1])
+        .names(&["Redis did not answer", &h])
+        .budget(8),
+    ];
+    let total = cases.len();
+    let (mut clear, mut in_time) = (0, 0);
+    let mut failures = Vec::new();
+    for c in cases {
+        let mut cmd = bin(dir.path());
+        cmd.arg("--timeout")
+            .arg(TIMEOUT)
+            .args(&c.args)
+            .env("BROKER_OPS_STATE_DIR", state.join(c.state.replace(' ', "-")));
+        for (k, v) in &c.env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let r = run(cmd).await;
+        let took = started.elapsed();
+        let out = format!("{}{}", r.stdout, r.stderr);
+        let named = c.names.iter().all(|n| out.contains(n.as_str()));
+        if named && c.codes.contains(&r.code) {
+            clear += 1;
+        } else {
+            failures.push(format!("{}: exit {} (want {:?}); names {:?} in:\n{out}", c.name, r.code, c.codes, c.names));
+        }
+        if took <= c.budget + MARGIN {
+            in_time += 1;
+        } else {
+            failures.push(format!("{}: took {took:?}, budget {:?} + {MARGIN:?}", c.name, c.budget));
+        }
+        assert!(!out.contains(":pw@"), "{}: the SMTP password was shown:\n{out}", c.name);
+    }
+    println!("fault matrix: {total} cases, {clear} with a clear error, {in_time} within budget");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
