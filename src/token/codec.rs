@@ -39,19 +39,50 @@ pub fn mac(secret: &[u8], input: &[u8]) -> Vec<u8> {
 }
 
 /// An HS256 verification key for `jsonwebtoken`.
+///
+/// The crate's verifier holds the HMAC state with the key already absorbed (two hash blocks
+/// saved per token), but it is neither `Send` nor `Sync`; so each thread that verifies keeps its
+/// own verifiers, made once per key by the crate's crypto provider and cloned per token by the
+/// crate itself.
 #[derive(Clone)]
-pub struct PreparedKey(DecodingKey);
+pub struct PreparedKey {
+    key: DecodingKey,
+    /// Tells this key's verifier apart in a thread's cache.
+    id: u64,
+}
+
+thread_local! {
+    static VERIFIERS: std::cell::RefCell<Vec<(u64, Box<dyn jsonwebtoken::crypto::JwtVerifier>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl PreparedKey {
     pub fn new(secret: &[u8]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         // Not empty (see `hmac_key`), so the key is accepted.
-        PreparedKey(DecodingKey::from_secret(hmac_key(secret)).expect("a non-empty HMAC key"))
+        let key = DecodingKey::from_secret(hmac_key(secret)).expect("a non-empty HMAC key");
+        PreparedKey { key, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
     }
 
-    /// Whether `signature` (the token's third part, base64url) is the HS256 signature of
-    /// `input`, checked by `jsonwebtoken` (constant-time comparison).
-    pub fn signature_ok(&self, input: &[u8], signature: &str) -> bool {
-        jsonwebtoken::crypto::verify(signature, input, &self.0, Algorithm::HS256).unwrap_or(false)
+    /// Whether `signature` (decoded) is the HS256 signature of `input`, checked by
+    /// `jsonwebtoken`'s verifier (constant-time comparison).
+    pub fn signature_ok(&self, input: &[u8], signature: &[u8]) -> bool {
+        VERIFIERS.with_borrow_mut(|cache| {
+            if !cache.iter().any(|(id, _)| *id == self.id) {
+                let Some(provider) = jsonwebtoken::crypto::CryptoProvider::try_get_default() else { return false };
+                let Ok(v) = (provider.verifier_factory)(&Algorithm::HS256, &self.key) else { return false };
+                // Keys are few (a rotation keeps two or three); a process that made many is a
+                // test or a fuzzer, and a cleared cache only costs a rebuild.
+                if cache.len() >= 64 {
+                    cache.clear();
+                }
+                cache.push((self.id, v));
+            }
+            cache
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .is_some_and(|(_, v)| v.verify(input, &signature.to_vec()).is_ok())
+        })
     }
 }
 

@@ -91,8 +91,8 @@ pub fn verify(input: &[u8], keys: &Keys, opts: VerifyOptions) -> Verdict {
     let claims = claims.map_err(|e| v.fail(e)).ok();
     let sig = sig.map_err(|e| v.fail(e)).ok();
     let key = header.as_ref().and_then(|h| check_header(h, keys, &mut v));
-    if let (Some(key), Some(_)) = (key, &sig) {
-        if key.signature_ok(parts.signing_input.as_bytes(), parts.signature) {
+    if let (Some(key), Some(sig)) = (key, &sig) {
+        if key.signature_ok(parts.signing_input.as_bytes(), sig) {
             v.signature_ok = true;
         } else {
             v.fail("the signature does not match (signed with another secret, or the token was altered)");
