@@ -588,3 +588,88 @@ async fn a_failing_tls_handshake_is_retried_then_queued_and_named() {
     assert_eq!(doc["outbox"].as_array().unwrap().len(), 2);
     assert!(rx.seen().is_empty(), "nothing readable reached the plain receiver");
 }
+
+/// Spawns `alert send` as a child (to be killed), with the setup's environment.
+fn child(s: &Setup, args: &[&str]) -> tokio::process::Child {
+    let mut cmd = bin(s.dir.path());
+    cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state"));
+    cmd.args(["--timeout", "60s", "alert"]).args(args);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.spawn().unwrap()
+}
+
+fn kill_9(c: &tokio::process::Child) {
+    let pid = c.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+}
+
+async fn outbox_len(prefix: &str) -> i64 {
+    let mut r = crate::support::redis().await;
+    redis::cmd("LLEN").arg(format!("{prefix}broker-ops:alert:outbox")).query_async(&mut r).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_run_killed_holding_the_lock_neither_blocks_alerting_nor_loses_a_notice() {
+    let (rx, port) = Receiver::start(vec![Answer::Hang]).await;
+    let s = Setup::new("killed").slack(port);
+    let first =
+        child(&s, &["send", "--severity", "critical", "--summary", "A down", "--dedup-key", "k1", "--attempts", "1"]);
+    crate::support::until("the first run is stuck in Slack", || async { rx.seen().len() == 1 }).await;
+    kill_9(&first);
+
+    // The dead run's lock is still there: this run waits at most 5 s, then queues its alert.
+    let (code, doc) = s.json(&["send", "--severity", "critical", "--summary", "B down", "--dedup-key", "k2"]).await;
+    assert_eq!(code, 1, "{doc:#}");
+    let d = &doc["deliveries"][0];
+    assert_eq!((d["channel"].as_str(), d["outcome"].as_str()), (Some("alert"), Some("queued")), "{doc:#}");
+    assert!(d["detail"].as_str().unwrap().contains("another run held the alert state's lock"), "{doc:#}");
+
+    // Once the lock has expired (15 s without renewal), a flush sends both, each once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.alert(&["flush"]).await.code != 0 {
+        assert!(Instant::now() < deadline, "the dead run's lock never expired");
+    }
+    let headers: Vec<String> = rx.seen().iter().map(header).collect();
+    assert_eq!(headers.len(), 3, "the hung attempt, then k1 from the outbox, then k2: {headers:?}");
+    assert!(headers[1].contains("A down") && headers[2].contains("B down"), "{headers:?}");
+    assert_eq!(outbox_len(&s.prefix).await, 0);
+    // Both incidents are recorded: sending them again is quiet.
+    for (key, summary) in [("k1", "A down"), ("k2", "B down")] {
+        let (_, doc) = s.json(&["send", "--severity", "critical", "--summary", summary, "--dedup-key", key]).await;
+        assert_eq!(doc["decision"], "quiet", "{key}: {doc:#}");
+    }
+    assert_eq!(rx.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn a_run_killed_while_smtp_stalls_never_sends_slack_twice() {
+    let (rx, port) = Receiver::start(vec![]).await;
+    let stall = crate::support::SmtpStallAtAuth::start().await;
+    let s = Setup::new("stalled")
+        .slack(port)
+        .env("SMTP_URL", &format!("smtp://ops:pw@{}", stall.addr))
+        .env("ALERT_EMAIL_FROM", "ops@example.com")
+        .env("ALERT_EMAIL_TO", "oncall@example.com");
+    let run = child(
+        &s,
+        &["send", "--severity", "critical", "--summary", "Ably down", "--dedup-key", "ably", "--attempts", "1"],
+    );
+    // Slack accepted it and its outbox entry is gone; the mail waits on the stalled server.
+    crate::support::until("Slack got it and only the mail waits", || async {
+        rx.seen().len() == 1 && outbox_len(&s.prefix).await == 1
+    })
+    .await;
+    kill_9(&run);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let decision = loop {
+        let args = ["send", "--severity", "critical", "--summary", "Ably down", "--dedup-key", "ably"];
+        let (_, doc) = s.json(&[&args[..], &["--retry-for", "1s", "--attempts", "1"]].concat()).await;
+        // Until the dead run's lock expires, the alert is queued without a decision.
+        if !doc["decision"].is_null() {
+            break doc["decision"].clone();
+        }
+        assert!(Instant::now() < deadline, "the dead run's lock never expired");
+    };
+    assert_eq!(decision, "quiet", "the incident was recorded before any channel was tried");
+    assert_eq!(rx.seen().len(), 1, "Slack was not sent the same notice again");
+}
