@@ -41,7 +41,7 @@ pub struct IssueArgs {
     #[arg(long)]
     pub email: String,
     /// How long the token is valid (more than 0s, at most 10 years).
-    #[arg(long, default_value = "7d", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "7d", value_parser = parse_ttl)]
     pub ttl: Duration,
     /// Email the link to the customer through SMTP_URL (from ALERT_EMAIL_FROM).
     #[arg(long)]
@@ -123,6 +123,14 @@ pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             Ok(Exit::Ok.code())
         }
     }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(s)?;
+    if d > token::MAX_TTL {
+        return Err(format!("{s:?}: at most 10 years"));
+    }
+    Ok(d)
 }
 
 /// The token from the argument, or stdin for `-` or nothing. Bytes, since stdin may not be UTF-8.

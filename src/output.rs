@@ -120,6 +120,12 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// [`escape`] for text of several lines (a mail body shown by a dry run): newlines and tabs
+/// stay, every other control character is escaped.
+pub fn escape_lines(text: &str) -> String {
+    text.split('\n').map(|l| escape(l).replace("\\u{9}", "\t")).collect::<Vec<_>>().join("\n")
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }

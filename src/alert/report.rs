@@ -10,7 +10,7 @@ use super::Kind;
 use super::email::Mail;
 use super::model::Severity;
 use super::state::OutboxEntry;
-use crate::output::{Render, Style};
+use crate::output::{Render, Style, escape, escape_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,7 +113,7 @@ impl Render for AlertReport {
         }
         if let (Some(k), Some(s)) = (&self.dedup_key, self.severity) {
             let inc = self.incident_id.as_deref().map(|i| format!(", incident {i}")).unwrap_or_default();
-            writeln!(w, "alert     {} {k}{inc}", s.upper())?;
+            writeln!(w, "alert     {} {}{}", s.upper(), escape(k), escape(&inc))?;
         }
         for d in &self.deliveries {
             let outcome = match d.outcome {
@@ -126,10 +126,10 @@ impl Render for AlertReport {
                 "{:<9} {outcome} {} {} {}{origin}, {} attempt(s){}",
                 d.channel,
                 d.kind.as_str(),
-                d.dedup_key,
-                d.address,
+                escape(&d.dedup_key),
+                escape(&d.address),
                 d.attempts,
-                if d.detail.is_empty() { String::new() } else { format!(": {}", d.detail) }
+                if d.detail.is_empty() { String::new() } else { format!(": {}", escape(&d.detail)) }
             )?;
         }
         if let Some(p) = &self.preview {
@@ -142,15 +142,17 @@ impl Render for AlertReport {
                 writeln!(
                     w,
                     "From: {}\nTo: {}\nSubject: {}\nMessage-ID: {}",
-                    m.from,
-                    m.to.join(", "),
-                    m.subject,
-                    m.message_id
+                    escape(&m.from),
+                    escape(&m.to.join(", ")),
+                    escape(&m.subject),
+                    escape(&m.message_id)
                 )?;
                 if let Some(r) = &m.in_reply_to {
+                    let r = escape(r);
                     writeln!(w, "In-Reply-To: {r}\nReferences: {r}")?;
                 }
-                writeln!(w, "\n--- text/plain ---\n{}\n--- text/html ---\n{}", m.text, m.html)?;
+                let (text, html) = (escape_lines(&m.text), escape_lines(&m.html));
+                writeln!(w, "\n--- text/plain ---\n{text}\n--- text/html ---\n{html}")?;
             }
         }
         if self.command == "outbox" {
@@ -161,16 +163,16 @@ impl Render for AlertReport {
                     e.id,
                     e.delivery.channel(),
                     e.kind.as_str(),
-                    e.dedup_key,
+                    escape(&e.dedup_key),
                     e.queued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    e.last_error
+                    escape(&e.last_error)
                 )?;
             }
         }
         writeln!(w, "outbox    {} waiting", self.outbox.len())?;
-        writeln!(w, "state     {}", self.state)?;
+        writeln!(w, "state     {}", escape(&self.state))?;
         for warning in &self.warnings {
-            writeln!(w, "{} {warning}", style.bad("warning  "))?;
+            writeln!(w, "{} {}", style.bad("warning  "), escape(warning))?;
         }
         Ok(())
     }

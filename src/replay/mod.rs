@@ -165,6 +165,8 @@ pub async fn run(
 ) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
     let mut summary = Summary::new(target.name());
+    summary.already_done = cp.finished;
+    let before = cp.counts.clone();
     let mut counts = cp.counts.clone();
     let mut pages = source::Prefetch::start(source, 1);
     while !cp.finished {
@@ -213,7 +215,7 @@ pub async fn run(
         cp.save()?;
         progress(&counts);
     }
-    summary.finish(counts, started.elapsed());
+    summary.finish(counts, &before, started.elapsed());
     Ok(summary)
 }
 

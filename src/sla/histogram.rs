@@ -47,9 +47,12 @@ impl LatencyHistogram {
         let _ = self.hist.record_correct(us, (expected_interval.as_micros() as u64).max(1));
     }
 
-    pub fn merge(&mut self, other: &LatencyHistogram) {
-        // Both histograms have the same bounds, so adding cannot go out of range.
-        let _ = self.hist.add(&other.hist);
+    /// Adds `other`'s samples; counts that would overflow are an error.
+    pub fn merge(&mut self, other: &LatencyHistogram) -> Result<(), String> {
+        if self.hist.len().checked_add(other.hist.len()).is_none() {
+            return Err("the histogram counts overflow when added up".into());
+        }
+        self.hist.add(&other.hist).map_err(|e| format!("adding histograms: {e:?}"))
     }
 
     pub fn count(&self) -> u64 {

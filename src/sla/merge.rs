@@ -115,14 +115,15 @@ fn read_log(path: &Path) -> Result<(Aggregate, Meta), MergeError> {
         let h: hdrhistogram::Histogram<u64> =
             de.deserialize(&mut raw.as_slice()).map_err(|e| err(path, format!("{e:?}")))?;
         let h = LatencyHistogram::from_inner(h);
-        match ih.tag().map(|t| t.as_str()) {
+        let merged = match ih.tag().map(|t| t.as_str()) {
             Some(CORRECTED_TAG) => agg.corrected.get_or_insert_with(LatencyHistogram::new).merge(&h),
             Some(tag) => match phase_of(tag) {
                 Some(p) => agg.phases.entry(p).or_default().merge(&h),
                 None => return Err(err(path, format!("unknown phase tag {tag:?}"))),
             },
             None => return Err(err(path, "an interval without a phase tag")),
-        }
+        };
+        merged.map_err(|reason| err(path, reason))?;
     }
     Ok((agg, meta))
 }
@@ -138,7 +139,7 @@ pub fn merge(paths: &[PathBuf], thresholds: &[Threshold], command: String) -> Re
     let mut longest = 0f64;
     for p in paths {
         let (agg, meta) = read_log(p)?;
-        total.absorb(agg);
+        total.absorb(agg).map_err(|reason| err(p, reason))?;
         if !targets.contains(&meta.target) {
             targets.push(meta.target.clone());
         }

@@ -31,6 +31,23 @@ use crate::chatwoot::ChatwootClient;
 use crate::config::AblyKey;
 use crate::contracts::Contracts;
 
+mod num_like {
+    /// Checked addition of the aggregate's count types.
+    pub trait Checked: Sized + Copy {
+        fn checked(self, other: Self) -> Option<Self>;
+    }
+    impl Checked for usize {
+        fn checked(self, other: Self) -> Option<Self> {
+            self.checked_add(other)
+        }
+    }
+    impl Checked for u64 {
+        fn checked(self, other: Self) -> Option<Self> {
+            self.checked_add(other)
+        }
+    }
+}
+
 /// How chats are started.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
@@ -166,23 +183,29 @@ impl Aggregate {
     }
 
     /// Adds another run's aggregate (for `sla merge`): histograms merge exactly, counts add up.
-    pub fn absorb(&mut self, other: Aggregate) {
+    /// Counts that would overflow (a crafted or corrupt log) are an error, never a wrap.
+    pub fn absorb(&mut self, other: Aggregate) -> Result<(), String> {
+        fn add<T: num_like::Checked>(a: &mut T, b: T, what: &str) -> Result<(), String> {
+            *a = a.checked(b).ok_or_else(|| format!("the {what} counts overflow when added up"))?;
+            Ok(())
+        }
+        add(&mut self.total, other.total, "chat")?;
+        add(&mut self.ok, other.ok, "ok")?;
+        add(&mut self.failed, other.failed, "failed")?;
+        add(&mut self.setup_failures, other.setup_failures, "failed")?;
+        add(&mut self.cancelled, other.cancelled, "cancelled")?;
+        add(&mut self.warnings, other.warnings, "warning")?;
+        add(&mut self.violations, other.violations, "violation")?;
+        for (k, (n, ex)) in other.errors {
+            add(&mut self.errors.entry(k).or_insert((0, ex)).0, n, "error")?;
+        }
         for (phase, h) in &other.phases {
-            self.phases.entry(*phase).or_default().merge(h);
+            self.phases.entry(*phase).or_default().merge(h)?;
         }
         if let Some(c) = &other.corrected {
-            self.corrected.get_or_insert_with(LatencyHistogram::new).merge(c);
+            self.corrected.get_or_insert_with(LatencyHistogram::new).merge(c)?;
         }
-        self.total += other.total;
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.setup_failures += other.setup_failures;
-        self.cancelled += other.cancelled;
-        self.warnings += other.warnings;
-        self.violations += other.violations;
-        for (k, (n, ex)) in other.errors {
-            self.errors.entry(k).or_insert((0, ex)).0 += n;
-        }
+        Ok(())
     }
 
     pub fn reply(&self) -> LatencyHistogram {

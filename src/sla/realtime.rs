@@ -63,7 +63,7 @@ async fn connect(
     timeout: Duration,
 ) -> Result<reqwest::Response, RealtimeError> {
     let url = sse_url(base, channel, last_event);
-    let shown = format!("{}sse?channels={channel}", base);
+    let shown = format!("{}sse?channels={}", crate::redact::url(base.as_str()), crate::output::escape(channel));
     let req = http
         .get(url)
         .basic_auth(&key.name, Some(key.secret()))

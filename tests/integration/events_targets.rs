@@ -390,3 +390,28 @@ async fn ably_5xx_answers_are_retried_and_a_down_ably_stops_with_the_checkpoint_
     }
     drop(sb);
 }
+
+/// Running a finished replay again (the runbook's "run the same command again") is nothing left
+/// to do, exit 0, from Redis (an empty pipeline used to be refused) and from Postgres alike.
+#[sqlx::test(migrations = false)]
+async fn a_finished_replay_run_again_has_nothing_left_to_do(pool: PgPool) {
+    let prefix = support::prefix("again");
+    let db = crate::mirror::url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    to_redis(&prefix, &fixture(3, 4, 10_000)).await;
+    to_postgres(&pool, &[]).await;
+    for (from, to) in [("redis", "postgres"), ("postgres", "redis")] {
+        let cp = dir.path().join(format!("{from}-{to}.json"));
+        let args = ["--all", "--from", from, "--to", to, "--yes", "--checkpoint", cp.to_str().unwrap(), "-o", "json"];
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            runs.push(run(replay(&db, &prefix, dir.path(), &args)).await);
+        }
+        assert_eq!(runs[0].code, 0, "{from}->{to}: {}", runs[0].stderr);
+        assert_eq!(runs[1].code, 0, "{from}->{to}: {}", runs[1].stderr);
+        let s = summary(&runs[1].stdout);
+        assert_eq!(s["already_done"], true, "{s}");
+        assert_eq!(s["read_this_run"], 0, "{s}");
+        assert!(s["events_per_second"].as_f64().unwrap() < 1.0, "no absurd rate for a resumed run: {s}");
+    }
+}

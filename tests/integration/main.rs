@@ -13,6 +13,7 @@ mod doctor;
 mod events_replay;
 mod events_targets;
 mod faults;
+mod hardening;
 mod mirror;
 mod sandbox_ably;
 mod sandbox_chatwoot;
