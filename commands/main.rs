@@ -3,13 +3,17 @@
 
 mod ably;
 mod alert;
+mod alert_args;
 mod cli;
 mod db;
 mod doctor;
 mod events;
+mod events_args;
+mod exits;
 mod progress;
 mod sandbox;
 mod sla;
+mod sla_args;
 mod token;
 
 use std::collections::HashMap;
@@ -66,46 +70,6 @@ pub fn print_json(w: &mut dyn Write, doc: &serde_json::Value, format: Format) ->
     Ok(())
 }
 
-/// Probe commands exit UNKNOWN (3) on usage errors, as monitoring plugins do. The words of
-/// argv are walked through the real command tree, skipping the values of options that take one
-/// (`-o nagios ably health --warn x` is `ably health`).
-fn is_probe(argv: &[OsString]) -> bool {
-    let path = subcommand_path(argv);
-    let words: Vec<&str> = path.iter().map(String::as_str).collect();
-    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..])
-}
-
-fn subcommand_path(argv: &[OsString]) -> Vec<String> {
-    let mut root = Cli::command();
-    root.build();
-    let mut cur = &root;
-    let mut path = Vec::new();
-    let mut words = argv.iter().skip(1).filter_map(|a| a.to_str());
-    let takes = |cmd: &clap::Command, hit: &dyn Fn(&clap::Arg) -> bool| {
-        cmd.get_arguments().any(|a| hit(a) && a.get_action().takes_values())
-    };
-    while let Some(w) = words.next() {
-        if w == "--" {
-            break;
-        }
-        if let Some(long) = w.strip_prefix("--") {
-            if !long.contains('=') && takes(cur, &|a| a.get_long() == Some(long)) {
-                words.next();
-            }
-        } else if let Some(short) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
-            let mut chars = short.chars();
-            let first = chars.next();
-            if chars.next().is_none() && takes(cur, &|a| a.get_short() == first) {
-                words.next();
-            }
-        } else if let Some(sub) = cur.find_subcommand(w) {
-            path.push(sub.get_name().to_string());
-            cur = sub;
-        }
-    }
-    path
-}
-
 fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -156,32 +120,6 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     }
 }
 
-/// The error and its causes on one line, each cause once: an error whose message already quotes
-/// its cause (as most here do, to name the dependency and address) does not repeat it.
-fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<output::OutputError>().is_some_and(
-                |o| matches!(o, output::OutputError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
-            )
-    })
-}
-
 fn main() -> std::process::ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
@@ -189,7 +127,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // --help and --version are "errors" that print to stdout and exit 0.
             let _ = e.print();
-            let code = match (e.use_stderr(), is_probe(&argv)) {
+            let code = match (e.use_stderr(), exits::is_probe(&argv)) {
                 (false, _) => 0,
                 (true, true) => PROBE_USAGE,
                 (true, false) => Exit::Usage.code(),
@@ -210,9 +148,9 @@ fn main() -> std::process::ExitCode {
     let code = match runtime.block_on(dispatch(cli, env, argv)) {
         Ok(code) => code,
         // A reader that went away (`| head`) is not an error worth a message, as in ripgrep.
-        Err(e) if is_broken_pipe(&e) => Exit::Ok.code(),
+        Err(e) if exits::is_broken_pipe(&e) => Exit::Ok.code(),
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            eprintln!("error: {}", exits::error_text(&e));
             Exit::CouldNotRun.code()
         }
     };

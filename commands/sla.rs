@@ -1,114 +1,11 @@
 //! `broker-ops sla smoke` and `sla merge`: arguments in, one library call, reports out.
 
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use clap::{Args, Subcommand, ValueEnum};
-
-use broker_ops::duration::parse_positive_duration;
 use broker_ops::exit::Exit;
 use broker_ops::sandbox::Sandbox;
 use broker_ops::sla::{self, Scenario, Schedule, SmokeReport, Target, Threshold, Transport, Verdict};
 
 use crate::Ctx;
-use crate::sandbox::Behaviour;
-
-#[derive(Debug, Subcommand)]
-pub enum SlaCommand {
-    /// Run smoke chats end to end and judge the AI's reply time against thresholds.
-    Smoke(Box<SmokeArgs>),
-    /// Combine the histogram logs of several runs (--histogram-out) into one exact result.
-    Merge(MergeArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TransportArg {
-    /// Ably SSE on the conversation's channel.
-    Sse,
-    /// Poll Chatwoot's messages (the web app's fallback).
-    Poll,
-}
-
-#[derive(Debug, Args)]
-pub struct Outputs {
-    /// Threshold (repeatable): p50|p90|p95|p99|max < DUR, error_rate < N%, violations==0.
-    #[arg(long = "threshold", value_name = "EXPR", value_parser = str::parse::<Threshold>)]
-    pub thresholds: Vec<Threshold>,
-    /// Write a JUnit XML file (one test case per threshold).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Directory for the Markdown and JSON report.
-    #[arg(long, value_name = "DIR", default_value = "validation-reports")]
-    pub report_dir: PathBuf,
-    /// Write no report files.
-    #[arg(long)]
-    pub no_report: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct SmokeArgs {
-    /// Start the built-in sandbox on a free port and run against it.
-    #[arg(long)]
-    pub sandbox: bool,
-    /// How many chats.
-    #[arg(long, default_value = "20")]
-    pub chats: NonZeroUsize,
-    /// Closed loop: at most N chats at once.
-    #[arg(long, default_value = "10", conflicts_with = "rate")]
-    pub concurrency: NonZeroUsize,
-    /// Open loop: start R chats per second (e.g. 20/s), counting latency from each intended start.
-    #[arg(long, value_name = "R/s", value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Open loop: the most chats in flight at once.
-    #[arg(long, default_value = "10000", requires = "rate")]
-    pub max_in_flight: NonZeroUsize,
-    /// Customer messages per chat.
-    #[arg(long, default_value = "1")]
-    pub turns: NonZeroUsize,
-    /// YAML or JSON file: a list of chats, each a list of customer messages.
-    #[arg(long, value_name = "FILE")]
-    pub scenario: Option<PathBuf>,
-    /// How the reply is awaited.
-    #[arg(long, value_enum, default_value = "sse")]
-    pub transport: TransportArg,
-    /// A chat without a reply after this long is a failure.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
-    pub reply_timeout: Duration,
-    /// Interval of the poll transport.
-    #[arg(long, default_value = "250ms", value_parser = parse_positive_duration)]
-    pub poll_interval: Duration,
-    /// Stop early once a threshold can no longer pass.
-    #[arg(long)]
-    pub abort_on_fail: bool,
-    /// Write the raw HDR histograms (HdrHistogram log format) for `sla merge`.
-    #[arg(long, value_name = "FILE")]
-    pub histogram_out: Option<PathBuf>,
-    /// Do not resolve and label the smoke conversations afterwards.
-    #[arg(long)]
-    pub no_cleanup: bool,
-    #[command(flatten)]
-    pub outputs: Outputs,
-    #[command(flatten, next_help_heading = "Sandbox (with --sandbox)")]
-    pub behaviour: Behaviour,
-}
-
-#[derive(Debug, Args)]
-pub struct MergeArgs {
-    /// Histogram logs written by `sla smoke --histogram-out`.
-    #[arg(required = true, value_name = "FILES")]
-    pub files: Vec<PathBuf>,
-    #[command(flatten)]
-    pub outputs: Outputs,
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let n = s.trim().trim_end_matches("/s");
-    match n.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
-        _ => Err(format!("invalid rate {s:?}: expected chats per second, e.g. 20/s")),
-    }
-}
+pub use crate::sla_args::*;
 
 pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     match cmd {

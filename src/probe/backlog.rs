@@ -85,18 +85,9 @@ pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, Pr
     let mut redis = redis;
     let stores =
         Stores { redis: redis.as_mut(), postgres: pg.as_ref().map(|(p, a)| (p, a.clone())), ably: ably.as_ref() };
-    let mut report = match tokio::time::timeout(t * 3, backlog(stores, &opts)).await {
-        Ok(r) => r,
-        Err(_) => ProbeReport {
-            kind: "ably_backlog",
-            checks: vec![opts.rules.unknown(
-                "waiting",
-                "waiting",
-                Unit::Count,
-                "the probe did not finish within 3 x --timeout",
-            )],
-        },
-    };
+    let limit = t * 3;
+    let mut report =
+        super::within("ably_backlog", limit, &opts.rules, ("waiting", Unit::Count), backlog(stores, &opts)).await;
     report.checks.extend(unknown);
     Ok(report)
 }

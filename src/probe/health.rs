@@ -65,18 +65,8 @@ pub async fn run(config: &Config, req: HealthRequest) -> Result<ProbeReport, Pro
         StatusCheck::Default => None,
     };
     let opts = HealthOptions { window: req.window, channels: req.channels, status_url, rules, timeout: t };
-    Ok(match tokio::time::timeout(t + Duration::from_millis(500), health(&client, &opts)).await {
-        Ok(r) => r,
-        Err(_) => ProbeReport {
-            kind: "ably_health",
-            checks: vec![opts.rules.unknown(
-                "latency",
-                "latency",
-                Unit::Ms,
-                "the probe did not finish within --timeout",
-            )],
-        },
-    })
+    let limit = t + Duration::from_millis(500);
+    Ok(super::within("ably_health", limit, &opts.rules, ("latency", Unit::Ms), health(&client, &opts)).await)
 }
 
 /// Which channels to report occupancy for.

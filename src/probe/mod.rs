@@ -194,3 +194,21 @@ impl Render for ProbeReport {
 }
 
 pub use crate::fsutil::write_atomically;
+
+/// Runs `probe` within `limit`; past it, the probe is one UNKNOWN check of `metric` saying so,
+/// and the command still ends on time.
+pub async fn within(
+    kind: &'static str,
+    limit: std::time::Duration,
+    rules: &Rules,
+    (metric, unit): (&str, Unit),
+    probe: impl std::future::Future<Output = ProbeReport>,
+) -> ProbeReport {
+    match tokio::time::timeout(limit, probe).await {
+        Ok(r) => r,
+        Err(_) => {
+            let why = format!("the probe did not finish within {}", crate::duration::format_duration(limit));
+            ProbeReport { kind, checks: vec![rules.unknown(metric, metric, unit, why)] }
+        }
+    }
+}

@@ -34,8 +34,8 @@ impl Render for IssuedView<'_> {
         writeln!(w, "token:        {}", i.token)?;
         writeln!(w, "jti:          {}", i.jti)?;
         writeln!(w, "kid:          {}", i.kid)?;
-        writeln!(w, "conversation: {}", i.conversation_id)?;
-        writeln!(w, "email:        {}", i.email)?;
+        writeln!(w, "conversation: {}", escape(&i.conversation_id))?;
+        writeln!(w, "email:        {}", escape(&i.email))?;
         writeln!(w, "expires:      {} ({})", when(i.exp), relative(i.exp, self.now))?;
         writeln!(w, "link:         {}", i.link.as_deref().unwrap_or("- (APP_BASE_URL not set)"))?;
         if let Some(to) = &self.sent_to {

@@ -304,7 +304,6 @@ async fn every_command_the_docs_name_exists() {
                 "mirror",
                 "rollout",
                 "monitor",
-                "probe",
                 "completions",
                 "man",
             ]

@@ -1,0 +1,101 @@
+//! How the binary ends: which commands are probes (whose usage errors exit UNKNOWN), an error
+//! written as one line with each cause once, and a closed pipe that is not an error.
+
+use std::ffi::OsString;
+
+use clap::CommandFactory;
+
+use broker_ops::output;
+
+use crate::cli::Cli;
+
+/// Probe commands exit UNKNOWN (3) on usage errors, as monitoring plugins do. The words of
+/// argv are walked through the real command tree, skipping the values of options that take one
+/// (`-o nagios ably health --warn x` is `ably health`).
+pub fn is_probe(argv: &[OsString]) -> bool {
+    let path = subcommand_path(argv);
+    let words: Vec<&str> = path.iter().map(String::as_str).collect();
+    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..])
+}
+
+fn subcommand_path(argv: &[OsString]) -> Vec<String> {
+    let mut root = Cli::command();
+    root.build();
+    let mut cur = &root;
+    let mut path = Vec::new();
+    let mut words = argv.iter().skip(1).filter_map(|a| a.to_str());
+    let takes = |cmd: &clap::Command, hit: &dyn Fn(&clap::Arg) -> bool| {
+        cmd.get_arguments().any(|a| hit(a) && a.get_action().takes_values())
+    };
+    while let Some(w) = words.next() {
+        if w == "--" {
+            break;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            if !long.contains('=') && takes(cur, &|a| a.get_long() == Some(long)) {
+                words.next();
+            }
+        } else if let Some(short) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.chars();
+            let first = chars.next();
+            if chars.next().is_none() && takes(cur, &|a| a.get_short() == first) {
+                words.next();
+            }
+        } else if let Some(sub) = cur.find_subcommand(w) {
+            path.push(sub.get_name().to_string());
+            cur = sub;
+        }
+    }
+    path
+}
+
+/// The error and its causes on one line, each cause once: an error whose message already quotes
+/// its cause (as most here do, to name the dependency and address) does not repeat it.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<output::OutputError>().is_some_and(
+                |o| matches!(o, output::OutputError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        std::iter::once("broker-ops").chain(words.iter().copied()).map(OsString::from).collect()
+    }
+
+    #[test]
+    fn probes_are_found_past_flags_and_their_values() {
+        assert!(is_probe(&argv(&["-o", "nagios", "ably", "health", "--warn", "x"])));
+        assert!(is_probe(&argv(&["--config", "ably", "ably", "backlog"])));
+        assert!(is_probe(&argv(&["--timeout=2s", "ably", "health"])));
+        assert!(!is_probe(&argv(&["-o", "json", "doctor"])));
+        assert!(!is_probe(&argv(&["--config", "ably", "doctor"])), "the value of --config is not a command");
+    }
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let inner = anyhow::anyhow!("connection refused");
+        let e = inner.context("Redis connect at redis://h: connection refused").context("replay stopped");
+        assert_eq!(error_text(&e), "replay stopped: Redis connect at redis://h: connection refused");
+    }
+}
