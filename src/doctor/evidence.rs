@@ -348,7 +348,7 @@ mod tests {
     fn shapes_replace_ids() {
         assert_eq!(shape("conv:4711:events"), "conv:{id}:events");
         assert_eq!(shape("chat-12"), "chat-{id}");
-        assert_eq!(shape("chat:events:9f86d081884c7d65"), "chat:events:{id}");
+        assert_eq!(shape("conv:log:9f86d081884c7d65"), "conv:log:{id}");
         assert_eq!(shape("bull:broker:wait"), "bull:broker:wait");
         let names = vec!["p:conv:1:events".to_string(), "p:conv:2:events".to_string(), "p:other".to_string()];
         assert_eq!(shapes(&names, "p:", "keys").unwrap(), "2 keys match conv:*:events; 1 keys match other");
