@@ -353,7 +353,8 @@ mod tests {
         assert_eq!(n.conversation_of("conversation:4711").as_deref(), Some("4711"));
         assert_eq!(n.conversation_of("other:4711"), None);
         assert_eq!(n.conversation_of("conversation:"), None);
-        assert_eq!(Contracts::with_redis_prefix("t1:").stream_key("9"), "t1:chat:events:9");
+        let c = Contracts { redis_stream: Pattern::parse("s:{id}:e").unwrap(), ..Contracts::with_redis_prefix("t1:") };
+        assert_eq!(c.stream_key("9"), "t1:s:9:e", "the prefix goes before the pattern");
         let p = Pattern::parse("conv:{id}:events").unwrap();
         assert_eq!(p.of("7"), "conv:7:events");
         assert_eq!(p.id_in("conv:7:events"), Some("7"));
@@ -367,7 +368,7 @@ mod tests {
 
     #[test]
     fn tables_are_plain_identifiers() {
-        assert_eq!(Table::parse("chat_events").unwrap().quoted(), "\"public\".\"chat_events\"");
+        assert_eq!(Table::parse("events_log").unwrap().quoted(), "\"public\".\"events_log\"");
         assert_eq!(Table::parse("ops.chat_log").unwrap().to_string(), "ops.chat_log");
         for bad in ["chat-events", "1abc", "a.b.c", "x\"; DROP TABLE y; --", "", "ops.", ".t"] {
             assert!(Table::parse(bad).is_err(), "{bad} accepted");

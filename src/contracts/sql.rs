@@ -129,6 +129,6 @@ mod tests {
             "AND (conversation_id, occurred_at, id) > ($6, $4, $5) ORDER BY conversation_id, occurred_at, id LIMIT $7"
         ));
         assert!(t.read_sql(ReadOrder::Time, After::Start).ends_with("ORDER BY occurred_at, id LIMIT $4"));
-        assert_eq!(Table::parse("chat_events").unwrap().migration().len(), 3, "no CREATE SCHEMA for public");
+        assert_eq!(Table::parse("events_log").unwrap().migration().len(), 3, "no CREATE SCHEMA for public");
     }
 }
