@@ -23,6 +23,13 @@ pub enum Decision {
     NothingOpen,
 }
 
+/// Serialised as its name (`"open"`, `"quiet"`, ...): the JSON report's `decision`.
+impl serde::Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl Decision {
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -26,7 +26,7 @@ pub use email::EmailTarget;
 pub use model::{Alert, AlertSource, Links, Severity, check_link};
 pub use report::{AlertReport, DeliveryResult, Outcome, Preview};
 pub use slack::SlackTarget;
-pub use state::{Delivery, Incident, OutboxEntry, StateError, Store};
+pub use state::{Channel, Delivery, Incident, OutboxEntry, StateError, Store};
 
 /// Which notice of an incident this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::Kind;
 use super::email::Mail;
 use super::model::Severity;
-use super::state::OutboxEntry;
+use super::state::{Channel, OutboxEntry};
 use crate::output::{Render, Style, escape, escape_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,7 +38,7 @@ impl Outcome {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryResult {
-    pub channel: &'static str,
+    pub channel: Channel,
     pub address: String,
     pub kind: Kind,
     pub dedup_key: String,
@@ -61,7 +61,7 @@ pub struct Preview {
 pub struct AlertReport {
     pub command: &'static str,
     pub dry_run: bool,
-    pub decision: Option<&'static str>,
+    pub decision: Option<super::Decision>,
     pub dedup_key: Option<String>,
     pub incident_id: Option<String>,
     pub severity: Option<Severity>,
@@ -99,14 +99,14 @@ impl AlertReport {
 
 impl Render for AlertReport {
     fn table(&self, w: &mut dyn Write, style: Style) -> io::Result<()> {
-        if let Some(d) = self.decision {
-            let what = match (d, &self.next_reminder_at) {
-                ("quiet", Some(next)) => format!(
+        if let Some(d) = &self.decision {
+            let what = match d {
+                super::Decision::Quiet { next_reminder_at } => format!(
                     "quiet: already notified; next reminder after {}",
-                    next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    next_reminder_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-                ("nothing-open", _) => "nothing open for this key: nothing sent".to_string(),
-                (d, _) => d.to_string(),
+                super::Decision::NothingOpen => "nothing open for this key: nothing sent".to_string(),
+                d => d.as_str().to_string(),
             };
             let dry = if self.dry_run { " (dry run: nothing sent, state unchanged)" } else { "" };
             writeln!(w, "decision  {what}{dry}")?;

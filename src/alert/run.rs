@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::decide::Decision;
 use super::report::{AlertReport, DeliveryResult, Outcome, Preview};
-use super::state::{Delivery, Incident, OutboxEntry, StateError, Store};
+use super::state::{Channel, Delivery, Incident, OutboxEntry, StateError, Store};
 use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, email, slack};
 
 /// Sends `alert` as its incident's state says: once when it opens, a reminder after the repeat
@@ -46,7 +46,7 @@ async fn queue_unlocked(
     let entry = OutboxEntry::new(&key, "pending", Kind::Opened, delivery, why.clone());
     store.enqueue(&entry).await?;
     report.deliveries.push(DeliveryResult {
-        channel: "alert",
+        channel: Channel::Alert,
         address: String::new(),
         kind: Kind::Opened,
         dedup_key: key,
@@ -76,7 +76,7 @@ async fn process(
     alert: Alert,
     repeat_interval: std::time::Duration,
     opts: &Options,
-    blocked: &HashSet<&'static str>,
+    blocked: &HashSet<Channel>,
     report: &mut AlertReport,
 ) -> Result<(), StateError> {
     let now = Utc::now();
@@ -115,9 +115,9 @@ async fn process(
     }
     for entry in entries {
         let channel = entry.delivery.channel();
-        let result = if blocked.contains(channel) {
+        let result = if blocked.contains(&channel) {
             Err(DeliveryError {
-                dependency: channel,
+                dependency: channel.as_str(),
                 operation: "deliver",
                 address: address_of(&entry.delivery, opts),
                 reason: format!("queued behind earlier {channel} notices still waiting in the outbox"),
@@ -167,7 +167,7 @@ fn kind_of(decision: &Decision) -> Option<Kind> {
 }
 
 fn describe(report: &mut AlertReport, alert: &Alert, decision: &Decision, open: Option<&Incident>) {
-    report.decision = Some(decision.as_str());
+    report.decision = Some(decision.clone());
     report.dedup_key = Some(alert.dedup_key.clone());
     report.severity = Some(alert.severity);
     report.incident_id = open.map(|i| i.incident_id.clone());
@@ -263,7 +263,7 @@ async fn flush_locked(
     store: &mut Store,
     opts: &Options,
     report: &mut AlertReport,
-) -> Result<HashSet<&'static str>, StateError> {
+) -> Result<HashSet<Channel>, StateError> {
     let mut blocked = HashSet::new();
     for entry in store.outbox().await? {
         if let Delivery::Alert { alert, repeat_interval_secs } = &entry.delivery {
@@ -274,7 +274,7 @@ async fn flush_locked(
             continue;
         }
         let channel = entry.delivery.channel();
-        if blocked.contains(channel) {
+        if blocked.contains(&channel) {
             continue;
         }
         let result = attempt(&entry.delivery, opts).await;

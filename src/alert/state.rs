@@ -79,12 +79,38 @@ pub enum Delivery {
     },
 }
 
-impl Delivery {
-    pub fn channel(&self) -> &'static str {
+/// Where a notice goes: a channel, or (an alert queued while another run held the lock) the
+/// next run's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Slack,
+    Email,
+    Alert,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Delivery::Slack { .. } => "slack",
-            Delivery::Email { .. } => "email",
-            Delivery::Alert { .. } => "alert",
+            Channel::Slack => "slack",
+            Channel::Email => "email",
+            Channel::Alert => "alert",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Delivery {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Delivery::Slack { .. } => Channel::Slack,
+            Delivery::Email { .. } => Channel::Email,
+            Delivery::Alert { .. } => Channel::Alert,
         }
     }
 }
