@@ -198,3 +198,29 @@ fn escaping_and_parsers_hold_on_random_input() {
         assert_eq!(text.parse::<broker_ops::sla::Threshold>().is_ok(), ok, "{text}");
     }
 }
+
+/// A target that answers every request 500 (or refuses the key) never ran a chat: that is
+/// "could not run" (3), not an SLA failure (1).
+#[tokio::test]
+async fn a_smoke_whose_target_refuses_everything_could_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.args(["sla", "smoke", "--sandbox", "--chats", "2", "--no-report", "--http-error-rate", "1"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("every chat failed before its first message") && r.stderr.contains("HTTP 500"),
+        "{}",
+        r.stderr
+    );
+    let (_sb, env) = support::sandbox().await;
+    let mut c = bin(dir.path());
+    c.args(["sla", "smoke", "--chats", "2", "--no-report"])
+        .env("CHATWOOT_BASE_URL", &env.base)
+        .env("CHATWOOT_INBOX_IDENTIFIER", "no-such-inbox")
+        .env("ABLY_REST_URL", &env.base)
+        .env("ABLY_API_KEY", &env.key);
+    let r = run(c).await;
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("could not use the target"), "{}", r.stderr);
+}
