@@ -179,3 +179,40 @@ async fn bad_contracts_are_refused_at_start_naming_the_file_and_key() {
         assert!(r.stderr.contains(needle), "{text}: {}", r.stderr);
     }
 }
+
+/// A stack whose replies carry no field naming the message: `first-after` pairs each message
+/// with the first reply after it, and the report says the match is the weaker one.
+#[sqlx::test(migrations = false)]
+async fn first_after_pairs_replies_without_a_reply_field(pool: PgPool) {
+    let (dir, prefix, db) = (tempfile::tempdir().unwrap(), support::prefix("first"), url_of(&pool));
+    std::fs::write(dir.path().join("stack.toml"), "[contracts]\nreply_field = \"first-after\"\n").unwrap();
+    let layers = Layers::new(HashMap::new(), Some(&dir.path().join("stack.toml"))).unwrap();
+    let mut opts = mirrored_options(&pool, &prefix);
+    opts.contracts = broker_ops::contracts::resolve(&layers, prefix.clone()).unwrap();
+    let (sb, env) = support::start(opts).await;
+    let d = dir.path();
+    let smoke =
+        run(cmd(d, &env, &prefix, &db, true, &["sla", "smoke", "--chats", "2", "--turns", "2", "-o", "json"])).await;
+    assert_eq!(smoke.code, 0, "{}{}", smoke.stdout, smoke.stderr);
+    let report = json(&smoke.stdout);
+    assert_eq!(report["chats"]["ok"], 2, "{report}");
+    assert_eq!(report["mode"]["reply_match"], "first-after");
+    assert_eq!(report["reply_ms"]["count"], 4, "two turns of two chats: {report}");
+    let human = run(cmd(d, &env, &prefix, &db, true, &["sla", "smoke", "--chats", "1", "--no-report"])).await;
+    assert!(human.stdout.contains("replies matched first-after (weaker)"), "{}", human.stdout);
+    wait_mirrored(&sb, 8).await;
+    let conv: String =
+        sqlx::query_scalar("SELECT conversation_id FROM public.chat_events LIMIT 1").fetch_one(&pool).await.unwrap();
+    let r = run(cmd(d, &env, &prefix, &db, true, &["events", "replay", "--conversation", &conv, "--from", "postgres"]))
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let replies: Vec<&str> = r.stdout.lines().filter(|l| l.contains("message:ai")).collect();
+    assert_eq!(replies.len(), 2, "{}", r.stdout);
+    for l in replies {
+        assert!(
+            l.split_whitespace().any(|w| w.ends_with("ms") && w.trim_end_matches("ms").parse::<i64>().is_ok()),
+            "a latency next to each reply: {l}"
+        );
+    }
+    sb.shutdown().await;
+}
