@@ -169,13 +169,13 @@ pub async fn open_store(
     config: &crate::config::Config,
     dir: Option<&std::path::Path>,
 ) -> Result<(Store, Option<String>), AlertError> {
-    use secrecy::ExposeSecret;
+    use crate::redis_handle::Redis;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => config.state_dir.as_ref().map(|d| d.value.clone()).ok_or(AlertError::NoStateDir)?,
     };
-    let url = config.redis_url.as_ref().map(|u| u.value.expose_secret().to_string());
-    Ok(Store::open(url.as_deref(), &config.redis_key_prefix.value, &dir, config.timeout.value).await?)
+    let redis = Redis::from_config(config).await.transpose();
+    Ok(Store::open(redis, &dir).await?)
 }
 
 /// The channels the configuration describes. A half-configured channel (SMTP_URL without its

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::Kind;
 use super::email::Mail;
 use super::model::Severity;
+use crate::redis_handle::Redis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -134,26 +134,20 @@ impl OutboxEntry {
 }
 
 pub enum Store {
-    Redis { conn: redis::aio::ConnectionManager, addr: String, prefix: String, lock: Option<super::lock::RedisLock> },
+    Redis { redis: Redis, lock: Option<super::lock::RedisLock> },
     Dir { root: PathBuf, lock: Option<std::fs::File> },
 }
 
 impl Store {
-    /// Redis when a URL is given and Redis answers within `timeout`; else the directory. The
-    /// second value says why the directory was used although Redis was configured.
+    /// The configured Redis when it answers; else the directory. The second value says why the
+    /// directory was used although Redis was configured.
     pub async fn open(
-        redis_url: Option<&str>,
-        prefix: &str,
+        redis: Option<Result<Redis, crate::redis_handle::RedisError>>,
         dir: &Path,
-        timeout: Duration,
     ) -> Result<(Store, Option<String>), StateError> {
-        if let Some(url) = redis_url {
-            let addr = crate::redact::url(url);
-            match crate::redis_handle::Redis::connect(url, prefix, timeout).await {
-                Ok(r) => {
-                    let store = Store::Redis { conn: r.conn, addr, prefix: r.prefix, lock: None };
-                    return Ok((store, None));
-                }
+        if let Some(connected) = redis {
+            match connected {
+                Ok(redis) => return Ok((Store::Redis { redis, lock: None }, None)),
                 Err(e) => {
                     let why = format!(
                         "Redis did not answer ({e}); alert state is kept in {} on this host, \
@@ -181,7 +175,7 @@ impl Store {
     /// What the reports show: `redis redis://host:6379` or `dir /var/lib/...`.
     pub fn describe(&self) -> String {
         match self {
-            Store::Redis { addr, .. } => format!("redis {addr}"),
+            Store::Redis { redis, .. } => format!("redis {}", redis.addr),
             Store::Dir { root, .. } => format!("dir {}", root.display()),
         }
     }
@@ -199,7 +193,7 @@ impl Store {
     /// Takes the run lock, waiting at most [`super::lock::LOCK_WAIT`] for another run.
     pub async fn lock(&mut self) -> Result<(), StateError> {
         match self {
-            Store::Redis { conn, addr, prefix, lock } => {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, lock } => {
                 *lock = Some(super::lock::RedisLock::take(conn, addr, &Self::key(prefix, "lock")).await?);
                 Ok(())
             }
@@ -214,7 +208,7 @@ impl Store {
     /// run is left alone). Every run calls it on every way out, error or not.
     pub async fn unlock(&mut self) -> Result<(), StateError> {
         match self {
-            Store::Redis { conn, addr, lock, .. } => match lock.take() {
+            Store::Redis { redis: Redis { conn, addr, .. }, lock } => match lock.take() {
                 Some(l) => l.release(conn, addr).await,
                 None => Ok(()),
             },
@@ -228,7 +222,7 @@ impl Store {
 
     pub async fn incident(&mut self, dedup_key: &str) -> Result<Option<Incident>, StateError> {
         let (raw, place) = match self {
-            Store::Redis { conn, addr, prefix, .. } => {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => {
                 let raw: Option<String> = conn
                     .get(Self::key(prefix, &format!("incident:{dedup_key}")))
                     .await
@@ -260,7 +254,7 @@ impl Store {
         // Serialising plain data with string keys cannot fail.
         let doc = serde_json::to_string(incident).expect("incident serialises");
         match self {
-            Store::Redis { conn, addr, prefix, .. } => conn
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => conn
                 .set(Self::key(prefix, &format!("incident:{}", incident.dedup_key)), doc)
                 .await
                 .map_err(|source| StateError::Redis { addr: addr.clone(), op: "SET incident", source }),
@@ -270,7 +264,7 @@ impl Store {
 
     pub async fn close_incident(&mut self, dedup_key: &str) -> Result<(), StateError> {
         match self {
-            Store::Redis { conn, addr, prefix, .. } => conn
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => conn
                 .del(Self::key(prefix, &format!("incident:{dedup_key}")))
                 .await
                 .map_err(|source| StateError::Redis { addr: addr.clone(), op: "DEL incident", source }),
@@ -289,7 +283,7 @@ impl Store {
     /// The outbox in delivery order.
     pub async fn outbox(&mut self) -> Result<Vec<OutboxEntry>, StateError> {
         match self {
-            Store::Redis { conn, addr, prefix, .. } => {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => {
                 let raw: Vec<String> = conn
                     .lrange(Self::key(prefix, "outbox"), 0, -1)
                     .await
@@ -337,7 +331,7 @@ impl Store {
         // Plain data with string keys: serialising cannot fail.
         let doc = serde_json::to_string(entry).expect("outbox entry serialises");
         match self {
-            Store::Redis { conn, addr, prefix, .. } => conn
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => conn
                 .rpush(Self::key(prefix, "outbox"), doc)
                 .await
                 .map_err(|source| StateError::Redis { addr: addr.clone(), op: "RPUSH outbox", source }),
@@ -347,7 +341,7 @@ impl Store {
 
     pub async fn remove(&mut self, entry: &OutboxEntry) -> Result<(), StateError> {
         match self {
-            Store::Redis { conn, addr, prefix, .. } => {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => {
                 let key = Self::key(prefix, "outbox");
                 let raw: Vec<String> = conn.lrange(&key, 0, -1).await.map_err(|source| StateError::Redis {
                     addr: addr.clone(),
