@@ -64,8 +64,9 @@ def measured(cmd, env=None, stdout=subprocess.DEVNULL):
 def fill_postgres(n):
     psql(PG_ADMIN, "DROP DATABASE IF EXISTS broker_ops_bench_replay")
     psql(PG_ADMIN, "CREATE DATABASE broker_ops_bench_replay")
-    with open(os.path.join(ROOT, "migrations", "20261126000000_chat_events.sql")) as f:
-        psql(PG, f.read())
+    # The table as the tool creates it: only `db migrate` does.
+    subprocess.run([BIN, "db", "migrate"], env=dict(os.environ, DATABASE_URL=PG), check=True,
+                   stdout=subprocess.DEVNULL)
     psql(PG, f"""
         INSERT INTO chat_events (id, conversation_id, channel, name, data, client_id, occurred_at)
         SELECT 'bench-' || g, (g % {CONVS})::text, 'conversation:' || (g % {CONVS}),
