@@ -10,6 +10,11 @@ pub const COLUMNS: &str = "id, conversation_id, channel, name, data, client_id, 
 /// The window every read filters on: `$1` since, `$2` until, `$3` conversation ids (or NULL).
 const WINDOW: &str = "occurred_at >= $1 AND occurred_at < $2 AND ($3::text[] IS NULL OR conversation_id = ANY($3))";
 
+/// Planner settings for the reads of one transaction: walk an index in key order rather than
+/// sort, so that the plan does not depend on statistics (a restored or freshly bulk-loaded table
+/// has none, and its guessed row counts made the planner sort the whole window instead).
+pub const STABLE_PLAN: &[&str] = &["SET LOCAL enable_sort = off", "SET LOCAL enable_bitmapscan = off"];
+
 /// The order a replay reads in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOrder {
@@ -42,10 +47,12 @@ impl Table {
                 occurred_at     timestamptz NOT NULL,\n    \
                 mirrored_at     timestamptz NOT NULL DEFAULT now()\n)"
         );
+        // Both in the exact key order the reads use (`ORDER BY ... , id` with row-value keysets),
+        // so each read is an index walk from its keyset position.
         let by_conversation = format!(
-            "CREATE INDEX IF NOT EXISTS \"{n}_conversation_occurred_idx\" ON {t} (conversation_id, occurred_at)"
+            "CREATE INDEX IF NOT EXISTS \"{n}_conversation_occurred_id_idx\" ON {t} (conversation_id, occurred_at, id)"
         );
-        let by_time = format!("CREATE INDEX IF NOT EXISTS \"{n}_occurred_idx\" ON {t} (occurred_at)");
+        let by_time = format!("CREATE INDEX IF NOT EXISTS \"{n}_occurred_id_idx\" ON {t} (occurred_at, id)");
         let mut out = vec![table, by_conversation, by_time];
         if self.schema != "public" {
             out.insert(0, schema);
@@ -123,7 +130,7 @@ mod tests {
         let m = t.migration();
         assert_eq!(m[0], "CREATE SCHEMA IF NOT EXISTS \"ops\"");
         assert!(m[1].starts_with("CREATE TABLE IF NOT EXISTS \"ops\".\"chat_log\" ("));
-        assert!(m[2].contains("\"chat_log_conversation_occurred_idx\" ON \"ops\".\"chat_log\""));
+        assert!(m[2].contains("\"chat_log_conversation_occurred_id_idx\" ON \"ops\".\"chat_log\""));
         assert_eq!(t.exists_sql(), "SELECT to_regclass('\"ops\".\"chat_log\"')::text");
         assert!(t.read_sql(ReadOrder::Conversation, After::Key).ends_with(
             "AND (conversation_id, occurred_at, id) > ($6, $4, $5) ORDER BY conversation_id, occurred_at, id LIMIT $7"

@@ -88,7 +88,23 @@ impl PostgresSource {
                 q = q.bind(conversation);
             }
             let chunk = self.chunk();
-            let mut rows = q.bind(chunk).persistent(false).fetch(&pool);
+            // Each chunk in a read-only transaction whose planner settings make the plan the
+            // index walk in key order, whatever the statistics say (a freshly restored table
+            // has none, and its estimates chose a full sort of the window).
+            let mut txn = match pool.begin().await {
+                Ok(t) => t,
+                Err(source) => {
+                    let _ = tx.send(Err(self.err("BEGIN")(source))).await;
+                    return;
+                }
+            };
+            for setting in crate::contracts::sql::STABLE_PLAN {
+                if let Err(source) = sqlx::query(setting).persistent(false).execute(&mut *txn).await {
+                    let _ = tx.send(Err(self.err("SET LOCAL")(source))).await;
+                    return;
+                }
+            }
+            let mut rows = q.bind(chunk).persistent(false).fetch(&mut *txn);
             let mut in_chunk = 0;
             loop {
                 match rows.try_next().await {
@@ -113,6 +129,9 @@ impl PostgresSource {
                     }
                 }
             }
+            drop(rows);
+            // Read only: nothing to commit.
+            let _ = txn.rollback().await;
             if in_chunk < chunk {
                 break;
             }
