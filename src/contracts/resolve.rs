@@ -96,64 +96,40 @@ fn file_value(path: &std::path::Path, t: &toml::Table, key: &str) -> Result<Opti
 }
 
 fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Result<Contracts, ContractsError> {
-    let get = |key: &str| -> (&String, &Source) {
-        // Every key of CONTRACT_KEYS is in `raw`, in order, by construction.
+    // Each key's text parsed by `parse`; a refusal names the key and where its value was read.
+    fn field<T>(
+        raw: &[(&'static str, String, Source)],
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ContractsError> {
+        // Every key of CONTRACT_KEYS is in `raw` by construction.
         let (_, v, s) = raw.iter().find(|(k, ..)| *k == key).expect("every contract key resolved");
-        (v, s)
-    };
-    let parse = |key: &str, f: &dyn Fn(&str) -> Result<(), String>| -> Result<String, ContractsError> {
-        let (v, s) = get(key);
-        f(v).map_err(|reason| ContractsError { key: key.into(), source_: s.clone(), reason })?;
-        Ok(v.clone())
-    };
-    let pattern = |key: &str| -> Result<Pattern, ContractsError> {
-        let (v, s) = get(key);
-        Pattern::parse(v).map_err(|reason| ContractsError { key: key.into(), source_: s.clone(), reason })
-    };
-    let typed = |key: &str| -> Result<String, ContractsError> { parse(key, &event_name) };
-    let reply = {
-        let (v, s) = get("reply_field");
-        ReplyMatch::parse(v).map_err(|reason| ContractsError {
-            key: "reply_field".into(),
-            source_: s.clone(),
-            reason,
-        })?
-    };
-    let table = {
-        let (v, s) = get("table");
-        Table::parse(v).map_err(|reason| ContractsError { key: "table".into(), source_: s.clone(), reason })?
-    };
-    let optional = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_string());
-    let required = parse("token_required", &claim_list)?
+        parse(v).map_err(|reason| ContractsError { key: key.into(), source_: s.clone(), reason })
+    }
+    let text = |check: fn(&str) -> Result<(), String>| move |v: &str| check(v).map(|()| v.to_string());
+    let optional = |v: &str| Ok((!v.trim().is_empty()).then(|| v.trim().to_string()));
+    let required = field(&raw, "token_required", text(claim_list))?
         .split(',')
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .collect();
-    let conversation_id = {
-        let (v, s) = get("token_conversation_id");
-        IdType::parse(v).map_err(|reason| ContractsError {
-            key: "token_conversation_id".into(),
-            source_: s.clone(),
-            reason,
-        })?
-    };
     let sources = raw.iter().map(|(k, _, s)| (*k, s.clone())).collect();
     Ok(Contracts {
-        channel: pattern("channel")?,
-        event_user: typed("event_user")?,
-        event_ai: typed("event_ai")?,
-        event_sla_warning: typed("event_sla_warning")?,
-        event_sla_violation: typed("event_sla_violation")?,
-        reply,
-        redis_stream: pattern("redis_stream")?,
-        redis_active: parse("redis_active", &key_name)?,
-        table,
+        channel: field(&raw, "channel", Pattern::parse)?,
+        event_user: field(&raw, "event_user", text(event_name))?,
+        event_ai: field(&raw, "event_ai", text(event_name))?,
+        event_sla_warning: field(&raw, "event_sla_warning", text(event_name))?,
+        event_sla_violation: field(&raw, "event_sla_violation", text(event_name))?,
+        reply: field(&raw, "reply_field", ReplyMatch::parse)?,
+        redis_stream: field(&raw, "redis_stream", Pattern::parse)?,
+        redis_active: field(&raw, "redis_active", text(key_name))?,
+        table: field(&raw, "table", Table::parse)?,
         token: TokenContract {
-            issuer: optional(parse("token_issuer", &|_| Ok(()))?),
-            audience: optional(parse("token_audience", &|_| Ok(()))?),
+            issuer: field(&raw, "token_issuer", optional)?,
+            audience: field(&raw, "token_audience", optional)?,
             required,
-            conversation_id,
+            conversation_id: field(&raw, "token_conversation_id", IdType::parse)?,
         },
         redis_prefix,
         stream_ttl_secs: 24 * 3600,

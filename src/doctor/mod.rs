@@ -120,13 +120,7 @@ pub async fn run(config: &Config) -> DoctorReport {
 /// above already report it) and gathers the evidence.
 async fn contract_evidence(config: &Config, t: Duration) -> Vec<evidence::ContractRow> {
     let mut redis = crate::redis_handle::Redis::from_config(config).await.ok().flatten();
-    let pg = match &config.database_url {
-        Some(u) => {
-            let url = u.value.expose_secret();
-            crate::mirror::postgres::connect(url, t).await.ok().map(|p| (p, crate::redact::url(url)))
-        }
-        None => None,
-    };
+    let pg = crate::mirror::postgres::from_config(config).await.ok().flatten();
     let ably = config
         .ably_api_key
         .as_ref()

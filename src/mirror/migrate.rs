@@ -4,7 +4,6 @@
 
 use std::io::{self, Write};
 
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -37,9 +36,9 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
         let statements = super::postgres::migration(table);
         return Ok(MigrateReport { table: table.to_string(), database: None, dry_run, statements, existed: None });
     }
-    let url = config.require("DATABASE_URL", &config.database_url)?.value.expose_secret().to_string();
-    let addr = crate::redact::url(&url);
-    let pool = super::postgres::connect(&url, config.timeout.value).await?;
+    config.require("DATABASE_URL", &config.database_url)?;
+    // Required just above, so the configured Postgres exists.
+    let (pool, addr) = super::postgres::from_config(config).await?.expect("DATABASE_URL is set");
     let existed = super::postgres::table_exists(&pool, &addr, table).await?;
     let statements = super::postgres::migrate(&pool, &addr, table).await?;
     pool.close().await;

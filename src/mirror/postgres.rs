@@ -31,6 +31,15 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, 
         .map_err(MirrorError::pg("connect", &addr))
 }
 
+/// The configured Postgres (`DATABASE_URL`, `--timeout`) and its address with the password
+/// removed; `None` when unset.
+pub async fn from_config(config: &crate::config::Config) -> Result<Option<(PgPool, String)>, MirrorError> {
+    use secrecy::ExposeSecret;
+    let Some(u) = &config.database_url else { return Ok(None) };
+    let url = u.value.expose_secret();
+    Ok(Some((connect(url, config.timeout.value).await?, crate::redact::url(url))))
+}
+
 /// The statements `migrate` runs, for `db migrate --dry-run`.
 pub fn migration(table: &Table) -> Vec<String> {
     table.migration()

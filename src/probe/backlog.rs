@@ -69,15 +69,13 @@ pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, Pr
             return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
         }
     };
-    let mut pg = None;
-    if let Some(u) = &config.database_url {
-        use secrecy::ExposeSecret;
-        let url = u.value.expose_secret();
-        match crate::mirror::postgres::connect(url, t).await {
-            Ok(pool) => pg = Some((pool, crate::redact::url(url))),
-            Err(e) => unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.to_string())),
+    let pg = match crate::mirror::postgres::from_config(config).await {
+        Ok(pg) => pg,
+        Err(e) => {
+            unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.to_string()));
+            None
         }
-    }
+    };
     let ably = match &config.ably_api_key {
         Some(k) => Some(AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t)?),
         None => None,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
 
 use super::source::{PostgresSource, RedisSource};
 use super::{
@@ -103,18 +102,19 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
         // Required just above, so the configured Redis exists.
         Ok::<_, OpenError>(Redis::from_config(config).await.map_err(MirrorError::from)?.expect("REDIS_URL is set"))
     };
-    let pg_url = || -> Result<String, ConfigError> {
-        Ok(config.require("DATABASE_URL", &config.database_url)?.value.expose_secret().to_string())
+    let pg = || async {
+        config.require("DATABASE_URL", &config.database_url)?;
+        // Required just above, so the configured Postgres exists.
+        Ok::<_, OpenError>(crate::mirror::postgres::from_config(config).await?.expect("DATABASE_URL is set"))
     };
     let at: &Cursor = &checkpoint.cursor;
     let source = match from {
         Store::Redis => Source::Redis(Box::new(RedisSource::new(redis().await?, contracts.clone(), sel, at).await?)),
         Store::Postgres => {
-            let u = pg_url()?;
-            let pool = crate::mirror::postgres::connect(&u, t).await?;
+            let (pool, addr) = pg().await?;
             let order = if req.to == To::Redis { Order::Conversation } else { Order::Time };
             let table = contracts.table.clone();
-            Source::Postgres(Box::new(PostgresSource::new(pool, crate::redact::url(&u), table, sel, order, at)))
+            Source::Postgres(Box::new(PostgresSource::new(pool, addr, table, sel, order, at)))
         }
     };
     let dry = req.ably.dry_run;
@@ -128,10 +128,9 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
         }
         To::Redis => Some(Target::Redis(Box::new(RedisTarget::new(redis().await?, contracts, dry).await?))),
         To::Postgres => {
-            let u = pg_url()?;
-            let pool = crate::mirror::postgres::connect(&u, t).await?;
+            let (pool, addr) = pg().await?;
             let table = contracts.table.clone();
-            Some(Target::Postgres(PostgresTarget::new(pool, crate::redact::url(&u), table, dry).await?))
+            Some(Target::Postgres(PostgresTarget::new(pool, addr, table, dry).await?))
         }
     };
     Ok(Opened { from, source, target, checkpoint, resumed })

@@ -29,13 +29,7 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef-contracts";
 /// The binary pointed at the sandbox, the test's Redis prefix and BullMQ prefix, its database.
 fn cmd(dir: &Path, env: &Env, prefix: &str, db: &str, config: bool, args: &[&str]) -> tokio::process::Command {
     let mut c = bin(dir);
-    c.args(args)
-        .env("ABLY_REST_URL", &env.base)
-        .env("ABLY_API_KEY", &env.key)
-        .env("CHATWOOT_BASE_URL", &env.base)
-        .env("CHATWOOT_INBOX_IDENTIFIER", &env.inbox)
-        .env("CHATWOOT_API_TOKEN", &env.token)
-        .env("CHATWOOT_ACCOUNT_ID", "1")
+    env.apply(c.args(args))
         .env("REDIS_URL", support::redis_url())
         .env("REDIS_KEY_PREFIX", prefix)
         .env("BULL_PREFIX", format!("{prefix}bull"))

@@ -17,13 +17,7 @@ async fn all_green_against_the_sandbox_redis_and_postgres(pool: sqlx::PgPool) {
     let (_sb, env) = support::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = bin(dir.path());
-    cmd.args(["doctor", "-o", "json"])
-        .env("ABLY_REST_URL", &env.base)
-        .env("ABLY_API_KEY", &env.key)
-        .env("CHATWOOT_BASE_URL", &env.base)
-        .env("CHATWOOT_INBOX_IDENTIFIER", &env.inbox)
-        .env("CHATWOOT_API_TOKEN", &env.token)
-        .env("CHATWOOT_ACCOUNT_ID", "1")
+    env.apply(cmd.args(["doctor", "-o", "json"]))
         .env("REDIS_URL", support::redis_url())
         .env("REDIS_KEY_PREFIX", &prefix)
         .env("DATABASE_URL", &db);

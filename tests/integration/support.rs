@@ -29,6 +29,16 @@ impl Env {
         }
     }
 
+    /// Points the binary at this sandbox: Ably, and Chatwoot with its application API.
+    pub fn apply<'c>(&self, cmd: &'c mut tokio::process::Command) -> &'c mut tokio::process::Command {
+        cmd.env("ABLY_REST_URL", &self.base)
+            .env("ABLY_API_KEY", &self.key)
+            .env("CHATWOOT_BASE_URL", &self.base)
+            .env("CHATWOOT_INBOX_IDENTIFIER", &self.inbox)
+            .env("CHATWOOT_API_TOKEN", &self.token)
+            .env("CHATWOOT_ACCOUNT_ID", "1")
+    }
+
     pub fn key_name(&self) -> &str {
         self.key.split(':').next().unwrap()
     }
