@@ -14,6 +14,7 @@ mod progress;
 mod sandbox;
 mod sla;
 mod sla_args;
+mod sla_report;
 mod token;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@ pub use crate::sla_args::*;
 pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     match cmd {
         SlaCommand::Smoke(args) => smoke(*args, ctx).await,
+        SlaCommand::Report(args) => crate::sla_report::run(*args, ctx).await,
         SlaCommand::Merge(args) => {
             let report = sla::merge::merge(&args.files, &thresholds(&args.outputs), ctx.command_line())?;
             finish(&report, &args.outputs, "merged", ctx)

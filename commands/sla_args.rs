@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use broker_ops::analytics::TimeArg;
 use broker_ops::duration::parse_positive_duration;
 use broker_ops::sla::Threshold;
 
@@ -15,6 +16,9 @@ use crate::sandbox::Behaviour;
 pub enum SlaCommand {
     /// Run smoke chats end to end and judge the AI's reply time against thresholds.
     Smoke(Box<SmokeArgs>),
+    /// The SLA as customers had it, from the mirror: reply-time percentiles, unanswered
+    /// messages, breaches and the worst conversations, per bucket and for the window.
+    Report(Box<ReportArgs>),
     /// Combine the histogram logs of several runs (--histogram-out) into one exact result.
     Merge(MergeArgs),
 }
@@ -105,4 +109,57 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
         _ => Err(format!("invalid rate {s:?}: expected chats per second, e.g. 20/s")),
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FromArg {
+    /// Postgres when DATABASE_URL is set, else Redis.
+    Auto,
+    /// The Postgres mirror (any window).
+    Postgres,
+    /// The Redis mirror (windows within the last 24 h).
+    Redis,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Start of the window: a duration before now (24h) or an RFC 3339 time.
+    #[arg(long, default_value = "24h", value_name = "WHEN")]
+    pub since: TimeArg,
+    /// End of the window (default now): a duration before now or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<TimeArg>,
+    /// Bucket width (default 5m up to 2 h, 1h up to 48 h, else 1d).
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub by: Option<Duration>,
+    /// Only this conversation (repeatable).
+    #[arg(long = "conversation", value_name = "ID")]
+    pub conversations: Vec<String>,
+    /// The reply-time objective: replies slower than this count as over the SLO.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub slo: Duration,
+    /// A message without a reply after this long is unanswered.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub reply_timeout: Duration,
+    /// A conversation with an event this recently is active now.
+    #[arg(long, default_value = "15m", value_parser = parse_positive_duration)]
+    pub active_window: Duration,
+    /// How many of the worst conversations to list.
+    #[arg(long, default_value = "10")]
+    pub top: usize,
+    /// Which mirror to read.
+    #[arg(long = "from", value_enum, default_value = "auto")]
+    pub from: FromArg,
+    /// Postgres: the statement runs in this many concurrent partitions of the conversations (1-4).
+    #[arg(long, default_value = "2", value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub parallel: u8,
+    /// Postgres: the longest the report's statements may take.
+    #[arg(long, default_value = "2m", value_parser = parse_positive_duration)]
+    pub query_timeout: Duration,
+    /// Write the chart (P50/P95/P99 per bucket against the SLO) as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+    /// Write Markdown, JSON and the SVG chart into this directory.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "validation-reports")]
+    pub report_dir: Option<PathBuf>,
 }

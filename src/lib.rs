@@ -25,6 +25,7 @@
 
 pub mod ably;
 pub mod alert;
+pub mod analytics;
 pub mod chatwoot;
 pub mod config;
 pub mod contracts;

@@ -8,6 +8,7 @@
 //! else, so a deployment that chose other names changes them in one place (docs/contracts.md).
 
 mod resolve;
+pub mod report_sql;
 pub mod sql;
 
 use std::fmt;
@@ -238,6 +239,9 @@ pub struct Contracts {
     pub redis_active: String,
     pub table: Table,
     pub token: TokenContract,
+    /// Test traffic (smoke chats, canaries): a conversation id, or a customer message's
+    /// `echoId`, that starts with this. Reports leave it out and count it apart.
+    pub synthetic_prefix: String,
     /// Prefix before every Redis key of the mirror and revocations (empty in production; drills
     /// and tests keep their keys apart with it). From `REDIS_KEY_PREFIX`.
     pub redis_prefix: String,
@@ -315,7 +319,26 @@ impl Contracts {
             ("token_audience", none(&self.token.audience)),
             ("token_required", self.token.required.join(",")),
             ("token_conversation_id", self.token.conversation_id.as_str().to_string()),
+            ("synthetic_prefix", self.synthetic_prefix.clone()),
         ]
+    }
+
+    /// Whether a conversation id or an `echoId` marks test traffic.
+    pub fn is_synthetic(&self, id: &str) -> bool {
+        id.starts_with(&self.synthetic_prefix)
+    }
+
+    /// The synthetic prefix as a SQL `LIKE` pattern (`\\`, `%` and `_` escaped, `%` after).
+    pub fn synthetic_like(&self) -> String {
+        let mut out = String::with_capacity(self.synthetic_prefix.len() + 4);
+        for c in self.synthetic_prefix.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('%');
+        out
     }
 
     pub fn source_of(&self, key: &str) -> Source {

@@ -22,6 +22,7 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("token_audience", "chat-resume"),
     ("token_required", "conversationId,email,iat,exp,jti"),
     ("token_conversation_id", "as-given"),
+    ("synthetic_prefix", "broker-ops-"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +132,7 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
             required,
             conversation_id: field(&raw, "token_conversation_id", IdType::parse)?,
         },
+        synthetic_prefix: field(&raw, "synthetic_prefix", text(synthetic_prefix))?,
         redis_prefix,
         stream_ttl_secs: 24 * 3600,
         sources,
@@ -146,6 +148,13 @@ fn event_name(v: &str) -> Result<(), String> {
 
 fn key_name(v: &str) -> Result<(), String> {
     event_name(v).map_err(|_| format!("{v:?} is not a Redis key name (non-empty, no white space)"))
+}
+
+fn synthetic_prefix(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{v:?} is not a prefix (non-empty, no white space)"));
+    }
+    Ok(())
 }
 
 fn claim_list(v: &str) -> Result<(), String> {

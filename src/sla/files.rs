@@ -1,7 +1,6 @@
 //! The files a smoke run leaves: the Markdown report and its JSON twin in the report directory
 //! (names unique even when runs start in the same second), JUnit XML, and the text histogram.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::LatencyHistogram;
@@ -114,29 +113,51 @@ pub fn histogram_text(h: &LatencyHistogram, width: usize) -> String {
     s
 }
 
-/// Writes `{dir}/{stamp}-{slug}.md` and `.json`, created exclusively (a run that starts in the
-/// same second takes `-2`, `-3`, ...); returns the Markdown path.
-pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
+/// Claims a unique `{dir}/{stamp}-{slug}` for a report's files: its `.md` is created
+/// exclusively (a run that starts in the same second takes `-2`, `-3`, ...). Returns the path
+/// without extension.
+pub fn claim_stem(dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
     std::fs::create_dir_all(dir).map_err(at(dir))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let slug = slug_of(slug);
     for n in 1..1000 {
         let stem = if n == 1 { format!("{stamp}-{slug}") } else { format!("{stamp}-{slug}-{n}") };
         let md = dir.join(format!("{stem}.md"));
-        let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&md) {
-            Ok(f) => f,
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&md) {
+            Ok(_) => return Ok(dir.join(stem)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(at(&md)(e)),
-        };
-        f.write_all(report.markdown().as_bytes()).map_err(at(&md))?;
-        let json = dir.join(format!("{stem}.json"));
-        let mut body =
-            serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
-        body.push(b'\n');
-        crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
-        return Ok(md);
+        }
     }
     Err(at(dir)(std::io::Error::other("1,000 reports already carry this second's name")))
+}
+
+/// Writes `{dir}/{stamp}-{slug}.md`, `.json` and the percentile spectrum `.svg`; returns the
+/// Markdown path.
+pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
+    let stem = claim_stem(dir, slug)?;
+    let svg = stem.with_extension("svg");
+    let spectrum = report.spectrum_svg().map_err(|e| at(&svg)(std::io::Error::other(e)))?;
+    crate::fsutil::write_atomically(&svg, &spectrum).map_err(at(&svg))?;
+    let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let md = stem.with_extension("md");
+    let text = format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({svg_name})\n", report.markdown());
+    std::fs::write(&md, text).map_err(at(&md))?;
+    let json = stem.with_extension("json");
+    let mut body =
+        serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
+    body.push(b'\n');
+    crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
+    Ok(md)
+}
+
+impl SmokeReport {
+    /// The percentile spectrum of every phase measured (HdrHistogram's plot), as SVG.
+    pub fn spectrum_svg(&self) -> Result<String, String> {
+        let phases: Vec<(&str, &LatencyHistogram)> =
+            self.aggregate.phases.iter().map(|(p, h)| (p.name(), h)).collect();
+        crate::analytics::chart::spectrum_svg("Latency by percentile, per phase (ms)", &phases)
+    }
 }
 
 /// A file-name-safe form of a target: letters, digits and dots kept, the rest `-`; a URL's

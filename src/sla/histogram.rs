@@ -40,6 +40,13 @@ impl LatencyHistogram {
         let _ = self.hist.record(us);
     }
 
+    /// Records `count` samples of `us` microseconds (clamped into the histogram's range).
+    pub fn record_us(&mut self, us: u64, count: u64) {
+        // Cannot fail on the value, which is clamped; a total count past u64 is not reachable
+        // from event counts.
+        let _ = self.hist.record_n(us.clamp(1, MAX_US), count);
+    }
+
     /// Records `d` as wrk2 does for coordinated omission: when a sample took longer than the
     /// expected interval, the samples that should have been taken meanwhile are filled in.
     pub fn record_corrected(&mut self, d: Duration, expected_interval: Duration) {

@@ -1,0 +1,59 @@
+//! `broker-ops sla report`: the window from the arguments, one library call, the report
+//! rendered (and the chart and report files written when asked).
+
+use broker_ops::analytics::{self, ReportError, ReportRequest, SourceChoice, Window};
+use broker_ops::exit::Exit;
+use broker_ops::output::escape;
+
+use crate::Ctx;
+use crate::sla_args::{FromArg, ReportArgs};
+
+fn usage(m: &str) -> anyhow::Result<i32> {
+    eprintln!("error: {m}");
+    Ok(Exit::Usage.code())
+}
+
+pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    let now = chrono::Utc::now();
+    let window = a
+        .since
+        .resolve(now)
+        .and_then(|since| Ok((since, a.until.map_or(Ok(now), |u| u.resolve(now))?)))
+        .and_then(|(since, until)| Window::new(since, until, a.by));
+    let window = match window {
+        Ok(w) => w,
+        Err(m) => return usage(&m),
+    };
+    let req = ReportRequest {
+        window,
+        source: match a.from {
+            FromArg::Auto => SourceChoice::Auto,
+            FromArg::Postgres => SourceChoice::Postgres,
+            FromArg::Redis => SourceChoice::Redis,
+        },
+        conversations: a.conversations,
+        slo: a.slo,
+        reply_timeout: a.reply_timeout,
+        active_window: a.active_window,
+        top: a.top,
+        partitions: a.parallel as usize,
+        query_timeout: a.query_timeout,
+    };
+    let report = match analytics::run(&ctx.config, &req).await {
+        Ok(r) => r,
+        Err(e @ ReportError::BeyondRedis(_)) => return usage(&e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(n) = &report.note {
+        eprintln!("{n}");
+    }
+    ctx.render(&report)?;
+    if let Some(path) = &a.chart {
+        analytics::files::write_chart(&report, path)?;
+    }
+    if let Some(dir) = &a.report_dir {
+        let written = analytics::files::write_report(&report, dir)?;
+        eprintln!("report: {}", escape(&written.display().to_string()));
+    }
+    Ok(Exit::Ok.code())
+}

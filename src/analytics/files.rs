@@ -1,0 +1,33 @@
+//! The files a report leaves: the SVG chart, and with `--report-dir` the Markdown, JSON and SVG
+//! side by side (names unique as `sla smoke`'s are).
+
+use std::path::{Path, PathBuf};
+
+use super::SlaReport;
+use crate::sla::files::FileError;
+
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + use<> {
+    let path = path.to_path_buf();
+    move |source| FileError { path, source }
+}
+
+/// Writes the chart to `path` (atomically).
+pub fn write_chart(r: &SlaReport, path: &Path) -> Result<(), FileError> {
+    let svg = super::chart::report_svg(r).map_err(|e| at(path)(std::io::Error::other(e)))?;
+    crate::fsutil::write_atomically(path, &svg).map_err(at(path))
+}
+
+/// Writes `{dir}/{stamp}-sla-report.md`, `.json` and `.svg`; returns the Markdown path.
+pub fn write_report(r: &SlaReport, dir: &Path) -> Result<PathBuf, FileError> {
+    let stem = crate::sla::files::claim_stem(dir, "sla-report")?;
+    let svg = stem.with_extension("svg");
+    write_chart(r, &svg)?;
+    let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned());
+    let md = stem.with_extension("md");
+    crate::fsutil::write_atomically(&md, &r.markdown(svg_name.as_deref())).map_err(at(&md))?;
+    let json = stem.with_extension("json");
+    let mut body = serde_json::to_string_pretty(&crate::output::Render::json(r)).map_err(|e| at(&json)(e.into()))?;
+    body.push('\n');
+    crate::fsutil::write_atomically(&json, &body).map_err(at(&json))?;
+    Ok(md)
+}

@@ -1,0 +1,225 @@
+//! The report from the Redis mirror (the last 24 h): each conversation's stream read in pages,
+//! its events grouped exactly as the SQL groups them ([`Group`]), and added to the tally one
+//! conversation at a time, so memory holds one conversation, never the window.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::tally::{Group, Tally, Worst};
+use super::{ReportError, ReportRequest};
+use crate::contracts::{Contracts, EventKind, id_text};
+use crate::redis_handle::Redis;
+
+/// Entries per XRANGE.
+const PAGE: usize = 1000;
+
+/// One entry of a stream, as far as the report needs it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub kind: EventKind,
+    pub data: Value,
+    pub at_us: i64,
+}
+
+pub async fn tally(redis: &mut Redis, c: &Contracts, req: &ReportRequest) -> Result<Tally, ReportError> {
+    let w = &req.window;
+    let mut convs = req.conversations.clone();
+    if convs.is_empty() {
+        let key = c.active_key();
+        convs = redis::cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(w.since.timestamp_millis())
+            .arg("+inf")
+            .query_async(&mut redis.conn)
+            .await
+            .map_err(redis.err(&format!("ZRANGEBYSCORE {key}")))?;
+    }
+    convs.sort();
+    convs.dedup();
+    let mut t = Tally::new(w.buckets(), req.top);
+    for conv in &convs {
+        let entries = read(redis, c, conv, req, &mut t).await?;
+        add_conversation(&mut t, c, req, conv, entries);
+    }
+    Ok(t.finish())
+}
+
+/// The conversation's entries in the window (contract events only); unreadable ones counted.
+async fn read(
+    redis: &mut Redis,
+    c: &Contracts,
+    conv: &str,
+    req: &ReportRequest,
+    t: &mut Tally,
+) -> Result<Vec<Entry>, ReportError> {
+    let key = c.stream_key(conv);
+    let (since, until) = (req.window.since.timestamp_micros(), req.window.until.timestamp_micros());
+    let mut out = Vec::new();
+    let mut start = "-".to_string();
+    loop {
+        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(&mut redis.conn)
+            .await
+            .map_err(redis.err(&format!("XRANGE {key}")))?;
+        let full = page.len() == PAGE;
+        for (sid, fields) in &page {
+            let Some(kind) = fields.get("name").and_then(|n| c.event_kind(n)) else { continue };
+            let Some(at_ms) = fields.get("timestamp").and_then(|s| s.parse::<i64>().ok()) else {
+                t.unreadable += 1;
+                continue;
+            };
+            let at_us = at_ms.saturating_mul(1000);
+            if at_us < since || at_us >= until {
+                continue;
+            }
+            let data = fields.get("data").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+            let id = fields.get("id").cloned().unwrap_or_else(|| sid.clone());
+            out.push(Entry { id, kind, data, at_us });
+        }
+        match page.last() {
+            Some((last, _)) if full => start = format!("({last}"),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Groups one conversation's entries and adds them, its conversation counts and its worst.
+pub fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &str, mut entries: Vec<Entry>) {
+    // Time order; at the same time a customer message before a reply (so first-after pairs them).
+    entries.sort_by(|a, b| {
+        (a.at_us, a.kind != EventKind::User, &a.id).cmp(&(b.at_us, b.kind != EventKind::User, &b.id))
+    });
+    let groups = match c.reply.field() {
+        Some(field) => by_field(c, conv, field, &entries),
+        None => first_after(c, conv, &entries),
+    };
+    let (timeout, slo) = (req.reply_timeout.as_micros() as i64, req.slo.as_micros() as u64);
+    let mut worst = Worst { conversation: conv.to_string(), slowest_us: None, unanswered: 0, over_slo: 0, messages: 0 };
+    let (mut customer, mut test) = (false, false);
+    for g in &groups {
+        let fate = g.add_to(t, &req.window, timeout, slo);
+        if g.synthetic {
+            test = true;
+            continue;
+        }
+        customer = true;
+        if !g.keyless {
+            worst.messages += g.msgs.min(1);
+        }
+        match fate {
+            super::tally::Fate::Answered { us } => {
+                worst.slowest_us = worst.slowest_us.max(Some(us));
+                worst.over_slo += u64::from(us > slo);
+            }
+            super::tally::Fate::Unanswered => worst.unanswered += 1,
+            _ => {}
+        }
+    }
+    t.conversations += u64::from(customer);
+    t.excluded_conversations += u64::from(test);
+    if test {
+        t.synthetic_ids.insert(conv.to_string());
+    }
+    t.offer(worst);
+}
+
+fn marked(c: &Contracts, e: &Entry) -> bool {
+    e.kind == EventKind::User && e.data.get("echoId").and_then(Value::as_str).is_some_and(|s| c.is_synthetic(s))
+}
+
+fn count(g: &mut Group, kind: EventKind, at: i64) {
+    match kind {
+        EventKind::User => {
+            g.msgs += 1;
+            g.msg_at = Some(g.msg_at.map_or(at, |m| m.min(at)));
+        }
+        EventKind::Ai => {
+            g.replies += 1;
+            g.reply_at = Some(g.reply_at.map_or(at, |r| r.min(at)));
+        }
+        EventKind::SlaWarning => g.warnings += 1,
+        EventKind::SlaViolation => g.violations += 1,
+    }
+}
+
+/// Field pairing: one group per key (a message's `messageId`, a reply's reply field, an SLA
+/// event's `messageId`); a row without its key is a group of its own.
+fn by_field(c: &Contracts, conv: &str, field: &str, entries: &[Entry]) -> Vec<Group> {
+    let conv_marked = c.is_synthetic(conv);
+    let mut groups: BTreeMap<(bool, String), Group> = BTreeMap::new();
+    for e in entries {
+        let key = match e.kind {
+            EventKind::Ai => e.data.get(field).and_then(id_text),
+            _ => e.data.get("messageId").and_then(id_text),
+        };
+        let (keyless, k) = match key {
+            Some(k) => (false, k),
+            None => (true, e.id.clone()),
+        };
+        let g = groups.entry((keyless, k)).or_insert_with(|| Group { first_at: e.at_us, ..Group::default() });
+        g.first_at = g.first_at.min(e.at_us);
+        g.keyless |= keyless;
+        g.synthetic |= conv_marked || marked(c, e);
+        count(g, e.kind, e.at_us);
+    }
+    groups
+        .into_values()
+        .map(|mut g| {
+            if g.msgs == 0 && !g.keyless {
+                g.unpaired = g.replies;
+            }
+            g
+        })
+        .collect()
+}
+
+/// First-after pairing: every event its own group; a customer message gets the first reply at
+/// or after it. The whole conversation is test traffic when one of its messages is marked.
+fn first_after(c: &Contracts, conv: &str, entries: &[Entry]) -> Vec<Group> {
+    let synthetic = c.is_synthetic(conv) || entries.iter().any(|e| marked(c, e));
+    let mut next_reply: Option<i64> = None;
+    let mut out: Vec<Group> = Vec::with_capacity(entries.len());
+    // Backwards, so each message knows the first reply at or after it (a reply at the same
+    // time as a message counts, as in the SQL's ordering).
+    for e in entries.iter().rev() {
+        let mut g = Group { first_at: e.at_us, synthetic, ..Group::default() };
+        count(&mut g, e.kind, e.at_us);
+        if e.kind == EventKind::Ai {
+            next_reply = Some(e.at_us);
+        }
+        if e.kind == EventKind::User {
+            g.reply_at = next_reply;
+        }
+        out.push(g);
+    }
+    out
+}
+
+/// Conversations of the active set with activity in the last `--active-window`: (customers,
+/// test traffic: an id with the prefix, or a conversation the report found marked).
+pub async fn active_now(
+    redis: &mut Redis,
+    c: &Contracts,
+    req: &ReportRequest,
+    t: &Tally,
+) -> Result<(u64, u64), ReportError> {
+    let key = c.active_key();
+    let since = chrono::Utc::now() - chrono::Duration::from_std(req.active_window).unwrap_or(chrono::Duration::MAX);
+    let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(&key)
+        .arg(since.timestamp_millis())
+        .arg("+inf")
+        .query_async(&mut redis.conn)
+        .await
+        .map_err(redis.err(&format!("ZRANGEBYSCORE {key}")))?;
+    let test = ids.iter().filter(|id| c.is_synthetic(id) || t.synthetic_ids.contains(*id)).count() as u64;
+    Ok((ids.len() as u64 - test, test))
+}

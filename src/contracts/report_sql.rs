@@ -1,0 +1,195 @@
+//! The SQL of `sla report`: pairing, bucketing and counting done in Postgres, so that a few
+//! thousand rows cross the wire whatever the size of the window (docs/sla-report.md explains
+//! every step).
+//!
+//! One statement, run once per partition of the conversations (`hashtext(conversation_id)`
+//! modulo the partition count), each on its own connection: the partitions share no
+//! conversation, so their results add up exactly on the client.
+//!
+//! 1. `ev`: the four contract events of the window, each with its pairing key: a customer
+//!    message's `messageId`, a reply's reply field, an SLA event's `messageId` (so it lands with
+//!    the message it is about). A row without a key gets its own (`chr(30) || id`) and is counted
+//!    as malformed.
+//! 2. `g`: one row per (conversation, key): the message's time, its first reply's time and the
+//!    counts. The grouping leads with a 64-bit hash of the key, so the sort compares integers.
+//!    (Under `first-after`, a window over each conversation in time order gives every customer
+//!    message the first reply at or after it instead.)
+//! 3. `s`: each message's latency in microseconds when answered within the reply time-out,
+//!    else unanswered (its time-out ran out inside the window) or pending; the bucket of its time.
+//! 4. `agg`: grouping sets: per (synthetic, bucket, HDR value) and per (synthetic, conversation).
+//!    The HDR value is the latency rounded down to a value of the same bucket of an HDR histogram
+//!    of 3 significant digits (values below 2048 µs exact; above, 11 significant bits), so the
+//!    client records each row's count at that value and gets the histogram it would have built
+//!    from every latency.
+//! 5. Out: the bucket rows (kind 0), the conversation counts (kind 1), the worst conversations
+//!    (kind 2).
+
+use super::Table;
+
+/// How a reply is matched to its message (from [`super::ReplyMatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    /// `$14` is the reply field.
+    Field,
+    FirstAfter,
+}
+
+/// The bind parameters, in order (`$1`...`$15`; `$14` only under [`Pairing::Field`]).
+pub const REPORT_BINDS: &[&str] = &[
+    "since",
+    "until",
+    "bucket width (s)",
+    "reply time-out (s)",
+    "SLO (µs)",
+    "synthetic LIKE pattern",
+    "conversations (or NULL)",
+    "partitions",
+    "partition",
+    "event_user",
+    "event_ai",
+    "event_sla_warning",
+    "event_sla_violation",
+    "reply field",
+    "worst N",
+];
+
+/// The HDR value of `us` (see the module documentation).
+const HDR: &str = "CASE WHEN us < 2048 THEN us \
+     ELSE (us >> (floor(ln(us::float8) / ln(2.0))::int - 10)) << (floor(ln(us::float8) / ln(2.0))::int - 10) END";
+
+/// The columns every output row has, in order.
+pub const REPORT_COLUMNS: &[&str] = &[
+    "kind",
+    "synthetic",
+    "b",
+    "v",
+    "c",
+    "answered",
+    "over",
+    "messages",
+    "duplicates",
+    "replies",
+    "unpaired",
+    "unanswered",
+    "pending",
+    "warnings",
+    "violations",
+    "keyless_messages",
+    "keyless_replies",
+    "max_us",
+];
+
+impl Table {
+    /// The report statement (module documentation).
+    pub fn report_sql(&self, pairing: Pairing) -> String {
+        let groups = match pairing {
+            Pairing::Field => self.groups_by_field(),
+            Pairing::FirstAfter => self.groups_first_after(),
+        };
+        format!("WITH {groups}, {}", steps())
+    }
+
+    fn window_filter(&self) -> String {
+        format!(
+            "FROM {} WHERE occurred_at >= $1 AND occurred_at < $2 AND name IN ($10, $11, $12, $13) \
+             AND ($7::text[] IS NULL OR conversation_id = ANY($7)) \
+             AND ($8 <= 1 OR mod(hashtext(conversation_id) & 2147483647, $8) = $9)",
+            self.quoted()
+        )
+    }
+
+    fn groups_by_field(&self) -> String {
+        format!(
+            "ev AS (\
+               SELECT conversation_id AS c, name, occurred_at AS at, id, \
+                 CASE WHEN name = $11 THEN data->>$14::text ELSE data->>'messageId' END AS k, \
+                 (name = $10 AND data->>'echoId' LIKE $6) AS marked \
+               {}), \
+             g AS (\
+               SELECT c, min(at) FILTER (WHERE name = $10) AS msg_at, count(*) FILTER (WHERE name = $10) AS msgs, \
+                 min(at) FILTER (WHERE name = $11) AS reply_at, count(*) FILTER (WHERE name = $11) AS replies, \
+                 count(*) FILTER (WHERE name = $12) AS warnings, count(*) FILTER (WHERE name = $13) AS violations, \
+                 min(at) AS first_at, bool_or(marked) OR c LIKE $6 AS synthetic, bool_or(k IS NULL) AS keyless, \
+                 CASE WHEN count(*) FILTER (WHERE name = $10) = 0 THEN count(*) FILTER (WHERE name = $11) ELSE 0 END AS unpaired \
+               FROM ev \
+               GROUP BY hashtextextended(c || chr(31) || coalesce(k, chr(30) || id), 0), c, coalesce(k, chr(30) || id))",
+            self.window_filter()
+        )
+    }
+
+    fn groups_first_after(&self) -> String {
+        format!(
+            "ev AS (\
+               SELECT conversation_id AS c, name, occurred_at AS at, \
+                 (name = $10 AND data->>'echoId' LIKE $6) AS marked \
+               {}), \
+             w AS (\
+               SELECT c, name, at, \
+                 min(at) FILTER (WHERE name = $11) OVER (PARTITION BY c ORDER BY at DESC, name = $10 \
+                   ROWS UNBOUNDED PRECEDING) AS next_reply_at, \
+                 bool_or(marked) OVER (PARTITION BY c) AS conversation_marked \
+               FROM ev), \
+             g AS (\
+               SELECT c, CASE WHEN name = $10 THEN at END AS msg_at, (name = $10)::int::bigint AS msgs, \
+                 CASE WHEN name = $10 THEN next_reply_at WHEN name = $11 THEN at END AS reply_at, \
+                 (name = $11)::int::bigint AS replies, (name = $12)::int::bigint AS warnings, \
+                 (name = $13)::int::bigint AS violations, at AS first_at, \
+                 conversation_marked OR c LIKE $6 AS synthetic, false AS keyless, 0::bigint AS unpaired \
+               FROM w)",
+            self.window_filter()
+        )
+    }
+}
+
+/// Steps 3 to 5, the same under both pairings (`g` has the same columns under both).
+fn steps() -> String {
+    format!(
+        "s AS (\
+           SELECT c, synthetic, keyless, msgs, replies, unpaired, warnings, violations, \
+             floor(date_part('epoch', coalesce(msg_at, first_at) - $1) / $3)::int AS b, \
+             CASE WHEN msgs > 0 AND NOT keyless AND reply_at IS NOT NULL AND reply_at <= msg_at + $4 * interval '1 second' \
+               THEN least(greatest((date_part('epoch', reply_at - msg_at) * 1000000)::bigint, 1), 3600000000) END AS us, \
+             msgs > 0 AND NOT keyless AND (reply_at IS NULL OR reply_at > msg_at + $4 * interval '1 second') \
+               AND msg_at + $4 * interval '1 second' <= $2 AS unanswered, \
+             msgs > 0 AND NOT keyless AND reply_at IS NULL AND msg_at + $4 * interval '1 second' > $2 AS pending \
+           FROM g), \
+         agg AS (\
+           SELECT GROUPING(c) AS per_bucket, synthetic, b, v, c, \
+             count(us) AS answered, count(*) FILTER (WHERE us > $5) AS over, \
+             coalesce(sum(least(msgs, 1)) FILTER (WHERE NOT keyless), 0)::bigint AS messages, \
+             coalesce(sum(msgs - 1) FILTER (WHERE msgs > 1 AND NOT keyless), 0)::bigint AS duplicates, \
+             coalesce(sum(replies) FILTER (WHERE NOT keyless), 0)::bigint AS replies, \
+             coalesce(sum(unpaired) FILTER (WHERE NOT keyless), 0)::bigint AS unpaired, \
+             count(*) FILTER (WHERE unanswered) AS unanswered, count(*) FILTER (WHERE pending) AS pending, \
+             coalesce(sum(warnings), 0)::bigint AS warnings, coalesce(sum(violations), 0)::bigint AS violations, \
+             coalesce(sum(msgs) FILTER (WHERE keyless), 0)::bigint AS keyless_messages, \
+             coalesce(sum(replies) FILTER (WHERE keyless), 0)::bigint AS keyless_replies, \
+             max(us) AS max_us \
+           FROM (SELECT s.*, {HDR} AS v FROM s) s2 \
+           GROUP BY GROUPING SETS ((synthetic, b, v), (synthetic, c))) \
+         SELECT 0 AS kind, synthetic, b, v, NULL::text AS c, answered, over, messages, duplicates, replies, unpaired, \
+           unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
+         FROM agg WHERE per_bucket = 1 \
+         UNION ALL \
+         SELECT 1, synthetic, NULL, NULL, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL \
+         FROM agg WHERE per_bucket = 0 GROUP BY synthetic \
+         UNION ALL \
+         (SELECT 2, synthetic, NULL, NULL, c, answered, over, messages, duplicates, replies, unpaired, \
+           unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
+          FROM agg WHERE per_bucket = 0 AND NOT synthetic AND (max_us IS NOT NULL OR unanswered > 0) \
+          ORDER BY unanswered > 0 DESC, max_us DESC NULLS LAST, c LIMIT $15)"
+    )
+}
+
+/// Conversations with an event in `[$1, $2)`: `(test traffic?, count)` rows. Test traffic as in
+/// the report: the id, or a customer message's `echoId` (`$4` = event_user), starts with `$3`.
+impl Table {
+    pub fn active_sql(&self) -> String {
+        format!(
+            "SELECT synthetic, count(*) FROM (\
+               SELECT conversation_id, bool_or(conversation_id LIKE $3 OR (name = $4 AND data->>'echoId' LIKE $3)) AS synthetic \
+               FROM {} WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY conversation_id) x GROUP BY synthetic",
+            self.quoted()
+        )
+    }
+}
