@@ -2,6 +2,7 @@
 //! once per partition of the conversations, concurrently, each on its own connection in a
 //! read-only transaction; the rows merge into one [`Tally`].
 
+use futures::TryStreamExt;
 use futures::future::try_join_all;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -18,7 +19,7 @@ use crate::mirror::MirrorError;
 fn settings(req: &ReportRequest) -> Vec<String> {
     let mut s = vec![
         "SET TRANSACTION READ ONLY".to_string(),
-        "SET LOCAL work_mem = '32MB'".to_string(),
+        "SET LOCAL work_mem = '64MB'".to_string(),
         format!("SET LOCAL statement_timeout = {}", req.query_timeout.as_millis()),
     ];
     if req.partitions > 1 {
@@ -81,12 +82,15 @@ async fn partition(
     if let Some(field) = c.reply.field() {
         q = q.bind(field);
     }
-    let rows = q.bind(req.top as i64).fetch_all(&mut *tx).await.map_err(pg("query"))?;
-    tx.rollback().await.map_err(pg("rollback"))?;
     let mut t = Tally::new(w.buckets(), req.top);
-    for row in &rows {
-        add_row(&mut t, row).map_err(pg("decode"))?;
+    {
+        // Streamed: a row at a time into the tally, whatever the number of rows.
+        let mut rows = q.bind(req.top as i64).fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.map_err(pg("query"))? {
+            add_row(&mut t, &row).map_err(pg("decode"))?;
+        }
     }
+    tx.rollback().await.map_err(pg("rollback"))?;
     Ok(t)
 }
 
@@ -98,6 +102,14 @@ fn add_row(t: &mut Tally, row: &PgRow) -> Result<(), sqlx::Error> {
             let b: i32 = row.try_get("b")?;
             let v: Option<i64> = row.try_get("v")?;
             let acc = t.acc(synthetic, b as i64);
+            acc.counts.over_slo += n("over")?;
+            if let Some(v) = v {
+                acc.latency.record_us(v.max(1) as u64, n("answered")?);
+            }
+        }
+        3 => {
+            let b: i32 = row.try_get("b")?;
+            let acc = t.acc(synthetic, b as i64);
             let c = &mut acc.counts;
             c.messages += n("messages")?;
             c.duplicates += n("duplicates")?;
@@ -105,14 +117,10 @@ fn add_row(t: &mut Tally, row: &PgRow) -> Result<(), sqlx::Error> {
             c.unpaired += n("unpaired")?;
             c.unanswered += n("unanswered")?;
             c.pending += n("pending")?;
-            c.over_slo += n("over")?;
             c.warnings += n("warnings")?;
             c.violations += n("violations")?;
             c.keyless_messages += n("keyless_messages")?;
             c.keyless_replies += n("keyless_replies")?;
-            if let Some(v) = v {
-                acc.latency.record_us(v.max(1) as u64, n("answered")?);
-            }
         }
         1 if synthetic => t.excluded_conversations += n("answered")?,
         1 => t.conversations += n("answered")?,

@@ -9,20 +9,21 @@
 //! 1. `ev`: the four contract events of the window, each with its pairing key: a customer
 //!    message's `messageId`, a reply's reply field, an SLA event's `messageId` (so it lands with
 //!    the message it is about). A row without a key gets its own (`chr(30) || id`) and is counted
-//!    as malformed.
+//!    as malformed (an id that itself starts with `chr(30)` would be too: no real id does).
 //! 2. `g`: one row per (conversation, key): the message's time, its first reply's time and the
 //!    counts. The grouping leads with a 64-bit hash of the key, so the sort compares integers.
 //!    (Under `first-after`, a window over each conversation in time order gives every customer
 //!    message the first reply at or after it instead.)
 //! 3. `s`: each message's latency in microseconds when answered within the reply time-out,
 //!    else unanswered (its time-out ran out inside the window) or pending; the bucket of its time.
-//! 4. `agg`: grouping sets: per (synthetic, bucket, HDR value) and per (synthetic, conversation).
+//! 4. `hist`: answered messages per (synthetic, bucket, HDR value); `agg`: the counts per
+//!    (synthetic, bucket) and per (synthetic, conversation), as grouping sets.
 //!    The HDR value is the latency rounded down to a value of the same bucket of an HDR histogram
 //!    of 3 significant digits (values below 2048 µs exact; above, 11 significant bits), so the
 //!    client records each row's count at that value and gets the histogram it would have built
 //!    from every latency.
-//! 5. Out: the bucket rows (kind 0), the conversation counts (kind 1), the worst conversations
-//!    (kind 2).
+//! 5. Out: the histogram rows (kind 0), the conversation counts (kind 1), the worst
+//!    conversations (kind 2), the bucket counts (kind 3).
 
 use super::Table;
 
@@ -99,20 +100,25 @@ impl Table {
     }
 
     fn groups_by_field(&self) -> String {
+        // Narrow rows for the sort: the kind as a small integer, the key with a row's own id
+        // standing in when it has none (`keyless`), no payload. `OFFSET 0` makes Postgres
+        // compute these before sorting; otherwise it carries `data` through the sort to
+        // evaluate `marked` in the aggregate, and the sort spills twice as much.
         format!(
             "ev AS (\
-               SELECT conversation_id AS c, name, occurred_at AS at, id, \
-                 CASE WHEN name = $11 THEN data->>$14::text ELSE data->>'messageId' END AS k, \
+               SELECT conversation_id AS c, occurred_at AS at, \
+                 CASE name WHEN $10 THEN 1 WHEN $11 THEN 2 WHEN $12 THEN 3 ELSE 4 END AS kind, \
+                 coalesce(CASE WHEN name = $11 THEN data->>$14::text ELSE data->>'messageId' END, chr(30) || id) AS k, \
                  (name = $10 AND data->>'echoId' LIKE $6) AS marked \
-               {}), \
+               {} OFFSET 0), \
              g AS (\
-               SELECT c, min(at) FILTER (WHERE name = $10) AS msg_at, count(*) FILTER (WHERE name = $10) AS msgs, \
-                 min(at) FILTER (WHERE name = $11) AS reply_at, count(*) FILTER (WHERE name = $11) AS replies, \
-                 count(*) FILTER (WHERE name = $12) AS warnings, count(*) FILTER (WHERE name = $13) AS violations, \
-                 min(at) AS first_at, bool_or(marked) OR c LIKE $6 AS synthetic, bool_or(k IS NULL) AS keyless, \
-                 CASE WHEN count(*) FILTER (WHERE name = $10) = 0 THEN count(*) FILTER (WHERE name = $11) ELSE 0 END AS unpaired \
+               SELECT c, min(at) FILTER (WHERE kind = 1) AS msg_at, count(*) FILTER (WHERE kind = 1) AS msgs, \
+                 min(at) FILTER (WHERE kind = 2) AS reply_at, count(*) FILTER (WHERE kind = 2) AS replies, \
+                 count(*) FILTER (WHERE kind = 3) AS warnings, count(*) FILTER (WHERE kind = 4) AS violations, \
+                 min(at) AS first_at, bool_or(marked) OR c LIKE $6 AS synthetic, k LIKE chr(30) || '%' AS keyless, \
+                 CASE WHEN count(*) FILTER (WHERE kind = 1) = 0 THEN count(*) FILTER (WHERE kind = 2) ELSE 0 END AS unpaired \
                FROM ev \
-               GROUP BY hashtextextended(c || chr(31) || coalesce(k, chr(30) || id), 0), c, coalesce(k, chr(30) || id))",
+               GROUP BY hashtextextended(c || chr(31) || k, 0), c, k)",
             self.window_filter()
         )
     }
@@ -153,9 +159,11 @@ fn steps() -> String {
                AND msg_at + $4 * interval '1 second' <= $2 AS unanswered, \
              msgs > 0 AND NOT keyless AND reply_at IS NULL AND msg_at + $4 * interval '1 second' > $2 AS pending \
            FROM g), \
+         hist AS (\
+           SELECT synthetic, b, {HDR} AS v, count(*) AS answered, count(*) FILTER (WHERE us > $5) AS over \
+           FROM s WHERE us IS NOT NULL GROUP BY 1, 2, 3), \
          agg AS (\
-           SELECT GROUPING(c) AS per_bucket, synthetic, b, v, c, \
-             count(us) AS answered, count(*) FILTER (WHERE us > $5) AS over, \
+           SELECT GROUPING(c) AS per_bucket, synthetic, b, c, \
              coalesce(sum(least(msgs, 1)) FILTER (WHERE NOT keyless), 0)::bigint AS messages, \
              coalesce(sum(msgs - 1) FILTER (WHERE msgs > 1 AND NOT keyless), 0)::bigint AS duplicates, \
              coalesce(sum(replies) FILTER (WHERE NOT keyless), 0)::bigint AS replies, \
@@ -164,17 +172,21 @@ fn steps() -> String {
              coalesce(sum(warnings), 0)::bigint AS warnings, coalesce(sum(violations), 0)::bigint AS violations, \
              coalesce(sum(msgs) FILTER (WHERE keyless), 0)::bigint AS keyless_messages, \
              coalesce(sum(replies) FILTER (WHERE keyless), 0)::bigint AS keyless_replies, \
-             max(us) AS max_us \
-           FROM (SELECT s.*, {HDR} AS v FROM s) s2 \
-           GROUP BY GROUPING SETS ((synthetic, b, v), (synthetic, c))) \
-         SELECT 0 AS kind, synthetic, b, v, NULL::text AS c, answered, over, messages, duplicates, replies, unpaired, \
-           unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
+             count(*) FILTER (WHERE us > $5) AS over, max(us) AS max_us \
+           FROM s GROUP BY GROUPING SETS ((synthetic, b), (synthetic, c))) \
+         SELECT 0 AS kind, synthetic, b, v, NULL::text AS c, answered, over, 0::bigint AS messages, 0::bigint AS duplicates, \
+           0::bigint AS replies, 0::bigint AS unpaired, 0::bigint AS unanswered, 0::bigint AS pending, 0::bigint AS warnings, \
+           0::bigint AS violations, 0::bigint AS keyless_messages, 0::bigint AS keyless_replies, NULL::bigint AS max_us \
+         FROM hist \
+         UNION ALL \
+         SELECT 3, synthetic, b, NULL, NULL, 0, 0, messages, duplicates, replies, unpaired, unanswered, pending, \
+           warnings, violations, keyless_messages, keyless_replies, NULL \
          FROM agg WHERE per_bucket = 1 \
          UNION ALL \
          SELECT 1, synthetic, NULL, NULL, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL \
          FROM agg WHERE per_bucket = 0 GROUP BY synthetic \
          UNION ALL \
-         (SELECT 2, synthetic, NULL, NULL, c, answered, over, messages, duplicates, replies, unpaired, \
+         (SELECT 2, synthetic, NULL, NULL, c, 0, over, messages, duplicates, replies, unpaired, \
            unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
           FROM agg WHERE per_bucket = 0 AND NOT synthetic AND (max_us IS NOT NULL OR unanswered > 0) \
           ORDER BY unanswered > 0 DESC, max_us DESC NULLS LAST, c LIMIT $15)"
@@ -191,5 +203,28 @@ impl Table {
                FROM {} WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY conversation_id) x GROUP BY synthetic",
             self.quoted()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_pairings_bind_the_same_parameters_and_name_the_quoted_table() {
+        let t = Table::parse("ops.chat_log").unwrap();
+        let field = t.report_sql(Pairing::Field);
+        let first = t.report_sql(Pairing::FirstAfter);
+        if std::env::var_os("PRINT_REPORT_SQL").is_some() {
+            println!("{field}");
+        }
+        for sql in [&field, &first] {
+            assert!(sql.contains("FROM \"ops\".\"chat_log\" WHERE occurred_at >= $1 AND occurred_at < $2"));
+            assert!(sql.contains("LIMIT $15"));
+            assert!(sql.starts_with("WITH ev AS ("));
+        }
+        assert!(field.contains("data->>$14::text"));
+        assert!(!first.contains("$14"), "first-after binds no reply field");
+        assert!(t.active_sql().contains("FROM \"ops\".\"chat_log\" WHERE occurred_at >= $1"));
     }
 }
