@@ -46,7 +46,8 @@ pub fn report_svg(r: &SlaReport) -> Result<String, String> {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let title = format!("Reply time per bucket ({} to {})", r.window.since.format("%F %R"), r.window.until.format("%F %R"));
+        let title =
+            format!("Reply time per bucket ({} to {})", r.window.since.format("%F %R"), r.window.until.format("%F %R"));
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
@@ -67,9 +68,11 @@ pub fn report_svg(r: &SlaReport) -> Result<String, String> {
         chart.configure_secondary_axes().y_desc("replies over the SLO").draw().map_err(err)?;
         let bar = RGBColor(214, 39, 40).mix(0.25).filled();
         chart
-            .draw_secondary_series(r.buckets.iter().enumerate().filter(|(_, b)| b.over_slo.count > 0).map(|(i, b)| {
-                Rectangle::new([(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.over_slo.count as f64)], bar)
-            }))
+            .draw_secondary_series(
+                r.buckets.iter().enumerate().filter(|(_, b)| b.over_slo.count > 0).map(|(i, b)| {
+                    Rectangle::new([(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.over_slo.count as f64)], bar)
+                }),
+            )
             .map_err(err)?
             .label("over SLO (right axis)")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], bar));

@@ -95,9 +95,7 @@ pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, Repo
     } else {
         let reach = chrono::Utc::now() - req.window.since;
         if reach.to_std().unwrap_or_default() > REDIS_HORIZON {
-            return Err(ReportError::BeyondRedis(crate::duration::format_duration(
-                reach.to_std().unwrap_or_default(),
-            )));
+            return Err(ReportError::BeyondRedis(crate::duration::format_duration(reach.to_std().unwrap_or_default())));
         }
         if req.source == SourceChoice::Redis {
             config.require("REDIS_URL", &config.redis_url)?;

@@ -194,7 +194,8 @@ impl SlaReport {
         let total = t.total()?;
         let tc = &total.counts;
         let ex = &t.excluded.counts;
-        let empty = tc.messages + tc.replies + tc.warnings + tc.violations + tc.keyless_messages + tc.keyless_replies == 0
+        let empty = tc.messages + tc.replies + tc.warnings + tc.violations + tc.keyless_messages + tc.keyless_replies
+            == 0
             && ex.messages + ex.replies == 0;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Ok(SlaReport {

@@ -28,15 +28,19 @@ fn settings(req: &ReportRequest) -> Vec<String> {
     s
 }
 
-pub async fn tally(pool: &PgPool, addr: &str, contracts: &Contracts, req: &ReportRequest) -> Result<Tally, ReportError> {
+pub async fn tally(
+    pool: &PgPool,
+    addr: &str,
+    contracts: &Contracts,
+    req: &ReportRequest,
+) -> Result<Tally, ReportError> {
     crate::mirror::postgres::require_table(pool, addr, &contracts.table).await?;
     let parts = req.partitions.max(1);
     let runs = (0..parts).map(|i| partition(pool, addr, contracts, req, parts, i));
     let work = try_join_all(runs);
-    let tallies = tokio::time::timeout(req.query_timeout, work).await.map_err(|_| ReportError::QueryTimeout {
-        addr: addr.to_string(),
-        after: req.query_timeout,
-    })??;
+    let tallies = tokio::time::timeout(req.query_timeout, work)
+        .await
+        .map_err(|_| ReportError::QueryTimeout { addr: addr.to_string(), after: req.query_timeout })??;
     let mut it = tallies.into_iter();
     let mut all = it.next().unwrap_or_else(|| Tally::new(req.window.buckets(), req.top));
     for t in it {

@@ -94,9 +94,8 @@ async fn read(
 /// Groups one conversation's entries and adds them, its conversation counts and its worst.
 pub fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &str, mut entries: Vec<Entry>) {
     // Time order; at the same time a customer message before a reply (so first-after pairs them).
-    entries.sort_by(|a, b| {
-        (a.at_us, a.kind != EventKind::User, &a.id).cmp(&(b.at_us, b.kind != EventKind::User, &b.id))
-    });
+    entries
+        .sort_by(|a, b| (a.at_us, a.kind != EventKind::User, &a.id).cmp(&(b.at_us, b.kind != EventKind::User, &b.id)));
     let groups = match c.reply.field() {
         Some(field) => by_field(c, conv, field, &entries),
         None => first_after(c, conv, &entries),

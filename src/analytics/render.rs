@@ -146,8 +146,14 @@ impl SlaReport {
                     Some(l) => format!("[{}]({l})", w.conversation),
                     None => w.conversation.replace('|', "\\|"),
                 };
-                let _ =
-                    writeln!(s, "| {name} | {} | {} | {} | {} |", ms(w.slowest_ms), w.unanswered, w.over_slo, w.messages);
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} |",
+                    ms(w.slowest_ms),
+                    w.unanswered,
+                    w.over_slo,
+                    w.messages
+                );
             }
         }
         s
@@ -156,7 +162,8 @@ impl SlaReport {
     fn prometheus(&self) -> String {
         let mut s = String::new();
         let g = |s: &mut String, name: &str, help: &str, kind: &str| {
-            let _ = writeln!(s, "# HELP broker_ops_sla_report_{name} {help}\n# TYPE broker_ops_sla_report_{name} {kind}");
+            let _ =
+                writeln!(s, "# HELP broker_ops_sla_report_{name} {help}\n# TYPE broker_ops_sla_report_{name} {kind}");
         };
         g(&mut s, "reply_seconds", "Reply time of answered customer messages in the window, by quantile.", "gauge");
         let r = &self.reply_ms;
@@ -196,7 +203,17 @@ impl Render for SlaReport {
             writeln!(w, "  {l}")?;
         }
         let mut t = crate::output::table(&[
-            "bucket", "messages", "replies", "p50", "p95", "p99", "max", "unanswered", "over SLO", "warn", "viol",
+            "bucket",
+            "messages",
+            "replies",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "unanswered",
+            "over SLO",
+            "warn",
+            "viol",
         ]);
         for b in &self.buckets {
             let r: &ReplyStats = &b.reply_ms;

@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn buckets_cover_the_window_and_the_last_may_be_short() {
-        let w = Window::new(t("2026-11-30T00:00:00Z"), t("2026-11-30T02:30:00Z"), Some(Duration::from_secs(3600)))
-            .unwrap();
+        let w =
+            Window::new(t("2026-11-30T00:00:00Z"), t("2026-11-30T02:30:00Z"), Some(Duration::from_secs(3600))).unwrap();
         assert_eq!(w.buckets(), 3);
         assert_eq!(w.bounds(2), (t("2026-11-30T02:00:00Z"), t("2026-11-30T02:30:00Z")));
         assert_eq!(w.bucket_of_us(t("2026-11-30T01:59:59Z").timestamp_micros()), 1);

@@ -7,8 +7,8 @@
 //! defaults. Every key, channel name and SQL statement is built here from them, and nowhere
 //! else, so a deployment that chose other names changes them in one place (docs/contracts.md).
 
-mod resolve;
 pub mod report_sql;
+mod resolve;
 pub mod sql;
 
 use std::fmt;

@@ -109,7 +109,7 @@ impl Table {
                SELECT conversation_id AS c, occurred_at AS at, \
                  CASE name WHEN $10 THEN 1 WHEN $11 THEN 2 WHEN $12 THEN 3 ELSE 4 END AS kind, \
                  coalesce(CASE WHEN name = $11 THEN data->>$14::text ELSE data->>'messageId' END, chr(30) || id) AS k, \
-                 (name = $10 AND data->>'echoId' LIKE $6) AS marked \
+                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked \
                {} OFFSET 0), \
              g AS (\
                SELECT c, min(at) FILTER (WHERE kind = 1) AS msg_at, count(*) FILTER (WHERE kind = 1) AS msgs, \
@@ -127,7 +127,7 @@ impl Table {
         format!(
             "ev AS (\
                SELECT conversation_id AS c, name, occurred_at AS at, \
-                 (name = $10 AND data->>'echoId' LIKE $6) AS marked \
+                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked \
                {}), \
              w AS (\
                SELECT c, name, at, \

@@ -141,11 +141,11 @@ pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<Path
     crate::fsutil::write_atomically(&svg, &spectrum).map_err(at(&svg))?;
     let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let md = stem.with_extension("md");
-    let text = format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({svg_name})\n", report.markdown());
+    let text =
+        format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({svg_name})\n", report.markdown());
     std::fs::write(&md, text).map_err(at(&md))?;
     let json = stem.with_extension("json");
-    let mut body =
-        serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
+    let mut body = serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
     body.push(b'\n');
     crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
     Ok(md)
@@ -154,8 +154,7 @@ pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<Path
 impl SmokeReport {
     /// The percentile spectrum of every phase measured (HdrHistogram's plot), as SVG.
     pub fn spectrum_svg(&self) -> Result<String, String> {
-        let phases: Vec<(&str, &LatencyHistogram)> =
-            self.aggregate.phases.iter().map(|(p, h)| (p.name(), h)).collect();
+        let phases: Vec<(&str, &LatencyHistogram)> = self.aggregate.phases.iter().map(|(p, h)| (p.name(), h)).collect();
         crate::analytics::chart::spectrum_svg("Latency by percentile, per phase (ms)", &phases)
     }
 }

@@ -19,5 +19,6 @@ mod sandbox_ably;
 mod sandbox_chatwoot;
 mod sandbox_sse;
 mod sandbox_worker;
+mod sla_report;
 mod sla_smoke;
 mod token;
