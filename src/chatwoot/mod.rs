@@ -163,10 +163,15 @@ impl ChatwootClient {
         contact: &str,
         conversation: u64,
         content: &str,
+        echo_id: Option<&str>,
     ) -> Result<ChatMessage, ChatwootError> {
         let op = "post message";
         let path = format!("{}/contacts/{}/conversations/{conversation}/messages", self.inbox_path(op)?, enc(contact));
-        self.call(op, Method::POST, &path, Some(&json!({"content": content})), false).await
+        let mut body = json!({"content": content});
+        if let Some(e) = echo_id {
+            body["echo_id"] = json!(e);
+        }
+        self.call(op, Method::POST, &path, Some(&body), false).await
     }
 
     /// The latest 20 messages, ascending (the public API's only listing).

@@ -159,7 +159,9 @@ async fn steps(
     };
     for (turn, text) in messages.iter().enumerate() {
         let sent = Instant::now();
-        let msg = cw.post_message(&contact.source_id, conv.id, text).await.map_err(|e| {
+        // The echo id marks the message as test traffic for `sla report` (contracts.synthetic_prefix).
+        let echo = format!("{}smoke-{}-{index}-{turn}", ctx.contracts.synthetic_prefix, ctx.run_id);
+        let msg = cw.post_message(&contact.source_id, conv.id, text, Some(&echo)).await.map_err(|e| {
             let f = chatwoot_failure("post", &e);
             if turn == 0 { setup(f) } else { f }
         })?;
