@@ -38,7 +38,7 @@ fn mirror_data(now_ms: i64) -> (Vec<MirroredEvent>, (i64, i64), Expected) {
     let until = since + 2 * 3_600_000;
     let mut ev = Vec::new();
     let mut exp = Expected { latencies_ms: vec![], by_bucket: [vec![], vec![]], unanswered: 0, pending: 0 };
-    let mut msg = |ev: &mut Vec<MirroredEvent>, n: u64, conv: &str, at: i64, reply_ms: Option<u64>| {
+    let msg = |ev: &mut Vec<MirroredEvent>, n: u64, conv: &str, at: i64, reply_ms: Option<u64>| {
         ev.push(event(&format!("u{n}"), conv, "message:user", json!({"messageId": n, "content": "q"}), at));
         if let Some(l) = reply_ms {
             let data = json!({"messageId": 900_000 + n, "replyTo": n, "latencyMs": l});
