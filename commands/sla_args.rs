@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use broker_ops::analytics::TimeArg;
 use broker_ops::duration::parse_positive_duration;
 use broker_ops::sla::Threshold;
 
@@ -123,12 +122,12 @@ pub enum FromArg {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Start of the window: a duration before now (24h) or an RFC 3339 time.
-    #[arg(long, default_value = "24h", value_name = "WHEN")]
-    pub since: TimeArg,
-    /// End of the window (default now): a duration before now or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<TimeArg>,
+    /// Start of the window: a duration before now (24h, or -24h), or an RFC 3339 time.
+    #[arg(long, default_value = "24h", value_name = "WHEN", allow_hyphen_values = true)]
+    pub since: String,
+    /// End of the window: now, a duration before now, or an RFC 3339 time.
+    #[arg(long, default_value = "now", value_name = "WHEN", allow_hyphen_values = true)]
+    pub until: String,
     /// Bucket width (default 5m up to 2 h, 1h up to 48 h, else 1d).
     #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
     pub by: Option<Duration>,

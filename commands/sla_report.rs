@@ -1,7 +1,7 @@
 //! `broker-ops sla report`: the window from the arguments, one library call, the report
 //! rendered (and the chart and report files written when asked).
 
-use broker_ops::analytics::{self, ReportError, ReportRequest, SourceChoice, Window};
+use broker_ops::analytics::{self, ReportError, ReportRequest, SourceChoice, Window, parse_when};
 use broker_ops::exit::Exit;
 use broker_ops::output::escape;
 
@@ -15,12 +15,9 @@ fn usage(m: &str) -> anyhow::Result<i32> {
 
 pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let now = chrono::Utc::now();
-    let window = a
-        .since
-        .resolve(now)
-        .and_then(|since| Ok((since, a.until.map_or(Ok(now), |u| u.resolve(now))?)))
-        .and_then(|(since, until)| Window::new(since, until, a.by));
-    let window = match window {
+    let since = parse_when(&a.since, now).map_err(|e| format!("--since: {e}"));
+    let until = parse_when(&a.until, now).map_err(|e| format!("--until: {e}"));
+    let window = match since.and_then(|s| Window::new(s, until?, a.by)) {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };

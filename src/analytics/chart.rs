@@ -15,6 +15,23 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing the chart: {e:?}")
 }
 
+/// The legend box, the same on every chart: upper left, on a light background.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    mut labels: plotters::chart::SeriesLabelStyle<'a, '_, DB, CT>,
+) -> Result<(), String> {
+    labels
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+/// A legend entry drawn as a short line in `style`.
+fn line_glyph(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style)
+}
+
 /// Runs of consecutive buckets that have a value, as line segments.
 fn segments(values: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -82,8 +99,7 @@ pub fn report_svg(r: &SlaReport) -> Result<String, String> {
             for seg in segs {
                 let s = chart.draw_series(LineSeries::new(seg, color.stroke_width(2))).map_err(err)?;
                 if std::mem::take(&mut first) {
-                    let c = *color;
-                    s.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                    s.label(*name).legend(line_glyph(color.stroke_width(2)));
                 }
             }
         }
@@ -92,14 +108,8 @@ pub fn report_svg(r: &SlaReport) -> Result<String, String> {
             .draw_series(LineSeries::new(vec![(0.0, r.slo_ms), (n, r.slo_ms)], slo))
             .map_err(err)?
             .label(format!("SLO {} ms", r.slo_ms))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], slo));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+            .legend(line_glyph(slo));
+        legend(chart.configure_series_labels())?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -158,15 +168,9 @@ pub fn spectrum_svg(title: &str, phases: &[(&str, &LatencyHistogram)]) -> Result
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(err)?
                 .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(line_glyph(color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(chart.configure_series_labels())?;
         root.present().map_err(err)?;
     }
     Ok(svg)

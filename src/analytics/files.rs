@@ -4,12 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::SlaReport;
-use crate::sla::files::FileError;
-
-fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + use<> {
-    let path = path.to_path_buf();
-    move |source| FileError { path, source }
-}
+use crate::sla::files::{FileError, at};
 
 /// Writes the chart to `path` (atomically).
 pub fn write_chart(r: &SlaReport, path: &Path) -> Result<(), FileError> {

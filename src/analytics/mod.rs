@@ -15,7 +15,7 @@ pub mod window;
 use std::time::Duration;
 
 pub use model::SlaReport;
-pub use window::{TimeArg, Window};
+pub use window::{Window, parse_when};
 
 use crate::config::Config;
 use crate::mirror::MirrorError;
@@ -101,8 +101,8 @@ pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, Repo
             config.require("REDIS_URL", &config.redis_url)?;
         }
         let mut r = crate::redis_handle::Redis::from_config(config).await?.ok_or(ReportError::NoMirror)?;
-        let tally = redis::tally(&mut r, c, req).await?;
-        let active = redis::active_now(&mut r, c, req, &tally).await?;
+        let (tally, test) = redis::tally(&mut r, c, req).await?;
+        let active = redis::active_now(&mut r, c, req, &test).await?;
         (Source::Redis, tally, active)
     };
     let links = model::Links::from_config(config);

@@ -9,6 +9,7 @@ use super::tally::{Acc, Tally};
 use super::{ReportRequest, Source};
 use crate::contracts::Contracts;
 use crate::sla::LatencyHistogram;
+use crate::sla::report::r3;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -28,10 +29,6 @@ impl ReplyStats {
         let p = |q: f64| (!h.is_empty()).then(|| r3(h.percentile_ms(q)));
         ReplyStats { count: h.count(), p50: p(50.0), p90: p(90.0), p95: p(95.0), p99: p(99.0), max: p(100.0) }
     }
-}
-
-fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

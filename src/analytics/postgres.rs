@@ -41,9 +41,8 @@ pub async fn tally(
     let tallies = tokio::time::timeout(req.query_timeout, work)
         .await
         .map_err(|_| ReportError::QueryTimeout { addr: addr.to_string(), after: req.query_timeout })??;
-    let mut it = tallies.into_iter();
-    let mut all = it.next().unwrap_or_else(|| Tally::new(req.window.buckets(), req.top));
-    for t in it {
+    let mut all = Tally::new(req.window.buckets(), req.top);
+    for t in tallies {
         all.merge(t).map_err(ReportError::Histogram)?;
     }
     Ok(all.finish())

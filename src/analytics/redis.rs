@@ -2,7 +2,7 @@
 //! its events grouped exactly as the SQL groups them ([`Group`]), and added to the tally one
 //! conversation at a time, so memory holds one conversation, never the window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -23,7 +23,13 @@ pub struct Entry {
     pub at_us: i64,
 }
 
-pub async fn tally(redis: &mut Redis, c: &Contracts, req: &ReportRequest) -> Result<Tally, ReportError> {
+/// The tally of the window, and the conversations found to be test traffic (for
+/// [`active_now`], which the active set alone cannot tell).
+pub async fn tally(
+    redis: &mut Redis,
+    c: &Contracts,
+    req: &ReportRequest,
+) -> Result<(Tally, HashSet<String>), ReportError> {
     let w = &req.window;
     let mut convs = req.conversations.clone();
     if convs.is_empty() {
@@ -39,11 +45,14 @@ pub async fn tally(redis: &mut Redis, c: &Contracts, req: &ReportRequest) -> Res
     convs.sort();
     convs.dedup();
     let mut t = Tally::new(w.buckets(), req.top);
+    let mut test = HashSet::new();
     for conv in &convs {
         let entries = read(redis, c, conv, req, &mut t).await?;
-        add_conversation(&mut t, c, req, conv, entries);
+        if add_conversation(&mut t, c, req, conv, entries) {
+            test.insert(conv.clone());
+        }
     }
-    Ok(t.finish())
+    Ok((t.finish(), test))
 }
 
 /// The conversation's entries in the window (contract events only); unreadable ones counted.
@@ -91,8 +100,9 @@ async fn read(
     Ok(out)
 }
 
-/// Groups one conversation's entries and adds them, its conversation counts and its worst.
-pub fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &str, mut entries: Vec<Entry>) {
+/// Groups one conversation's entries and adds them, its conversation counts and its worst;
+/// returns whether it holds test traffic.
+fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &str, mut entries: Vec<Entry>) -> bool {
     // Time order; at the same time a customer message before a reply (so first-after pairs them).
     entries
         .sort_by(|a, b| (a.at_us, a.kind != EventKind::User, &a.id).cmp(&(b.at_us, b.kind != EventKind::User, &b.id)));
@@ -124,10 +134,8 @@ pub fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv:
     }
     t.conversations += u64::from(customer);
     t.excluded_conversations += u64::from(test);
-    if test {
-        t.synthetic_ids.insert(conv.to_string());
-    }
     t.offer(worst);
+    test
 }
 
 fn marked(c: &Contracts, e: &Entry) -> bool {
@@ -208,7 +216,7 @@ pub async fn active_now(
     redis: &mut Redis,
     c: &Contracts,
     req: &ReportRequest,
-    t: &Tally,
+    found_test: &HashSet<String>,
 ) -> Result<(u64, u64), ReportError> {
     let key = c.active_key();
     let since = chrono::Utc::now() - chrono::Duration::from_std(req.active_window).unwrap_or(chrono::Duration::MAX);
@@ -219,6 +227,6 @@ pub async fn active_now(
         .query_async(&mut redis.conn)
         .await
         .map_err(redis.err(&format!("ZRANGEBYSCORE {key}")))?;
-    let test = ids.iter().filter(|id| c.is_synthetic(id) || t.synthetic_ids.contains(*id)).count() as u64;
+    let test = ids.iter().filter(|id| c.is_synthetic(id) || found_test.contains(*id)).count() as u64;
     Ok((ids.len() as u64 - test, test))
 }

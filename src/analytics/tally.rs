@@ -89,8 +89,6 @@ pub struct Tally {
     pub top: usize,
     /// Redis entries whose timestamp could not be read (skipped, counted).
     pub unreadable: u64,
-    /// Conversations found to be test traffic (Redis only: for its active-now count).
-    pub synthetic_ids: std::collections::HashSet<String>,
 }
 
 impl Tally {
@@ -103,7 +101,6 @@ impl Tally {
             worst: Vec::new(),
             top,
             unreadable: 0,
-            synthetic_ids: Default::default(),
         }
     }
 

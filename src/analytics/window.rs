@@ -15,38 +15,12 @@ pub struct Window {
     pub by: Duration,
 }
 
-/// A time given on the command line: `24h` (that long before now) or an RFC 3339 time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeArg {
-    Ago(Duration),
-    At(DateTime<Utc>),
-}
-
-impl std::str::FromStr for TimeArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-            return Ok(TimeArg::At(at.with_timezone(&Utc)));
-        }
-        match crate::duration::parse_duration(t) {
-            Ok(d) => Ok(TimeArg::Ago(d)),
-            Err(_) => Err(format!(
-                "{s:?} is neither a duration before now (24h, 90m) nor an RFC 3339 time (2026-11-30T08:00:00Z)"
-            )),
-        }
-    }
-}
-
-impl TimeArg {
-    pub fn resolve(self, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-        match self {
-            TimeArg::At(t) => Ok(t),
-            TimeArg::Ago(d) => chrono::Duration::from_std(d)
-                .ok()
-                .and_then(|d| now.checked_sub_signed(d))
-                .ok_or_else(|| "that duration reaches before any representable time".to_string()),
-        }
+/// A point in time as `sla report` takes it: what [`crate::duration::parse_time`] takes (RFC 3339,
+/// `-2h`, `now`), and a bare duration (`24h`) meaning that long before `now`.
+pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    match crate::duration::parse_duration(text.trim()) {
+        Ok(_) => crate::duration::parse_time(&format!("-{}", text.trim()), now),
+        Err(_) => crate::duration::parse_time(text, now),
     }
 }
 
@@ -123,8 +97,10 @@ mod tests {
         assert!(Window::new(a, a, None).is_err());
         assert_eq!(Window::new(a, b, None).unwrap().by, Duration::from_secs(300));
         assert!(Window::new(a, b, Some(Duration::from_millis(1))).unwrap_err().contains("more than"));
-        assert_eq!("24h".parse::<TimeArg>().unwrap(), TimeArg::Ago(Duration::from_secs(86_400)));
-        assert_eq!("2026-11-30T00:00:00Z".parse::<TimeArg>().unwrap(), TimeArg::At(a));
-        assert!("yesterday".parse::<TimeArg>().is_err());
+        assert_eq!(parse_when("24h", b).unwrap(), b - chrono::Duration::hours(24));
+        assert_eq!(parse_when("-1h", b).unwrap(), a, "the replay form works too");
+        assert_eq!(parse_when("2026-11-30T00:00:00Z", b).unwrap(), a);
+        assert_eq!(parse_when("now", b).unwrap(), b);
+        assert!(parse_when("yesterday", b).is_err());
     }
 }

@@ -35,53 +35,18 @@ pub enum Pairing {
     FirstAfter,
 }
 
-/// The bind parameters, in order (`$1`...`$15`; `$14` only under [`Pairing::Field`]).
-pub const REPORT_BINDS: &[&str] = &[
-    "since",
-    "until",
-    "bucket width (s)",
-    "reply time-out (s)",
-    "SLO (µs)",
-    "synthetic LIKE pattern",
-    "conversations (or NULL)",
-    "partitions",
-    "partition",
-    "event_user",
-    "event_ai",
-    "event_sla_warning",
-    "event_sla_violation",
-    "reply field",
-    "worst N",
-];
-
 /// The HDR value of `us` (see the module documentation).
 const HDR: &str = "CASE WHEN us < 2048 THEN us \
      ELSE (us >> (floor(ln(us::float8) / ln(2.0))::int - 10)) << (floor(ln(us::float8) / ln(2.0))::int - 10) END";
 
-/// The columns every output row has, in order.
-pub const REPORT_COLUMNS: &[&str] = &[
-    "kind",
-    "synthetic",
-    "b",
-    "v",
-    "c",
-    "answered",
-    "over",
-    "messages",
-    "duplicates",
-    "replies",
-    "unpaired",
-    "unanswered",
-    "pending",
-    "warnings",
-    "violations",
-    "keyless_messages",
-    "keyless_replies",
-    "max_us",
-];
-
 impl Table {
-    /// The report statement (module documentation).
+    /// The report statement (module documentation). Binds: `$1` since, `$2` until, `$3` bucket
+    /// width (s), `$4` reply time-out (s), `$5` SLO (µs), `$6` test-traffic `LIKE` pattern, `$7`
+    /// conversations (or NULL), `$8` partitions, `$9` this partition, `$10`..`$13` the user, AI,
+    /// warning and violation event names, `$14` the reply field ([`Pairing::Field`] only), `$15`
+    /// how many worst conversations. Columns out: `kind, synthetic, b, v, c, answered, over,
+    /// messages, duplicates, replies, unpaired, unanswered, pending, warnings, violations,
+    /// keyless_messages, keyless_replies, max_us`.
     pub fn report_sql(&self, pairing: Pairing) -> String {
         let groups = match pairing {
             Pairing::Field => self.groups_by_field(),

@@ -15,7 +15,8 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + use<> {
+/// A `FileError` for `path`, for `map_err`.
+pub(crate) fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + use<> {
     let path = path.to_path_buf();
     move |source| FileError { path, source }
 }
