@@ -155,6 +155,9 @@ pub struct ReportArgs {
     /// Postgres: the longest the report's statements may take.
     #[arg(long, default_value = "2m", value_parser = parse_positive_duration)]
     pub query_timeout: Duration,
+    /// Count test traffic (smoke chats, canaries: contracts.synthetic_prefix) like customers'.
+    #[arg(long)]
+    pub include_test_traffic: bool,
     /// Write the chart (P50/P95/P99 per bucket against the SLO) as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,

@@ -35,6 +35,7 @@ pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         top: a.top,
         partitions: a.parallel as usize,
         query_timeout: a.query_timeout,
+        include_test_traffic: a.include_test_traffic,
     };
     let report = match analytics::run(&ctx.config, &req).await {
         Ok(r) => r,

@@ -18,6 +18,7 @@ pub use model::SlaReport;
 pub use window::{Window, parse_when};
 
 use crate::config::Config;
+use crate::contracts::Contracts;
 use crate::mirror::MirrorError;
 
 /// Which mirror to read.
@@ -49,6 +50,16 @@ pub struct ReportRequest {
     /// Concurrent partitions of the Postgres statement (1..=4).
     pub partitions: usize,
     pub query_timeout: Duration,
+    /// Count test traffic (smoke chats, canaries) as customers' instead of leaving it out.
+    pub include_test_traffic: bool,
+}
+
+impl ReportRequest {
+    /// What marks test traffic in this report: the contract's prefix, or nothing when test
+    /// traffic is included.
+    pub fn test_prefix<'c>(&self, c: &'c Contracts) -> Option<&'c str> {
+        (!self.include_test_traffic).then_some(c.synthetic_prefix.as_str())
+    }
 }
 
 /// How long Redis keeps a conversation's stream after its last write.

@@ -95,8 +95,9 @@ pub struct Conversations {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Excluded {
-    /// What marks test traffic (contracts.synthetic_prefix).
-    pub prefix: String,
+    /// What marks test traffic (contracts.synthetic_prefix); `null` when it was included
+    /// (`--include-test-traffic`).
+    pub prefix: Option<String>,
     pub conversations: u64,
     pub active_now: u64,
     pub messages: u64,
@@ -213,7 +214,7 @@ impl SlaReport {
             sla_events: SlaEvents { warnings: tc.warnings, violations: tc.violations },
             conversations: Conversations { active_now: active, in_window: t.conversations },
             excluded: Excluded {
-                prefix: c.synthetic_prefix.clone(),
+                prefix: req.test_prefix(c).map(str::to_string),
                 conversations: t.excluded_conversations,
                 active_now: active_test,
                 messages: ex.messages,

@@ -74,21 +74,22 @@ async fn partition(
         .bind(w.by.as_secs_f64())
         .bind(req.reply_timeout.as_secs_f64())
         .bind(req.slo.as_micros() as i64)
-        .bind(c.synthetic_like())
+        .bind(req.test_prefix(c).map(|_| c.synthetic_like()))
         .bind(convs)
         .bind(parts as i32)
         .bind(part as i32)
         .bind(&c.event_user)
         .bind(&c.event_ai)
         .bind(&c.event_sla_warning)
-        .bind(&c.event_sla_violation);
+        .bind(&c.event_sla_violation)
+        .bind(req.top as i64);
     if let Some(field) = c.reply.field() {
         q = q.bind(field);
     }
     let mut t = Tally::new(w.buckets(), req.top);
     {
         // Streamed: a row at a time into the tally, whatever the number of rows.
-        let mut rows = q.bind(req.top as i64).fetch(&mut *tx);
+        let mut rows = q.fetch(&mut *tx);
         while let Some(row) = rows.try_next().await.map_err(pg("query"))? {
             add_row(&mut t, &row).map_err(pg("decode"))?;
         }
@@ -150,7 +151,7 @@ pub async fn active_now(
     let rows: Vec<(bool, i64)> = sqlx::query_as(&c.table.active_sql())
         .bind(since)
         .bind(now)
-        .bind(c.synthetic_like())
+        .bind(req.test_prefix(c).map(|_| c.synthetic_like()))
         .bind(&c.event_user)
         .fetch_all(pool)
         .await

@@ -107,8 +107,8 @@ fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &st
     entries
         .sort_by(|a, b| (a.at_us, a.kind != EventKind::User, &a.id).cmp(&(b.at_us, b.kind != EventKind::User, &b.id)));
     let groups = match c.reply.field() {
-        Some(field) => by_field(c, conv, field, &entries),
-        None => first_after(c, conv, &entries),
+        Some(field) => by_field(req.test_prefix(c), conv, field, &entries),
+        None => first_after(req.test_prefix(c), conv, &entries),
     };
     let (timeout, slo) = (req.reply_timeout.as_micros() as i64, req.slo.as_micros() as u64);
     let mut worst = Worst { conversation: conv.to_string(), slowest_us: None, unanswered: 0, over_slo: 0, messages: 0 };
@@ -138,8 +138,14 @@ fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &st
     test
 }
 
-fn marked(c: &Contracts, e: &Entry) -> bool {
-    e.kind == EventKind::User && e.data.get("echoId").and_then(Value::as_str).is_some_and(|s| c.is_synthetic(s))
+/// Whether `id` (a conversation id or an `echoId`) starts with the test-traffic prefix.
+fn is_test(prefix: Option<&str>, id: &str) -> bool {
+    prefix.is_some_and(|p| id.starts_with(p))
+}
+
+/// A customer message whose `echoId` marks it as test traffic.
+fn marked(prefix: Option<&str>, e: &Entry) -> bool {
+    e.kind == EventKind::User && e.data.get("echoId").and_then(Value::as_str).is_some_and(|s| is_test(prefix, s))
 }
 
 fn count(g: &mut Group, kind: EventKind, at: i64) {
@@ -159,8 +165,8 @@ fn count(g: &mut Group, kind: EventKind, at: i64) {
 
 /// Field pairing: one group per key (a message's `messageId`, a reply's reply field, an SLA
 /// event's `messageId`); a row without its key is a group of its own.
-fn by_field(c: &Contracts, conv: &str, field: &str, entries: &[Entry]) -> Vec<Group> {
-    let conv_marked = c.is_synthetic(conv);
+fn by_field(test: Option<&str>, conv: &str, field: &str, entries: &[Entry]) -> Vec<Group> {
+    let conv_marked = is_test(test, conv);
     let mut groups: BTreeMap<(bool, String), Group> = BTreeMap::new();
     for e in entries {
         let key = match e.kind {
@@ -174,7 +180,7 @@ fn by_field(c: &Contracts, conv: &str, field: &str, entries: &[Entry]) -> Vec<Gr
         let g = groups.entry((keyless, k)).or_insert_with(|| Group { first_at: e.at_us, ..Group::default() });
         g.first_at = g.first_at.min(e.at_us);
         g.keyless |= keyless;
-        g.synthetic |= conv_marked || marked(c, e);
+        g.synthetic |= conv_marked || marked(test, e);
         count(g, e.kind, e.at_us);
     }
     groups
@@ -190,8 +196,8 @@ fn by_field(c: &Contracts, conv: &str, field: &str, entries: &[Entry]) -> Vec<Gr
 
 /// First-after pairing: every event its own group; a customer message gets the first reply at
 /// or after it. The whole conversation is test traffic when one of its messages is marked.
-fn first_after(c: &Contracts, conv: &str, entries: &[Entry]) -> Vec<Group> {
-    let synthetic = c.is_synthetic(conv) || entries.iter().any(|e| marked(c, e));
+fn first_after(test: Option<&str>, conv: &str, entries: &[Entry]) -> Vec<Group> {
+    let synthetic = is_test(test, conv) || entries.iter().any(|e| marked(test, e));
     let mut next_reply: Option<i64> = None;
     let mut out: Vec<Group> = Vec::with_capacity(entries.len());
     // Backwards, so each message knows the first reply at or after it (a reply at the same
@@ -227,6 +233,6 @@ pub async fn active_now(
         .query_async(&mut redis.conn)
         .await
         .map_err(redis.err(&format!("ZRANGEBYSCORE {key}")))?;
-    let test = ids.iter().filter(|id| c.is_synthetic(id) || found_test.contains(*id)).count() as u64;
+    let test = ids.iter().filter(|id| is_test(req.test_prefix(c), id) || found_test.contains(*id)).count() as u64;
     Ok((ids.len() as u64 - test, test))
 }

@@ -56,13 +56,16 @@ impl SlaReport {
                 crate::duration::format_duration(std::time::Duration::from_secs_f64(self.active_window_ms / 1000.0)),
                 self.conversations.in_window
             ),
-            format!(
-                "test traffic left out (prefix {}): {} conversations, {} messages, {} replies",
-                escape(&self.excluded.prefix),
-                self.excluded.conversations,
-                self.excluded.messages,
-                self.excluded.replies
-            ),
+            match &self.excluded.prefix {
+                Some(p) => format!(
+                    "test traffic left out (prefix {}): {} conversations, {} messages, {} replies",
+                    escape(p),
+                    self.excluded.conversations,
+                    self.excluded.messages,
+                    self.excluded.replies
+                ),
+                None => "test traffic included (--include-test-traffic)".to_string(),
+            },
         ];
         if self.unpaired_replies > 0 {
             out.push(format!("{} replies answer messages from before the window", self.unpaired_replies));

@@ -323,11 +323,6 @@ impl Contracts {
         ]
     }
 
-    /// Whether a conversation id or an `echoId` marks test traffic.
-    pub fn is_synthetic(&self, id: &str) -> bool {
-        id.starts_with(&self.synthetic_prefix)
-    }
-
     /// The synthetic prefix as a SQL `LIKE` pattern (`\\`, `%` and `_` escaped, `%` after).
     pub fn synthetic_like(&self) -> String {
         let mut out = String::with_capacity(self.synthetic_prefix.len() + 4);

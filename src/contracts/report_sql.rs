@@ -30,7 +30,7 @@ use super::Table;
 /// How a reply is matched to its message (from [`super::ReplyMatch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {
-    /// `$14` is the reply field.
+    /// `$15` is the reply field.
     Field,
     FirstAfter,
 }
@@ -41,10 +41,10 @@ const HDR: &str = "CASE WHEN us < 2048 THEN us \
 
 impl Table {
     /// The report statement (module documentation). Binds: `$1` since, `$2` until, `$3` bucket
-    /// width (s), `$4` reply time-out (s), `$5` SLO (µs), `$6` test-traffic `LIKE` pattern, `$7`
+    /// width (s), `$4` reply time-out (s), `$5` SLO (µs), `$6` test-traffic `LIKE` pattern (NULL: nothing is test traffic), `$7`
     /// conversations (or NULL), `$8` partitions, `$9` this partition, `$10`..`$13` the user, AI,
-    /// warning and violation event names, `$14` the reply field ([`Pairing::Field`] only), `$15`
-    /// how many worst conversations. Columns out: `kind, synthetic, b, v, c, answered, over,
+    /// warning and violation event names, `$14` how many worst conversations, `$15` the reply
+    /// field ([`Pairing::Field`] only: a statement binds exactly the parameters it uses). Columns out: `kind, synthetic, b, v, c, answered, over,
     /// messages, duplicates, replies, unpaired, unanswered, pending, warnings, violations,
     /// keyless_messages, keyless_replies, max_us`.
     pub fn report_sql(&self, pairing: Pairing) -> String {
@@ -73,14 +73,14 @@ impl Table {
             "ev AS (\
                SELECT conversation_id AS c, occurred_at AS at, \
                  CASE name WHEN $10 THEN 1 WHEN $11 THEN 2 WHEN $12 THEN 3 ELSE 4 END AS kind, \
-                 coalesce(CASE WHEN name = $11 THEN data->>$14::text ELSE data->>'messageId' END, chr(30) || id) AS k, \
+                 coalesce(CASE WHEN name = $11 THEN data->>$15::text ELSE data->>'messageId' END, chr(30) || id) AS k, \
                  coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked \
                {} OFFSET 0), \
              g AS (\
                SELECT c, min(at) FILTER (WHERE kind = 1) AS msg_at, count(*) FILTER (WHERE kind = 1) AS msgs, \
                  min(at) FILTER (WHERE kind = 2) AS reply_at, count(*) FILTER (WHERE kind = 2) AS replies, \
                  count(*) FILTER (WHERE kind = 3) AS warnings, count(*) FILTER (WHERE kind = 4) AS violations, \
-                 min(at) AS first_at, bool_or(marked) OR c LIKE $6 AS synthetic, k LIKE chr(30) || '%' AS keyless, \
+                 min(at) AS first_at, bool_or(marked) OR coalesce(c LIKE $6, false) AS synthetic, k LIKE chr(30) || '%' AS keyless, \
                  CASE WHEN count(*) FILTER (WHERE kind = 1) = 0 THEN count(*) FILTER (WHERE kind = 2) ELSE 0 END AS unpaired \
                FROM ev \
                GROUP BY hashtextextended(c || chr(31) || k, 0), c, k)",
@@ -105,7 +105,7 @@ impl Table {
                  CASE WHEN name = $10 THEN next_reply_at WHEN name = $11 THEN at END AS reply_at, \
                  (name = $11)::int::bigint AS replies, (name = $12)::int::bigint AS warnings, \
                  (name = $13)::int::bigint AS violations, at AS first_at, \
-                 conversation_marked OR c LIKE $6 AS synthetic, false AS keyless, 0::bigint AS unpaired \
+                 conversation_marked OR coalesce(c LIKE $6, false) AS synthetic, false AS keyless, 0::bigint AS unpaired \
                FROM w)",
             self.window_filter()
         )
@@ -154,17 +154,18 @@ fn steps() -> String {
          (SELECT 2, synthetic, NULL, NULL, c, 0, over, messages, duplicates, replies, unpaired, \
            unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
           FROM agg WHERE per_bucket = 0 AND NOT synthetic AND (max_us IS NOT NULL OR unanswered > 0) \
-          ORDER BY unanswered > 0 DESC, max_us DESC NULLS LAST, c LIMIT $15)"
+          ORDER BY unanswered > 0 DESC, max_us DESC NULLS LAST, c LIMIT $14)"
     )
 }
 
 /// Conversations with an event in `[$1, $2)`: `(test traffic?, count)` rows. Test traffic as in
-/// the report: the id, or a customer message's `echoId` (`$4` = event_user), starts with `$3`.
+/// the report: the id, or a customer message's `echoId` (`$4` = event_user), starts with `$3`
+/// (NULL: nothing is test traffic).
 impl Table {
     pub fn active_sql(&self) -> String {
         format!(
             "SELECT synthetic, count(*) FROM (\
-               SELECT conversation_id, bool_or(conversation_id LIKE $3 OR (name = $4 AND data->>'echoId' LIKE $3)) AS synthetic \
+               SELECT conversation_id, coalesce(bool_or(conversation_id LIKE $3 OR (name = $4 AND data->>'echoId' LIKE $3)), false) AS synthetic \
                FROM {} WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY conversation_id) x GROUP BY synthetic",
             self.quoted()
         )
@@ -185,11 +186,11 @@ mod tests {
         }
         for sql in [&field, &first] {
             assert!(sql.contains("FROM \"ops\".\"chat_log\" WHERE occurred_at >= $1 AND occurred_at < $2"));
-            assert!(sql.contains("LIMIT $15"));
+            assert!(sql.contains("LIMIT $14"));
             assert!(sql.starts_with("WITH ev AS ("));
         }
-        assert!(field.contains("data->>$14::text"));
-        assert!(!first.contains("$14"), "first-after binds no reply field");
+        assert!(field.contains("data->>$15::text"));
+        assert!(!first.contains("$15"), "first-after binds no reply field");
         assert!(t.active_sql().contains("FROM \"ops\".\"chat_log\" WHERE occurred_at >= $1"));
     }
 }

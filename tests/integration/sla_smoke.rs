@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, Env, bin, run};
 
-fn target(sb: &Sandbox) -> Target {
+pub(crate) fn target(sb: &Sandbox) -> Target {
     let env = Env::of(sb);
     let base = url::Url::parse(&env.base).unwrap();
     let chatwoot = ChatwootClient::new(
@@ -32,7 +32,7 @@ fn target(sb: &Sandbox) -> Target {
     }
 }
 
-fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
+pub(crate) fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
     SmokeOptions {
         target: target(sb),
         chats,
@@ -146,6 +146,14 @@ async fn a_breached_threshold_fails_with_exit_1_and_says_by_how_much() {
     assert!(text.contains("--threshold p95<200ms"), "the exact command line is recorded");
     let json = files.iter().find(|p| p.extension().is_some_and(|e| e == "json")).unwrap();
     schema_check(&serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap());
+    // The percentile spectrum beside it, linked from the Markdown: one line per phase measured.
+    let svg = files.iter().find(|p| p.extension().is_some_and(|e| e == "svg")).expect("a spectrum SVG");
+    assert!(text.contains(&format!("]({})", svg.file_name().unwrap().to_str().unwrap())));
+    let svg = std::fs::read_to_string(svg).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the spectrum parses as XML");
+    for phase in ["contact", "conversation", "post_ack", "echo", "reply"] {
+        assert!(doc.descendants().any(|n| n.text().map(str::trim) == Some(phase)), "{phase} in the legend");
+    }
 }
 
 #[tokio::test]
