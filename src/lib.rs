@@ -21,6 +21,7 @@
 //! - [`probe`]: probe checks, rules and renderings, and the probes (`ably health`, `ably backlog`);
 //! - [`sla`], [`replay`], [`token`], [`alert`]: the capabilities behind the commands;
 //! - [`sandbox`]: a local stand-in for Chatwoot, Ably and the AI worker;
+//! - [`webhook`]: Ably's batched webhook body and its signature;
 //! - [`doctor`]: configuration check and reachability of every dependency.
 
 pub mod ably;
@@ -46,6 +47,7 @@ pub mod sandbox;
 pub mod sla;
 pub mod smtp;
 pub mod token;
+pub mod webhook;
 
 /// The version that goes into `Ably-Agent` and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -61,6 +61,8 @@ pub const DEFAULT_ABLY_REST_URL: &str = "https://main.realtime.ably.net";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub ably_api_key: Option<Setting<AblyKey>>,
+    /// The key the Ably webhook rule signs with (`ABLY_WEBHOOK_KEY`), when it is not ABLY_API_KEY.
+    pub ably_webhook_key: Option<Setting<AblyKey>>,
     pub ably_rest_url: Setting<Url>,
     pub chatwoot_base_url: Option<Setting<Url>>,
     pub chatwoot_inbox_identifier: Option<Setting<String>>,
@@ -106,11 +108,18 @@ impl Config {
             Some(s) => Some(parse_setting("ABLY_API_KEY", s.source, |_| AblyKey::parse(s.value.expose_secret()))?),
             None => None,
         };
+        let ably_webhook_key = match l.secret("ABLY_WEBHOOK_KEY")? {
+            Some(s) => {
+                Some(parse_setting("ABLY_WEBHOOK_KEY", s.source, |_| AblyKey::parse(s.value.expose_secret()))?)
+            }
+            None => None,
+        };
         let redis_key_prefix =
             l.plain("REDIS_KEY_PREFIX")?.unwrap_or(Setting { value: String::new(), source: Source::Default });
         let contracts = crate::contracts::resolve(l, redis_key_prefix.value.clone())?;
         Ok(Config {
             ably_api_key,
+            ably_webhook_key,
             ably_rest_url: url_or(l, "ABLY_REST_URL", DEFAULT_ABLY_REST_URL)?,
             chatwoot_base_url: opt_parse(l, "CHATWOOT_BASE_URL", parse_http_url)?,
             chatwoot_inbox_identifier: l.plain("CHATWOOT_INBOX_IDENTIFIER")?,

@@ -18,6 +18,7 @@ const fn secret(name: &'static str) -> SettingInfo {
 
 pub const SETTINGS: &[SettingInfo] = &[
     secret("ABLY_API_KEY"),
+    secret("ABLY_WEBHOOK_KEY"),
     plain("ABLY_REST_URL"),
     plain("CHATWOOT_BASE_URL"),
     plain("CHATWOOT_INBOX_IDENTIFIER"),

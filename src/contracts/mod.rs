@@ -242,6 +242,11 @@ pub struct Contracts {
     /// Test traffic (smoke chats, canaries): a conversation id, or a customer message's
     /// `echoId`, that starts with this. Reports leave it out and count it apart.
     pub synthetic_prefix: String,
+    /// The channel `mirror canary` and `mirror webhook-test` publish on: a conversation channel
+    /// whose conversation id starts with the synthetic prefix (checked when resolved).
+    pub canary_channel: String,
+    /// The event name of canary messages.
+    pub canary_event: String,
     /// Prefix before every Redis key of the mirror and revocations (empty in production; drills
     /// and tests keep their keys apart with it). From `REDIS_KEY_PREFIX`.
     pub redis_prefix: String,
@@ -270,6 +275,11 @@ impl Contracts {
     /// The conversation id of a channel name, when the channel is a conversation's.
     pub fn conversation_of(&self, channel: &str) -> Option<String> {
         self.channel.id_in(channel).map(str::to_string)
+    }
+
+    /// The canary's conversation id (its channel matches the pattern: checked when resolved).
+    pub fn canary_conversation(&self) -> String {
+        self.conversation_of(&self.canary_channel).unwrap_or_default()
     }
 
     pub fn stream_key(&self, conversation_id: &str) -> String {
@@ -320,6 +330,8 @@ impl Contracts {
             ("token_required", self.token.required.join(",")),
             ("token_conversation_id", self.token.conversation_id.as_str().to_string()),
             ("synthetic_prefix", self.synthetic_prefix.clone()),
+            ("canary_channel", self.canary_channel.clone()),
+            ("canary_event", self.canary_event.clone()),
         ]
     }
 

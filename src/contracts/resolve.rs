@@ -23,6 +23,8 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("token_required", "conversationId,email,iat,exp,jti"),
     ("token_conversation_id", "as-given"),
     ("synthetic_prefix", "broker-ops-"),
+    ("canary_channel", ""),
+    ("canary_event", "broker-ops:canary"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,7 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         .map(str::to_string)
         .collect();
     let sources = raw.iter().map(|(k, _, s)| (*k, s.clone())).collect();
-    Ok(Contracts {
+    let mut c = Contracts {
         channel: field(&raw, "channel", Pattern::parse)?,
         event_user: field(&raw, "event_user", text(event_name))?,
         event_ai: field(&raw, "event_ai", text(event_name))?,
@@ -133,10 +135,36 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
             conversation_id: field(&raw, "token_conversation_id", IdType::parse)?,
         },
         synthetic_prefix: field(&raw, "synthetic_prefix", text(synthetic_prefix))?,
+        canary_channel: String::new(),
+        canary_event: field(&raw, "canary_event", text(event_name))?,
         redis_prefix,
         stream_ttl_secs: 24 * 3600,
         sources,
-    })
+    };
+    c.canary_channel = field(&raw, "canary_channel", |v| canary_channel(&c, v))?;
+    Ok(c)
+}
+
+/// The canary's channel: empty means the channel of conversation `{synthetic_prefix}canary`.
+/// Whatever it is, the webhook must mirror it as a conversation (it matches the channel pattern)
+/// and that conversation must be marked as test traffic, so that no canary ever lands in, or is
+/// counted as, a customer's conversation.
+fn canary_channel(c: &Contracts, v: &str) -> Result<String, String> {
+    let channel = if v.trim().is_empty() { c.channel_of(&format!("{}canary", c.synthetic_prefix)) } else { v.trim().to_string() };
+    let Some(conv) = c.conversation_of(&channel) else {
+        return Err(format!(
+            "{channel:?} does not match contracts.channel ({}): the webhook would not mirror it as a conversation",
+            c.channel
+        ));
+    };
+    if !conv.starts_with(&c.synthetic_prefix) {
+        return Err(format!(
+            "{channel:?} is conversation {conv:?}, which does not start with contracts.synthetic_prefix ({:?}): \
+             it could be a customer's",
+            c.synthetic_prefix
+        ));
+    }
+    Ok(channel)
 }
 
 fn event_name(v: &str) -> Result<(), String> {
@@ -204,6 +232,20 @@ mod tests {
         assert_eq!(c.source_of("event_ai"), Source::Env("BROKER_OPS_CONTRACT_EVENT_AI".into()));
         assert!(matches!(c.source_of("channel"), Source::File(_)));
         assert_eq!(c.source_of("event_user"), Source::Default);
+        assert_eq!(d.canary_channel, "conversation:broker-ops-canary");
+        assert_eq!(c.canary_channel, "chat-broker-ops-canary", "the default follows the channel pattern");
+        assert_eq!(c.canary_conversation(), "broker-ops-canary");
+    }
+
+    #[test]
+    fn a_canary_channel_must_be_a_test_conversation() {
+        for (channel, why) in [("alerts", "does not match contracts.channel"), ("conversation:42", "could be a customer's")] {
+            let (_d, l) = layers(&format!("[contracts]\ncanary_channel = \"{channel}\"\n"), &[]);
+            let e = resolve(&l, String::new()).unwrap_err().to_string();
+            assert!(e.starts_with("contracts.canary_channel from config file ") && e.contains(why), "{e}");
+        }
+        let (_d, l) = layers("[contracts]\ncanary_channel = \"conversation:broker-ops-probe-eu\"\n", &[]);
+        assert_eq!(resolve(&l, String::new()).unwrap().canary_conversation(), "broker-ops-probe-eu");
     }
 
     #[test]
