@@ -9,7 +9,7 @@ use broker_ops::config::Config;
 use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::exit::Exit;
 use broker_ops::output::Format;
-use broker_ops::sandbox::{LatencyModel, Sandbox, SandboxOptions, Stall};
+use broker_ops::sandbox::{Faults, LatencyModel, Sandbox, SandboxOptions, Stall};
 
 use crate::Ctx;
 
@@ -36,6 +36,36 @@ pub struct SandboxArgs {
     /// [default: REDIS_KEY_PREFIX].
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
+    #[command(flatten)]
+    pub pipeline: Pipeline,
+}
+
+/// The Ably webhook rule and the app route's stand-in, and their faults (changeable at run
+/// time through POST /_sandbox/faults).
+#[derive(Debug, Args, Clone)]
+pub struct Pipeline {
+    /// Send the Ably webhook (signed batches of channel.message items) here [default with a
+    /// mirror: the sandbox's own receiver at /api/ably/events].
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<url::Url>,
+    /// Least time between two webhook requests (Ably sends at most one a second per instance).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
+    pub webhook_interval: std::time::Duration,
+    /// Fault: fraction of webhook items lost before sending (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub webhook_drop_rate: f64,
+    /// Fault: wait this long before every webhook request.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
+    pub webhook_delay: std::time::Duration,
+    /// Fault: fraction of webhook requests the receiver answers with 500 (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub receiver_error_rate: f64,
+    /// Fault: the receiver's Redis writes fail.
+    #[arg(long)]
+    pub redis_write_fail: bool,
+    /// Fault: the receiver's Postgres writes fail.
+    #[arg(long)]
+    pub postgres_write_fail: bool,
 }
 
 /// What the stand-in does; shared with `sla smoke --sandbox`.
@@ -96,6 +126,17 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         opts.contracts.redis_prefix = p.clone();
     }
     opts.mirror_from(&ctx.config, args.redis_url.as_deref(), args.database_url.as_deref(), args.mirror)?;
+    let p = args.pipeline;
+    opts.webhook_url = p.webhook_url;
+    opts.webhook_interval = p.webhook_interval;
+    opts.faults = Faults {
+        webhook_drop_rate: p.webhook_drop_rate,
+        webhook_delay: p.webhook_delay,
+        receiver_error_rate: p.receiver_error_rate,
+        redis_write_fail: p.redis_write_fail,
+        postgres_write_fail: p.postgres_write_fail,
+        receiver_skip_signature: false,
+    };
     let sandbox = Sandbox::start(opts).await?;
     let summary = sandbox.summary();
     let mut out = std::io::stdout().lock();

@@ -1,8 +1,10 @@
 //! `broker-ops sandbox`: a local stand-in for what no test machine can reach. One HTTP port
 //! serves the Chatwoot Client API (plus the Application API calls broker-ops needs), Ably REST
 //! and SSE, and an AI worker that answers every customer message after a drawn latency.
-//! Optionally it mirrors every message into Redis and Postgres and passes jobs through a
-//! BullMQ-layout queue, exactly as the production webhook and worker do.
+//! Optionally it mirrors every message into Redis and Postgres through the path production uses
+//! (an Ably webhook rule sending signed batches to a receiver at the app's route, which writes
+//! both stores), with faults settable at run time, and passes jobs through a BullMQ-layout
+//! queue, as the production worker does.
 //!
 //! It is a library module so that tests and `sla smoke --sandbox` start it in-process on port 0.
 
@@ -10,12 +12,15 @@ mod ably_api;
 mod ably_auth;
 mod channels;
 mod chatwoot_api;
+pub mod faults;
 pub mod latency;
 mod options;
+pub mod receiver;
 mod sinks;
 mod sse;
 mod stats;
 mod store;
+pub mod webhook;
 mod worker;
 
 use std::net::SocketAddr;
@@ -33,6 +38,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+pub use faults::Faults;
 pub use latency::{LatencyModel, Stall};
 pub use options::{SandboxOptions, Summary};
 
@@ -75,6 +81,12 @@ pub struct SinkCounters {
     pub errors: AtomicUsize,
 }
 
+/// Requests the webhook receiver refused (signature absent or wrong).
+#[derive(Debug, Default)]
+pub struct ReceiverCounters {
+    pub refused: AtomicUsize,
+}
+
 pub(crate) struct State {
     opts: SandboxOptions,
     key: AblyKey,
@@ -90,6 +102,11 @@ pub(crate) struct State {
     sink: Option<mpsc::UnboundedSender<sinks::SinkOp>>,
     sink_counters: Arc<SinkCounters>,
     sse_connections: AtomicUsize,
+    faults: Arc<Mutex<Faults>>,
+    emitter: Option<webhook::Emitter>,
+    stores: Option<tokio::sync::Mutex<receiver::Stores>>,
+    pipeline: Mutex<receiver::PipelineLog>,
+    receiver: ReceiverCounters,
 }
 
 /// Locks a mutex; a poisoned lock means a handler panicked mid-update, after which the
@@ -101,6 +118,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl State {
     fn now_ms() -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+
+    /// The pipeline faults in force now.
+    fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
     }
 
     fn chance(&self, p: f64) -> bool {
@@ -116,9 +138,11 @@ impl State {
         (now >= start && now < end).then_some(end)
     }
 
-    /// Publishes on a channel with Ably's rules, counts it, and mirrors what was delivered.
+    /// Publishes on a channel with Ably's rules, counts it, and hands what was delivered on a
+    /// conversation channel to the webhook rule.
     fn publish(&self, channel: &str, messages: Vec<Message>) -> Result<channels::Published, ErrorInfo> {
         let n = messages.len();
+        let at = Instant::now();
         let result = lock(&self.channels).publish(channel, messages, Self::now_ms());
         let mut stats = lock(&self.stats);
         match &result {
@@ -127,12 +151,18 @@ impl State {
             Err(_) => stats.failed(n),
         }
         drop(stats);
-        if let (Ok(p), Some(sink)) = (&result, &self.sink) {
+        if let (Ok(p), Some(emitter)) = (&result, &self.emitter)
+            && !p.delivered.is_empty()
+            && self.opts.contracts.conversation_of(channel).is_some()
+        {
+            let mut log = lock(&self.pipeline);
             for s in &p.delivered {
-                if let Some(conv) = self.opts.contracts.conversation_of(&s.channel) {
-                    let _ = sink.send(sinks::SinkOp::Mirror(sinks::to_event(&conv, s)));
-                }
+                log.published(s.message.id.as_deref().unwrap_or_default(), at);
             }
+            drop(log);
+            let messages = p.delivered.iter().map(|s| s.message.clone()).collect();
+            let dropped = self.chance(self.faults().webhook_drop_rate);
+            emitter.enqueue(channel, messages, dropped, Self::now_ms());
         }
         result
     }
@@ -145,6 +175,7 @@ pub struct Sandbox {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     sink_task: Option<tokio::task::JoinHandle<()>>,
+    emitter_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sandbox {
@@ -169,11 +200,37 @@ impl Sandbox {
         if opts.sse_keepalive.is_zero() || opts.sse_drop_after.is_some_and(|d| d.is_zero()) {
             return Err(SandboxError::Option("SSE keepalive and drop intervals must be more than zero".into()));
         }
-        let (sink, sink_task, sink_counters) = sinks::start(&opts).await?;
+        opts.faults.patched(faults::FaultsPatch::default()).map_err(SandboxError::Option)?;
+        for (name, r) in [("webhook drop", opts.faults.webhook_drop_rate), ("receiver error", opts.faults.receiver_error_rate)] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(SandboxError::Option(format!("the {name} rate must be between 0 and 1")));
+            }
+        }
+        let started = sinks::start(&opts).await?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+        let faults = Arc::new(Mutex::new(opts.faults.clone()));
+        let target = match (&opts.webhook_url, &started.stores) {
+            (Some(u), _) => Some(u.clone()),
+            // `http://` and a socket address always make a valid URL.
+            (None, Some(_)) => Some(url::Url::parse(&format!("http://{addr}{}", receiver::PATH)).expect("a URL")),
+            (None, None) => None,
+        };
+        let (emitter, emitter_task) = match target {
+            Some(url) => {
+                let (e, t) = webhook::Emitter::start(webhook::Target {
+                    url,
+                    key: key.clone(),
+                    timeout: opts.connect_timeout,
+                    interval: opts.webhook_interval,
+                    faults: faults.clone(),
+                });
+                (Some(e), Some(t))
+            }
+            None => (None, None),
+        };
         let rng = match opts.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -193,9 +250,14 @@ impl Sandbox {
             truth: Mutex::default(),
             stats: Mutex::default(),
             rng: Mutex::new(rng),
-            sink,
-            sink_counters,
+            sink: started.sink,
+            sink_counters: started.counters,
             sse_connections: AtomicUsize::new(0),
+            faults,
+            emitter,
+            stores: started.stores.map(tokio::sync::Mutex::new),
+            pipeline: Mutex::default(),
+            receiver: ReceiverCounters::default(),
             opts,
         });
         let (shutdown, mut rx) = watch::channel(false);
@@ -215,7 +277,7 @@ impl Sandbox {
                 tracing::error!("sandbox server stopped: {e}");
             }
         });
-        Ok(Sandbox { addr, state, shutdown, server, sink_task })
+        Ok(Sandbox { addr, state, shutdown, server, sink_task: started.task, emitter_task })
     }
 
     pub fn base_url(&self) -> String {
@@ -262,6 +324,7 @@ impl Sandbox {
             listen: self.addr,
             ai_latency: self.state.opts.ai_latency.to_string(),
             mirrors: self.state.opts.mirrors(),
+            webhook: self.state.emitter.as_ref().map(|e| crate::redact::url(e.url.as_str())),
             env: self.env(),
         }
     }
@@ -276,33 +339,59 @@ impl Sandbox {
         (c.mirrored.load(Ordering::Relaxed), c.errors.load(Ordering::Relaxed))
     }
 
-    /// Stops accepting requests, lets the mirror writer drain, and waits for both.
+    /// The webhook emitter's counters (delivered, failed, dropped, pending items).
+    pub fn webhook_counters(&self) -> Option<serde_json::Value> {
+        self.state.emitter.as_ref().map(|e| e.counters.json())
+    }
+
+    /// Sets pipeline faults (as `POST /_sandbox/faults` does); refused values change nothing.
+    pub fn set_faults(&self, patch: faults::FaultsPatch) -> Result<Faults, String> {
+        let mut f = lock(&self.state.faults);
+        *f = f.patched(patch)?;
+        Ok(f.clone())
+    }
+
+    /// Lets the webhook deliver what is queued (at most 10 s: a failing receiver would hold it
+    /// for minutes), stops accepting requests, lets the queue writer drain, and waits for all.
     pub async fn shutdown(self) {
+        if let Some(e) = &self.state.emitter {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while e.counters.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let _ = self.shutdown.send(true);
-        let Sandbox { server, sink_task, state, .. } = self;
+        let Sandbox { server, sink_task, emitter_task, state, .. } = self;
         // Open SSE streams hold the server open; give them a moment, then stop regardless.
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         // The sink stops when the last sender (held by the state) is gone.
         drop(state);
-        if let Some(t) = sink_task {
+        for t in [sink_task, emitter_task].into_iter().flatten() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
     }
 }
 
 fn router(state: Arc<State>) -> Router {
+    use axum::routing::post;
     Router::new()
         .merge(ably_api::routes().layer(axum::middleware::from_fn_with_state(state.clone(), ably_api::count_requests)))
         .merge(sse::routes())
         .merge(chatwoot_api::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
         .merge(sandbox_routes())
+        // The app's route stands apart from the API fault layer: it has faults of its own.
+        .route(receiver::PATH, post(receiver::receive))
         .with_state(state)
 }
 
 fn sandbox_routes() -> Router<Arc<State>> {
     use axum::routing::get;
-    Router::new().route("/_sandbox/ground-truth", get(ground_truth)).route("/_sandbox/health", get(|| async { "ok" }))
+    Router::new()
+        .route("/_sandbox/ground-truth", get(ground_truth))
+        .route("/_sandbox/health", get(|| async { "ok" }))
+        .route("/_sandbox/faults", get(faults::get_faults).post(faults::set_faults))
+        .route("/_sandbox/mirror", get(receiver::report))
 }
 
 async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {

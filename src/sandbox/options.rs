@@ -42,6 +42,12 @@ pub struct SandboxOptions {
     pub connect_timeout: Duration,
     /// Serve on a non-loopback address (it serves known keys: refused unless asked for).
     pub allow_remote: bool,
+    /// Where the webhook rule sends; default (with a mirror) the sandbox's own receiver.
+    pub webhook_url: Option<url::Url>,
+    /// Least time between two webhook requests (Ably: at most one a second per instance).
+    pub webhook_interval: Duration,
+    /// The mirror pipeline's faults at start (changeable at run time).
+    pub faults: super::Faults,
 }
 
 impl SandboxOptions {
@@ -91,6 +97,9 @@ impl Default for SandboxOptions {
             seed: None,
             connect_timeout: Duration::from_secs(5),
             allow_remote: false,
+            webhook_url: None,
+            webhook_interval: Duration::ZERO,
+            faults: super::Faults::default(),
         }
     }
 }
@@ -146,6 +155,8 @@ pub struct Summary {
     pub listen: SocketAddr,
     pub ai_latency: String,
     pub mirrors: Vec<String>,
+    /// Where the webhook rule sends (address redacted), when it runs.
+    pub webhook: Option<String>,
     pub env: Vec<(&'static str, String)>,
 }
 
@@ -153,7 +164,7 @@ impl Summary {
     pub fn json(&self) -> Value {
         let vars: serde_json::Map<_, _> = self.env.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         json!({"schema_version": 1, "kind": "sandbox", "listen": self.listen.to_string(),
-               "ai_latency": self.ai_latency, "mirrors": self.mirrors, "env": vars})
+               "ai_latency": self.ai_latency, "mirrors": self.mirrors, "webhook": self.webhook, "env": vars})
     }
 
     /// `export NAME=value ...` for `eval`.
@@ -163,8 +174,11 @@ impl Summary {
     }
 
     pub fn banner(&self) -> String {
-        let mirrors =
+        let mut mirrors =
             if self.mirrors.is_empty() { String::new() } else { format!("; mirroring to {}", self.mirrors.join(", ")) };
+        if let Some(w) = &self.webhook {
+            mirrors.push_str(&format!(" through the webhook to {w}"));
+        }
         format!(
             "broker-ops sandbox listening on http://{} (AI latency {}{mirrors}); Ctrl-C stops it",
             self.listen, self.ai_latency

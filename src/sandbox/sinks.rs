@@ -1,49 +1,42 @@
-//! The sandbox's writes to the real Redis and Postgres: the event mirror (as the production
-//! webhook writes it) and the BullMQ-layout queue (as the production worker leaves it). One
-//! task drains a queue of operations in batches, so publishing never waits on a database.
+//! The sandbox's connections to the real Redis and Postgres: the stores its webhook receiver
+//! writes the event mirror into (as the app's route does), and the BullMQ-layout queue (as the
+//! production worker leaves it), which one task writes in batches so that the worker never
+//! waits on a database.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use super::channels::Stored;
+use super::receiver::Stores;
 use super::{SandboxOptions, SinkCounters};
-use crate::contracts::Contracts;
-use crate::mirror::{self, MirroredEvent};
+use crate::mirror;
 use crate::queue::QueueKeys;
 use crate::redis_handle::Redis;
+use crate::replay::to_store::{PostgresTarget, RedisTarget};
 
 #[derive(Debug)]
 pub enum SinkOp {
-    Mirror(MirroredEvent),
     JobAdded { id: String, data: String, at_ms: i64 },
     JobActive { id: String, at_ms: i64 },
     JobCompleted { id: String, at_ms: i64, result: String },
     JobFailed { id: String, at_ms: i64, reason: String },
 }
 
-pub fn to_event(conversation_id: &str, s: &Stored) -> MirroredEvent {
-    MirroredEvent {
-        id: s.message.id.clone().unwrap_or_default(),
-        conversation_id: conversation_id.to_string(),
-        channel: s.channel.clone(),
-        name: s.message.name.clone().unwrap_or_default(),
-        data: s.message.decoded_data(),
-        client_id: s.message.client_id.clone(),
-        timestamp_ms: s.message.timestamp.unwrap_or(0),
-    }
+pub struct Started {
+    pub sink: Option<mpsc::UnboundedSender<SinkOp>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+    pub counters: Arc<SinkCounters>,
+    /// What the webhook receiver writes; `None` without `--mirror`.
+    pub stores: Option<Stores>,
 }
 
-type Started = (Option<mpsc::UnboundedSender<SinkOp>>, Option<tokio::task::JoinHandle<()>>, Arc<SinkCounters>);
-
-/// Connects what was configured (failing loudly when it cannot) and starts the writer.
+/// Connects what was configured (failing loudly when it cannot) and starts the queue writer.
 pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError> {
     let counters = Arc::new(SinkCounters::default());
     if opts.redis_url.is_none() && opts.database_url.is_none() {
-        return Ok((None, None, counters));
+        return Ok(Started { sink: None, task: None, counters, stores: None });
     }
     let redis = match &opts.redis_url {
         Some(u) => {
@@ -63,22 +56,24 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
         }
         None => None,
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = Writer {
-        redis,
-        pg,
-        contracts: opts.contracts.clone(),
-        keys: QueueKeys::new(&opts.bull_prefix, &opts.queue),
-        counters: counters.clone(),
+    let stores = Stores {
+        redis: match &redis {
+            Some(r) => Some(RedisTarget::new(r.clone(), opts.contracts.clone(), false).await?),
+            None => None,
+        },
+        postgres: match pg {
+            Some((pool, addr)) => Some(PostgresTarget::new(pool, addr, opts.contracts.table.clone(), false).await?),
+            None => None,
+        },
     };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = Writer { redis, keys: QueueKeys::new(&opts.bull_prefix, &opts.queue), counters: counters.clone() };
     let task = tokio::spawn(writer.run(rx));
-    Ok((Some(tx), Some(task), counters))
+    Ok(Started { sink: Some(tx), task: Some(task), counters, stores: Some(stores) })
 }
 
 struct Writer {
     redis: Option<Redis>,
-    pg: Option<(PgPool, String)>,
-    contracts: Contracts,
     keys: QueueKeys,
     counters: Arc<SinkCounters>,
 }
@@ -87,35 +82,9 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SinkOp>) {
         let mut batch = Vec::with_capacity(512);
         while rx.recv_many(&mut batch, 512).await > 0 {
-            let (events, jobs): (Vec<_>, Vec<_>) = batch.drain(..).partition(|op| matches!(op, SinkOp::Mirror(_)));
-            let events: Vec<MirroredEvent> =
-                events.into_iter().filter_map(|op| if let SinkOp::Mirror(e) = op { Some(e) } else { None }).collect();
-            self.mirror(&events).await;
-            if !jobs.is_empty() {
-                self.queue(&jobs).await;
-            }
+            self.queue(&batch).await;
+            batch.clear();
         }
-    }
-
-    async fn mirror(&mut self, events: &[MirroredEvent]) {
-        if events.is_empty() {
-            return;
-        }
-        let mut ok = true;
-        if let Some(redis) = &mut self.redis
-            && let Err(e) = mirror::redis::append(redis, &self.contracts, events).await
-        {
-            tracing::warn!("sandbox mirror: {e}");
-            ok = false;
-        }
-        if let Some((pool, addr)) = &self.pg
-            && let Err(e) = mirror::postgres::insert(pool, addr, &self.contracts.table, events).await
-        {
-            tracing::warn!("sandbox mirror: {e}");
-            ok = false;
-        }
-        let counter = if ok { &self.counters.mirrored } else { &self.counters.errors };
-        counter.fetch_add(events.len(), Ordering::Relaxed);
     }
 
     /// Moves jobs through `wait` → `active` → `completed`/`failed` as BullMQ (v5 layout) does.
@@ -177,7 +146,6 @@ impl Writer {
                     )
                     .ignore();
                 }
-                SinkOp::Mirror(_) => {}
             }
         }
         if let Err(e) = pipe.query_async::<()>(&mut redis.conn).await {
