@@ -265,7 +265,8 @@ fn the_docs_list_every_setting_and_contract() {
     }
     let contracts = std::fs::read_to_string(format!("{root}/docs/contracts.md")).unwrap();
     for (key, default) in broker_ops::contracts::CONTRACT_KEYS {
-        assert!(contracts.contains(&format!("| `{key}` | `{default}` |")), "docs/contracts.md: {key} = {default}");
+        let shown = if default.is_empty() { "(empty)".to_string() } else { format!("`{default}`") };
+        assert!(contracts.contains(&format!("| `{key}` | {shown} |")), "docs/contracts.md: {key} = {shown}");
     }
 }
 
