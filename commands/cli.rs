@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::ably::AblyCommand,
     },
+    /// The Ably webhook -> Redis -> Postgres mirror, end to end: a canary, the route's signature checks.
+    Mirror {
+        #[command(subcommand)]
+        command: crate::mirror::MirrorCommand,
+    },
     /// SLA validation: smoke chats end to end, and merging runs.
     Sla {
         #[command(subcommand)]

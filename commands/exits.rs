@@ -15,7 +15,7 @@ use crate::cli::Cli;
 pub fn is_probe(argv: &[OsString]) -> bool {
     let path = subcommand_path(argv);
     let words: Vec<&str> = path.iter().map(String::as_str).collect();
-    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..])
+    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..] | ["mirror", "canary", ..])
 }
 
 fn subcommand_path(argv: &[OsString]) -> Vec<String> {
@@ -88,6 +88,8 @@ mod tests {
         assert!(is_probe(&argv(&["-o", "nagios", "ably", "health", "--warn", "x"])));
         assert!(is_probe(&argv(&["--config", "ably", "ably", "backlog"])));
         assert!(is_probe(&argv(&["--timeout=2s", "ably", "health"])));
+        assert!(is_probe(&argv(&["mirror", "canary", "--wait", "5s"])));
+        assert!(!is_probe(&argv(&["mirror", "webhook-test", "http://x"])), "webhook-test is a test, not a probe");
         assert!(!is_probe(&argv(&["-o", "json", "doctor"])));
         assert!(!is_probe(&argv(&["--config", "ably", "doctor"])), "the value of --config is not a command");
     }

@@ -10,6 +10,7 @@ mod doctor;
 mod events;
 mod events_args;
 mod exits;
+mod mirror;
 mod progress;
 mod sandbox;
 mod sla;
@@ -114,6 +115,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Db { command } => db::run(command, &ctx).await,
         Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
+        Command::Mirror { command } => mirror::run(command, &ctx).await,
         Command::Alert { command } => alert::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,

@@ -107,6 +107,17 @@ impl Table {
         format!("SELECT max(occurred_at) FROM {} WHERE conversation_id = $1", self.quoted())
     }
 
+    /// Whether the mirror holds Ably message `$1` (`mirror canary`, `mirror webhook-test`).
+    pub fn has_id_sql(&self) -> String {
+        format!("SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1)", self.quoted())
+    }
+
+    /// Removes canary rows (conversation `$1`, event `$2`) that occurred before `$3`: only the
+    /// canary's own conversation and event name, never anything else.
+    pub fn trim_canary_sql(&self) -> String {
+        format!("DELETE FROM {} WHERE conversation_id = $1 AND name = $2 AND occurred_at < $3", self.quoted())
+    }
+
     /// `doctor`'s evidence: rows since `$1`, and the names and data of up to `$2` recent ones.
     pub fn recent_count_sql(&self) -> String {
         format!("SELECT count(*) FROM {} WHERE occurred_at >= $1", self.quoted())

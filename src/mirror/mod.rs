@@ -1,9 +1,12 @@
 //! The event mirror: every Ably message of a conversation, in a Redis stream (24 h) and a
 //! Postgres table (for good). Writes are idempotent on the Ably message id.
 
+pub mod canary;
 pub mod migrate;
 pub mod postgres;
 pub mod redis;
+pub mod watch;
+pub mod webhook_test;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -152,6 +152,11 @@ impl Rules {
         }
     }
 
+    /// A check that failed without a value (the thing measured never happened).
+    pub fn critical(&self, name: impl Into<String>, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
+        Check { state: ProbeState::Critical, ..self.unknown(name, metric, unit, reason) }
+    }
+
     /// A check that could not decide.
     pub fn unknown(&self, name: impl Into<String>, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
         Check {

@@ -1,0 +1,137 @@
+//! `broker-ops mirror canary`: one message through the whole pipeline, end to end. It is
+//! published through Ably REST on the canary channel (a test conversation, never a customer's:
+//! contracts.canary_channel), with a unique id, and then watched for in the Redis stream and
+//! the Postgres table: the checks `publish`, `redis` and `postgres`, in milliseconds from the
+//! moment the publish was sent, or CRITICAL for a store it never reached within the time-out.
+//! Canary entries older than a day are trimmed from both stores first.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::watch::{Store, Watch};
+use crate::ably::AblyClient;
+use crate::config::Config;
+use crate::contracts::Contracts;
+use crate::probe::health::ProbeError;
+use crate::probe::{Check, ProbeReport, Rule, Rules, Unit};
+
+pub const KIND: &str = "mirror_canary";
+pub const DEFAULT_WARN: &[&str] = &["publish_latency>1s", "redis_latency>5s", "postgres_latency>10s"];
+pub const DEFAULT_CRIT: &[&str] = &[];
+/// The metrics a rule of this probe may name.
+pub const METRICS: &[&str] = &["publish_latency", "redis_latency", "postgres_latency"];
+
+#[derive(Debug, Clone)]
+pub struct CanaryRequest {
+    /// How long to wait for each store.
+    pub timeout: Duration,
+    pub warn: Vec<Rule>,
+    pub crit: Vec<Rule>,
+}
+
+/// A canary message: the canary event, its unique id, JSON data that says what it is.
+pub fn message(contracts: &Contracts, id: &str, now_ms: i64) -> Value {
+    let data = json!({"canary": true, "sentAt": now_ms, "by": "broker-ops mirror canary"});
+    json!({"id": id, "name": contracts.canary_event, "data": data.to_string(), "encoding": "json"})
+}
+
+/// A fresh canary message id, marked as test traffic.
+pub fn fresh_id(contracts: &Contracts, what: &str) -> String {
+    format!("{}{what}-{}", contracts.synthetic_prefix, uuid::Uuid::new_v4().simple())
+}
+
+pub async fn run(config: &Config, req: CanaryRequest) -> Result<ProbeReport, ProbeError> {
+    let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
+    let key = config.require("ABLY_API_KEY", &config.ably_api_key)?;
+    if config.redis_url.is_none() && config.database_url.is_none() {
+        config.require("REDIS_URL", &config.redis_url)?;
+    }
+    let ably = AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), config.timeout.value)?;
+    let (watch, unusable) = Watch::open(config).await;
+    let mut checks: Vec<Check> = Vec::new();
+    let unknown = |store: Store, reason: String| rules.unknown(store.name(), &metric(store), Unit::Ms, reason);
+    for u in &unusable {
+        checks.push(unknown(u.store, u.reason.clone()));
+    }
+    let stores: Vec<Store> = [Store::Redis, Store::Postgres].into_iter().filter(|s| watch.watches(*s)).collect();
+    if stores.is_empty() {
+        // Nothing could observe the canary: publishing it would only leave a message behind.
+        checks.insert(0, rules.unknown("publish", "publish_latency", Unit::Ms, "not published: no store to watch"));
+        return Ok(ProbeReport { kind: KIND, checks });
+    }
+    for problem in watch.trim().await {
+        tracing::warn!("mirror canary: trimming old canaries: {problem}");
+    }
+    let c = &config.contracts;
+    let id = fresh_id(c, "canary");
+    let channel: String = url::form_urlencoded::byte_serialize(c.canary_channel.as_bytes()).collect();
+    let body = message(c, &id, chrono::Utc::now().timestamp_millis());
+    let sent = Instant::now();
+    let published = ably.post_json("publish", &format!("channels/{channel}/messages"), &body).await;
+    let publish_ms = ms(sent.elapsed());
+    let mut results = match published {
+        Err(e) => {
+            let why = format!("canary {id} on {}: {e}", c.canary_channel);
+            let mut out = vec![rules.critical("publish", "publish_latency", Unit::Ms, why)];
+            out.extend(stores.iter().map(|s| unknown(*s, "not published".into())));
+            out
+        }
+        Ok(_) => {
+            let detail = format!("canary {id} on {}", c.canary_channel);
+            let mut out = vec![rules.check("publish", "publish_latency", publish_ms, Unit::Ms, detail)];
+            let deadline = sent + req.timeout;
+            let waits = stores.iter().map(|s| wait(&watch, *s, &id, sent, deadline, &rules));
+            out.extend(futures::future::join_all(waits).await);
+            out
+        }
+    };
+    results.extend(checks);
+    Ok(ProbeReport { kind: KIND, checks: results })
+}
+
+fn metric(store: Store) -> String {
+    format!("{}_latency", store.name())
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// Waits for the canary in one store: its latency from `sent`, or CRITICAL at the deadline.
+async fn wait(watch: &Watch, store: Store, id: &str, sent: Instant, deadline: Instant, rules: &Rules) -> Check {
+    let name = store.name();
+    let where_ = match store {
+        Store::Redis => format!("stream {}", watch.contracts.stream_key(&watch.contracts.canary_conversation())),
+        Store::Postgres => format!("table {}", watch.contracts.table),
+    };
+    match Watch::until(deadline, || watch.holds(store, id)).await {
+        Ok(Some(at)) => rules.check(name, &metric(store), ms(at - sent), Unit::Ms, format!("in {where_}")),
+        Ok(None) => {
+            let waited = crate::duration::format_duration(deadline - sent);
+            rules.critical(name, &metric(store), Unit::Ms, format!("not in {where_} after {waited}"))
+        }
+        Err(e) => rules.unknown(name, &metric(store), Unit::Ms, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canary_is_marked_as_test_traffic_and_carries_json() {
+        let c = Contracts::default();
+        let id = fresh_id(&c, "canary");
+        assert!(id.starts_with("broker-ops-canary-") && id.len() > 30);
+        assert_ne!(id, fresh_id(&c, "canary"));
+        let m = message(&c, &id, 5);
+        assert_eq!(m["name"], "broker-ops:canary");
+        let data: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["canary"], true);
+        for d in [DEFAULT_WARN, DEFAULT_CRIT] {
+            Rules::new(d, &[], vec![], vec![], METRICS).unwrap();
+        }
+    }
+}
