@@ -32,6 +32,10 @@ pub struct BacklogArgs {
     /// How many of the most active conversations to check.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub top: u16,
+    /// How long Ably keeps channel history: about 2 minutes, longer with persisted history.
+    /// A conversation last mirrored before that cannot show its lag (see `mirror canary`).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DUR")]
+    pub history_window: Duration,
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
@@ -98,6 +102,7 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 queue: a.queue,
                 conversations: a.conversations,
                 top: a.top.into(),
+                history_window: a.history_window,
                 warn: a.probe.warn.clone(),
                 crit: a.probe.crit.clone(),
             };

@@ -44,7 +44,12 @@ pub struct BacklogRequest {
     pub top: usize,
     pub warn: Vec<Rule>,
     pub crit: Vec<Rule>,
+    /// How long Ably keeps channel history (about 2 minutes without persisted history).
+    pub history_window: Duration,
 }
+
+/// Ably's history window without persisted history.
+pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(120);
 
 /// `ably backlog` from the configuration. A store that cannot be reached becomes an UNKNOWN
 /// check and the others still report; the whole probe is bounded by 3 x the time-out.
@@ -59,6 +64,7 @@ pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, Pr
         top: req.top,
         rules,
         timeout: t,
+        history_window: req.history_window,
     };
     let mut unknown = Vec::new();
     let redis = match Redis::from_config(config).await {
@@ -98,6 +104,7 @@ pub struct BacklogOptions {
     pub top: usize,
     pub rules: Rules,
     pub timeout: Duration,
+    pub history_window: Duration,
 }
 
 /// The stores the probe reads; `None` where not configured.
@@ -208,6 +215,13 @@ pub fn mirror_lag(newer: &[i64], store_newest: Option<i64>, now_ms: i64) -> f64 
     }
 }
 
+/// Whether a conversation's "in step" is unverifiable: Ably has nothing newer than the store's
+/// newest, but that newest is older than Ably's history window, so anything published after it
+/// may already be gone from history (a dead webhook reads green here).
+pub fn beyond_history(newer: &[i64], store_newest: Option<i64>, now_ms: i64, window: Duration) -> bool {
+    newer.is_empty() && store_newest.is_none_or(|t| now_ms - t > window.as_millis() as i64)
+}
+
 /// Ably's messages of a channel newer than `after_ms` (at most 1,000), newest first.
 async fn ably_newer(ably: &AblyClient, channel: &str, after_ms: Option<i64>) -> Result<Vec<i64>, String> {
     let ch: String = url::form_urlencoded::byte_serialize(channel.as_bytes()).collect();
@@ -251,6 +265,7 @@ async fn mirror_checks(
     for store in stores {
         let mut worst: (f64, Option<String>) = (0.0, None);
         let mut missing = 0u64;
+        let mut blind = 0usize;
         let mut problem = None;
         for conv in &conversations {
             let newest = match (store, &postgres) {
@@ -267,7 +282,9 @@ async fn mirror_checks(
             match ably_newer(ably, &opts.contracts.channel_of(conv), newest).await {
                 Ok(newer) => {
                     missing += newer.len() as u64;
-                    let lag = mirror_lag(&newer, newest, chrono::Utc::now().timestamp_millis());
+                    let now = chrono::Utc::now().timestamp_millis();
+                    blind += usize::from(beyond_history(&newer, newest, now, opts.history_window));
+                    let lag = mirror_lag(&newer, newest, now);
                     if lag > worst.0 {
                         worst = (lag, Some(conv.clone()));
                     }
@@ -285,11 +302,18 @@ async fn mirror_checks(
                 out.push(r.unknown(miss_name, "missing", Unit::Count, p));
             }
             None => {
-                let detail = match (&worst.1, conversations.len()) {
+                let mut detail = match (&worst.1, conversations.len()) {
                     (_, 0) => "no active conversations".to_string(),
                     (Some(c), n) => format!("worst: conversation {c} of {n} checked"),
                     (None, n) => format!("{n} conversations in step with Ably"),
                 };
+                if blind > 0 {
+                    let w = crate::duration::format_duration(opts.history_window);
+                    detail.push_str(&format!(
+                        "; {blind} last mirrored more than {w} ago, past Ably's history window ({w}): a lag \
+                         there cannot be seen from history; `broker-ops mirror canary` checks the pipeline itself"
+                    ));
+                }
                 out.push(r.check(lag_name, "mirror_lag", worst.0, Unit::S, detail));
                 out.push(r.check(
                     miss_name,
@@ -314,6 +338,11 @@ mod tests {
         assert_eq!(mirror_lag(&[5_500, 4_000], Some(1_000), 9_000), 4.5);
         assert_eq!(mirror_lag(&[5_500], None, 9_000), 3.5, "an empty store lags by the age of Ably's newest");
         assert_eq!(mirror_lag(&[500], Some(1_000), 9_000), 0.0, "never negative");
+        let w = Duration::from_secs(120);
+        assert!(beyond_history(&[], Some(0), 121_000, w), "in step only as far as history can tell");
+        assert!(!beyond_history(&[], Some(0), 119_000, w));
+        assert!(!beyond_history(&[5], Some(0), 500_000, w), "newer messages in history: the lag is measured");
+        assert!(beyond_history(&[], None, 0, w));
         for d in [DEFAULT_WARN, DEFAULT_CRIT] {
             Rules::new(d, &[], vec![], vec![], METRICS).unwrap();
             assert!(d.iter().all(|r| METRICS.contains(&r.parse::<Rule>().unwrap().metric.as_str())));

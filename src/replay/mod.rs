@@ -104,6 +104,8 @@ pub struct Selection {
     pub until: DateTime<Utc>,
     /// Glob on event names (`message:*`).
     pub name: Option<glob::Pattern>,
+    /// An event name left out whatever `name` says (the canary's, unless its conversation is named).
+    pub skip_event: Option<String>,
     pub page_size: usize,
     /// Keep each event's `data` as the JSON text the store holds ([`RawEvent`]) instead of
     /// parsing it: for NDJSON and JSON output, which write it back unchanged.
@@ -140,9 +142,12 @@ impl RawEvent {
 
 impl Selection {
     pub fn wants(&self, name: &str, ts_ms: i64) -> bool {
-        ts_ms >= self.since.timestamp_millis()
-            && ts_ms < self.until.timestamp_millis()
-            && self.name.as_ref().is_none_or(|p| p.matches(name))
+        ts_ms >= self.since.timestamp_millis() && ts_ms < self.until.timestamp_millis() && self.wants_name(name)
+    }
+
+    /// Whether an event of this name is selected (`--name`, less the skipped event).
+    pub fn wants_name(&self, name: &str) -> bool {
+        self.name.as_ref().is_none_or(|p| p.matches(name)) && self.skip_event.as_deref() != Some(name)
     }
 }
 

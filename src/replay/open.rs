@@ -86,6 +86,12 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     sel.since = checkpoint.since;
     sel.until = checkpoint.until;
     let from = req.from.unwrap_or_else(|| default_from(req.to, sel.since, Utc::now()));
+    // Canaries are test traffic of the pipeline, not events: left out unless their conversation
+    // is named.
+    let canary = config.contracts.canary_conversation();
+    if !sel.conversations.contains(&canary) {
+        sel.skip_event = Some(config.contracts.canary_event.clone());
+    }
     // Writing Redis streams needs `data` as text: read it so, never parsed.
     if req.to == To::Redis {
         sel.raw = true;

@@ -90,6 +90,7 @@ impl Ask {
                 since,
                 until,
                 name,
+                skip_event: None,
                 page_size,
                 raw: self.raw && self.to == To::Stdout,
             },

@@ -181,7 +181,7 @@ impl PostgresSource {
             }
         };
         let name: String = row.get("name");
-        if self.sel.name.as_ref().is_some_and(|p| !p.matches(&name)) {
+        if !self.sel.wants_name(&name) {
             return;
         }
         let malformed = |reason: String| Malformed { position: format!("{} id {id}", self.table), reason };
