@@ -109,9 +109,7 @@ impl Config {
             None => None,
         };
         let ably_webhook_key = match l.secret("ABLY_WEBHOOK_KEY")? {
-            Some(s) => {
-                Some(parse_setting("ABLY_WEBHOOK_KEY", s.source, |_| AblyKey::parse(s.value.expose_secret()))?)
-            }
+            Some(s) => Some(parse_setting("ABLY_WEBHOOK_KEY", s.source, |_| AblyKey::parse(s.value.expose_secret()))?),
             None => None,
         };
         let redis_key_prefix =

@@ -150,7 +150,8 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
 /// and that conversation must be marked as test traffic, so that no canary ever lands in, or is
 /// counted as, a customer's conversation.
 fn canary_channel(c: &Contracts, v: &str) -> Result<String, String> {
-    let channel = if v.trim().is_empty() { c.channel_of(&format!("{}canary", c.synthetic_prefix)) } else { v.trim().to_string() };
+    let channel =
+        if v.trim().is_empty() { c.channel_of(&format!("{}canary", c.synthetic_prefix)) } else { v.trim().to_string() };
     let Some(conv) = c.conversation_of(&channel) else {
         return Err(format!(
             "{channel:?} does not match contracts.channel ({}): the webhook would not mirror it as a conversation",
@@ -239,7 +240,9 @@ mod tests {
 
     #[test]
     fn a_canary_channel_must_be_a_test_conversation() {
-        for (channel, why) in [("alerts", "does not match contracts.channel"), ("conversation:42", "could be a customer's")] {
+        for (channel, why) in
+            [("alerts", "does not match contracts.channel"), ("conversation:42", "could be a customer's")]
+        {
             let (_d, l) = layers(&format!("[contracts]\ncanary_channel = \"{channel}\"\n"), &[]);
             let e = resolve(&l, String::new()).unwrap_err().to_string();
             assert!(e.starts_with("contracts.canary_channel from config file ") && e.contains(why), "{e}");

@@ -68,7 +68,8 @@ impl Watch {
             }
         };
         let postgres = match super::postgres::from_config(config).await {
-            Ok(Some((pool, addr))) => match super::postgres::require_table(&pool, &addr, &config.contracts.table).await {
+            Ok(Some((pool, addr))) => match super::postgres::require_table(&pool, &addr, &config.contracts.table).await
+            {
                 Ok(()) => Some((pool, addr)),
                 Err(e) => {
                     unusable.push(Unusable { store: Store::Postgres, reason: e.to_string() });

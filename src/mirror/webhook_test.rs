@@ -112,15 +112,20 @@ pub async fn run(config: &Config, req: WebhookTestRequest) -> Result<WebhookTest
         return Err(WebhookTestError::Unreachable { url, detail });
     }
     let stores: Vec<Store> = [Store::Redis, Store::Postgres].into_iter().filter(|s| watch.watches(*s)).collect();
-    judge(&watch, &stores, &mut cases, Instant::now() + req.timeout).await.map_err(|why| WebhookTestError::Store {
-        url: url.clone(),
-        why,
-    })?;
+    judge(&watch, &stores, &mut cases, Instant::now() + req.timeout)
+        .await
+        .map_err(|why| WebhookTestError::Store { url: url.clone(), why })?;
     Ok(WebhookTestReport { url, key_from, stores: stores.iter().map(|s| s.name()).collect(), cases })
 }
 
 /// One request of the case `name`.
-async fn send(http: &reqwest::Client, url: &url::Url, key: &AblyKey, c: &crate::contracts::Contracts, name: CaseName) -> Case {
+async fn send(
+    http: &reqwest::Client,
+    url: &url::Url,
+    key: &AblyKey,
+    c: &crate::contracts::Contracts,
+    name: CaseName,
+) -> Case {
     let id = fresh_id(c, "webhook-test");
     let now = chrono::Utc::now().timestamp_millis();
     let body = body_of(c, &id, now, false);
@@ -202,7 +207,8 @@ impl Render for WebhookTestReport {
             };
             let mirrored = c.mirrored.map_or("not checked".to_string(), |m| if m { "yes" } else { "no" }.to_string());
             let result = if c.pass { style.good("PASS") } else { style.bad("FAIL") };
-            let name = serde_json::to_value(c.name).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let name =
+                serde_json::to_value(c.name).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             t.add_row(vec![name.replace('_', " "), c.expect.to_string(), status, mirrored, result]);
         }
         writeln!(w, "{t}")?;

@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn patches_change_only_the_keys_given_and_refuse_bad_values() {
-        let f = patch(json!({"webhook_drop_rate": 0.5, "webhook_delay": "250ms", "postgres_write_fail": true})).unwrap();
+        let f =
+            patch(json!({"webhook_drop_rate": 0.5, "webhook_delay": "250ms", "postgres_write_fail": true})).unwrap();
         assert_eq!(f.webhook_drop_rate, 0.5);
         assert_eq!(f.webhook_delay, Duration::from_millis(250));
         assert!(f.postgres_write_fail && !f.redis_write_fail);

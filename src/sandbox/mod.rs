@@ -99,7 +99,7 @@ pub(crate) struct State {
     truth: Mutex<Vec<TruthRecord>>,
     stats: Mutex<stats::Stats>,
     rng: Mutex<StdRng>,
-    sink: Option<mpsc::UnboundedSender<sinks::SinkOp>>,
+    sink: Option<mpsc::UnboundedSender<sinks::JobOp>>,
     sink_counters: Arc<SinkCounters>,
     sse_connections: AtomicUsize,
     faults: Arc<Mutex<Faults>>,
@@ -201,7 +201,9 @@ impl Sandbox {
             return Err(SandboxError::Option("SSE keepalive and drop intervals must be more than zero".into()));
         }
         opts.faults.patched(faults::FaultsPatch::default()).map_err(SandboxError::Option)?;
-        for (name, r) in [("webhook drop", opts.faults.webhook_drop_rate), ("receiver error", opts.faults.receiver_error_rate)] {
+        for (name, r) in
+            [("webhook drop", opts.faults.webhook_drop_rate), ("receiver error", opts.faults.receiver_error_rate)]
+        {
             if !(0.0..=1.0).contains(&r) {
                 return Err(SandboxError::Option(format!("the {name} rate must be between 0 and 1")));
             }

@@ -82,8 +82,12 @@ pub(super) async fn receive(AxState(state): AxState<Arc<State>>, headers: Header
     let faults = state.faults();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !faults.receiver_skip_signature
-        && let Err(why) =
-            webhook::verify(&[state.key.clone()], header(webhook::HEADER_KEY), header(webhook::HEADER_SIGNATURE), &body)
+        && let Err(why) = webhook::verify(
+            std::slice::from_ref(&state.key),
+            header(webhook::HEADER_KEY),
+            header(webhook::HEADER_SIGNATURE),
+            &body,
+        )
     {
         state.receiver.refused.fetch_add(1, Ordering::Relaxed);
         return answer(StatusCode::UNAUTHORIZED, json!({"error": why.to_string()}));

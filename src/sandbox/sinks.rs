@@ -17,15 +17,15 @@ use crate::redis_handle::Redis;
 use crate::replay::to_store::{PostgresTarget, RedisTarget};
 
 #[derive(Debug)]
-pub enum SinkOp {
-    JobAdded { id: String, data: String, at_ms: i64 },
-    JobActive { id: String, at_ms: i64 },
-    JobCompleted { id: String, at_ms: i64, result: String },
-    JobFailed { id: String, at_ms: i64, reason: String },
+pub enum JobOp {
+    Added { id: String, data: String, at_ms: i64 },
+    Active { id: String, at_ms: i64 },
+    Completed { id: String, at_ms: i64, result: String },
+    Failed { id: String, at_ms: i64, reason: String },
 }
 
 pub struct Started {
-    pub sink: Option<mpsc::UnboundedSender<SinkOp>>,
+    pub sink: Option<mpsc::UnboundedSender<JobOp>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
     pub counters: Arc<SinkCounters>,
     /// What the webhook receiver writes; `None` without `--mirror`.
@@ -79,7 +79,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SinkOp>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<JobOp>) {
         let mut batch = Vec::with_capacity(512);
         while rx.recv_many(&mut batch, 512).await > 0 {
             self.queue(&batch).await;
@@ -88,14 +88,14 @@ impl Writer {
     }
 
     /// Moves jobs through `wait` → `active` → `completed`/`failed` as BullMQ (v5 layout) does.
-    async fn queue(&mut self, ops: &[SinkOp]) {
+    async fn queue(&mut self, ops: &[JobOp]) {
         let Some(redis) = &mut self.redis else { return };
         let k = &self.keys;
         let mut pipe = redis::pipe();
         pipe.atomic();
         for op in ops {
             match op {
-                SinkOp::JobAdded { id, data, at_ms } => {
+                JobOp::Added { id, data, at_ms } => {
                     pipe.hset_multiple(
                         k.job(id),
                         &[
@@ -123,12 +123,12 @@ impl Writer {
                         .arg("message_created")
                         .ignore();
                 }
-                SinkOp::JobActive { id, at_ms } => {
+                JobOp::Active { id, at_ms } => {
                     pipe.lrem(k.key("wait"), 1, id).ignore();
                     pipe.lpush(k.key("active"), id).ignore();
                     pipe.hset_multiple(k.job(id), &[("processedOn", at_ms.to_string()), ("ats", "1".into())]).ignore();
                 }
-                SinkOp::JobCompleted { id, at_ms, result } => {
+                JobOp::Completed { id, at_ms, result } => {
                     pipe.lrem(k.key("active"), 1, id).ignore();
                     pipe.zadd(k.key("completed"), id, at_ms).ignore();
                     pipe.hset_multiple(
@@ -137,7 +137,7 @@ impl Writer {
                     )
                     .ignore();
                 }
-                SinkOp::JobFailed { id, at_ms, reason } => {
+                JobOp::Failed { id, at_ms, reason } => {
                     pipe.lrem(k.key("active"), 1, id).ignore();
                     pipe.zadd(k.key("failed"), id, at_ms).ignore();
                     pipe.hset_multiple(

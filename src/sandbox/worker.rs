@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::sinks::SinkOp;
+use super::sinks::JobOp;
 use super::store::ChatMessage;
 use super::{State, TruthRecord, lock};
 use crate::ably::Message;
@@ -40,7 +40,7 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
     let job_id = msg.id.to_string();
     if let Some(sink) = &state.sink {
         let data = json!({"conversationId": msg.conversation_id, "messageId": msg.id, "content": msg.content});
-        let _ = sink.send(SinkOp::JobAdded { id: job_id.clone(), data: data.to_string(), at_ms: State::now_ms() });
+        let _ = sink.send(JobOp::Added { id: job_id.clone(), data: data.to_string(), at_ms: State::now_ms() });
     }
     let (latency, fails) = {
         let mut rng = lock(&state.rng);
@@ -52,18 +52,16 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
     let (conv, msg_id) = (msg.conversation_id, msg.id);
     tokio::spawn(async move {
         if let Some(sink) = &state.sink {
-            let _ = sink.send(SinkOp::JobActive { id: job_id.clone(), at_ms: State::now_ms() });
+            let _ = sink.send(JobOp::Active { id: job_id.clone(), at_ms: State::now_ms() });
         }
         let outcome = run_job(&state, &channel, conv, msg_id, received, latency, fails).await;
         if let Some(sink) = &state.sink {
             let at_ms = State::now_ms();
             let _ = sink.send(match outcome.reply_id {
-                Some(r) => SinkOp::JobCompleted { id: job_id, at_ms, result: json!({"replyId": r}).to_string() },
-                None => SinkOp::JobFailed {
-                    id: job_id,
-                    at_ms,
-                    reason: "AI provider error (sandbox --ai-error-rate)".into(),
-                },
+                Some(r) => JobOp::Completed { id: job_id, at_ms, result: json!({"replyId": r}).to_string() },
+                None => {
+                    JobOp::Failed { id: job_id, at_ms, reason: "AI provider error (sandbox --ai-error-rate)".into() }
+                }
             });
         }
         lock(&state.truth).push(outcome);

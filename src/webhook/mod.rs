@@ -195,6 +195,9 @@ mod tests {
         assert!(matches!(extract(b"{\"items\":3}", &c), Err(BodyError::Json(_))));
         let no_id = br#"{"items":[{"webhookId":"w","source":"channel.message","serial":"s","timestamp":1,
             "name":"channel.message","data":{"channelId":"conversation:1","messages":[{"name":"n"}]}}]}"#;
-        assert_eq!(extract(no_id, &c).unwrap_err(), BodyError::Item { item: 0, reason: "a message without an id".into() });
+        assert_eq!(
+            extract(no_id, &c).unwrap_err(),
+            BodyError::Item { item: 0, reason: "a message without an id".into() }
+        );
     }
 }

@@ -15,6 +15,7 @@ mod events_targets;
 mod faults;
 mod hardening;
 mod mirror;
+mod pipeline;
 mod sandbox_ably;
 mod sandbox_chatwoot;
 mod sandbox_sse;
