@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::mirror::MirrorCommand,
     },
+    /// The ENABLE_ABLY_REALTIME rollout: status, which conversations, set, override, history, rollback.
+    Rollout {
+        #[command(subcommand)]
+        command: crate::rollout::RolloutCommand,
+    },
     /// SLA validation: smoke chats end to end, and merging runs.
     Sla {
         #[command(subcommand)]

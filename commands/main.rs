@@ -12,6 +12,7 @@ mod events_args;
 mod exits;
 mod mirror;
 mod progress;
+mod rollout;
 mod sandbox;
 mod sla;
 mod sla_args;
@@ -116,6 +117,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Mirror { command } => mirror::run(command, &ctx).await,
+        Command::Rollout { command } => rollout::run(command, &ctx).await,
         Command::Alert { command } => alert::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,

@@ -20,6 +20,7 @@
 //!   key layout;
 //! - [`probe`]: probe checks, rules and renderings, and the probes (`ably health`, `ably backlog`);
 //! - [`sla`], [`replay`], [`token`], [`alert`]: the capabilities behind the commands;
+//! - [`rollout`]: the `ENABLE_ABLY_REALTIME` rollout (flags, Unleash bucketing, audit);
 //! - [`sandbox`]: a local stand-in for Chatwoot, Ably and the AI worker;
 //! - [`webhook`]: Ably's batched webhook body and its signature;
 //! - [`doctor`]: configuration check and reachability of every dependency.
@@ -43,6 +44,7 @@ pub mod redact;
 pub mod redis_handle;
 pub mod replay;
 pub mod retry;
+pub mod rollout;
 pub mod sandbox;
 pub mod sla;
 pub mod smtp;

@@ -95,6 +95,8 @@ pub struct Config {
     /// The sandbox's own Ably key and inbox identifier (random when unset).
     pub sandbox_key: Option<Setting<SecretString>>,
     pub sandbox_inbox: Option<Setting<String>>,
+    /// The web app's kill switch as its environment has it (`false`: every conversation polls).
+    pub enable_ably_realtime: Option<Setting<bool>>,
     pub contracts: Contracts,
     layers: Layers,
 }
@@ -157,6 +159,7 @@ impl Config {
             },
             sandbox_key: l.secret("BROKER_OPS_SANDBOX_KEY")?,
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
+            enable_ably_realtime: opt_parse(l, "ENABLE_ABLY_REALTIME", parse_bool)?,
             contracts,
             layers,
         })

@@ -39,6 +39,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     plain("ALERT_EMAIL_FROM"),
     plain("ALERT_EMAIL_TO"),
     plain("BROKER_OPS_STATE_DIR"),
+    plain("ENABLE_ABLY_REALTIME"),
     plain("BROKER_QUEUE"),
     plain("BULL_PREFIX"),
     plain("REDIS_KEY_PREFIX"),

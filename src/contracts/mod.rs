@@ -8,6 +8,7 @@
 //! else, so a deployment that chose other names changes them in one place (docs/contracts.md).
 
 pub mod report_sql;
+pub mod rollout_sql;
 mod resolve;
 pub mod sql;
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::config::Source;
 
 pub use resolve::{CONTRACT_KEYS, ContractsError, env_var, resolve};
+pub use rollout_sql::{DEFAULT_FLAG, FlagTables};
 
 /// A name with one `{id}` in it, e.g. `conversation:{id}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +249,8 @@ pub struct Contracts {
     pub canary_channel: String,
     /// The event name of canary messages.
     pub canary_event: String,
+    /// The rollout's tables: flags, overrides, audit (from `flag_table`).
+    pub flags: FlagTables,
     /// Prefix before every Redis key of the mirror and revocations (empty in production; drills
     /// and tests keep their keys apart with it). From `REDIS_KEY_PREFIX`.
     pub redis_prefix: String,
@@ -332,6 +336,7 @@ impl Contracts {
             ("synthetic_prefix", self.synthetic_prefix.clone()),
             ("canary_channel", self.canary_channel.clone()),
             ("canary_event", self.canary_event.clone()),
+            ("flag_table", self.flags.flags.to_string()),
         ]
     }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Contracts, IdType, Pattern, ReplyMatch, Table, TokenContract};
+use super::{Contracts, FlagTables, IdType, Pattern, ReplyMatch, Table, TokenContract};
 use crate::config::{Layers, Source};
 
 /// Every key of the `[contracts]` table, with its default.
@@ -25,6 +25,7 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("synthetic_prefix", "broker-ops-"),
     ("canary_channel", ""),
     ("canary_event", "broker-ops:canary"),
+    ("flag_table", "public.feature_flags"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,7 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         synthetic_prefix: field(&raw, "synthetic_prefix", text(synthetic_prefix))?,
         canary_channel: String::new(),
         canary_event: field(&raw, "canary_event", text(event_name))?,
+        flags: FlagTables::of(&field(&raw, "flag_table", Table::parse)?),
         redis_prefix,
         stream_ttl_secs: 24 * 3600,
         sources,

@@ -107,6 +107,15 @@ impl Table {
         format!("SELECT max(occurred_at) FROM {} WHERE conversation_id = $1", self.quoted())
     }
 
+    /// Conversations with an event since `$1` whose id does not match the test-traffic `LIKE`
+    /// pattern `$2` (the rollout's "active now").
+    pub fn active_ids_sql(&self) -> String {
+        format!(
+            "SELECT DISTINCT conversation_id FROM {} WHERE occurred_at >= $1 AND conversation_id NOT LIKE $2",
+            self.quoted()
+        )
+    }
+
     /// Whether the mirror holds Ably message `$1` (`mirror canary`, `mirror webhook-test`).
     pub fn has_id_sql(&self) -> String {
         format!("SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1)", self.quoted())

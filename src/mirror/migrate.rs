@@ -1,6 +1,7 @@
 //! `broker-ops db migrate`: the one command that creates the mirror table (and, with the
-//! contracts, its schema and indexes) in the configured Postgres. Nothing else does it for a
-//! production database; `--dry-run` prints the SQL and connects to nothing.
+//! contracts, its schema and indexes) and the rollout's tables (flags, overrides, append-only
+//! audit, and the default flag off at 0 %) in the configured Postgres. Nothing else does it for
+//! a production database; `--dry-run` prints the SQL and connects to nothing.
 
 use std::io::{self, Write};
 
@@ -14,6 +15,8 @@ use crate::output::{Render, Style, escape};
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateReport {
     pub table: String,
+    /// The rollout's flag table (its overrides and audit tables beside it).
+    pub flag_table: String,
     /// The database, password removed; `None` on a dry run.
     pub database: Option<String>,
     pub dry_run: bool,
@@ -32,17 +35,26 @@ pub enum MigrateError {
 
 pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, MigrateError> {
     let table = &config.contracts.table;
+    let flag_table = config.contracts.flags.flags.to_string();
+    let mut statements = super::postgres::migration(table);
+    statements.extend(config.contracts.flags.migration());
     if dry_run {
-        let statements = super::postgres::migration(table);
-        return Ok(MigrateReport { table: table.to_string(), database: None, dry_run, statements, existed: None });
+        return Ok(MigrateReport { table: table.to_string(), flag_table, database: None, dry_run, statements, existed: None });
     }
     config.require("DATABASE_URL", &config.database_url)?;
     // Required just above, so the configured Postgres exists.
     let (pool, addr) = super::postgres::from_config(config).await?.expect("DATABASE_URL is set");
     let existed = super::postgres::table_exists(&pool, &addr, table).await?;
-    let statements = super::postgres::migrate(&pool, &addr, table).await?;
+    let statements = super::postgres::run_migration(&pool, &addr, statements).await?;
     pool.close().await;
-    Ok(MigrateReport { table: table.to_string(), database: Some(addr), dry_run, statements, existed: Some(existed) })
+    Ok(MigrateReport {
+        table: table.to_string(),
+        flag_table,
+        database: Some(addr),
+        dry_run,
+        statements,
+        existed: Some(existed),
+    })
 }
 
 impl Render for MigrateReport {
@@ -52,15 +64,19 @@ impl Render for MigrateReport {
         }
         match (&self.database, self.existed) {
             (None, _) => writeln!(w, "-- dry run: nothing was sent to any database"),
-            (Some(db), Some(true)) => {
-                writeln!(w, "-- {} already existed at {}: missing indexes (if any) were added", self.table, escape(db))
-            }
-            (Some(db), _) => writeln!(w, "-- created {} at {}", self.table, escape(db)),
+            (Some(db), Some(true)) => writeln!(
+                w,
+                "-- {} already existed at {}: missing indexes and the rollout tables ({}, if missing) were added",
+                self.table,
+                escape(db),
+                self.flag_table
+            ),
+            (Some(db), _) => writeln!(w, "-- created {} and the rollout tables ({}) at {}", self.table, self.flag_table, escape(db)),
         }
     }
 
     fn json(&self) -> Value {
-        json!({"schema_version": 1, "kind": "db_migrate", "table": self.table, "database": self.database,
+        json!({"schema_version": 1, "kind": "db_migrate", "table": self.table, "flag_table": self.flag_table, "database": self.database,
                "dry_run": self.dry_run, "existed": self.existed, "statements": self.statements})
     }
 }

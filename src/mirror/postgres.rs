@@ -47,7 +47,11 @@ pub fn migration(table: &Table) -> Vec<String> {
 
 /// Creates the mirror table of the contract (schema, table, indexes) when missing. Idempotent.
 pub async fn migrate(pool: &PgPool, addr: &str, table: &Table) -> Result<Vec<String>, MirrorError> {
-    let statements = table.migration();
+    run_migration(pool, addr, table.migration()).await
+}
+
+/// Runs migration statements in one transaction: all or nothing.
+pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Vec<String>, MirrorError> {
     let mut tx = pool.begin().await.map_err(MirrorError::pg("BEGIN", addr))?;
     for sql in &statements {
         sqlx::query(sql).persistent(false).execute(&mut *tx).await.map_err(MirrorError::pg("migrate", addr))?;

@@ -1,0 +1,232 @@
+//! `broker-ops rollout`: arguments in, one library call (a change: plan, confirm, apply), the
+//! result rendered. Exit 0 done, 1 a change refused (someone changed the flag since it was read,
+//! or not confirmed), 2 bad input, 3 could not run.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use broker_ops::contracts::DEFAULT_FLAG;
+use broker_ops::duration::parse_positive_duration;
+use broker_ops::exit::Exit;
+use broker_ops::rollout::ops::{self, OverrideTo, Planned};
+use broker_ops::rollout::{self, Actor, RolloutError};
+
+use crate::Ctx;
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// The flag: on/off, percentage, since when, active conversations on and off, last changes.
+    Status(StatusArgs),
+    /// Whether each conversation is on real-time, and why (kill switch, flag off, override, bucket).
+    Which(WhichArgs),
+    /// Switch the flag on at a percentage.
+    Set(SetArgs),
+    /// Force one conversation on or off (or clear its override), optionally for a while.
+    Override(OverrideArgs),
+    /// The audit: every change, who, when, from, to, why.
+    History(HistoryArgs),
+    /// Switch the flag off: every conversation back to polling. No gate; needs only Postgres.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FlagArg {
+    /// The flag.
+    #[arg(long, default_value = DEFAULT_FLAG)]
+    pub flag: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChangeArgs {
+    /// Why (kept in the audit).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Do not ask (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Conversations with an event this recent count as active.
+    #[arg(long, default_value = "15m", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub active_window: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WhichArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Conversation ids; `-` reads more from stdin, one a line.
+    #[arg(required = true, value_name = "CONVERSATION")]
+    pub conversations: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Percentage of conversations on real-time (0 to 100).
+    #[arg(long, allow_negative_numbers = true)]
+    pub percent: i64,
+    /// Create the flag (off at 0 %) when it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OverrideValue {
+    On,
+    Off,
+    Clear,
+}
+
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    pub conversation: String,
+    #[arg(value_enum)]
+    pub to: OverrideValue,
+    /// The override ends after this long (default: until cleared).
+    #[arg(long = "for", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub for_: Option<Duration>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// How many changes, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+    match execute(cmd, ctx).await {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast::<RolloutError>() {
+            Ok(r) if r.exit() != Exit::CouldNotRun => {
+                eprintln!("error: {r}");
+                Ok(r.exit().code())
+            }
+            Ok(r) => Err(r.into()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+    let c = &ctx.config;
+    match cmd {
+        RolloutCommand::Status(a) => ctx.render(&ops::status(c, &a.flag.flag, a.active_window).await?)?,
+        RolloutCommand::Which(a) => ctx.render(&ops::which(c, &a.flag.flag, ids(a.conversations)?).await?)?,
+        RolloutCommand::History(a) => ctx.render(&ops::history(c, &a.flag.flag, a.limit).await?)?,
+        RolloutCommand::Set(a) => {
+            let p = rollout::percent(a.percent)?;
+            let actor = actor(ctx);
+            let planned = ops::plan_set(c, &a.flag.flag, p, &a.change.reason, a.create.then_some(&actor)).await?;
+            return apply(planned, &a.change, &actor, ctx).await;
+        }
+        RolloutCommand::Rollback(a) => {
+            let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
+            return apply(planned, &a.change, &actor(ctx), ctx).await;
+        }
+        RolloutCommand::Override(a) => {
+            let to = match a.to {
+                OverrideValue::On => OverrideTo::On,
+                OverrideValue::Off => OverrideTo::Off,
+                OverrideValue::Clear => OverrideTo::Clear,
+            };
+            let what = format!("override {} of conversation {} -> {:?}", a.flag.flag, a.conversation, a.to).to_lowercase();
+            if !a.change.yes && !confirmed(&what)? {
+                eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
+                return Ok(Exit::Failed.code());
+            }
+            let (_, before, after) =
+                ops::set_override(c, &a.flag.flag, &a.conversation, to, a.for_, &a.change.reason, &actor(ctx)).await?;
+            let report = rollout::WhichReport { flag: a.flag.flag, decisions: vec![after] };
+            eprintln!("before: {}", rollout::render_why(&before));
+            ctx.render(&report)?;
+        }
+    }
+    Ok(Exit::Ok.code())
+}
+
+/// Shows before → after, asks (or takes `--yes`), applies.
+async fn apply(planned: Planned, change: &ChangeArgs, actor: &Actor, ctx: &Ctx) -> anyhow::Result<i32> {
+    let ch = &planned.change;
+    let b = &ch.before;
+    let show = |on: bool, p: u8| if on { format!("on at {p} %") } else { format!("off ({p} %)") };
+    let what = format!(
+        "{} {}: {} -> {} (version {})",
+        ch.action.as_str(),
+        b.name,
+        show(b.enabled, b.percent),
+        show(ch.enabled, ch.percent),
+        b.version
+    );
+    if !planned.changes_anything() {
+        eprintln!("nothing to change: {what}");
+    }
+    if !change.yes && !confirmed(&what)? {
+        eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
+        return Ok(Exit::Failed.code());
+    }
+    ctx.render(&planned.apply(actor).await?)?;
+    Ok(Exit::Ok.code())
+}
+
+/// Asks on the terminal; without one, the answer is no.
+fn confirmed(what: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{what}? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// Who runs this: `$USER@host`, and the command line, for the audit.
+fn actor(ctx: &Ctx) -> Actor {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown-host".into());
+    Actor { who: format!("{user}@{host}"), command: ctx.command_line() }
+}
+
+/// The ids given, with `-` replaced by stdin's lines.
+fn ids(given: Vec<String>) -> Result<Vec<String>, RolloutError> {
+    let mut out = Vec::with_capacity(given.len());
+    for id in given {
+        if id == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| RolloutError::Usage(format!("reading conversation ids from stdin: {e}")))?;
+                let t = line.trim();
+                if !t.is_empty() {
+                    out.push(t.to_string());
+                }
+            }
+        } else {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}

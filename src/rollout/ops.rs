@@ -1,0 +1,139 @@
+//! The rollout's operations, each from the configuration: read (`status`, `which`, `history`)
+//! and change (`set`, `override`, `rollback`). A change is planned first (the flag read, with
+//! its version) so that the command can show before → after and ask; then applied, refused if
+//! someone changed the flag in between.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::bucket::{self, Evaluator};
+use super::render::{ChangeReport, HistoryReport, StatusReport, WhichReport};
+use super::store::Db;
+use super::{Action, Actor, Change, Flag, RolloutError};
+use crate::config::Config;
+
+/// Whether the environment's kill switch holds for `flag`: `ENABLE_ABLY_REALTIME=false` as the
+/// app's environment has it (set here too, so that this tool tells the truth).
+pub fn kill_switch(config: &Config, flag: &str) -> bool {
+    flag == crate::contracts::DEFAULT_FLAG && config.enable_ably_realtime.as_ref().is_some_and(|s| !s.value)
+}
+
+pub async fn status(config: &Config, flag: &str, active_window: Duration) -> Result<StatusReport, RolloutError> {
+    let db = Db::open(config).await?;
+    let f = db.flag(flag).await?;
+    let since = db.step_started(flag).await?;
+    let from = Utc::now() - chrono::Duration::from_std(active_window).unwrap_or(chrono::Duration::MAX);
+    let active = db.active(&config.contracts, from).await?;
+    let overrides = db.overrides(flag, None).await?;
+    let eval = Evaluator::for_flag(&f);
+    let ks = kill_switch(config, flag);
+    let on = active.iter().filter(|id| bucket::decide(&eval, &f, ks, overrides.get(*id).copied(), id).enabled).count();
+    let recent = db.history(flag, 5).await?;
+    Ok(StatusReport {
+        flag: f,
+        kill_switch: ks,
+        step_since: since,
+        active_window,
+        active: active.len(),
+        on,
+        overrides: overrides.len(),
+        recent,
+    })
+}
+
+pub async fn which(config: &Config, flag: &str, ids: Vec<String>) -> Result<WhichReport, RolloutError> {
+    let db = Db::open(config).await?;
+    let f = db.flag(flag).await?;
+    let overrides = db.overrides(flag, Some(&ids)).await?;
+    let eval = Evaluator::for_flag(&f);
+    let ks = kill_switch(config, flag);
+    let decisions = ids.iter().map(|id| bucket::decide(&eval, &f, ks, overrides.get(id).copied(), id)).collect();
+    Ok(WhichReport { flag: f.name, decisions })
+}
+
+pub async fn history(config: &Config, flag: &str, limit: i64) -> Result<HistoryReport, RolloutError> {
+    let db = Db::open(config).await?;
+    db.flag(flag).await?;
+    Ok(HistoryReport { flag: flag.to_string(), rows: db.history(flag, limit).await? })
+}
+
+/// A change read and ready to apply.
+pub struct Planned {
+    db: Db,
+    pub change: Change,
+}
+
+impl Planned {
+    /// Applies it (refused if the flag changed since it was read).
+    pub async fn apply(self, actor: &Actor) -> Result<ChangeReport, RolloutError> {
+        let after = self.db.apply(&self.change, actor).await?;
+        Ok(ChangeReport { action: self.change.action, before: self.change.before, after })
+    }
+
+    /// Whether applying it would change anything.
+    pub fn changes_anything(&self) -> bool {
+        self.change.enabled != self.change.before.enabled || self.change.percent != self.change.before.percent
+    }
+}
+
+/// Plans `set --percent`: on at `percent` (creating the flag first when `create`).
+pub async fn plan_set(
+    config: &Config,
+    flag: &str,
+    percent: u8,
+    reason: &str,
+    create: Option<&Actor>,
+) -> Result<Planned, RolloutError> {
+    let db = Db::open(config).await?;
+    let before = match create {
+        Some(actor) => db.create(flag, actor, "created by rollout set --create").await?,
+        None => db.flag(flag).await?,
+    };
+    let change = Change { action: Action::Set, before, enabled: true, percent, reason: reason.to_string() };
+    Ok(Planned { db, change })
+}
+
+/// Plans a rollback: the flag off, its percentage kept for the record.
+pub async fn plan_rollback(config: &Config, flag: &str, reason: &str) -> Result<Planned, RolloutError> {
+    let db = Db::open(config).await?;
+    let before = db.flag(flag).await?;
+    let change = Change { action: Action::Rollback, enabled: false, percent: before.percent, before, reason: reason.to_string() };
+    Ok(Planned { db, change })
+}
+
+/// `on`, `off`, or remove the override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideTo {
+    On,
+    Off,
+    Clear,
+}
+
+/// Sets an override for `conversation` (for `duration`, else until cleared); returns the
+/// decision before and after.
+pub async fn set_override(
+    config: &Config,
+    flag: &str,
+    conversation: &str,
+    to: OverrideTo,
+    duration: Option<Duration>,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(Flag, bucket::Decision, bucket::Decision), RolloutError> {
+    let db = Db::open(config).await?;
+    let f = db.flag(flag).await?;
+    let ks = kill_switch(config, flag);
+    let eval = Evaluator::for_flag(&f);
+    let ids = [conversation.to_string()];
+    let before = bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+    let enabled = match to {
+        OverrideTo::On => Some(true),
+        OverrideTo::Off => Some(false),
+        OverrideTo::Clear => None,
+    };
+    db.set_override(&f, conversation, enabled, expires, reason, actor).await?;
+    let after = bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    Ok((f, before, after))
+}

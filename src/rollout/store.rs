@@ -1,0 +1,282 @@
+//! The rollout's rows in Postgres: flags read and changed under optimistic concurrency, each
+//! change with its audit row in the same transaction; overrides; the history.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::bucket::InForce;
+use super::{Actor, Change, Flag, RolloutError};
+use crate::contracts::FlagTables;
+use crate::mirror::MirrorError;
+
+/// The rollout's database: a pool, its address (password removed) and the tables.
+pub struct Db {
+    pub pool: PgPool,
+    pub addr: String,
+    pub tables: FlagTables,
+}
+
+impl Db {
+    /// The configured Postgres, with the three tables present.
+    pub async fn open(config: &crate::config::Config) -> Result<Db, RolloutError> {
+        config.require("DATABASE_URL", &config.database_url)?;
+        // Required just above.
+        let (pool, addr) = crate::mirror::postgres::from_config(config).await?.expect("DATABASE_URL is set");
+        let tables = config.contracts.flags.clone();
+        let (a, b, c): (bool, bool, bool) = sqlx::query_as(&tables.exist_sql())
+            .persistent(false)
+            .fetch_one(&pool)
+            .await
+            .map_err(MirrorError::pg("to_regclass", &addr))?;
+        if !(a && b && c) {
+            let names = [&tables.flags, &tables.overrides, &tables.audit].map(ToString::to_string).join(", ");
+            return Err(RolloutError::NoTables { addr, tables: names });
+        }
+        Ok(Db { pool, addr, tables })
+    }
+
+    fn err(&self, op: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<> {
+        MirrorError::pg(op.to_string(), &self.addr)
+    }
+
+    /// Every flag.
+    pub async fn flags(&self) -> Result<Vec<Flag>, RolloutError> {
+        let rows = sqlx::query(&self.tables.list_sql())
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("SELECT flags"))?;
+        rows.iter().map(|r| flag_of(r).map_err(|e| self.err("read flag")(e).into())).collect()
+    }
+
+    /// Flag `name`; an unknown one is a usage error naming the known ones.
+    pub async fn flag(&self, name: &str) -> Result<Flag, RolloutError> {
+        let all = self.flags().await?;
+        match all.iter().find(|f| f.name == name) {
+            Some(f) => Ok(f.clone()),
+            None => {
+                let known: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+                Err(RolloutError::Usage(format!(
+                    "unknown flag {name:?} (known: {}); `rollout set --create` makes a new one",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )))
+            }
+        }
+    }
+
+    /// Creates flag `name` off at 0 % with its audit row; an existing one is left as it is.
+    pub async fn create(&self, name: &str, actor: &Actor, reason: &str) -> Result<Flag, RolloutError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let row = sqlx::query(&self.tables.create_sql())
+            .persistent(false)
+            .bind(name)
+            .bind(&actor.who)
+            .bind(reason)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("INSERT flag"))?;
+        if let Some(row) = row {
+            let flag = flag_of(&row).map_err(self.err("read flag"))?;
+            self.audit(&mut tx, &flag.name, "create", None, Some(flag.state()), reason, actor).await?;
+            tx.commit().await.map_err(self.err("COMMIT"))?;
+        }
+        self.flag(name).await
+    }
+
+    /// Applies a change if the flag is still at the version read; else [`RolloutError::Conflict`]
+    /// and nothing changed. The audit row goes in the same transaction.
+    pub async fn apply(&self, change: &Change, actor: &Actor) -> Result<Flag, RolloutError> {
+        let b = &change.before;
+        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let row = sqlx::query(&self.tables.update_sql())
+            .persistent(false)
+            .bind(&b.name)
+            .bind(b.version)
+            .bind(change.enabled)
+            .bind(i32::from(change.percent))
+            .bind(&actor.who)
+            .bind(&change.reason)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("UPDATE flag"))?;
+        let Some(row) = row else {
+            drop(tx);
+            let now = self.flag(&b.name).await?;
+            return Err(RolloutError::Conflict {
+                flag: b.name.clone(),
+                by: now.updated_by,
+                at: now.updated_at,
+                read: b.version,
+                now: now.version,
+            });
+        };
+        let after = flag_of(&row).map_err(self.err("read flag"))?;
+        let action = change.action.as_str();
+        self.audit(&mut tx, &b.name, action, Some(b.state()), Some(after.state()), &change.reason, actor).await?;
+        tx.commit().await.map_err(self.err("COMMIT"))?;
+        Ok(after)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        flag: &str,
+        action: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<(), RolloutError> {
+        sqlx::query(&self.tables.audit_sql())
+            .persistent(false)
+            .bind(flag)
+            .bind(&actor.who)
+            .bind(action)
+            .bind(before)
+            .bind(after)
+            .bind(reason)
+            .bind(&actor.command)
+            .execute(&mut **tx)
+            .await
+            .map_err(self.err("INSERT audit"))?;
+        Ok(())
+    }
+
+    /// Sets (or with `enabled` `None` removes) the override of `conversation`, with its audit row.
+    pub async fn set_override(
+        &self,
+        flag: &Flag,
+        conversation: &str,
+        enabled: Option<bool>,
+        expires: Option<DateTime<Utc>>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<(), RolloutError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let after = match enabled {
+            Some(on) => {
+                sqlx::query(&self.tables.override_sql())
+                    .persistent(false)
+                    .bind(&flag.name)
+                    .bind(conversation)
+                    .bind(on)
+                    .bind(expires)
+                    .bind(&actor.who)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("INSERT override"))?;
+                Some(serde_json::json!({"conversation": conversation, "enabled": on, "expires_at": expires}))
+            }
+            None => {
+                sqlx::query(&self.tables.clear_override_sql())
+                    .persistent(false)
+                    .bind(&flag.name)
+                    .bind(conversation)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("DELETE override"))?;
+                Some(serde_json::json!({"conversation": conversation, "cleared": true}))
+            }
+        };
+        self.audit(&mut tx, &flag.name, "override", None, after, reason, actor).await?;
+        tx.commit().await.map_err(self.err("COMMIT"))?;
+        Ok(())
+    }
+
+    /// The overrides of `flag` in force now, for `ids` (`None`: all).
+    pub async fn overrides(&self, flag: &str, ids: Option<&[String]>) -> Result<HashMap<String, InForce>, RolloutError> {
+        let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(&self.tables.overrides_sql())
+            .persistent(false)
+            .bind(flag)
+            .bind(Utc::now())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("SELECT overrides"))?;
+        Ok(rows.into_iter().map(|(c, enabled, expires)| (c, InForce { enabled, expires })).collect())
+    }
+
+    /// The newest `limit` audit rows of `flag`.
+    pub async fn history(&self, flag: &str, limit: i64) -> Result<Vec<AuditRow>, RolloutError> {
+        let rows = sqlx::query(&self.tables.history_sql())
+            .persistent(false)
+            .bind(flag)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("SELECT audit"))?;
+        rows.iter().map(|r| audit_of(r).map_err(|e| self.err("read audit")(e).into())).collect()
+    }
+
+    /// When the flag's current step (percentage and on/off) began.
+    pub async fn step_started(&self, flag: &str) -> Result<Option<DateTime<Utc>>, RolloutError> {
+        sqlx::query_scalar(&self.tables.step_started_sql())
+            .persistent(false)
+            .bind(flag)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err("SELECT audit")(e).into())
+    }
+
+    /// Customer conversations (not test traffic) with an event since `since`, from the mirror.
+    pub async fn active(&self, contracts: &crate::contracts::Contracts, since: DateTime<Utc>) -> Result<Vec<String>, RolloutError> {
+        sqlx::query_scalar(&contracts.table.active_ids_sql())
+            .persistent(false)
+            .bind(since)
+            .bind(contracts.synthetic_like())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(&format!("SELECT active conversations FROM {}", contracts.table))(e).into())
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub flag: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason: String,
+    pub command: String,
+}
+
+fn flag_of(r: &PgRow) -> Result<Flag, sqlx::Error> {
+    let percent: i32 = r.try_get("rollout_percent")?;
+    Ok(Flag {
+        name: r.try_get("name")?,
+        enabled: r.try_get("enabled")?,
+        // The table's CHECK keeps it within 0..=100.
+        percent: u8::try_from(percent.clamp(0, 100)).unwrap_or(0),
+        stickiness: r.try_get("stickiness")?,
+        group_id: r.try_get("group_id")?,
+        version: r.try_get("version")?,
+        updated_at: r.try_get("updated_at")?,
+        updated_by: r.try_get("updated_by")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+fn audit_of(r: &PgRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        flag: r.try_get("flag")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        before: r.try_get("before")?,
+        after: r.try_get("after")?,
+        reason: r.try_get("reason")?,
+        command: r.try_get("command")?,
+    })
+}
