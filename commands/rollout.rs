@@ -154,7 +154,8 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 OverrideValue::Off => OverrideTo::Off,
                 OverrideValue::Clear => OverrideTo::Clear,
             };
-            let what = format!("override {} of conversation {} -> {:?}", a.flag.flag, a.conversation, a.to).to_lowercase();
+            let what =
+                format!("override {} of conversation {} -> {:?}", a.flag.flag, a.conversation, a.to).to_lowercase();
             if !a.change.yes && !confirmed(&what)? {
                 eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
                 return Ok(Exit::Failed.code());
@@ -218,7 +219,8 @@ fn ids(given: Vec<String>) -> Result<Vec<String>, RolloutError> {
     for id in given {
         if id == "-" {
             for line in std::io::stdin().lock().lines() {
-                let line = line.map_err(|e| RolloutError::Usage(format!("reading conversation ids from stdin: {e}")))?;
+                let line =
+                    line.map_err(|e| RolloutError::Usage(format!("reading conversation ids from stdin: {e}")))?;
                 let t = line.trim();
                 if !t.is_empty() {
                     out.push(t.to_string());

@@ -8,8 +8,8 @@
 //! else, so a deployment that chose other names changes them in one place (docs/contracts.md).
 
 pub mod report_sql;
-pub mod rollout_sql;
 mod resolve;
+pub mod rollout_sql;
 pub mod sql;
 
 use std::fmt;

@@ -39,7 +39,14 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
     let mut statements = super::postgres::migration(table);
     statements.extend(config.contracts.flags.migration());
     if dry_run {
-        return Ok(MigrateReport { table: table.to_string(), flag_table, database: None, dry_run, statements, existed: None });
+        return Ok(MigrateReport {
+            table: table.to_string(),
+            flag_table,
+            database: None,
+            dry_run,
+            statements,
+            existed: None,
+        });
     }
     config.require("DATABASE_URL", &config.database_url)?;
     // Required just above, so the configured Postgres exists.
@@ -71,7 +78,9 @@ impl Render for MigrateReport {
                 escape(db),
                 self.flag_table
             ),
-            (Some(db), _) => writeln!(w, "-- created {} and the rollout tables ({}) at {}", self.table, self.flag_table, escape(db)),
+            (Some(db), _) => {
+                writeln!(w, "-- created {} and the rollout tables ({}) at {}", self.table, self.flag_table, escape(db))
+            }
         }
     }
 

@@ -104,13 +104,7 @@ pub struct InForce {
 
 /// Decides for conversation `id`: kill switch, then the flag off, then an override, then the
 /// bucket as Unleash's engine computes it.
-pub fn decide(
-    eval: &Evaluator,
-    flag: &Flag,
-    kill_switch: bool,
-    override_: Option<InForce>,
-    id: &str,
-) -> Decision {
+pub fn decide(eval: &Evaluator, flag: &Flag, kill_switch: bool, override_: Option<InForce>, id: &str) -> Decision {
     let bucket = bucket(&flag.group_id, id);
     let (enabled, reason, expires) = if kill_switch {
         (false, Reason::KillSwitch, None)

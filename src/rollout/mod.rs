@@ -72,9 +72,7 @@ pub enum RolloutError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] MirrorError),
-    #[error(
-        "Postgres at {addr}: the rollout tables ({tables}) do not exist: create them with `broker-ops db migrate`"
-    )]
+    #[error("Postgres at {addr}: the rollout tables ({tables}) do not exist: create them with `broker-ops db migrate`")]
     NoTables { addr: String, tables: String },
     /// Someone changed the flag since it was read: exit 1, nothing changed.
     #[error(
@@ -140,7 +138,10 @@ pub fn steps(text: &str) -> Result<Vec<u8>, RolloutError> {
         let v: i64 = s.parse().map_err(|_| RolloutError::Usage(format!("--steps: {s:?} is not a percentage")))?;
         let p = percent(v).map_err(|_| RolloutError::Usage(format!("--steps: {v} is outside 0..100")))?;
         if out.last().is_some_and(|last| *last >= p) {
-            return Err(RolloutError::Usage(format!("--steps {text}: the steps must increase ({p} after {})", out.last().copied().unwrap_or_default())));
+            return Err(RolloutError::Usage(format!(
+                "--steps {text}: the steps must increase ({p} after {})",
+                out.last().copied().unwrap_or_default()
+            )));
         }
         out.push(p);
     }

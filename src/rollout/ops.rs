@@ -98,7 +98,13 @@ pub async fn plan_set(
 pub async fn plan_rollback(config: &Config, flag: &str, reason: &str) -> Result<Planned, RolloutError> {
     let db = Db::open(config).await?;
     let before = db.flag(flag).await?;
-    let change = Change { action: Action::Rollback, enabled: false, percent: before.percent, before, reason: reason.to_string() };
+    let change = Change {
+        action: Action::Rollback,
+        enabled: false,
+        percent: before.percent,
+        before,
+        reason: reason.to_string(),
+    };
     Ok(Planned { db, change })
 }
 
@@ -126,7 +132,8 @@ pub async fn set_override(
     let ks = kill_switch(config, flag);
     let eval = Evaluator::for_flag(&f);
     let ids = [conversation.to_string()];
-    let before = bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let before =
+        bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
     let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
     let enabled = match to {
         OverrideTo::On => Some(true),
@@ -134,6 +141,7 @@ pub async fn set_override(
         OverrideTo::Clear => None,
     };
     db.set_override(&f, conversation, enabled, expires, reason, actor).await?;
-    let after = bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let after =
+        bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
     Ok((f, before, after))
 }

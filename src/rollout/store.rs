@@ -191,7 +191,11 @@ impl Db {
     }
 
     /// The overrides of `flag` in force now, for `ids` (`None`: all).
-    pub async fn overrides(&self, flag: &str, ids: Option<&[String]>) -> Result<HashMap<String, InForce>, RolloutError> {
+    pub async fn overrides(
+        &self,
+        flag: &str,
+        ids: Option<&[String]>,
+    ) -> Result<HashMap<String, InForce>, RolloutError> {
         let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(&self.tables.overrides_sql())
             .persistent(false)
             .bind(flag)
@@ -226,7 +230,11 @@ impl Db {
     }
 
     /// Customer conversations (not test traffic) with an event since `since`, from the mirror.
-    pub async fn active(&self, contracts: &crate::contracts::Contracts, since: DateTime<Utc>) -> Result<Vec<String>, RolloutError> {
+    pub async fn active(
+        &self,
+        contracts: &crate::contracts::Contracts,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, RolloutError> {
         sqlx::query_scalar(&contracts.table.active_ids_sql())
             .persistent(false)
             .bind(since)

@@ -16,6 +16,7 @@ mod faults;
 mod hardening;
 mod mirror;
 mod pipeline;
+mod rollout;
 mod sandbox_ably;
 mod sandbox_chatwoot;
 mod sandbox_sse;

@@ -1,0 +1,284 @@
+//! `broker-ops rollout` against real Postgres: bucketing that agrees with Unleash's own
+//! specification suites and its Node SDK, the tables `db migrate` makes, every command through
+//! the binary, precedence, the audit, and two operators at once.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use broker_ops::config::{Config, Layers};
+use broker_ops::rollout::{Actor, Evaluator, Flag, RolloutError, bucket, ops};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::io::AsyncWriteExt;
+
+use crate::mirror::url_of;
+use crate::support;
+
+fn interop() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Suite {
+    state: unleash_yggdrasil::ClientFeatures,
+    tests: Option<Vec<Case>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Case {
+    description: String,
+    context: unleash_yggdrasil::Context,
+    toggle_name: String,
+    expected_result: bool,
+}
+
+/// Unleash's own client specification (the npm package, pinned in tests/interop): the suites
+/// that define `flexibleRollout` and custom stickiness, through the evaluator broker-ops uses.
+#[test]
+fn the_unleash_specification_suites_pass_through_the_evaluator() {
+    let dir = interop().join("node_modules/@unleash/client-specification/specifications");
+    let mut ran = 0;
+    for suite in ["01-simple-examples.json", "10-flexible-rollout-strategy.json", "12-custom-stickiness.json"] {
+        let text = std::fs::read_to_string(dir.join(suite))
+            .unwrap_or_else(|e| panic!("{suite}: {e} (npm ci in tests/interop)"));
+        let s: Suite = serde_json::from_str(&text).unwrap();
+        let eval = Evaluator::from_features(s.state);
+        for case in s.tests.unwrap_or_default() {
+            let got = eval.is_enabled(&case.toggle_name, &case.context);
+            assert_eq!(got, case.expected_result, "{suite}: {}", case.description);
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 20, "5 simple, 10 flexible-rollout and 5 custom-stickiness cases");
+}
+
+/// The same answer as `unleash-client` (Node), through its own Client and strategies, for
+/// 100,000 conversation ids at 10 % and at 50 %.
+#[tokio::test]
+async fn bucketing_agrees_with_unleash_client_on_100000_conversations() {
+    let ids: Vec<String> = (0..100_000)
+        .map(|i| if i % 2 == 0 { (i * 7 + 1).to_string() } else { uuid::Uuid::new_v4().to_string() })
+        .collect();
+    for percent in [10u8, 50] {
+        let flag = Flag { enabled: true, percent, ..Flag::new("ENABLE_ABLY_REALTIME") };
+        let toggle = bucket::unleash_definition(&flag)["features"][0].clone();
+        let mut node = tokio::process::Command::new("node")
+            .arg("unleash-rollout.js")
+            .current_dir(interop())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node (scripts/test installs it)");
+        let input = serde_json::to_vec(&json!({"toggle": toggle, "ids": ids})).unwrap();
+        let mut stdin = node.stdin.take().unwrap();
+        stdin.write_all(&input).await.unwrap();
+        drop(stdin);
+        let out = node.wait_with_output().await.unwrap();
+        assert!(out.status.success());
+        let theirs: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+        let eval = Evaluator::for_flag(&flag);
+        let ours: Vec<bool> = ids.iter().map(|id| eval.in_rollout(&flag, id)).collect();
+        let differ: Vec<&String> =
+            ids.iter().zip(ours.iter().zip(&theirs)).filter(|(_, (a, b))| a != b).map(|(id, _)| id).collect();
+        assert!(
+            differ.is_empty(),
+            "{percent} %: {} ids differ, e.g. {:?}",
+            differ.len(),
+            &differ[..differ.len().min(5)]
+        );
+        let on = ours.iter().filter(|b| **b).count() as f64 / ids.len() as f64;
+        assert!((on - f64::from(percent) / 100.0).abs() < 0.01, "{percent} %: {on}");
+        // The bucket explains the decision.
+        assert!(
+            ids.iter()
+                .zip(&ours)
+                .all(|(id, on)| (bucket::bucket("ENABLE_ABLY_REALTIME", id) <= u32::from(percent)) == *on)
+        );
+    }
+}
+
+fn config(pool: &PgPool, extra: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = HashMap::from([("DATABASE_URL".to_string(), url_of(pool))]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::resolve(Layers::new(env, None).unwrap()).unwrap()
+}
+
+async fn rollout(pool: &PgPool, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> support::Run {
+    let mut cmd = support::bin(dir);
+    cmd.env("DATABASE_URL", url_of(pool)).env("USER", "alice");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    support::run(cmd).await
+}
+
+fn json_of(r: &support::Run) -> Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("not JSON: {} / {}", r.stdout, r.stderr))
+}
+
+#[sqlx::test(migrations = false)]
+async fn db_migrate_creates_the_flag_off_and_an_audit_that_cannot_be_rewritten(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    // Before the tables exist: exit 3 naming the address and `db migrate`.
+    let r = rollout(&pool, dir.path(), &["rollout", "status"], &[]).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("broker-ops db migrate") && r.stderr.contains("127.0.0.1"), "{}", r.stderr);
+    for _ in 0..2 {
+        let m = rollout(&pool, dir.path(), &["db", "migrate"], &[]).await;
+        assert_eq!(m.code, 0, "{}", m.stderr);
+    }
+    let flag: (bool, i32, i64) = sqlx::query_as(
+        "SELECT enabled, rollout_percent, version FROM feature_flags WHERE name = 'ENABLE_ABLY_REALTIME'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(flag, (false, 0, 1));
+    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM feature_flags_audit").fetch_one(&pool).await.unwrap();
+    assert_eq!(audits, 1, "created once, with its audit row, however often migrate runs");
+    let e = sqlx::query("UPDATE feature_flags_audit SET reason = 'rewritten'").execute(&pool).await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = sqlx::query("DELETE FROM feature_flags_audit").execute(&pool).await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+}
+
+/// Three ids: one in the first 10 %, one out of it, one for overrides.
+fn ids_around(percent: u32) -> (String, String, String) {
+    let find = |want_in: bool, skip: usize| {
+        (1..)
+            .map(|i: u32| i.to_string())
+            .filter(|id| (bucket::bucket("ENABLE_ABLY_REALTIME", id) <= percent) == want_in)
+            .nth(skip)
+            .unwrap()
+    };
+    (find(true, 0), find(false, 0), find(false, 1))
+}
+
+#[sqlx::test(migrations = false)]
+async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(rollout(&pool, dir.path(), &["db", "migrate"], &[]).await.code, 0);
+    let d = dir.path();
+    // Bad input: a usage error naming it, nothing changed.
+    let r = rollout(&pool, d, &["rollout", "set", "--percent", "150", "--reason", "x", "--yes"], &[]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("outside 0..100"), "{}", r.stderr);
+    let r = rollout(&pool, d, &["rollout", "set", "--flag", "NOPE", "--percent", "10", "--reason", "x", "--yes"], &[])
+        .await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown flag \"NOPE\" (known: ENABLE_ABLY_REALTIME)"), "{}", r.stderr);
+    // No terminal and no --yes: refused, nothing changed.
+    let r = rollout(&pool, d, &["rollout", "set", "--percent", "10", "--reason", "staging soak passed"], &[]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not confirmed: set ENABLE_ABLY_REALTIME: off (0 %) -> on at 10 %"), "{}", r.stderr);
+    let r = rollout(
+        &pool,
+        d,
+        &["-o", "json", "rollout", "set", "--percent", "10", "--reason", "staging soak passed", "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let set = json_of(&r);
+    assert_eq!(
+        (set["flag"].as_str(), set["enabled"].as_bool(), set["percent"].as_u64(), set["version"].as_i64()),
+        (Some("ENABLE_ABLY_REALTIME"), Some(true), Some(10), Some(2))
+    );
+    assert!(set["updated_by"].as_str().unwrap().starts_with("alice@"), "{set}");
+
+    let (inside, outside, forced) = ids_around(10);
+    let r = rollout(
+        &pool,
+        d,
+        &["rollout", "override", &forced, "on", "--for", "1h", "--reason", "VIP on real-time", "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let which = |extra: &'static [(&'static str, &'static str)]| {
+        let (pool, d, ids) = (pool.clone(), d.to_path_buf(), [inside.clone(), outside.clone(), forced.clone()]);
+        async move {
+            let args = ["-o", "json", "rollout", "which", &ids[0], &ids[1], &ids[2]];
+            let r = rollout(&pool, &d, &args, extra).await;
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            json_of(&r)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| (d["enabled"].as_bool().unwrap(), d["reason"].as_str().unwrap().to_string()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let on = |r: &str| (true, r.to_string());
+    let off = |r: &str| (false, r.to_string());
+    assert_eq!(which(&[]).await, [on("bucket"), off("bucket"), on("override")]);
+    assert_eq!(
+        which(&[("ENABLE_ABLY_REALTIME", "false")]).await,
+        [off("kill_switch"), off("kill_switch"), off("kill_switch")]
+    );
+    // Ids from stdin too, with the bucket that explains each.
+    let mut cmd = support::bin(d);
+    cmd.env("DATABASE_URL", url_of(&pool))
+        .args(["-o", "json", "rollout", "which", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{inside}\n{outside}\n").as_bytes()).await.unwrap();
+    let out: Value = serde_json::from_slice(&child.wait_with_output().await.unwrap().stdout).unwrap();
+    assert_eq!(out.as_array().unwrap().len(), 2);
+    assert_eq!(out[0]["bucket"].as_u64().unwrap() as u32, bucket::bucket("ENABLE_ABLY_REALTIME", &inside));
+
+    // Rollback: off in one transaction with its audit row, read back; overrides no longer count.
+    let r =
+        rollout(&pool, d, &["-o", "json", "rollout", "rollback", "--reason", "P95 over budget", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json_of(&r)["enabled"], false);
+    let r = rollout(&pool, d, &["-o", "json", "rollout", "status"], &[]).await;
+    let status = json_of(&r);
+    assert_eq!(
+        (status["enabled"].as_bool(), status["percent"].as_u64(), status["version"].as_i64()),
+        (Some(false), Some(10), Some(3))
+    );
+    assert_eq!(which(&[]).await, [off("flag_off"), off("flag_off"), off("flag_off")]);
+    let r = rollout(&pool, d, &["-o", "json", "rollout", "history"], &[]).await;
+    let h = json_of(&r);
+    let actions: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["rollback", "override", "set", "create"]);
+    let rollback = &h["changes"][0];
+    assert_eq!(rollback["reason"], "P95 over budget");
+    assert_eq!(rollback["before"]["enabled"], true);
+    assert_eq!(rollback["after"]["enabled"], false);
+    assert!(rollback["command"].as_str().unwrap().contains("rollout rollback --reason"), "{rollback}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_operators_changing_the_flag_at_once_one_wins_the_other_is_told_who(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(rollout(&pool, dir.path(), &["db", "migrate"], &[]).await.code, 0);
+    let c = config(&pool, &[]);
+    let alice = Actor { who: "alice@ops".into(), command: "broker-ops rollout set --percent 50".into() };
+    let bob = Actor { who: "bob@ops".into(), command: "broker-ops rollout rollback".into() };
+    // Both read version 1, then both apply.
+    let a = ops::plan_set(&c, "ENABLE_ABLY_REALTIME", 50, "go", None).await.unwrap();
+    let b = ops::plan_rollback(&c, "ENABLE_ABLY_REALTIME", "stop").await.unwrap();
+    let (ra, rb) = tokio::join!(a.apply(&alice), b.apply(&bob));
+    let (won, lost) = match (ra, rb) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (ra, rb) => panic!("exactly one must win: {:?} / {:?}", ra.map(|r| r.after), rb.map(|r| r.after)),
+    };
+    match &lost {
+        RolloutError::Conflict { by, read, now, .. } => {
+            assert_eq!((by.as_str(), *read, *now), (won.after.updated_by.as_str(), 1, 2));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(lost.to_string().contains("since you read it"), "{lost}");
+    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM feature_flags_audit WHERE action <> 'create'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(audits, 1, "only the winner's change is in the audit");
+}
