@@ -8,8 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use broker_ops::contracts::DEFAULT_FLAG;
-use broker_ops::duration::parse_positive_duration;
+use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::exit::Exit;
+use broker_ops::rollout::advance::{self, AdvanceRequest};
 use broker_ops::rollout::ops::{self, OverrideTo, Planned};
 use broker_ops::rollout::{self, Actor, RolloutError};
 
@@ -29,6 +30,52 @@ pub enum RolloutCommand {
     History(HistoryArgs),
     /// Switch the flag off: every conversation back to polling. No gate; needs only Postgres.
     Rollback(RollbackArgs),
+    /// Move to the next step of the plan, only when every gate passes (soak, replies, P95 within
+    /// the SLO, no regression against polling); says which gate failed otherwise (exit 1).
+    Advance(AdvanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdvanceArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// The plan's percentages, increasing.
+    #[arg(long, default_value = advance::DEFAULT_STEPS)]
+    pub steps: String,
+    /// The current step must have lasted this long (from the audit).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DUR")]
+    pub min_soak: Duration,
+    /// The cohorts are measured over this window, ending now.
+    #[arg(long, default_value = "1h", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub window: Duration,
+    /// The reply-time objective the real-time cohort's P95 must meet.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub slo: Duration,
+    /// How much higher the real-time cohort's breach rate may be than polling's (e.g. 1%).
+    #[arg(long, default_value = "1%", value_parser = parse_share)]
+    pub max_regression: f64,
+    /// The real-time cohort needs at least this many replies in the window.
+    #[arg(long, default_value_t = 100)]
+    pub min_replies: u64,
+    /// Show the gates and their figures; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `1%` or `0.01`.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match v {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share from 0 to 100 % (e.g. 1% or 0.01)")),
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -144,6 +191,7 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             let planned = ops::plan_set(c, &a.flag.flag, p, &a.change.reason, a.create.then_some(&actor)).await?;
             return apply(planned, &a.change, &actor, ctx).await;
         }
+        RolloutCommand::Advance(a) => return advance(a, ctx).await,
         RolloutCommand::Rollback(a) => {
             let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
             return apply(planned, &a.change, &actor(ctx), ctx).await;
@@ -167,6 +215,37 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             ctx.render(&report)?;
         }
     }
+    Ok(Exit::Ok.code())
+}
+
+async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    let req = AdvanceRequest {
+        flag: a.flag.flag,
+        steps: rollout::steps(&a.steps)?,
+        min_soak: a.min_soak,
+        window: a.window,
+        slo: a.slo,
+        max_regression: a.max_regression,
+        min_replies: a.min_replies,
+    };
+    let mut report = advance::evaluate(&ctx.config, &req).await?;
+    let planned = report.take_planned();
+    let Some(planned) = planned.filter(|_| !a.dry_run) else {
+        ctx.render(&report)?;
+        return Ok(if report.passed() { Exit::Ok } else { Exit::Failed }.code());
+    };
+    let ch = &planned.change;
+    let what = format!(
+        "advance {}: {} % -> {} % (version {})",
+        ch.before.name, ch.before.percent, ch.percent, ch.before.version
+    );
+    if !a.yes && !confirmed(&what)? {
+        ctx.render(&report)?;
+        eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
+        return Ok(Exit::Failed.code());
+    }
+    report.applied = Some(planned.apply(&actor(ctx)).await?.after);
+    ctx.render(&report)?;
     Ok(Exit::Ok.code())
 }
 

@@ -4,6 +4,7 @@
 //! read (two operators at once: one wins, the other is told who changed it since) and writes an
 //! audit row in the same transaction.
 
+pub mod advance;
 pub mod bucket;
 pub mod ops;
 mod render;
@@ -72,6 +73,8 @@ pub enum RolloutError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] MirrorError),
+    #[error(transparent)]
+    Report(#[from] crate::analytics::ReportError),
     #[error("Postgres at {addr}: the rollout tables ({tables}) do not exist: create them with `broker-ops db migrate`")]
     NoTables { addr: String, tables: String },
     /// Someone changed the flag since it was read: exit 1, nothing changed.

@@ -65,6 +65,10 @@ pub struct Planned {
 }
 
 impl Planned {
+    pub(super) fn new(db: Db, change: Change) -> Planned {
+        Planned { db, change }
+    }
+
     /// Applies it (refused if the flag changed since it was read).
     pub async fn apply(self, actor: &Actor) -> Result<ChangeReport, RolloutError> {
         let after = self.db.apply(&self.change, actor).await?;

@@ -282,3 +282,107 @@ async fn two_operators_changing_the_flag_at_once_one_wins_the_other_is_told_who(
         .unwrap();
     assert_eq!(audits, 1, "only the winner's change is in the audit");
 }
+
+/// Mirrors `pairs` message/reply pairs in the last half hour for each of 400 conversations,
+/// the real-time cohort's replies taking `rt_ms`, the polling cohort's `polling_ms`; returns
+/// how many replies the real-time cohort got (the flag at 10 %).
+async fn fill_mirror(pool: &PgPool, rt_ms: i64, polling_ms: i64, pairs: usize) -> u64 {
+    use broker_ops::mirror::MirroredEvent;
+    let table = broker_ops::contracts::Contracts::default().table;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut events = Vec::new();
+    let mut rt_replies = 0;
+    for c in 1..=400 {
+        let conv = format!("adv-{c}");
+        let rt = bucket::bucket("ENABLE_ABLY_REALTIME", &conv) <= 10;
+        let latency = if rt { rt_ms } else { polling_ms };
+        for p in 0..pairs {
+            let at = now - 1_800_000 + (p as i64) * 60_000 + c;
+            let mid = format!("{conv}-m{p}");
+            let ev = |id: String, name: &str, data: Value, ts: i64| MirroredEvent {
+                id,
+                conversation_id: conv.clone(),
+                channel: format!("conversation:{conv}"),
+                name: name.into(),
+                data,
+                client_id: None,
+                timestamp_ms: ts,
+            };
+            events.push(ev(mid.clone(), "message:user", json!({"messageId": mid, "text": "hi"}), at));
+            events.push(ev(format!("{mid}-r"), "message:ai", json!({"replyTo": mid, "text": "hello"}), at + latency));
+            rt_replies += u64::from(rt);
+        }
+    }
+    broker_ops::mirror::postgres::insert(pool, "test", &table, &events).await.unwrap();
+    rt_replies
+}
+
+async fn advance(pool: &PgPool, d: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["-o", "json", "rollout", "advance", "--min-replies", "100"];
+    args.extend_from_slice(extra);
+    let r = rollout(pool, d, &args, &[]).await;
+    (r.code, serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{} {}", r.stdout, r.stderr)))
+}
+
+fn gate<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["gates"].as_array().unwrap().iter().find(|g| g["name"] == name).unwrap()
+}
+
+async fn at_ten_percent(pool: &PgPool, d: &Path) {
+    assert_eq!(rollout(pool, d, &["db", "migrate"], &[]).await.code, 0);
+    let r = rollout(pool, d, &["rollout", "set", "--percent", "10", "--reason", "start", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[sqlx::test(migrations = false)]
+async fn advance_is_refused_on_a_breaching_cohort_missing_data_or_a_short_soak(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    at_ten_percent(&pool, d).await;
+    // Nothing mirrored: never promoted on missing data.
+    let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--yes"]).await;
+    assert_eq!(code, 1);
+    assert!(gate(&doc, "replies")["detail"].as_str().unwrap().contains("no replies in the window"), "{doc}");
+    // The real-time cohort answers in 7 s, polling in 1 s.
+    let rt = fill_mirror(&pool, 7_000, 1_000, 5).await;
+    let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--yes"]).await;
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["cohorts"]["realtime"]["replies"].as_u64(), Some(rt));
+    assert!((doc["cohorts"]["realtime"]["p95_ms"].as_f64().unwrap() - 7000.0).abs() < 10.0, "{doc}");
+    assert_eq!(doc["cohorts"]["realtime"]["breach_rate"].as_f64(), Some(1.0));
+    assert_eq!(doc["cohorts"]["polling"]["breach_rate"].as_f64(), Some(0.0));
+    let failed: Vec<&str> = doc["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["pass"] == false)
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["p95", "regression"]);
+    // The default soak of 24 h has not passed either.
+    let (code, doc) = advance(&pool, d, &["--yes"]).await;
+    assert_eq!((code, gate(&doc, "soak")["pass"].as_bool()), (1, Some(false)));
+    let status = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "status"], &[]).await);
+    assert_eq!((status["percent"].as_u64(), status["version"].as_i64()), (Some(10), Some(2)), "nothing changed");
+    // A bad plan is a usage error.
+    let r = rollout(&pool, d, &["rollout", "advance", "--steps", "50,10"], &[]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[sqlx::test(migrations = false)]
+async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    at_ten_percent(&pool, d).await;
+    let rt = fill_mirror(&pool, 1_500, 1_500, 5).await;
+    let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--dry-run"]).await;
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!((doc["pass"].as_bool(), doc["next"].as_u64(), doc["applied"].is_null()), (Some(true), Some(50), true));
+    assert_eq!(doc["cohorts"]["realtime"]["replies"].as_u64(), Some(rt));
+    assert_eq!(doc["cohorts"]["polling"]["replies"].as_u64(), Some(2000 - rt));
+    let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--yes"]).await;
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!((doc["applied"]["percent"].as_u64(), doc["applied"]["version"].as_i64()), (Some(50), Some(3)));
+    let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history", "--limit", "1"], &[]).await);
+    assert_eq!(h["changes"][0]["action"], "advance");
+}
