@@ -33,6 +33,23 @@ pub enum RolloutCommand {
     /// Move to the next step of the plan, only when every gate passes (soak, replies, P95 within
     /// the SLO, no regression against polling); says which gate failed otherwise (exit 1).
     Advance(AdvanceArgs),
+    /// The flag in Unleash's feature import format (percentage, group id, overrides), as JSON.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Unleash's import format (the only one).
+    #[arg(long, required = true)]
+    pub unleash: bool,
+    /// The Unleash project to import into.
+    #[arg(long, default_value = "default")]
+    pub project: String,
+    /// The Unleash environment the flag's state goes to.
+    #[arg(long, default_value = "production")]
+    pub environment: String,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +209,10 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             return apply(planned, &a.change, &actor, ctx).await;
         }
         RolloutCommand::Advance(a) => return advance(a, ctx).await,
+        RolloutCommand::Export(a) => {
+            let doc = rollout::export::unleash(c, &a.flag.flag, &a.project, &a.environment).await?;
+            crate::print_json(&mut std::io::stdout().lock(), &doc, broker_ops::output::Format::Json)?;
+        }
         RolloutCommand::Rollback(a) => {
             let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
             return apply(planned, &a.change, &actor(ctx), ctx).await;

@@ -6,6 +6,7 @@
 
 pub mod advance;
 pub mod bucket;
+pub mod export;
 pub mod ops;
 mod render;
 pub mod store;

@@ -231,6 +231,19 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
     assert_eq!(out.as_array().unwrap().len(), 2);
     assert_eq!(out[0]["bucket"].as_u64().unwrap() as u32, bucket::bucket("ENABLE_ABLY_REALTIME", &inside));
 
+    // The same flag in Unleash's import format: the override as an `IN` strategy first.
+    let r = rollout(&pool, d, &["rollout", "export", "--unleash", "--environment", "staging"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = json_of(&r);
+    assert_eq!((doc["project"].as_str(), doc["environment"].as_str()), (Some("default"), Some("staging")));
+    assert_eq!(doc["data"]["featureEnvironments"][0]["enabled"], true);
+    let strategies = doc["data"]["featureStrategies"].as_array().unwrap();
+    assert_eq!(strategies[0]["constraints"][0]["values"], json!([forced]));
+    assert_eq!(
+        strategies[1]["parameters"],
+        json!({"groupId": "ENABLE_ABLY_REALTIME", "rollout": "10", "stickiness": "conversationId"})
+    );
+
     // Rollback: off in one transaction with its audit row, read back; overrides no longer count.
     let r =
         rollout(&pool, d, &["-o", "json", "rollout", "rollback", "--reason", "P95 over budget", "--yes"], &[]).await;
