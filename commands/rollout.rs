@@ -178,6 +178,9 @@ pub struct HistoryArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub flag: FlagArg,
+    /// Then run three smoke chats on the polling transport against Chatwoot: does the fallback answer?
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -213,10 +216,7 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             let doc = rollout::export::unleash(c, &a.flag.flag, &a.project, &a.environment).await?;
             crate::print_json(&mut std::io::stdout().lock(), &doc, broker_ops::output::Format::Json)?;
         }
-        RolloutCommand::Rollback(a) => {
-            let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
-            return apply(planned, &a.change, &actor(ctx), ctx).await;
-        }
+        RolloutCommand::Rollback(a) => return rollback(a, ctx).await,
         RolloutCommand::Override(a) => {
             let to = match a.to {
                 OverrideValue::On => OverrideTo::On,
@@ -237,6 +237,42 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         }
     }
     Ok(Exit::Ok.code())
+}
+
+/// The flag off, then the notice, then (with `--verify`) the polling smoke. The rollback stands
+/// whatever follows it: a notice that cannot be sent waits in the outbox, and a failed verify
+/// exits 1 with the rollback done.
+async fn rollback(a: RollbackArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    let c = &ctx.config;
+    let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
+    let Some(change) = confirm_and_apply(planned, &a.change, &actor(ctx), ctx).await? else {
+        return Ok(Exit::Failed.code());
+    };
+    match rollout::aftermath::notify(c, &change, &ctx.command_line()).await {
+        Ok(Some(r)) if r.undelivered() => {
+            eprintln!("notice: not delivered now; it waits in the outbox (`broker-ops alert outbox`)")
+        }
+        Ok(Some(_)) => eprintln!("notice: sent through the alert channels"),
+        Ok(None) => eprintln!("notice: no alert channel configured (SLACK_WEBHOOK_URL, SMTP_URL): none sent"),
+        Err(e) => eprintln!("notice: not sent: {e}"),
+    }
+    if !a.verify {
+        return Ok(Exit::Ok.code());
+    }
+    match rollout::aftermath::verify_polling(c, &ctx.command_line()).await {
+        Ok(r) if r.passed => {
+            eprintln!("verify: {} of {} polling chats answered: the fallback works", r.aggregate.ok, r.aggregate.total);
+            Ok(Exit::Ok.code())
+        }
+        Ok(r) => {
+            eprintln!("verify: FAILED: {} of {} polling chats answered", r.aggregate.ok, r.aggregate.total);
+            Ok(Exit::Failed.code())
+        }
+        Err(e) => {
+            eprintln!("verify: could not run: {e}");
+            Ok(Exit::Failed.code())
+        }
+    }
 }
 
 async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -272,6 +308,20 @@ async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
 
 /// Shows before → after, asks (or takes `--yes`), applies.
 async fn apply(planned: Planned, change: &ChangeArgs, actor: &Actor, ctx: &Ctx) -> anyhow::Result<i32> {
+    Ok(match confirm_and_apply(planned, change, actor, ctx).await? {
+        Some(_) => Exit::Ok,
+        None => Exit::Failed,
+    }
+    .code())
+}
+
+/// The change applied and shown; `None` when not confirmed (nothing changed).
+async fn confirm_and_apply(
+    planned: Planned,
+    change: &ChangeArgs,
+    actor: &Actor,
+    ctx: &Ctx,
+) -> anyhow::Result<Option<rollout::ChangeReport>> {
     let ch = &planned.change;
     let b = &ch.before;
     let show = |on: bool, p: u8| if on { format!("on at {p} %") } else { format!("off ({p} %)") };
@@ -288,10 +338,11 @@ async fn apply(planned: Planned, change: &ChangeArgs, actor: &Actor, ctx: &Ctx) 
     }
     if !change.yes && !confirmed(&what)? {
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
-        return Ok(Exit::Failed.code());
+        return Ok(None);
     }
-    ctx.render(&planned.apply(actor).await?)?;
-    Ok(Exit::Ok.code())
+    let report = planned.apply(actor).await?;
+    ctx.render(&report)?;
+    Ok(Some(report))
 }
 
 /// Asks on the terminal; without one, the answer is no.

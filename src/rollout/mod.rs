@@ -5,6 +5,7 @@
 //! audit row in the same transaction.
 
 pub mod advance;
+pub mod aftermath;
 pub mod bucket;
 pub mod export;
 pub mod ops;

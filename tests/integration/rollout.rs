@@ -399,3 +399,59 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history", "--limit", "1"], &[]).await);
     assert_eq!(h["changes"][0]["action"], "advance");
 }
+
+#[sqlx::test(migrations = false)]
+async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    at_ten_percent(&pool, d).await;
+    // A Slack incoming webhook stand-in that keeps what it is sent.
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (sb, env) = support::sandbox().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = support::bin(d);
+    env.apply(&mut cmd)
+        .env("DATABASE_URL", url_of(&pool))
+        .env("SLACK_WEBHOOK_URL", &hook)
+        .env("BROKER_OPS_STATE_DIR", state.path())
+        .args(["rollout", "rollback", "--reason", "rollback drill", "--verify", "--yes"]);
+    let r = support::run(cmd).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("rollback ENABLE_ABLY_REALTIME: on at 10 % -> off (last percentage 10 %)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("notice: sent through the alert channels"), "{}", r.stderr);
+    assert!(r.stderr.contains("verify: 3 of 3 polling chats answered"), "{}", r.stderr);
+    let sent = got.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let text = sent[0].to_string();
+    assert!(text.contains("ENABLE_ABLY_REALTIME rollback: on at 10 % -> off: every conversation polls"), "{text}");
+    assert!(text.contains("rollback drill"), "{text}");
+    // Chatwoot unreachable: the rollback stands, the verify says it could not run (exit 1).
+    let mut cmd = support::bin(d);
+    cmd.env("DATABASE_URL", url_of(&pool))
+        .env("CHATWOOT_BASE_URL", "http://127.0.0.1:9")
+        .env("CHATWOOT_INBOX_IDENTIFIER", "x");
+    cmd.args(["rollout", "rollback", "--reason", "again", "--verify", "--yes"]);
+    let r = support::run(cmd).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("notice: no alert channel configured"), "{}", r.stderr);
+    assert!(r.stderr.contains("verify:"), "{}", r.stderr);
+    sb.shutdown().await;
+}
