@@ -164,4 +164,8 @@ pub struct ReportArgs {
     /// Write Markdown, JSON and the SVG chart into this directory.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "validation-reports")]
     pub report_dir: Option<PathBuf>,
+    /// Two reports: the conversations this rollout flag puts on real-time, and those polling
+    /// (the split `rollout advance` judges). Postgres mirror only.
+    #[arg(long, value_name = "FLAG", conflicts_with_all = ["chart", "report_dir", "conversations"])]
+    pub by_cohort: Option<String>,
 }

@@ -8,6 +8,18 @@ use broker_ops::output::escape;
 use crate::Ctx;
 use crate::sla_args::{FromArg, ReportArgs};
 
+async fn by_cohort(flag: &str, mut req: ReportRequest, ctx: &Ctx) -> anyhow::Result<i32> {
+    req.source = SourceChoice::Postgres;
+    match broker_ops::rollout::cohorts::reports(&ctx.config, flag, &req).await {
+        Ok(r) => {
+            ctx.render(&r)?;
+            Ok(Exit::Ok.code())
+        }
+        Err(e) if e.exit() == Exit::Usage => usage(&e.to_string()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn usage(m: &str) -> anyhow::Result<i32> {
     eprintln!("error: {m}");
     Ok(Exit::Usage.code())
@@ -37,6 +49,9 @@ pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         query_timeout: a.query_timeout,
         include_test_traffic: a.include_test_traffic,
     };
+    if let Some(flag) = &a.by_cohort {
+        return by_cohort(flag, req, ctx).await;
+    }
     let report = match analytics::run(&ctx.config, &req).await {
         Ok(r) => r,
         Err(e @ ReportError::BeyondRedis(_)) => return usage(&e.to_string()),

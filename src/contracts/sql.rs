@@ -107,11 +107,12 @@ impl Table {
         format!("SELECT max(occurred_at) FROM {} WHERE conversation_id = $1", self.quoted())
     }
 
-    /// Conversations with an event since `$1` whose id does not match the test-traffic `LIKE`
-    /// pattern `$2` (the rollout's "active now").
+    /// Conversations with an event in `[$1, $3)` whose id does not match the test-traffic `LIKE`
+    /// pattern `$2` (the rollout's cohorts).
     pub fn active_ids_sql(&self) -> String {
         format!(
-            "SELECT DISTINCT conversation_id FROM {} WHERE occurred_at >= $1 AND conversation_id NOT LIKE $2",
+            "SELECT DISTINCT conversation_id FROM {} WHERE occurred_at >= $1 AND occurred_at < $3 \
+             AND conversation_id NOT LIKE $2",
             self.quoted()
         )
     }

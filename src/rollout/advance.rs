@@ -10,11 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::bucket::{self, Evaluator};
 use super::ops::{Planned, kill_switch};
 use super::store::Db;
 use super::{Action, Change, Flag, RolloutError};
-use crate::analytics::{self, ReportRequest, SlaReport, SourceChoice, Window};
+use crate::analytics::{ReportRequest, SlaReport, SourceChoice, Window};
 use crate::config::Config;
 use crate::output::{Render, Style, escape, table};
 
@@ -106,7 +105,7 @@ pub async fn evaluate(config: &Config, req: &AdvanceRequest) -> Result<AdvanceRe
     let mut gates = vec![step_gate(&flag, next, kill_switch(config, &flag.name))];
     let step_since = db.step_started(&flag.name).await?;
     gates.push(soak_gate(step_since, until, req.min_soak));
-    let (on, off) = split(config, &db, &flag, since).await?;
+    let (on, off) = super::cohorts::split(config, &db, &flag, since, until).await?;
     let realtime = measure(config, req, &on, since, until).await?;
     let polling = measure(config, req, &off, since, until).await?;
     gates.extend(cohort_gates(req, &realtime, &polling));
@@ -196,20 +195,6 @@ pub fn cohort_gates(req: &AdvanceRequest, rt: &Cohort, polling: &Cohort) -> Vec<
     vec![replies, p95, regression]
 }
 
-/// The conversations with events since `since`, split by the flag as it stands.
-async fn split(
-    config: &Config,
-    db: &Db,
-    flag: &Flag,
-    since: DateTime<Utc>,
-) -> Result<(Vec<String>, Vec<String>), RolloutError> {
-    let active = db.active(&config.contracts, since).await?;
-    let overrides = db.overrides(&flag.name, None).await?;
-    let eval = Evaluator::for_flag(flag);
-    let ks = kill_switch(config, &flag.name);
-    Ok(active.into_iter().partition(|id| bucket::decide(&eval, flag, ks, overrides.get(id).copied(), id).enabled))
-}
-
 async fn measure(
     config: &Config,
     req: &AdvanceRequest,
@@ -217,7 +202,6 @@ async fn measure(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Cohort, RolloutError> {
-    // An empty list would mean "every conversation" to the report.
     if ids.is_empty() {
         return Ok(Cohort::default());
     }
@@ -225,7 +209,7 @@ async fn measure(
     let report_req = ReportRequest {
         window,
         source: SourceChoice::Postgres,
-        conversations: ids.to_vec(),
+        conversations: Vec::new(),
         slo: req.slo,
         reply_timeout: Duration::from_secs(60),
         active_window: Duration::from_secs(300),
@@ -234,7 +218,7 @@ async fn measure(
         query_timeout: Duration::from_secs(300),
         include_test_traffic: false,
     };
-    let r = analytics::run(config, &report_req).await?;
+    let r = super::cohorts::report(config, &report_req, ids).await?;
     Ok(Cohort::of(ids.len(), &r))
 }
 

@@ -7,6 +7,7 @@
 pub mod advance;
 pub mod aftermath;
 pub mod bucket;
+pub mod cohorts;
 pub mod export;
 pub mod ops;
 mod render;

@@ -24,7 +24,7 @@ pub async fn status(config: &Config, flag: &str, active_window: Duration) -> Res
     let f = db.flag(flag).await?;
     let since = db.step_started(flag).await?;
     let from = Utc::now() - chrono::Duration::from_std(active_window).unwrap_or(chrono::Duration::MAX);
-    let active = db.active(&config.contracts, from).await?;
+    let active = db.active(&config.contracts, from, Utc::now()).await?;
     let overrides = db.overrides(flag, None).await?;
     let eval = Evaluator::for_flag(&f);
     let ks = kill_switch(config, flag);

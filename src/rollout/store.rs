@@ -229,16 +229,18 @@ impl Db {
             .map_err(|e| self.err("SELECT audit")(e).into())
     }
 
-    /// Customer conversations (not test traffic) with an event since `since`, from the mirror.
+    /// Customer conversations (not test traffic) with an event in `[since, until)`, from the mirror.
     pub async fn active(
         &self,
         contracts: &crate::contracts::Contracts,
         since: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<Vec<String>, RolloutError> {
         sqlx::query_scalar(&contracts.table.active_ids_sql())
             .persistent(false)
             .bind(since)
             .bind(contracts.synthetic_like())
+            .bind(until)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(&format!("SELECT active conversations FROM {}", contracts.table))(e).into())

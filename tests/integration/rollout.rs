@@ -393,6 +393,19 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     assert_eq!((doc["pass"].as_bool(), doc["next"].as_u64(), doc["applied"].is_null()), (Some(true), Some(50), true));
     assert_eq!(doc["cohorts"]["realtime"]["replies"].as_u64(), Some(rt));
     assert_eq!(doc["cohorts"]["polling"]["replies"].as_u64(), Some(2000 - rt));
+    // `sla report --by-cohort` shows the same split.
+    let r = rollout(
+        &pool,
+        d,
+        &["-o", "json", "sla", "report", "--since", "1h", "--by-cohort", "ENABLE_ABLY_REALTIME"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let split = json_of(&r);
+    assert_eq!(split["cohorts"]["realtime"]["report"]["replies"].as_u64(), Some(rt));
+    assert_eq!(split["cohorts"]["polling"]["report"]["replies"].as_u64(), Some(2000 - rt));
+    assert_eq!(split["cohorts"]["realtime"]["conversations"].as_u64().unwrap() * 5, rt);
     let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--yes"]).await;
     assert_eq!(code, 0, "{doc}");
     assert_eq!((doc["applied"]["percent"].as_u64(), doc["applied"]["version"].as_i64()), (Some(50), Some(3)));
