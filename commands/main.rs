@@ -56,7 +56,8 @@ impl Ctx {
     }
 
     pub fn render(&self, r: &dyn Render) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
+        // Buffered: stdout is line-buffered, and a million NDJSON lines would be a million writes.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         output::write(r, self.format, self.style, &mut out)?;
         out.flush()?;
         Ok(())

@@ -53,6 +53,19 @@ pub trait Render {
     fn ndjson(&self) -> Vec<Value> {
         vec![self.json()]
     }
+    /// Writes the JSON document; a renderer of a very large one serialises it directly.
+    fn write_json(&self, w: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, &self.json()).map_err(io::Error::from)
+    }
+    /// Writes the NDJSON lines; a renderer of very many lines streams them instead of building
+    /// every [`Value`] first.
+    fn write_ndjson(&self, w: &mut dyn Write) -> io::Result<()> {
+        for line in self.ndjson() {
+            serde_json::to_writer(&mut *w, &line).map_err(io::Error::from)?;
+            writeln!(w)?;
+        }
+        Ok(())
+    }
     /// A monitoring-plugins status line (probes only).
     fn as_nagios(&self) -> Option<String> {
         None
@@ -76,15 +89,10 @@ pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) ->
     match format {
         Format::Table => r.table(w, style)?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *w, &r.json()).map_err(io::Error::from)?;
+            r.write_json(w)?;
             writeln!(w)?;
         }
-        Format::Ndjson => {
-            for line in r.ndjson() {
-                serde_json::to_writer(&mut *w, &line).map_err(io::Error::from)?;
-                writeln!(w)?;
-            }
-        }
+        Format::Ndjson => r.write_ndjson(w)?,
         Format::Nagios => writeln!(w, "{}", r.as_nagios().ok_or(OutputError::Unsupported(format))?)?,
         Format::Prometheus => w.write_all(r.as_prometheus().ok_or(OutputError::Unsupported(format))?.as_bytes())?,
     }

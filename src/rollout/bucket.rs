@@ -4,7 +4,10 @@
 //! is in when `murmur3_x86_32("{groupId}:{conversationId}", seed 0) % 100 + 1 <= percent`.
 //!
 //! The decision adds what Unleash does not know, in this order: the environment's kill switch,
-//! the flag switched off (a rollback), a per-conversation override, then the bucket.
+//! the flag switched off (a rollback), a per-conversation override, then the bucket. It compares
+//! the bucket (the engine's own hash function) with the percentage directly, as the engine's
+//! `flexibleRollout` does, without building an Unleash context per conversation; the tests hold
+//! it to the engine, to Unleash's specification suites and to `unleash-client`.
 
 use std::collections::HashMap;
 
@@ -104,7 +107,7 @@ pub struct InForce {
 
 /// Decides for conversation `id`: kill switch, then the flag off, then an override, then the
 /// bucket as Unleash's engine computes it.
-pub fn decide(eval: &Evaluator, flag: &Flag, kill_switch: bool, override_: Option<InForce>, id: &str) -> Decision {
+pub fn decide(flag: &Flag, kill_switch: bool, override_: Option<InForce>, id: &str) -> Decision {
     let bucket = bucket(&flag.group_id, id);
     let (enabled, reason, expires) = if kill_switch {
         (false, Reason::KillSwitch, None)
@@ -113,7 +116,9 @@ pub fn decide(eval: &Evaluator, flag: &Flag, kill_switch: bool, override_: Optio
     } else if let Some(o) = override_ {
         (o.enabled, Reason::Override, o.expires)
     } else {
-        (eval.in_rollout(flag, id), Reason::Bucket, None)
+        // Exactly what the engine's flexibleRollout does with this bucket (the tests hold the
+        // two together, and both to unleash-client), without building a context per id.
+        (flag.percent > 0 && bucket <= u32::from(flag.percent), Reason::Bucket, None)
     };
     Decision { conversation: id.to_string(), enabled, reason, bucket, percent: flag.percent, override_expires: expires }
 }
@@ -146,15 +151,14 @@ mod tests {
         let on = InForce { enabled: true, expires: None };
         let off = InForce { enabled: false, expires: None };
         let f = flag(true, 100);
-        let e = Evaluator::for_flag(&f);
-        assert_eq!(decide(&e, &f, true, Some(on), "1").reason, Reason::KillSwitch);
-        assert!(!decide(&e, &f, true, Some(on), "1").enabled);
+        assert_eq!(decide(&f, true, Some(on), "1").reason, Reason::KillSwitch);
+        assert!(!decide(&f, true, Some(on), "1").enabled);
         let rolled_back = flag(false, 100);
-        let d = decide(&Evaluator::for_flag(&rolled_back), &rolled_back, false, Some(on), "1");
+        let d = decide(&rolled_back, false, Some(on), "1");
         assert_eq!((d.enabled, d.reason), (false, Reason::FlagOff), "a rollback beats an override");
-        let d = decide(&e, &f, false, Some(off), "1");
+        let d = decide(&f, false, Some(off), "1");
         assert_eq!((d.enabled, d.reason), (false, Reason::Override), "an override beats the percentage");
-        let d = decide(&e, &f, false, None, "1");
+        let d = decide(&f, false, None, "1");
         assert_eq!((d.enabled, d.reason, d.percent), (true, Reason::Bucket, 100));
     }
 }

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::bucket::{self, Evaluator};
+use super::bucket;
 use super::ops::kill_switch;
 use super::store::Db;
 use super::{Flag, RolloutError};
@@ -26,9 +26,8 @@ pub async fn split(
 ) -> Result<(Vec<String>, Vec<String>), RolloutError> {
     let active = db.active(&config.contracts, since, until).await?;
     let overrides = db.overrides(&flag.name, None).await?;
-    let eval = Evaluator::for_flag(flag);
     let ks = kill_switch(config, &flag.name);
-    Ok(active.into_iter().partition(|id| bucket::decide(&eval, flag, ks, overrides.get(id).copied(), id).enabled))
+    Ok(active.into_iter().partition(|id| bucket::decide(flag, ks, overrides.get(id).copied(), id).enabled))
 }
 
 /// `sla report` of the conversations `ids` only (none: an empty report, not every conversation).

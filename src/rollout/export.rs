@@ -91,10 +91,9 @@ mod tests {
         let doc = document(&flag, &overrides, "default", "production");
         assert_eq!(doc["data"]["featureStrategies"].as_array().unwrap().len(), 2);
         let exported = Evaluator::from_features(serde_json::from_value(as_client_features(&doc)).unwrap());
-        let ours = Evaluator::for_flag(&flag);
         for i in 0..2000 {
             let id = i.to_string();
-            let want = decide(&ours, &flag, false, overrides.get(&id).copied(), &id).enabled;
+            let want = decide(&flag, false, overrides.get(&id).copied(), &id).enabled;
             let ctx = unleash_yggdrasil::Context {
                 properties: Some(HashMap::from([(STICKINESS.to_string(), id.clone())])),
                 ..Default::default()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::bucket::{self, Evaluator};
+use super::bucket;
 use super::render::{ChangeReport, HistoryReport, StatusReport, WhichReport};
 use super::store::Db;
 use super::{Action, Actor, Change, Flag, RolloutError};
@@ -26,9 +26,8 @@ pub async fn status(config: &Config, flag: &str, active_window: Duration) -> Res
     let from = Utc::now() - chrono::Duration::from_std(active_window).unwrap_or(chrono::Duration::MAX);
     let active = db.active(&config.contracts, from, Utc::now()).await?;
     let overrides = db.overrides(flag, None).await?;
-    let eval = Evaluator::for_flag(&f);
     let ks = kill_switch(config, flag);
-    let on = active.iter().filter(|id| bucket::decide(&eval, &f, ks, overrides.get(*id).copied(), id).enabled).count();
+    let on = active.iter().filter(|id| bucket::decide(&f, ks, overrides.get(*id).copied(), id).enabled).count();
     let recent = db.history(flag, 5).await?;
     Ok(StatusReport {
         flag: f,
@@ -45,10 +44,10 @@ pub async fn status(config: &Config, flag: &str, active_window: Duration) -> Res
 pub async fn which(config: &Config, flag: &str, ids: Vec<String>) -> Result<WhichReport, RolloutError> {
     let db = Db::open(config).await?;
     let f = db.flag(flag).await?;
-    let overrides = db.overrides(flag, Some(&ids)).await?;
-    let eval = Evaluator::for_flag(&f);
+    // Overrides are few: past a page of ids, reading them all beats sending every id.
+    let overrides = db.overrides(flag, (ids.len() <= 1000).then_some(ids.as_slice())).await?;
     let ks = kill_switch(config, flag);
-    let decisions = ids.iter().map(|id| bucket::decide(&eval, &f, ks, overrides.get(id).copied(), id)).collect();
+    let decisions = ids.iter().map(|id| bucket::decide(&f, ks, overrides.get(id).copied(), id)).collect();
     Ok(WhichReport { flag: f.name, decisions })
 }
 
@@ -134,10 +133,8 @@ pub async fn set_override(
     let db = Db::open(config).await?;
     let f = db.flag(flag).await?;
     let ks = kill_switch(config, flag);
-    let eval = Evaluator::for_flag(&f);
     let ids = [conversation.to_string()];
-    let before =
-        bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let before = bucket::decide(&f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
     let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
     let enabled = match to {
         OverrideTo::On => Some(true),
@@ -145,7 +142,6 @@ pub async fn set_override(
         OverrideTo::Clear => None,
     };
     db.set_override(&f, conversation, enabled, expires, reason, actor).await?;
-    let after =
-        bucket::decide(&eval, &f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let after = bucket::decide(&f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
     Ok((f, before, after))
 }

@@ -84,13 +84,17 @@ pub fn why(d: &Decision) -> String {
 }
 
 impl Render for WhichReport {
+    /// Written row by row (a list can be a million long), in the house table style.
     fn table(&self, w: &mut dyn Write, style: Style) -> io::Result<()> {
-        let mut t = table(&["conversation", "real-time", "why"]);
-        for d in &self.decisions {
-            let on = if d.enabled { style.good("on") } else { style.bad("off") };
-            t.add_row(vec![escape(&d.conversation), on, why(d)]);
+        let shown: Vec<String> = self.decisions.iter().map(|d| escape(&d.conversation)).collect();
+        let width = shown.iter().map(|s| s.chars().count()).max().unwrap_or(0).max("conversation".len());
+        writeln!(w, " {:<width$}   real-time   why", "conversation")?;
+        writeln!(w, "{}", "─".repeat(width + 30))?;
+        for (d, c) in self.decisions.iter().zip(&shown) {
+            let on = if d.enabled { style.good("on ") } else { style.bad("off") };
+            writeln!(w, " {c:<width$}   {on}         {}", why(d))?;
         }
-        writeln!(w, "{t}")
+        Ok(())
     }
 
     fn json(&self) -> Value {
@@ -99,6 +103,18 @@ impl Render for WhichReport {
 
     fn ndjson(&self) -> Vec<Value> {
         self.decisions.iter().map(|d| json!(d)).collect()
+    }
+
+    fn write_json(&self, w: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, &self.decisions).map_err(io::Error::from)
+    }
+
+    fn write_ndjson(&self, w: &mut dyn Write) -> io::Result<()> {
+        for d in &self.decisions {
+            serde_json::to_writer(&mut *w, d).map_err(io::Error::from)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
     }
 }
 
