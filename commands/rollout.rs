@@ -74,6 +74,9 @@ pub struct AdvanceArgs {
     /// The real-time cohort needs at least this many replies in the window.
     #[arg(long, default_value_t = 100)]
     pub min_replies: u64,
+    /// Also require three smoke chats on Ably (SSE) against the configured Chatwoot to pass.
+    #[arg(long)]
+    pub smoke: bool,
     /// Show the gates and their figures; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -284,6 +287,7 @@ async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         slo: a.slo,
         max_regression: a.max_regression,
         min_replies: a.min_replies,
+        smoke: a.smoke,
     };
     let mut report = advance::evaluate(&ctx.config, &req).await?;
     let planned = report.take_planned();

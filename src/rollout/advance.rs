@@ -28,6 +28,8 @@ pub struct AdvanceRequest {
     /// How much worse (a fraction, 0.01 = one point) the real-time cohort's breach rate may be.
     pub max_regression: f64,
     pub min_replies: u64,
+    /// Also require three smoke chats on Ably (SSE) to pass against the configured target.
+    pub smoke: bool,
 }
 
 /// The product plan's steps.
@@ -109,6 +111,9 @@ pub async fn evaluate(config: &Config, req: &AdvanceRequest) -> Result<AdvanceRe
     let realtime = measure(config, req, &on, since, until).await?;
     let polling = measure(config, req, &off, since, until).await?;
     gates.extend(cohort_gates(req, &realtime, &polling));
+    if req.smoke {
+        gates.push(smoke_gate(config).await);
+    }
     let planned = gates.iter().all(|g| g.pass).then(|| {
         Planned::new(
             db,
@@ -132,6 +137,18 @@ fn step_gate(flag: &Flag, next: Option<u8>, kill: bool) -> Gate {
         (_, true, Some(n)) => (true, format!("{} % -> {n} %", flag.percent)),
     };
     Gate { name: "step", pass, value: Some(f64::from(flag.percent)), limit: next.map(f64::from), detail }
+}
+
+async fn smoke_gate(config: &Config) -> Gate {
+    let cmd = "broker-ops rollout advance --smoke";
+    let (pass, value, detail) = match super::aftermath::smoke(config, cmd, crate::sla::Transport::Sse).await {
+        Ok(r) => {
+            let p95 = r.reply_ms.as_ref().map(|p| p.p95);
+            (r.passed, p95, format!("{} of {} smoke chats on real-time answered", r.aggregate.ok, r.aggregate.total))
+        }
+        Err(e) => (false, None, format!("the smoke could not run: {e}")),
+    };
+    Gate { name: "smoke", pass, value, limit: None, detail }
 }
 
 fn soak_gate(since: Option<DateTime<Utc>>, now: DateTime<Utc>, min: Duration) -> Gate {
@@ -270,6 +287,7 @@ mod tests {
             slo: Duration::from_secs(5),
             max_regression: 0.01,
             min_replies: 100,
+            smoke: false,
         }
     }
 

@@ -41,6 +41,11 @@ pub async fn notify(config: &Config, change: &ChangeReport, command: &str) -> Re
 /// Three chats on the polling transport against the configured Chatwoot: does the fallback
 /// answer?
 pub async fn verify_polling(config: &Config, command: &str) -> Result<SmokeReport, String> {
+    smoke(config, command, Transport::Poll).await
+}
+
+/// Three smoke chats on `transport` against the configured target, the default thresholds.
+pub async fn smoke(config: &Config, command: &str, transport: Transport) -> Result<SmokeReport, String> {
     let target = Target::from_config(config).map_err(|e| e.to_string())?;
     let opts = sla::SmokeOptions {
         cleanup_allowed: true,
@@ -49,7 +54,7 @@ pub async fn verify_polling(config: &Config, command: &str) -> Result<SmokeRepor
         schedule: Schedule::Closed { concurrency: 3 },
         turns: 1,
         scenario: Default::default(),
-        transport: Transport::Poll,
+        transport,
         reply_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_millis(500),
         thresholds: sla::threshold::defaults(),

@@ -395,6 +395,18 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     assert_eq!((doc["pass"].as_bool(), doc["next"].as_u64(), doc["applied"].is_null()), (Some(true), Some(50), true));
     assert_eq!(doc["cohorts"]["realtime"]["replies"].as_u64(), Some(rt));
     assert_eq!(doc["cohorts"]["polling"]["replies"].as_u64(), Some(2000 - rt));
+    // With --smoke, three real-time smoke chats against the sandbox are a gate too.
+    let (sb, env) = support::sandbox().await;
+    let pairs = sb.env();
+    let extra: Vec<(&str, &str)> =
+        pairs.iter().map(|(k, v)| (*k, v.as_str())).chain([("CHATWOOT_ACCOUNT_ID", "1")]).collect();
+    let args = ["-o", "json", "rollout", "advance", "--min-replies", "100", "--min-soak", "0s", "--dry-run", "--smoke"];
+    let r = rollout(&pool, d, &args, &extra).await;
+    let doc = json_of(&r);
+    assert_eq!(r.code, 0, "{doc}");
+    assert!(gate(&doc, "smoke")["detail"].as_str().unwrap().contains("3 of 3 smoke chats"), "{doc}");
+    drop(env);
+    sb.shutdown().await;
     // `sla report --by-cohort` shows the same split.
     let r = rollout(
         &pool,
