@@ -185,6 +185,7 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let set = json_of(&r);
+    support::schema_check("rollout-change", &set);
     assert_eq!(
         (set["flag"].as_str(), set["enabled"].as_bool(), set["percent"].as_u64(), set["version"].as_i64()),
         (Some("ENABLE_ABLY_REALTIME"), Some(true), Some(10), Some(2))
@@ -206,6 +207,7 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
             let args = ["-o", "json", "rollout", "which", &ids[0], &ids[1], &ids[2]];
             let r = rollout(&pool, &d, &args, extra).await;
             assert_eq!(r.code, 0, "{}", r.stderr);
+            support::schema_check("rollout-which", &json_of(&r));
             json_of(&r)
                 .as_array()
                 .unwrap()
@@ -253,6 +255,7 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
     assert_eq!(json_of(&r)["enabled"], false);
     let r = rollout(&pool, d, &["-o", "json", "rollout", "status"], &[]).await;
     let status = json_of(&r);
+    support::schema_check("rollout-status", &status);
     assert_eq!(
         (status["enabled"].as_bool(), status["percent"].as_u64(), status["version"].as_i64()),
         (Some(false), Some(10), Some(3))
@@ -260,6 +263,7 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
     assert_eq!(which(&[]).await, [off("flag_off"), off("flag_off"), off("flag_off")]);
     let r = rollout(&pool, d, &["-o", "json", "rollout", "history"], &[]).await;
     let h = json_of(&r);
+    support::schema_check("rollout-history", &h);
     let actions: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["rollback", "override", "set", "create"]);
     let rollback = &h["changes"][0];
@@ -374,6 +378,7 @@ async fn advance_is_refused_on_a_breaching_cohort_missing_data_or_a_short_soak(p
         .map(|g| g["name"].as_str().unwrap())
         .collect();
     assert_eq!(failed, ["p95", "regression"]);
+    support::schema_check("rollout-advance", &doc);
     // The default soak of 24 h has not passed either.
     let (code, doc) = advance(&pool, d, &["--yes"]).await;
     assert_eq!((code, gate(&doc, "soak")["pass"].as_bool()), (1, Some(false)));
@@ -392,6 +397,7 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     let rt = fill_mirror(&pool, 1_500, 1_500, 5).await;
     let (code, doc) = advance(&pool, d, &["--min-soak", "0s", "--dry-run"]).await;
     assert_eq!(code, 0, "{doc}");
+    support::schema_check("rollout-advance", &doc);
     assert_eq!((doc["pass"].as_bool(), doc["next"].as_u64(), doc["applied"].is_null()), (Some(true), Some(50), true));
     assert_eq!(doc["cohorts"]["realtime"]["replies"].as_u64(), Some(rt));
     assert_eq!(doc["cohorts"]["polling"]["replies"].as_u64(), Some(2000 - rt));
