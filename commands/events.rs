@@ -1,7 +1,7 @@
 //! `broker-ops events replay`: the mirror as a timeline on stdout, re-published to Ably, or
 //! backfilled into the other mirror. Arguments in, one library call, the summary out.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::num::NonZeroUsize;
 
 use broker_ops::exit::Exit;
@@ -68,7 +68,12 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         return Ok(Exit::Ok.code());
     };
     let left = source.estimate().await?;
-    if !a.dry_run && !checkpoint.finished && left > a.confirm_over && !a.yes && !confirmed(left, target.name())? {
+    if !a.dry_run
+        && !checkpoint.finished
+        && left > a.confirm_over
+        && !a.yes
+        && !crate::confirmed(&format!("Write about {left} events to {}", target.name()))?
+    {
         return usage(format!(
             "about {left} events would be written to {}: pass --yes (or --dry-run to see what would be written)",
             target.name()
@@ -84,16 +89,4 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     summary.checkpoint = checkpoint.path().map(|p| p.display().to_string());
     ctx.render(&summary)?;
     Ok(if summary.counts.failed > 0 { Exit::Failed } else { Exit::Ok }.code())
-}
-
-/// Asks on the terminal; without one, the answer is no.
-fn confirmed(n: u64, target: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(false);
-    }
-    eprint!("Write about {n} events to {target}? [y/N] ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

@@ -64,6 +64,19 @@ impl Ctx {
     }
 }
 
+/// Asks `question? [y/N]` on the terminal; without one, the answer is no.
+pub fn confirmed(question: &str) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question}? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
 pub fn print_json(w: &mut dyn Write, doc: &serde_json::Value, format: Format) -> anyhow::Result<()> {
     if format == Format::Ndjson {
         writeln!(w, "{}", serde_json::to_string(doc)?)?;

@@ -2,7 +2,7 @@
 //! result rendered. Exit 0 done, 1 a change refused (someone changed the flag since it was read,
 //! or not confirmed), 2 bad input, 3 could not run.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::BufRead;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -228,7 +228,7 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             };
             let what =
                 format!("override {} of conversation {} -> {:?}", a.flag.flag, a.conversation, a.to).to_lowercase();
-            if !a.change.yes && !confirmed(&what)? {
+            if !a.change.yes && !crate::confirmed(&what)? {
                 eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
                 return Ok(Exit::Failed.code());
             }
@@ -300,7 +300,7 @@ async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         "advance {}: {} % -> {} % (version {})",
         ch.before.name, ch.before.percent, ch.percent, ch.before.version
     );
-    if !a.yes && !confirmed(&what)? {
+    if !a.yes && !crate::confirmed(&what)? {
         ctx.render(&report)?;
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
         return Ok(Exit::Failed.code());
@@ -340,25 +340,13 @@ async fn confirm_and_apply(
     if !planned.changes_anything() {
         eprintln!("nothing to change: {what}");
     }
-    if !change.yes && !confirmed(&what)? {
+    if !change.yes && !crate::confirmed(&what)? {
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
         return Ok(None);
     }
     let report = planned.apply(actor).await?;
     ctx.render(&report)?;
     Ok(Some(report))
-}
-
-/// Asks on the terminal; without one, the answer is no.
-fn confirmed(what: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(false);
-    }
-    eprint!("{what}? [y/N] ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 /// Who runs this: `$USER@host`, and the command line, for the audit.
