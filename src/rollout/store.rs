@@ -89,7 +89,8 @@ impl Db {
     }
 
     /// Applies a change if the flag is still at the version read; else [`RolloutError::Conflict`]
-    /// and nothing changed. The audit row goes in the same transaction.
+    /// and nothing changed. The audit row goes in the same transaction; the flag is read back
+    /// after the commit.
     pub async fn apply(&self, change: &Change, actor: &Actor) -> Result<Flag, RolloutError> {
         let b = &change.before;
         let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
@@ -119,7 +120,9 @@ impl Db {
         let action = change.action.as_str();
         self.audit(&mut tx, &b.name, action, Some(b.state()), Some(after.state()), &change.reason, actor).await?;
         tx.commit().await.map_err(self.err("COMMIT"))?;
-        Ok(after)
+        // Read back what the table holds now: that is what the app reads (a later change by
+        // someone else shows here as a higher version, not as ours).
+        self.flag(&b.name).await
     }
 
     #[allow(clippy::too_many_arguments)]
