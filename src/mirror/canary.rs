@@ -61,7 +61,7 @@ pub async fn run(config: &Config, req: CanaryRequest) -> Result<ProbeReport, Pro
         checks.insert(0, rules.unknown("publish", "publish_latency", Unit::Ms, "not published: no store to watch"));
         return Ok(ProbeReport { kind: KIND, checks });
     }
-    for problem in watch.trim().await {
+    for problem in watch.trim(config.timeout.value).await {
         tracing::warn!("mirror canary: trimming old canaries: {problem}");
     }
     let c = &config.contracts;

@@ -158,8 +158,19 @@ impl Watch {
     }
 
     /// Removes canary entries older than [`KEEP`] from both stores (the canary conversation's
-    /// stream and its rows of the canary event, nothing else). Failures are reported, not fatal.
-    pub async fn trim(&self) -> Vec<String> {
+    /// stream and its rows of the canary event, nothing else), within `limit`. Failures are
+    /// reported, not fatal.
+    pub async fn trim(&self, limit: std::time::Duration) -> Vec<String> {
+        match tokio::time::timeout(limit, self.trim_now()).await {
+            Ok(problems) => problems,
+            Err(_) => vec![format!(
+                "trimming old canaries took over {}: left for the next run",
+                crate::duration::format_duration(limit)
+            )],
+        }
+    }
+
+    async fn trim_now(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(KEEP).unwrap_or_default();
         if let Some(redis) = &self.redis {

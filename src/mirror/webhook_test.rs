@@ -99,7 +99,7 @@ pub async fn run(config: &Config, req: WebhookTestRequest) -> Result<WebhookTest
     if let Some(u) = unusable.first() {
         return Err(WebhookTestError::Store { url, why: u.reason.clone() });
     }
-    for problem in watch.trim().await {
+    for problem in watch.trim(config.timeout.value).await {
         tracing::warn!("mirror webhook-test: trimming old canaries: {problem}");
     }
     let http = crate::http::client(config.timeout.value);
