@@ -113,6 +113,37 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
         )
         .names(&["Chatwoot", "create contact", &h, "could not use the target"]),
         case(
+            "mirror canary, Ably hangs",
+            &["mirror", "canary"],
+            vec![
+                ("ABLY_API_KEY", "a.b:c".into()),
+                ("ABLY_REST_URL", format!("http://{h}")),
+                ("REDIS_URL", crate::support::redis_url()),
+            ],
+        )
+        .codes(&[2])
+        .names(&["publish", "CRITICAL", &h])
+        .budget(3),
+        case(
+            "mirror canary, Redis hangs",
+            &["mirror", "canary"],
+            vec![("ABLY_API_KEY", "a.b:c".into()), ("REDIS_URL", format!("redis://{h}"))],
+        )
+        .names(&["Redis", "connect", &h]),
+        case(
+            "mirror webhook-test, the route hangs",
+            &["mirror", "webhook-test", &format!("http://{h}/api/ably/events")],
+            vec![("ABLY_API_KEY", "a.b:c".into())],
+        )
+        .names(&["webhook route", "no request got an answer", &h])
+        .budget(8),
+        case(
+            "rollout status, Postgres hangs",
+            &["rollout", "status"],
+            vec![("DATABASE_URL", format!("postgres://u@{h}/db"))],
+        )
+        .names(&["Postgres", "connect", &h]),
+        case(
             "events replay, Redis hangs",
             &["events", "replay", "--conversation", "1"],
             vec![("REDIS_URL", format!("redis://{h}"))],
