@@ -53,6 +53,7 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         abort_on_fail: args.abort_on_fail,
         timeout: c.timeout.value,
         contracts: c.contracts.clone(),
+        max_driver_lag: args.max_driver_lag,
         command: ctx.command_line(),
     };
     let progress = crate::progress::Chats::start(args.chats.get());
@@ -65,7 +66,11 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         sla::merge::write_log(path, &report)?;
     }
     let slug = if args.sandbox { "sandbox".to_string() } else { report.target.clone() };
-    finish(&report, &args.outputs, &slug, ctx)
+    let code = finish(&report, &args.outputs, &slug, ctx)?;
+    match &report.driver {
+        Some(d) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
+        _ => Ok(code),
+    }
 }
 
 /// Renders, writes the report files and the JUnit file, and picks the exit code.

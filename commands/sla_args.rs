@@ -81,6 +81,12 @@ pub struct SmokeArgs {
     /// Stop early once a threshold can no longer pass.
     #[arg(long)]
     pub abort_on_fail: bool,
+    /// The driver counts as saturated (its figures may read high) past this scheduling lag P99.
+    #[arg(long, default_value = "5ms", value_parser = broker_ops::duration::parse_duration, value_name = "DUR")]
+    pub max_driver_lag: Duration,
+    /// A saturated driver is an error (exit 3) instead of a warning.
+    #[arg(long)]
+    pub strict: bool,
     /// Write the raw HDR histograms (HdrHistogram log format) for `sla merge`.
     #[arg(long, value_name = "FILE")]
     pub histogram_out: Option<PathBuf>,

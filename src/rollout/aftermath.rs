@@ -61,6 +61,7 @@ pub async fn smoke(config: &Config, command: &str, transport: Transport) -> Resu
         abort_on_fail: false,
         timeout: config.timeout.value,
         contracts: config.contracts.clone(),
+        max_driver_lag: Duration::from_millis(5),
         command: command.to_string(),
     };
     sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(|e| e.to_string())

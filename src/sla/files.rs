@@ -39,9 +39,13 @@ impl SmokeReport {
             self.chats.total, self.chats.ok, self.chats.failed, self.chats.cancelled, self.chats.planned
         ));
         s.push_str(&format!(
-            "- SLA events seen: {} warnings, {} violations\n\n",
+            "- SLA events seen: {} warnings, {} violations\n",
             self.sla_events["warning"], self.sla_events["violation"]
         ));
+        if let Some(d) = &self.driver {
+            s.push_str(&format!("- {}\n", d.line()));
+        }
+        s.push('\n');
         s.push_str("## Thresholds\n\n");
         for l in self.verdict_lines() {
             s.push_str(&format!("- {l}\n"));

@@ -151,6 +151,7 @@ pub fn merge(paths: &[PathBuf], thresholds: &[Threshold], command: String) -> Re
         longest = longest.max(meta.duration_ms);
     }
     Ok(SmokeReport::build(Inputs {
+        driver: None,
         agg: total,
         thresholds,
         mode: None,

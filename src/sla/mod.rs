@@ -6,6 +6,7 @@
 //! JUnit. `merge` combines the histogram logs of several runs into one exact result.
 
 pub mod chat;
+pub mod driver;
 pub mod files;
 pub mod histogram;
 pub mod merge;
@@ -114,6 +115,8 @@ pub struct SmokeOptions {
     pub cleanup_allowed: bool,
     pub timeout: Duration,
     pub contracts: Contracts,
+    /// The driver counts as saturated past this scheduling lag (P99).
+    pub max_driver_lag: Duration,
     /// The command line as typed (secrets never appear in it: no flag takes one).
     pub command: String,
 }
@@ -250,6 +253,7 @@ pub async fn smoke(
     validate(&opts)?;
     let started_at = chrono::Utc::now();
     let started = Instant::now();
+    let watch = driver::DriverWatch::start();
     let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     // The run's own token: Ctrl-C cancels it through the parent, an abort cancels only it.
     let run_cancel = cancel.child_token();
@@ -295,6 +299,7 @@ pub async fn smoke(
     }
     // The scheduler ends once every chat it started has reported.
     let _ = scheduler.await;
+    let driver = watch.finish(opts.max_driver_lag).await;
     let cleanup = if opts.target.can_clean_up && opts.cleanup_allowed {
         Some(clean_up(&opts.target.chatwoot, &conversations).await)
     } else {
@@ -318,6 +323,7 @@ pub async fn smoke(
         interrupted: cancel.is_cancelled(),
         cleanup,
         command: opts.command.clone(),
+        driver: Some(driver),
     }))
 }
 

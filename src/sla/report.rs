@@ -41,6 +41,8 @@ pub struct Inputs<'a> {
     pub interrupted: bool,
     pub cleanup: Option<Cleanup>,
     pub command: String,
+    /// The driver's view of itself (`None` for merged runs: each run says so in its own report).
+    pub driver: Option<super::driver::DriverHealth>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +136,7 @@ pub struct SmokeReport {
     pub interrupted: bool,
     pub cleanup: Option<Cleanup>,
     pub command: String,
+    pub driver: Option<super::driver::DriverHealth>,
     #[serde(skip)]
     pub aggregate: Aggregate,
 }
@@ -215,6 +218,7 @@ impl SmokeReport {
             interrupted: i.interrupted,
             cleanup: i.cleanup,
             command: i.command,
+            driver: i.driver,
             aggregate: agg,
         }
     }
@@ -331,6 +335,9 @@ impl Render for SmokeReport {
         }
         if self.interrupted {
             writeln!(w, "{}", style.bad("interrupted: partial result"))?;
+        }
+        if let Some(d) = &self.driver {
+            writeln!(w, "{}", if d.saturated { style.bad(&d.line()) } else { d.line() })?;
         }
         let verdict = if self.passed { style.good("PASSED") } else { style.bad("FAILED") };
         writeln!(w, "{verdict}")

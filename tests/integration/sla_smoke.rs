@@ -34,6 +34,7 @@ pub(crate) fn target(sb: &Sandbox) -> Target {
 
 pub(crate) fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
     SmokeOptions {
+        max_driver_lag: Duration::from_millis(5),
         target: target(sb),
         chats,
         schedule: Schedule::Closed { concurrency: 10 },
@@ -86,6 +87,7 @@ async fn fixed_latency_is_measured_within_a_few_milliseconds_and_the_report_fits
     assert_eq!(report.cleanup.as_ref().unwrap().resolved, 30, "every smoke conversation resolved and labelled");
     let doc = broker_ops::output::Render::json(&report);
     schema_check(&doc);
+    assert!(doc["driver"]["lag_p99_ms"].as_f64().is_some() && doc["driver"]["cores"].as_u64().unwrap() >= 1, "{doc}");
     assert_eq!(doc["thresholds"][0]["expr"], "p95<5s");
     assert_eq!(doc["thresholds"][0]["passed"], true);
     assert!(doc["thresholds"][0]["observed_ms"].as_f64().unwrap() >= 100.0);
@@ -370,4 +372,38 @@ async fn ctrl_c_prints_the_partial_result() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("interrupted: partial result"), "{stdout}");
     assert!(stdout.contains(" reply "), "the measured part is shown: {stdout}");
+}
+
+/// The driver watches itself: its scheduling lag and CPU are in every report, and past the bound
+/// (here 0 ms, which any real scheduler passes) it says so; `--strict` makes that exit 3.
+#[tokio::test]
+async fn a_driver_past_its_lag_bound_says_so_and_strict_makes_it_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "sla",
+        "smoke",
+        "--sandbox",
+        "--ai-latency",
+        "fixed:20ms",
+        "--chats",
+        "4",
+        "--no-report",
+        "--max-driver-lag",
+        "0ms",
+    ];
+    let mut cmd = bin(dir.path());
+    cmd.args(args);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("driver saturated (scheduling lag p99"), "{}", r.stdout);
+    assert!(r.stdout.contains("figures may read high by up to"), "{}", r.stdout);
+    let mut cmd = bin(dir.path());
+    cmd.args(["-o", "json"]).args(args).arg("--strict");
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("--strict: driver saturated"), "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["driver"]["saturated"], true);
+    assert_eq!(doc["driver"]["max_lag_ms"], 0.0);
+    assert!(doc["driver"]["lag_p99_ms"].as_f64().unwrap() > 0.0);
 }
