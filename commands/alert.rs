@@ -69,7 +69,6 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 const DEFAULT_REPEAT: Duration = Duration::from_secs(4 * 3600);
 
 fn options(ctx: &Ctx, d: &DeliveryArgs, repeat_interval: Duration) -> anyhow::Result<Options> {
-    let c = &ctx.config;
     let retry = RetryPolicy { budget: d.retry_for, attempts: d.attempts.get(), ..RetryPolicy::default() };
-    Ok(Options { channels: alert::channels(c)?, repeat_interval, retry, timeout: c.timeout.value })
+    Ok(Options::from_config(&ctx.config, repeat_interval, retry)?)
 }

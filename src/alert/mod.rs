@@ -153,6 +153,15 @@ pub struct Options {
 }
 
 impl Options {
+    /// The configured channels and time-out, with this repeat interval and retry policy.
+    pub fn from_config(
+        config: &crate::config::Config,
+        repeat_interval: Duration,
+        retry: RetryPolicy,
+    ) -> Result<Options, crate::config::ConfigError> {
+        Ok(Options { channels: channels(config)?, repeat_interval, retry, timeout: config.timeout.value })
+    }
+
     fn http(&self) -> reqwest::Client {
         crate::http::client(self.timeout)
     }

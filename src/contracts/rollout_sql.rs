@@ -103,10 +103,9 @@ impl FlagTables {
         format!("SELECT {FLAG_COLUMNS} FROM {} ORDER BY name", self.flags.quoted())
     }
 
-    /// One flag (`$1`); `FOR UPDATE` when `lock`.
-    pub fn flag_sql(&self, lock: bool) -> String {
-        let lock = if lock { " FOR UPDATE" } else { "" };
-        format!("SELECT {FLAG_COLUMNS} FROM {} WHERE name = $1{lock}", self.flags.quoted())
+    /// One flag (`$1`).
+    pub fn flag_sql(&self) -> String {
+        format!("SELECT {FLAG_COLUMNS} FROM {} WHERE name = $1", self.flags.quoted())
     }
 
     /// Creates flag `$1` (group id the same) off at 0 %, by `$2`, for `$3`.
@@ -157,14 +156,14 @@ impl FlagTables {
     }
 
     /// Sets the override of flag `$1` for conversation `$2`: enabled `$3`, expiry `$4`, by `$5`
-    /// for `$6`. Returns the previous row's enabled and expiry, if any.
+    /// for `$6`, replacing one already there.
     pub fn override_sql(&self) -> String {
         format!(
             "INSERT INTO {} AS o (flag, conversation_id, enabled, expires_at, created_by, reason) \
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (flag, conversation_id) DO UPDATE SET enabled = EXCLUDED.enabled, \
              expires_at = EXCLUDED.expires_at, created_by = EXCLUDED.created_by, reason = EXCLUDED.reason, \
-             created_at = now() RETURNING conversation_id",
+             created_at = now()",
             self.overrides.quoted()
         )
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::watch::{Store, Watch};
-use crate::ably::AblyClient;
+use crate::ably::{AblyClient, Message};
 use crate::config::Config;
 use crate::contracts::Contracts;
 use crate::probe::health::ProbeError;
@@ -31,10 +31,17 @@ pub struct CanaryRequest {
     pub crit: Vec<Rule>,
 }
 
-/// A canary message: the canary event, its unique id, JSON data that says what it is.
-pub fn message(contracts: &Contracts, id: &str, now_ms: i64) -> Value {
+/// A canary message: the canary event, its unique id, JSON data that says what it is
+/// (encoded as Ably clients send JSON: text with `encoding: json`).
+pub fn message(contracts: &Contracts, id: &str, now_ms: i64) -> Message {
     let data = json!({"canary": true, "sentAt": now_ms, "by": "broker-ops mirror canary"});
-    json!({"id": id, "name": contracts.canary_event, "data": data.to_string(), "encoding": "json"})
+    Message {
+        id: Some(id.to_string()),
+        name: Some(contracts.canary_event.clone()),
+        data: Some(Value::String(data.to_string())),
+        encoding: Some("json".into()),
+        ..Message::default()
+    }
 }
 
 /// A fresh canary message id, marked as test traffic.
@@ -67,7 +74,8 @@ pub async fn run(config: &Config, req: CanaryRequest) -> Result<ProbeReport, Pro
     let c = &config.contracts;
     let id = fresh_id(c, "canary");
     let channel: String = url::form_urlencoded::byte_serialize(c.canary_channel.as_bytes()).collect();
-    let body = message(c, &id, chrono::Utc::now().timestamp_millis());
+    // A struct of strings always serialises.
+    let body = serde_json::to_value(message(c, &id, chrono::Utc::now().timestamp_millis())).expect("a message");
     let sent = Instant::now();
     let published = ably.post_json("publish", &format!("channels/{channel}/messages"), &body).await;
     let publish_ms = ms(sent.elapsed());
@@ -127,9 +135,8 @@ mod tests {
         assert!(id.starts_with("broker-ops-canary-") && id.len() > 30);
         assert_ne!(id, fresh_id(&c, "canary"));
         let m = message(&c, &id, 5);
-        assert_eq!(m["name"], "broker-ops:canary");
-        let data: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
-        assert_eq!(data["canary"], true);
+        assert_eq!(m.name.as_deref(), Some("broker-ops:canary"));
+        assert_eq!(m.decoded_data()["canary"], true);
         for d in [DEFAULT_WARN, DEFAULT_CRIT] {
             Rules::new(d, &[], vec![], vec![], METRICS).unwrap();
         }

@@ -156,7 +156,7 @@ async fn send(
 
 /// A batch of one canary item; `altered` changes the message's data after the fact.
 fn body_of(c: &crate::contracts::Contracts, id: &str, now_ms: i64, altered: bool) -> Vec<u8> {
-    let mut m: crate::ably::Message = serde_json::from_value(message(c, id, now_ms)).unwrap_or_default();
+    let mut m = message(c, id, now_ms);
     m.timestamp = Some(now_ms);
     if altered {
         m.data = Some(json!(json!({"canary": true, "sentAt": now_ms, "by": "someone else"}).to_string()));

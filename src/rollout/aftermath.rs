@@ -12,8 +12,9 @@ use crate::sla::{self, Schedule, SmokeReport, Target, Transport};
 
 /// The notice of a change; `Ok(None)` when no alert channel is configured.
 pub async fn notify(config: &Config, change: &ChangeReport, command: &str) -> Result<Option<AlertReport>, String> {
-    let channels = alert::channels(config).map_err(|e| e.to_string())?;
-    if channels.is_empty() {
+    let opts = Options::from_config(config, Duration::from_secs(4 * 3600), RetryPolicy::default())
+        .map_err(|e| e.to_string())?;
+    if opts.channels.is_empty() {
         return Ok(None);
     }
     let (a, b) = (&change.after, &change.before);
@@ -28,12 +29,6 @@ pub async fn notify(config: &Config, change: &ChangeReport, command: &str) -> Re
     let key = format!("broker-ops-rollout-{}-v{}", a.name, a.version);
     let mut notice = Alert::new(Severity::Info, summary, AlertSource::this_host(command.to_string()), Some(key));
     notice.details = format!("Reason: {}. Version {} -> {}.", a.reason, b.version, a.version);
-    let opts = Options {
-        channels,
-        repeat_interval: Duration::from_secs(4 * 3600),
-        retry: RetryPolicy::default(),
-        timeout: config.timeout.value,
-    };
     let (mut store, _) = alert::open_store(config, None).await.map_err(|e| e.to_string())?;
     alert::send(&mut store, notice, &opts).await.map(Some).map_err(|e| e.to_string())
 }

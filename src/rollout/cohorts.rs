@@ -3,12 +3,13 @@
 //! override, bucket), and `sla report` over each. `rollout advance` judges the split;
 //! `sla report --by-cohort FLAG` shows it.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::bucket;
+use super::bucket::{self, InForce};
 use super::ops::kill_switch;
 use super::store::Db;
 use super::{Flag, RolloutError};
@@ -26,8 +27,17 @@ pub async fn split(
 ) -> Result<(Vec<String>, Vec<String>), RolloutError> {
     let active = db.active(&config.contracts, since, until).await?;
     let overrides = db.overrides(&flag.name, None).await?;
-    let ks = kill_switch(config, &flag.name);
-    Ok(active.into_iter().partition(|id| bucket::decide(flag, ks, overrides.get(id).copied(), id).enabled))
+    Ok(partition(flag, kill_switch(config, &flag.name), &overrides, active))
+}
+
+/// Conversations split by the decision: (real-time, polling).
+pub fn partition(
+    flag: &Flag,
+    kill_switch: bool,
+    overrides: &HashMap<String, InForce>,
+    ids: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    ids.into_iter().partition(|id| bucket::decide(flag, kill_switch, overrides.get(id).copied(), id).enabled)
 }
 
 /// `sla report` of the conversations `ids` only (none: an empty report, not every conversation).

@@ -27,15 +27,15 @@ pub async fn status(config: &Config, flag: &str, active_window: Duration) -> Res
     let active = db.active(&config.contracts, from, Utc::now()).await?;
     let overrides = db.overrides(flag, None).await?;
     let ks = kill_switch(config, flag);
-    let on = active.iter().filter(|id| bucket::decide(&f, ks, overrides.get(*id).copied(), id).enabled).count();
+    let (on, off) = super::cohorts::partition(&f, ks, &overrides, active);
     let recent = db.history(flag, 5).await?;
     Ok(StatusReport {
         flag: f,
         kill_switch: ks,
         step_since: since,
         active_window,
-        active: active.len(),
-        on,
+        active: on.len() + off.len(),
+        on: on.len(),
         overrides: overrides.len(),
         recent,
     })

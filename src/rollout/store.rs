@@ -56,17 +56,21 @@ impl Db {
 
     /// Flag `name`; an unknown one is a usage error naming the known ones.
     pub async fn flag(&self, name: &str) -> Result<Flag, RolloutError> {
-        let all = self.flags().await?;
-        match all.iter().find(|f| f.name == name) {
-            Some(f) => Ok(f.clone()),
-            None => {
-                let known: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-                Err(RolloutError::Usage(format!(
-                    "unknown flag {name:?} (known: {}); `rollout set --create` makes a new one",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                )))
-            }
+        let row = sqlx::query(&self.tables.flag_sql())
+            .persistent(false)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("SELECT flag"))?;
+        if let Some(row) = row {
+            return flag_of(&row).map_err(|e| self.err("read flag")(e).into());
         }
+        let all = self.flags().await?;
+        let known: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+        Err(RolloutError::Usage(format!(
+            "unknown flag {name:?} (known: {}); `rollout set --create` makes a new one",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )))
     }
 
     /// Creates flag `name` off at 0 % with its audit row; an existing one is left as it is.
