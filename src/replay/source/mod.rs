@@ -3,7 +3,7 @@
 mod postgres;
 mod redis;
 
-pub use postgres::{Order, PostgresSource};
+pub use postgres::PostgresSource;
 pub use redis::RedisSource;
 
 use super::Malformed;
@@ -38,12 +38,6 @@ pub enum Cursor {
     },
     /// The last row read, in time order.
     PgTime {
-        at: chrono::DateTime<chrono::Utc>,
-        id: String,
-    },
-    /// The last row read, in conversation order.
-    PgConversation {
-        conversation: String,
         at: chrono::DateTime<chrono::Utc>,
         id: String,
     },
