@@ -53,8 +53,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "GLOB")]
     pub name: Option<String>,
     /// Events read per page; a checkpoint is written after every page [default: 1000; 10000
-    /// with --to ably, so that a page spans many channels, which are paced side by side, and
-    /// with --to redis, which writes a page in pipelines of 1000 that overlap].
+    /// with --to ably, so that a page spans many channels, which are paced side by side].
     #[arg(long, value_name = "N")]
     pub page_size: Option<NonZeroUsize>,
     /// --to ably: messages per second per channel (at most Ably's limit, 50).

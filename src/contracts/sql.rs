@@ -15,11 +15,18 @@ const WINDOW: &str = "occurred_at >= $1 AND occurred_at < $2 AND ($3::text[] IS 
 /// has none, and its guessed row counts made the planner sort the whole window instead).
 pub const STABLE_PLAN: &[&str] = &["SET LOCAL enable_sort = off", "SET LOCAL enable_bitmapscan = off"];
 
+/// The order a replay reads in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOrder {
+    Time,
+    Conversation,
+}
+
 /// Where a keyset read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
     Start,
-    /// `$4` occurred_at, `$5` id.
+    /// `$4` occurred_at, `$5` id (and `$6` conversation id in conversation order).
     Key,
 }
 
@@ -79,17 +86,20 @@ impl Table {
         format!("SELECT count(*) FROM {} WHERE {WINDOW}", self.quoted())
     }
 
-    /// One chunk of a replay: the window from a keyset position, in time order (every reader,
-    /// timelines and backfills alike), `LIMIT` the last parameter.
-    pub fn read_sql(&self, after: After) -> String {
-        let (after, limit) = match after {
-            After::Start => ("", 4),
-            After::Key => ("AND (occurred_at, id) > ($4, $5)", 6),
+    /// One chunk of a replay: the window from a keyset position, in `order`, `LIMIT` the last
+    /// parameter.
+    pub fn read_sql(&self, order: ReadOrder, after: After) -> String {
+        let (after, binds) = match (after, order) {
+            (After::Start, _) => ("", 3),
+            (After::Key, ReadOrder::Time) => ("AND (occurred_at, id) > ($4, $5)", 5),
+            (After::Key, ReadOrder::Conversation) => ("AND (conversation_id, occurred_at, id) > ($6, $4, $5)", 6),
         };
-        format!(
-            "SELECT {COLUMNS} FROM {} WHERE {WINDOW} {after} ORDER BY occurred_at, id LIMIT ${limit}",
-            self.quoted()
-        )
+        let by = match order {
+            ReadOrder::Time => "occurred_at, id",
+            ReadOrder::Conversation => "conversation_id, occurred_at, id",
+        };
+        let limit = binds + 1;
+        format!("SELECT {COLUMNS} FROM {} WHERE {WINDOW} {after} ORDER BY {by} LIMIT ${limit}", self.quoted())
     }
 
     /// The newest event of conversation `$1`.
@@ -143,8 +153,10 @@ mod tests {
         assert!(m[1].starts_with("CREATE TABLE IF NOT EXISTS \"ops\".\"chat_log\" ("));
         assert!(m[2].contains("\"chat_log_conversation_occurred_id_idx\" ON \"ops\".\"chat_log\""));
         assert_eq!(t.exists_sql(), "SELECT to_regclass('\"ops\".\"chat_log\"')::text");
-        assert!(t.read_sql(After::Key).ends_with("AND (occurred_at, id) > ($4, $5) ORDER BY occurred_at, id LIMIT $6"));
-        assert!(t.read_sql(After::Start).ends_with("ORDER BY occurred_at, id LIMIT $4"));
+        assert!(t.read_sql(ReadOrder::Conversation, After::Key).ends_with(
+            "AND (conversation_id, occurred_at, id) > ($6, $4, $5) ORDER BY conversation_id, occurred_at, id LIMIT $7"
+        ));
+        assert!(t.read_sql(ReadOrder::Time, After::Start).ends_with("ORDER BY occurred_at, id LIMIT $4"));
         assert_eq!(Table::parse("events_log").unwrap().migration().len(), 3, "no CREATE SCHEMA for public");
     }
 }

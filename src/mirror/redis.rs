@@ -9,7 +9,7 @@ use crate::redis_handle::Redis;
 /// Appends events to their conversations' streams in one pipeline, without looking for ids
 /// already there: for a writer that knows every event is new (seeding a mirror for a drill, a
 /// test or a benchmark). Whatever may see an event twice (the webhook receiver, a backfill)
-/// writes through `replay::RedisTarget`, which skips ids the stream holds.
+/// writes through `replay::to_store::RedisTarget`, which skips ids the stream holds.
 pub async fn append(redis: &mut Redis, contracts: &Contracts, events: &[MirroredEvent]) -> Result<(), MirrorError> {
     if events.is_empty() {
         return Ok(());

@@ -13,18 +13,16 @@ pub mod source;
 pub mod summary;
 pub mod timeline;
 pub mod to_ably;
-pub mod to_redis;
 pub mod to_store;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use source::{Cursor, Page, Source};
+pub use source::{Cursor, Order, Page, Source};
 pub use summary::Summary;
 pub use to_ably::{AblyOptions, AblyTarget};
-pub use to_redis::RedisTarget;
-pub use to_store::PostgresTarget;
+pub use to_store::{PostgresTarget, RedisTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -183,12 +181,8 @@ pub async fn run(
         counts.malformed += page.malformed.len() as u64;
         summary.note_malformed(page.malformed);
         counts.read += (page.events.len() + page.raw.len()) as u64;
-        let (already, pending): (Vec<_>, Vec<_>) = if cp.page_acked.is_empty() {
-            (Vec::new(), page.events)
-        } else {
-            let acked_before: std::collections::HashSet<&String> = cp.page_acked.iter().collect();
-            page.events.into_iter().partition(|e| acked_before.contains(&e.id))
-        };
+        let acked_before: std::collections::HashSet<String> = cp.page_acked.iter().cloned().collect();
+        let (already, pending): (Vec<_>, Vec<_>) = page.events.into_iter().partition(|e| acked_before.contains(&e.id));
         counts.written += already.len() as u64;
         match target {
             // A Redis backfill reads raw events (data kept as text): written as they are.

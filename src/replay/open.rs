@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::source::{PostgresSource, RedisSource};
 use super::{
-    AblyOptions, AblyTarget, Checkpoint, Cursor, PostgresTarget, RedisTarget, ReplayError, Selection, Source, Target,
+    AblyOptions, AblyTarget, Checkpoint, Cursor, Order, PostgresTarget, RedisTarget, ReplayError, Selection, Source,
+    Target,
 };
 use crate::config::{Config, ConfigError};
 use crate::mirror::MirrorError;
@@ -117,8 +118,9 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
         Store::Redis => Source::Redis(Box::new(RedisSource::new(redis().await?, contracts.clone(), sel, at).await?)),
         Store::Postgres => {
             let (pool, addr) = pg().await?;
+            let order = if req.to == To::Redis { Order::Conversation } else { Order::Time };
             let table = contracts.table.clone();
-            Source::Postgres(Box::new(PostgresSource::new(pool, addr, table, sel, at)))
+            Source::Postgres(Box::new(PostgresSource::new(pool, addr, table, sel, order, at)))
         }
     };
     let dry = req.ably.dry_run;
@@ -130,12 +132,7 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
                 .map_err(ReplayError::from)?;
             Some(Target::Ably(AblyTarget::new(client, req.ably.clone())))
         }
-        // Every source reads in time order (Postgres by `(occurred_at, id)`; Redis is never the
-        // source of a Redis target), which lets the writer read each stream's tail only.
-        To::Redis => {
-            let target = RedisTarget::new(redis().await?, contracts, dry).await?.time_ordered();
-            Some(Target::Redis(Box::new(target)))
-        }
+        To::Redis => Some(Target::Redis(Box::new(RedisTarget::new(redis().await?, contracts, dry).await?))),
         To::Postgres => {
             let (pool, addr) = pg().await?;
             let table = contracts.table.clone();

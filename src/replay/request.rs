@@ -81,7 +81,7 @@ impl Ask {
         if self.checkpoint.is_some() && self.to == To::Stdout {
             return Err("--checkpoint needs --to ably, redis or postgres".into());
         }
-        let page_size = self.page_size.unwrap_or(if matches!(self.to, To::Ably | To::Redis) { 10_000 } else { 1000 });
+        let page_size = self.page_size.unwrap_or(if self.to == To::Ably { 10_000 } else { 1000 });
         Ok(Request {
             from: self.from,
             to: self.to,
@@ -92,8 +92,7 @@ impl Ask {
                 name,
                 skip_event: None,
                 page_size,
-                // The Redis backfill writes `data` as the stored text: never parsed.
-                raw: (self.raw && self.to == To::Stdout) || self.to == To::Redis,
+                raw: self.raw && self.to == To::Stdout,
             },
             ably: AblyOptions {
                 rate: self.rate,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{State, lock};
 use crate::mirror::MirroredEvent;
-use crate::replay::{PostgresTarget, RedisTarget};
+use crate::replay::to_store::{PostgresTarget, RedisTarget};
 use crate::webhook;
 
 /// The path of the app's route.

@@ -14,7 +14,7 @@ use super::{SandboxOptions, SinkCounters};
 use crate::mirror;
 use crate::queue::QueueKeys;
 use crate::redis_handle::Redis;
-use crate::replay::{PostgresTarget, RedisTarget};
+use crate::replay::to_store::{PostgresTarget, RedisTarget};
 
 #[derive(Debug)]
 pub enum JobOp {

@@ -130,54 +130,6 @@ async fn backfill_both_ways_twice_writes_each_event_once_in_time_order(pool: PgP
     assert_eq!(rows, 31);
 }
 
-/// The time-ordered writer reads only each stream's tail; what the live mirror writes between
-/// its pages (the same event, and a newer one, and an older one) is still seen, never doubled,
-/// and the stream stays in time order.
-#[tokio::test]
-async fn a_time_ordered_backfill_sees_what_the_live_mirror_writes_between_its_pages() {
-    let prefix = support::prefix("tail");
-    let contracts = Contracts::with_redis_prefix(&prefix);
-    let mut target = broker_ops::replay::RedisTarget::new(support::redis_handle(&prefix).await, contracts, false)
-        .await
-        .unwrap()
-        .time_ordered();
-    let t = chrono::Utc::now().timestamp_millis() - 60_000;
-    let e = |i: usize| event(1, i, t + i as i64 * 1000);
-    let other = |i: usize| event(2, i, t + i as i64 * 1000);
-    let w = target.write(&[e(1), other(1), e(2)]).await.unwrap();
-    assert_eq!((w.written, w.skipped), (3, 0));
-    // The live mirror writes event 4 and event 6 of conversation 1 (arrival order, ahead of the
-    // backfill), and event 2 again (a webhook retried).
-    to_redis(&prefix, &[e(4), e(6), e(2)]).await;
-    let w = target.write(&[other(2), e(3), e(4)]).await.unwrap();
-    assert_eq!((w.written, w.skipped), (2, 1), "event 4 is already there");
-    let w = target.write(&[e(5), e(6), other(6), e(7)]).await.unwrap();
-    assert_eq!((w.written, w.skipped), (3, 1), "event 6 is already there");
-    let st = stream(&prefix, "1").await;
-    let ids: Vec<&str> = st.iter().map(|(id, _)| id.as_str()).collect();
-    // Event 2 twice is the live mirror's own doing (it appends what arrives); the backfill added
-    // no copy of anything, and put 3 and 5 where they belong.
-    assert_eq!(ids, ["msg-1-1", "msg-1-2", "msg-1-2", "msg-1-3", "msg-1-4", "msg-1-5", "msg-1-6", "msg-1-7"]);
-    assert!(st.windows(2).all(|w| w[0].1 <= w[1].1), "in time order: {st:?}");
-    assert_eq!(stream(&prefix, "2").await.len(), 3);
-    // Written again from the start by a new writer (a rerun): everything is skipped.
-    let mut again = broker_ops::replay::RedisTarget::new(
-        support::redis_handle(&prefix).await,
-        Contracts::with_redis_prefix(&prefix),
-        false,
-    )
-    .await
-    .unwrap()
-    .time_ordered();
-    let mut skipped = 0;
-    for page in [vec![e(1), other(1), e(2)], vec![other(2), e(3), e(4)], vec![e(5), e(6), other(6), e(7)]] {
-        let w = again.write(&page).await.unwrap();
-        assert_eq!(w.written, 0);
-        skipped += w.skipped;
-    }
-    assert_eq!(skipped, 10);
-}
-
 #[sqlx::test(migrations = false)]
 async fn events_older_than_the_stream_lifetime_are_not_written_to_redis(pool: PgPool) {
     let prefix = support::prefix("expired");

@@ -3,7 +3,7 @@
 mod postgres;
 mod redis;
 
-pub use postgres::PostgresSource;
+pub use postgres::{Order, PostgresSource};
 pub use redis::RedisSource;
 
 use super::Malformed;
@@ -38,6 +38,12 @@ pub enum Cursor {
     },
     /// The last row read, in time order.
     PgTime {
+        at: chrono::DateTime<chrono::Utc>,
+        id: String,
+    },
+    /// The last row read, in conversation order.
+    PgConversation {
+        conversation: String,
         at: chrono::DateTime<chrono::Utc>,
         id: String,
     },
