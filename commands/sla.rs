@@ -54,7 +54,6 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         timeout: c.timeout.value,
         contracts: c.contracts.clone(),
         max_driver_lag: args.max_driver_lag,
-        warmup: args.warmup,
         command: ctx.command_line(),
     };
     let progress = crate::progress::Chats::start(args.chats.get());

@@ -84,10 +84,6 @@ pub struct SmokeArgs {
     /// The driver counts as saturated (its figures may read high) past this scheduling lag P99.
     #[arg(long, default_value = "5ms", value_parser = broker_ops::duration::parse_duration, value_name = "DUR")]
     pub max_driver_lag: Duration,
-    /// Run N chats first, at the same concurrency, and leave them out of every figure (the
-    /// measured window then opens warm).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub warmup: usize,
     /// A saturated driver is an error (exit 3) instead of a warning.
     #[arg(long)]
     pub strict: bool,

@@ -57,7 +57,6 @@ pub async fn smoke(config: &Config, command: &str, transport: Transport) -> Resu
         timeout: config.timeout.value,
         contracts: config.contracts.clone(),
         max_driver_lag: Duration::from_millis(5),
-        warmup: 0,
         command: command.to_string(),
     };
     sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(|e| e.to_string())

@@ -117,9 +117,6 @@ pub struct SmokeOptions {
     pub contracts: Contracts,
     /// The driver counts as saturated past this scheduling lag (P99).
     pub max_driver_lag: Duration,
-    /// Chats run first at the same concurrency and not counted: the measured window opens with
-    /// connections, allocator and the target's code paths warm.
-    pub warmup: usize,
     /// The command line as typed (secrets never appear in it: no flag takes one).
     pub command: String,
 }
@@ -254,7 +251,10 @@ pub async fn smoke(
     progress: Option<watch::Sender<Progress>>,
 ) -> Result<SmokeReport, SmokeError> {
     validate(&opts)?;
-    let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let watch = driver::DriverWatch::start();
+    let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     // The run's own token: Ctrl-C cancels it through the parent, an abort cancels only it.
     let run_cancel = cancel.child_token();
     let ctx = ChatContext {
@@ -269,14 +269,11 @@ pub async fn smoke(
         timeout: opts.timeout,
         cancel: run_cancel.clone(),
     };
-    let mut conversations = warm_up(&opts, &ctx).await;
-    let started_at = chrono::Utc::now();
-    let started = Instant::now();
-    let watch = driver::DriverWatch::start();
     let (tx, mut rx) = mpsc::channel::<chat::ChatOutcome>(1024);
     let scheduler = tokio::spawn(schedule(opts.clone(), ctx.clone(), tx));
     let open_loop = matches!(opts.schedule, Schedule::Open { .. });
     let mut agg = Aggregate::default();
+    let mut conversations = Vec::new();
     let mut aborted = None;
     while let Some(outcome) = rx.recv().await {
         conversations.extend(outcome.conversation_id);
@@ -328,28 +325,6 @@ pub async fn smoke(
         command: opts.command.clone(),
         driver: Some(driver),
     }))
-}
-
-/// Runs `opts.warmup` chats, closed loop at the run's concurrency, under a run id of their own
-/// (`…-warmup`), and forgets their outcomes; returns their conversations, cleaned up with the rest.
-async fn warm_up(opts: &SmokeOptions, ctx: &ChatContext) -> Vec<u64> {
-    if opts.warmup == 0 {
-        return Vec::new();
-    }
-    let concurrency = match opts.schedule {
-        Schedule::Closed { concurrency } => concurrency,
-        Schedule::Open { max_in_flight, .. } => max_in_flight,
-    };
-    let warm = SmokeOptions { chats: opts.warmup, schedule: Schedule::Closed { concurrency }, ..opts.clone() };
-    let ctx = ChatContext { run_id: format!("{}-warmup", ctx.run_id), ..ctx.clone() };
-    let (tx, mut rx) = mpsc::channel::<chat::ChatOutcome>(1024);
-    let scheduler = tokio::spawn(schedule(warm, ctx, tx));
-    let mut conversations = Vec::new();
-    while let Some(outcome) = rx.recv().await {
-        conversations.extend(outcome.conversation_id);
-    }
-    let _ = scheduler.await;
-    conversations
 }
 
 /// Starts chats as the schedule says and forwards every outcome.

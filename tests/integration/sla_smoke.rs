@@ -35,7 +35,6 @@ pub(crate) fn target(sb: &Sandbox) -> Target {
 pub(crate) fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
     SmokeOptions {
         max_driver_lag: Duration::from_millis(5),
-        warmup: 0,
         target: target(sb),
         chats,
         schedule: Schedule::Closed { concurrency: 10 },
@@ -108,17 +107,6 @@ async fn lognormal_percentiles_match_the_sandboxs_ground_truth() {
         assert!((measured - truth).abs() <= (truth * 0.05).max(5.0), "p{p}: measured {measured} ms, truth {truth} ms");
         assert!(measured >= truth - 0.5, "the driver cannot see a reply before it was sent: p{p} {measured} < {truth}");
     }
-}
-
-#[tokio::test]
-async fn warm_up_chats_run_first_and_are_left_out_of_every_figure() {
-    let (sb, _env) = support::start(sandbox_opts("fixed:20ms")).await;
-    let report = smoke(SmokeOptions { warmup: 6, ..options(&sb, 4) }).await;
-    assert_eq!((report.chats.total, report.chats.ok), (4, 4), "only the measured chats count");
-    assert_eq!(report.reply_ms.as_ref().map(|r| r.count), Some(4));
-    assert_eq!(sb.ground_truth().len(), 10, "six warm-up chats and four measured ones reached the sandbox");
-    let cleaned = report.cleanup.as_ref().map(|c| c.resolved);
-    assert_eq!(cleaned, Some(10), "the warm-up's conversations are cleaned up with the rest");
 }
 
 #[tokio::test]
