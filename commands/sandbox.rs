@@ -136,6 +136,8 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         redis_write_fail: p.redis_write_fail,
         postgres_write_fail: p.postgres_write_fail,
         receiver_skip_signature: false,
+        // The services' faults come from their own flags (SandboxOptions), set at start.
+        ..Faults::default()
     };
     let sandbox = Sandbox::start(opts).await?;
     let summary = sandbox.summary();

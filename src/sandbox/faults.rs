@@ -1,10 +1,11 @@
-//! Faults of the mirror pipeline that can be set when the sandbox starts (flags) and changed
-//! while it runs (`GET`/`POST /_sandbox/faults`, a JSON object of the keys to change). Unknown
-//! keys, rates outside 0..1 and unreadable durations are refused with 400 and the reason, so a
-//! typo never silently leaves a fault off.
+//! Faults that can be set when the sandbox starts (flags) and changed while it runs (`GET`/`POST
+//! /_sandbox/faults`, a JSON object of the keys to change): the services' (AI latency model and
+//! error rate, HTTP error rate, a stall, SSE drops) and the mirror pipeline's. Unknown keys, rates
+//! outside 0..1 and unreadable durations or models are refused with 400 and the reason, so a typo
+//! never silently leaves a fault off; a refused change changes nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State as AxState;
 use axum::http::StatusCode;
@@ -12,12 +13,24 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{State, lock};
+use super::{LatencyModel, Stall, State, lock};
 use crate::duration::{format_duration, parse_duration};
 
-/// The pipeline's faults in force.
+/// The faults in force.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
+    /// How long the AI takes to answer (`--ai-latency`).
+    pub ai_latency: LatencyModel,
+    /// Share of AI jobs that fail (`--ai-error-rate`).
+    pub ai_error_rate: f64,
+    /// Share of API requests answered 500 (`--http-error-rate`).
+    pub http_error_rate: f64,
+    /// Nothing answers for `duration`, `after` past `stall_from` (`--stall DUR@AFTER`: from the
+    /// start; set at run time: from when it was set).
+    pub stall: Option<Stall>,
+    pub stall_from: Option<Instant>,
+    /// Every SSE stream opened from now on is closed this long after it opened.
+    pub sse_drop_after: Option<Duration>,
     /// Share of webhook items Ably "loses": never sent, counted as dropped.
     pub webhook_drop_rate: f64,
     /// Added before every webhook request.
@@ -36,6 +49,14 @@ pub struct Faults {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultsPatch {
+    /// A model as `--ai-latency` takes it (`fixed:800ms`, `lognormal:p50=800ms,p95=2500ms`).
+    pub ai_latency: Option<String>,
+    pub ai_error_rate: Option<f64>,
+    pub http_error_rate: Option<f64>,
+    /// `DUR@AFTER` counted from now, or `"off"`.
+    pub stall: Option<String>,
+    /// A duration or a number of milliseconds; `"off"` or 0 ends the drops.
+    pub sse_drop_after: Option<Value>,
     pub webhook_drop_rate: Option<f64>,
     /// A duration (`250ms`, `2s`) or a number of milliseconds.
     pub webhook_delay: Option<Value>,
@@ -49,10 +70,46 @@ fn rate(key: &str, v: f64) -> Result<f64, String> {
     if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{key} must be between 0 and 1, got {v}")) }
 }
 
+/// A duration given as text (`250ms`, `2s`) or a whole number of milliseconds.
+fn duration(key: &str, v: &Value) -> Result<Duration, String> {
+    match v {
+        Value::String(s) => parse_duration(s).map_err(|e| format!("{key}: {e}")),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("{key}: {n} is not a whole number of milliseconds")),
+        other => Err(format!("{key}: expected a duration like \"2s\", got {other}")),
+    }
+}
+
 impl Faults {
     /// The faults with `patch` applied; nothing changes when any value is refused.
     pub fn patched(&self, patch: FaultsPatch) -> Result<Faults, String> {
         let mut f = self.clone();
+        if let Some(m) = patch.ai_latency {
+            f.ai_latency = m.parse().map_err(|e| format!("ai_latency: {e}"))?;
+        }
+        if let Some(v) = patch.ai_error_rate {
+            f.ai_error_rate = rate("ai_error_rate", v)?;
+        }
+        if let Some(v) = patch.http_error_rate {
+            f.http_error_rate = rate("http_error_rate", v)?;
+        }
+        match patch.stall.as_deref() {
+            None => {}
+            Some("off") => (f.stall, f.stall_from) = (None, None),
+            Some(s) => {
+                (f.stall, f.stall_from) = (Some(s.parse().map_err(|e| format!("stall: {e}"))?), Some(Instant::now()))
+            }
+        }
+        match patch.sse_drop_after {
+            None => {}
+            Some(Value::String(s)) if s == "off" => f.sse_drop_after = None,
+            Some(v) => {
+                let d = duration("sse_drop_after", &v)?;
+                f.sse_drop_after = (!d.is_zero()).then_some(d);
+            }
+        }
         if let Some(v) = patch.webhook_drop_rate {
             f.webhook_drop_rate = rate("webhook_drop_rate", v)?;
         }
@@ -60,14 +117,7 @@ impl Faults {
             f.receiver_error_rate = rate("receiver_error_rate", v)?;
         }
         if let Some(v) = patch.webhook_delay {
-            f.webhook_delay = match &v {
-                Value::String(s) => parse_duration(s).map_err(|e| format!("webhook_delay: {e}"))?,
-                Value::Number(n) => n
-                    .as_u64()
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| format!("webhook_delay: {n} is not a whole number of milliseconds"))?,
-                other => return Err(format!("webhook_delay: expected a duration like \"2s\", got {other}")),
-            };
+            f.webhook_delay = duration("webhook_delay", &v)?;
         }
         f.redis_write_fail = patch.redis_write_fail.unwrap_or(f.redis_write_fail);
         f.postgres_write_fail = patch.postgres_write_fail.unwrap_or(f.postgres_write_fail);
@@ -75,8 +125,21 @@ impl Faults {
         Ok(f)
     }
 
+    /// When a stall is in force, the instant it ends.
+    pub fn stalled_until(&self, now: Instant) -> Option<Instant> {
+        let (s, from) = (self.stall?, self.stall_from?);
+        let (start, end) = (from + s.after, from + s.after + s.duration);
+        (now >= start && now < end).then_some(end)
+    }
+
     pub fn json(&self) -> Value {
+        let stall = self.stall.map(|s| format!("{}@{}", format_duration(s.duration), format_duration(s.after)));
         json!({
+            "ai_latency": self.ai_latency.to_string(),
+            "ai_error_rate": self.ai_error_rate,
+            "http_error_rate": self.http_error_rate,
+            "stall": stall,
+            "sse_drop_after": self.sse_drop_after.map(format_duration),
             "webhook_drop_rate": self.webhook_drop_rate,
             "webhook_delay": format_duration(self.webhook_delay),
             "receiver_error_rate": self.receiver_error_rate,
@@ -128,5 +191,24 @@ mod tests {
         assert!(patch(json!({"receiver_error_rate": 1.5})).unwrap_err().contains("between 0 and 1"));
         assert!(patch(json!({"webhook_delay": "soon"})).unwrap_err().starts_with("webhook_delay"));
         assert!(patch(json!({"webhook_dorp_rate": 0.1})).unwrap_err().contains("unknown field"));
+    }
+
+    #[test]
+    fn the_services_faults_change_at_run_time_and_can_be_turned_off() {
+        let f = patch(
+            json!({"ai_latency": "fixed:80ms", "http_error_rate": 0.2, "stall": "1s@0s", "sse_drop_after": "2s"}),
+        )
+        .unwrap();
+        assert_eq!(f.ai_latency, LatencyModel::Fixed(Duration::from_millis(80)));
+        assert_eq!((f.http_error_rate, f.sse_drop_after), (0.2, Some(Duration::from_secs(2))));
+        let now = Instant::now();
+        assert!(f.stalled_until(now).is_some(), "a stall set with @0s is in force at once");
+        assert_eq!(f.json()["stall"], "1.00s@0ms");
+        let off = f.patched(serde_json::from_value(json!({"stall": "off", "sse_drop_after": 0})).unwrap()).unwrap();
+        assert_eq!((off.stall, off.sse_drop_after, off.stalled_until(now)), (None, None, None));
+        assert_eq!(off.ai_latency, f.ai_latency, "what the change does not name stays");
+        assert!(patch(json!({"ai_latency": "gaussian:1s"})).unwrap_err().starts_with("ai_latency"));
+        assert!(patch(json!({"stall": "3s"})).unwrap_err().starts_with("stall"));
+        assert!(patch(json!({"ai_error_rate": -0.1})).unwrap_err().contains("between 0 and 1"));
     }
 }

@@ -92,7 +92,6 @@ pub(crate) struct State {
     key: AblyKey,
     inbox: String,
     api_token: String,
-    started: Instant,
     channels: Mutex<channels::Channels>,
     tokens: Mutex<ably_auth::Tokens>,
     chatwoot: Mutex<store::Store>,
@@ -127,15 +126,6 @@ impl State {
 
     fn chance(&self, p: f64) -> bool {
         p > 0.0 && lock(&self.rng).random::<f64>() < p
-    }
-
-    /// When a stall is in force, the instant it ends.
-    fn stalled_until(&self) -> Option<Instant> {
-        let s = self.opts.stall?;
-        let start = self.started + s.after;
-        let end = start + s.duration;
-        let now = Instant::now();
-        (now >= start && now < end).then_some(end)
     }
 
     /// Publishes on a channel with Ably's rules, counts it, and hands what was delivered on a
@@ -213,7 +203,17 @@ impl Sandbox {
             .await
             .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
-        let faults = Arc::new(Mutex::new(opts.faults.clone()));
+        let started_at = Instant::now();
+        // The flags' faults, from here on changed only through `/_sandbox/faults`.
+        let faults = Arc::new(Mutex::new(Faults {
+            ai_latency: opts.ai_latency.clone(),
+            ai_error_rate: opts.ai_error_rate,
+            http_error_rate: opts.http_error_rate,
+            stall: opts.stall,
+            stall_from: Some(started_at),
+            sse_drop_after: opts.sse_drop_after,
+            ..opts.faults.clone()
+        }));
         let target = match (&opts.webhook_url, &started.stores) {
             (Some(u), _) => Some(u.clone()),
             // `http://` and a socket address always make a valid URL.
@@ -245,7 +245,6 @@ impl Sandbox {
                 .map(|t| t.expose_secret().to_string())
                 .unwrap_or_else(channels::random_id),
             key,
-            started: Instant::now(),
             channels: Mutex::default(),
             tokens: Mutex::default(),
             chatwoot: Mutex::new(store::Store::new()),
@@ -324,7 +323,7 @@ impl Sandbox {
     pub fn summary(&self) -> Summary {
         Summary {
             listen: self.addr,
-            ai_latency: self.state.opts.ai_latency.to_string(),
+            ai_latency: self.state.faults().ai_latency.to_string(),
             mirrors: self.state.opts.mirrors(),
             webhook: self.state.emitter.as_ref().map(|e| crate::redact::url(e.url.as_str())),
             env: self.env(),
@@ -412,7 +411,7 @@ async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {
         (state.sink_counters.mirrored.load(Ordering::Relaxed), state.sink_counters.errors.load(Ordering::Relaxed));
     axum::Json(serde_json::json!({
         "schema_version": 1,
-        "ai_latency": state.opts.ai_latency.to_string(),
+        "ai_latency": state.faults().ai_latency.to_string(),
         "count": records.len(),
         "replied": lat.len(),
         "failed": records.len() - lat.len(),
@@ -426,11 +425,12 @@ async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {
 /// Fault injection for every API route: `--stall` holds requests until the stall ends,
 /// `--http-error-rate` answers 500 in the service's own error format.
 async fn faults(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -> Response {
-    if let Some(until) = state.stalled_until() {
+    let faults = state.faults();
+    if let Some(until) = faults.stalled_until(Instant::now()) {
         tokio::time::sleep_until(until.into()).await;
     }
     let path = req.uri().path().to_string();
-    if state.chance(state.opts.http_error_rate) {
+    if state.chance(faults.http_error_rate) {
         if path.starts_with("/public/") || path.starts_with("/api") {
             return chatwoot_api::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }

@@ -230,8 +230,9 @@ async fn pump(
         }
     };
     tokio::pin!(expiry);
+    let drop_after_now = state.faults().sse_drop_after;
     let drop_after = async {
-        match state.opts.sse_drop_after {
+        match drop_after_now {
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }

@@ -43,9 +43,10 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
         let _ = sink.send(JobOp::Added { id: job_id.clone(), data: data.to_string(), at_ms: State::now_ms() });
     }
     let (latency, fails) = {
+        let faults = state.faults();
         let mut rng = lock(&state.rng);
-        let latency = state.opts.ai_latency.sample(&mut *rng);
-        let fails = state.opts.ai_error_rate > 0.0 && rand::Rng::random::<f64>(&mut *rng) < state.opts.ai_error_rate;
+        let latency = faults.ai_latency.sample(&mut *rng);
+        let fails = faults.ai_error_rate > 0.0 && rand::Rng::random::<f64>(&mut *rng) < faults.ai_error_rate;
         (latency, fails)
     };
     let state = state.clone();
@@ -142,7 +143,7 @@ async fn run_job(
             }
             _ => {
                 tokio::time::sleep_until(due.into()).await;
-                if let Some(end) = state.stalled_until() {
+                if let Some(end) = state.faults().stalled_until(Instant::now()) {
                     due = end.max(now);
                     continue;
                 }

@@ -109,6 +109,41 @@ async fn lognormal_percentiles_match_the_sandboxs_ground_truth() {
     }
 }
 
+/// A drill breaks and heals the stack without a restart: the AI's latency and the HTTP error
+/// rate change through `POST /_sandbox/faults`, and only what a change names changes.
+#[tokio::test]
+async fn the_sandbox_faults_change_while_it_runs() {
+    let (sb, env) = support::start(sandbox_opts("fixed:10ms")).await;
+    let faults = format!("{}/_sandbox/faults", env.base);
+    let post = |body: Value| {
+        let url = faults.clone();
+        async move { support::http().post(url).json(&body).send().await.unwrap() }
+    };
+    let before = smoke(options(&sb, 4)).await;
+    assert!(before.reply_ms.as_ref().unwrap().p50 < 60.0, "{:?}", before.reply_ms);
+
+    let resp = post(serde_json::json!({"ai_latency": "fixed:120ms"})).await;
+    assert_eq!(resp.status(), 200);
+    let now: Value = resp.json().await.unwrap();
+    assert_eq!((now["ai_latency"].as_str(), now["http_error_rate"].as_f64()), (Some("fixed:120ms"), Some(0.0)));
+    let slow = smoke(options(&sb, 4)).await;
+    assert!(slow.reply_ms.as_ref().unwrap().min >= 119.0, "{:?}", slow.reply_ms);
+
+    assert_eq!(post(serde_json::json!({"http_error_rate": 1.0})).await.status(), 200);
+    let broken = smoke(options(&sb, 3)).await;
+    assert_eq!((broken.chats.ok, broken.chats.failed), (0, 3));
+    let healed: Value =
+        post(serde_json::json!({"http_error_rate": 0, "ai_latency": "fixed:10ms"})).await.json().await.unwrap();
+    assert_eq!(healed["ai_latency"], "fixed:10ms");
+    let after = smoke(options(&sb, 4)).await;
+    assert_eq!(after.chats.ok, 4);
+
+    let refused = post(serde_json::json!({"ai_latency": "gaussian:1s", "http_error_rate": 0.5})).await;
+    assert_eq!(refused.status(), 400);
+    let kept: Value = support::http().get(&faults).send().await.unwrap().json().await.unwrap();
+    assert_eq!((kept["ai_latency"].as_str(), kept["http_error_rate"].as_f64()), (Some("fixed:10ms"), Some(0.0)));
+}
+
 #[tokio::test]
 async fn a_breached_threshold_fails_with_exit_1_and_says_by_how_much() {
     let dir = tempfile::tempdir().unwrap();
