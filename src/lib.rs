@@ -37,6 +37,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod http;
 pub mod mirror;
+pub mod monitor;
 pub mod output;
 pub mod probe;
 pub mod queue;

@@ -1,0 +1,403 @@
+//! Monitor rules, from a TOML file (`[[rules]]` tables) or the built-in default set: which check
+//! (`<probe>.<metric>`), what condition (`state >= CRITICAL`, `value > 5s`), how severe, how many
+//! consecutive failing sweeps before it fires (`for`) and passing ones before it resolves
+//! (`recover`). A rule that names an unknown check, a bad condition or duration, or `for = 0` is
+//! refused with its line and column: a typo must never leave a rule silently off.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::ProbeState;
+use crate::probe::Cmp;
+
+/// The probes a rule can name, with the metrics each reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    AblyHealth,
+    AblyBacklog,
+    Sla,
+    MirrorCanary,
+    Smoke,
+}
+
+/// What the SLA of the last window and a short smoke report, as checks.
+pub const SLA_METRICS: &[&str] = &["p50", "p90", "p95", "p99", "error_rate", "replies", "violations", "warnings"];
+pub const SMOKE_METRICS: &[&str] = &["p50", "p95", "p99", "error_rate"];
+
+impl Probe {
+    pub const ALL: [Probe; 5] = [Probe::AblyHealth, Probe::AblyBacklog, Probe::Sla, Probe::MirrorCanary, Probe::Smoke];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::AblyHealth => "ably_health",
+            Probe::AblyBacklog => "ably_backlog",
+            Probe::Sla => "sla",
+            Probe::MirrorCanary => "mirror_canary",
+            Probe::Smoke => "smoke",
+        }
+    }
+
+    pub fn metrics(self) -> &'static [&'static str] {
+        match self {
+            Probe::AblyHealth => crate::probe::health::METRICS,
+            Probe::AblyBacklog => crate::probe::backlog::METRICS,
+            Probe::Sla => SLA_METRICS,
+            Probe::MirrorCanary => crate::mirror::canary::METRICS,
+            Probe::Smoke => SMOKE_METRICS,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Probe> {
+        Probe::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// What a condition compares with: the check's state, or its value (in the check's unit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    State(ProbeState),
+    Value(f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub cmp: Cmp,
+    pub limit: Limit,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub probe: Probe,
+    pub metric: String,
+    pub condition: Condition,
+    pub severity: Severity,
+    pub for_sweeps: u32,
+    pub recover_sweeps: u32,
+    pub labels: BTreeMap<String, String>,
+    pub runbook: Option<String>,
+}
+
+/// One sweep's verdict on a rule: the condition holds, does not, or cannot be judged (the check
+/// was UNKNOWN, or has no value), which counts neither way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eval {
+    Failing,
+    Passing,
+    Unknown,
+}
+
+impl Condition {
+    /// Parses `state >= CRITICAL` or `value > 5s` for `metric` (durations become milliseconds
+    /// for latencies and percentiles, seconds otherwise, as the probes report them; `5%` is 0.05).
+    pub fn parse(text: &str, metric: &str) -> Result<Condition, String> {
+        let t = text.trim();
+        let (subject, cmp, limit) = [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)]
+            .iter()
+            .find_map(|(op, c)| t.split_once(op).map(|(a, b)| (a.trim(), *c, b.trim())))
+            .ok_or_else(|| format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=)"))?;
+        let limit = match subject {
+            "state" => Limit::State(match limit.to_ascii_uppercase().as_str() {
+                "OK" => ProbeState::Ok,
+                "WARNING" => ProbeState::Warning,
+                "CRITICAL" => ProbeState::Critical,
+                other => return Err(format!("condition {t:?}: {other:?} is not a state (OK, WARNING, CRITICAL)")),
+            }),
+            "value" => Limit::Value(value(limit, metric).map_err(|e| format!("condition {t:?}: {e}"))?),
+            other => return Err(format!("condition {t:?}: {other:?} is neither `state` nor `value`")),
+        };
+        Ok(Condition { cmp, limit, text: t.to_string() })
+    }
+
+    /// The verdict on a check's state and value.
+    pub fn eval(&self, state: ProbeState, value: Option<f64>) -> Eval {
+        let holds = |a: f64, b: f64| match self.cmp {
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+        };
+        let (a, b) = match (self.limit, state, value) {
+            (_, ProbeState::Unknown, _) | (Limit::Value(_), _, None) => return Eval::Unknown,
+            (Limit::State(limit), _, _) => (rank(state), rank(limit)),
+            (Limit::Value(limit), _, Some(v)) => (v, limit),
+        };
+        if holds(a, b) { Eval::Failing } else { Eval::Passing }
+    }
+}
+
+/// Severity order for comparisons (UNKNOWN never reaches here).
+fn rank(s: ProbeState) -> f64 {
+    match s {
+        ProbeState::Ok => 0.0,
+        ProbeState::Warning => 1.0,
+        ProbeState::Unknown | ProbeState::Critical => 2.0,
+    }
+}
+
+fn value(text: &str, metric: &str) -> Result<f64, String> {
+    let v = if let Some(p) = text.strip_suffix('%') {
+        p.trim().parse::<f64>().map_err(|_| format!("{text:?} is not a number"))? / 100.0
+    } else if let Ok(n) = text.parse::<f64>() {
+        n
+    } else {
+        let d = crate::duration::parse_duration(text)?;
+        let in_ms = metric.contains("latency") || metric.starts_with('p') && metric[1..].parse::<u8>().is_ok();
+        if in_ms { d.as_secs_f64() * 1000.0 } else { d.as_secs_f64() }
+    };
+    if v.is_finite() { Ok(v) } else { Err(format!("{text:?} is not a finite number")) }
+}
+
+/// A refused rules file: where and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {message}")]
+pub struct RulesError {
+    pub origin: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// A rule as written in the file, every value with its place.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: toml::Spanned<String>,
+    check: toml::Spanned<String>,
+    condition: toml::Spanned<String>,
+    severity: toml::Spanned<String>,
+    #[serde(rename = "for", default)]
+    for_sweeps: Option<toml::Spanned<i64>>,
+    #[serde(default)]
+    recover: Option<toml::Spanned<i64>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    runbook: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+/// The rules in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// Where they came from: a file's path, or `built-in`.
+    pub origin: String,
+}
+
+/// The default set (each threshold explained next to it in the file).
+pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+
+impl RuleSet {
+    pub fn defaults() -> RuleSet {
+        // The built-in set is parsed in a unit test, so this cannot fail at run time.
+        RuleSet::parse(DEFAULT_RULES, "built-in").expect("the built-in rules parse")
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RulesError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            RulesError { origin: origin.to_string(), line, column, message }
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            at(e.span().unwrap_or(0..0), message)
+        })?;
+        let mut rules = Vec::with_capacity(raw.rules.len());
+        let mut names = std::collections::HashSet::new();
+        for r in raw.rules {
+            if r.name.get_ref().trim().is_empty() || !names.insert(r.name.get_ref().clone()) {
+                return Err(at(r.name.span(), format!("rule name {:?} is empty or used twice", r.name.get_ref())));
+            }
+            let (probe, metric) = check(r.check.get_ref()).map_err(|m| at(r.check.span(), m))?;
+            let condition = Condition::parse(r.condition.get_ref(), &metric).map_err(|m| at(r.condition.span(), m))?;
+            let severity = match r.severity.get_ref().as_str() {
+                "warning" => Severity::Warning,
+                "critical" => Severity::Critical,
+                other => {
+                    return Err(at(r.severity.span(), format!("severity {other:?}: expected warning or critical")));
+                }
+            };
+            let sweeps = |v: &Option<toml::Spanned<i64>>, key: &str| -> Result<u32, RulesError> {
+                match v {
+                    None => Ok(1),
+                    Some(s) => u32::try_from(*s.get_ref()).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        at(s.span(), format!("{key} = {}: must be a whole number of sweeps, 1 or more", s.get_ref()))
+                    }),
+                }
+            };
+            rules.push(Rule {
+                name: r.name.into_inner(),
+                probe,
+                metric,
+                condition,
+                severity,
+                for_sweeps: sweeps(&r.for_sweeps, "for")?,
+                recover_sweeps: sweeps(&r.recover, "recover")?,
+                labels: r.labels,
+                runbook: r.runbook,
+            });
+        }
+        Ok(RuleSet { rules, origin: origin.to_string() })
+    }
+}
+
+/// `ably_health.latency` into its probe and metric.
+fn check(s: &str) -> Result<(Probe, String), String> {
+    let probes = || Probe::ALL.map(Probe::name).join(", ");
+    let (p, m) =
+        s.split_once('.').ok_or_else(|| format!("check {s:?}: expected <probe>.<check>, probes {}", probes()))?;
+    let probe = Probe::parse(p).ok_or_else(|| format!("check {s:?}: unknown probe {p:?} (probes: {})", probes()))?;
+    if !probe.metrics().contains(&m) {
+        return Err(format!("check {s:?}: {p} has no check {m:?} (it has {})", probe.metrics().join(", ")));
+    }
+    Ok((probe, m.to_string()))
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// A rule's memory between sweeps (kept with the alert state).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Consecutive failing sweeps (0 after a passing one).
+    pub failing: u32,
+    /// Consecutive passing sweeps (0 after a failing one).
+    pub passing: u32,
+    pub firing: bool,
+}
+
+/// What a sweep did to a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Unchanged,
+    Fired,
+    Resolved,
+}
+
+impl RuleState {
+    /// Counts the sweep's verdict: fires after `for` failing sweeps in a row, resolves after
+    /// `recover` passing ones; an UNKNOWN sweep counts neither way and breaks neither run.
+    pub fn step(&mut self, rule: &Rule, verdict: Eval) -> Transition {
+        match verdict {
+            Eval::Unknown => Transition::Unchanged,
+            Eval::Failing => {
+                (self.failing, self.passing) = (self.failing.saturating_add(1), 0);
+                if !self.firing && self.failing >= rule.for_sweeps {
+                    self.firing = true;
+                    return Transition::Fired;
+                }
+                Transition::Unchanged
+            }
+            Eval::Passing => {
+                (self.passing, self.failing) = (self.passing.saturating_add(1), 0);
+                if self.firing && self.passing >= rule.recover_sweeps {
+                    self.firing = false;
+                    return Transition::Resolved;
+                }
+                Transition::Unchanged
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_rules_parse_and_name_real_checks() {
+        let d = RuleSet::defaults();
+        assert!(d.rules.len() >= 5, "{d:?}");
+        for r in &d.rules {
+            assert!(r.probe.metrics().contains(&r.metric.as_str()), "{r:?}");
+            assert!(r.runbook.as_deref().is_some_and(|u| u.starts_with("docs/runbook.md#")), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn conditions_on_state_and_value_with_units() {
+        let c = Condition::parse("value > 5s", "p95").unwrap();
+        assert_eq!(c.limit, Limit::Value(5000.0), "percentiles are in ms");
+        assert_eq!(Condition::parse("value > 2s", "skew").unwrap().limit, Limit::Value(2.0), "skews in s");
+        assert_eq!(Condition::parse("value >= 5%", "error_rate").unwrap().limit, Limit::Value(0.05));
+        assert_eq!(c.eval(ProbeState::Ok, Some(5200.0)), Eval::Failing);
+        assert_eq!(c.eval(ProbeState::Ok, Some(4800.0)), Eval::Passing);
+        assert_eq!(c.eval(ProbeState::Ok, None), Eval::Unknown);
+        let s = Condition::parse("state >= CRITICAL", "latency").unwrap();
+        assert_eq!(s.eval(ProbeState::Critical, None), Eval::Failing);
+        assert_eq!(s.eval(ProbeState::Warning, Some(1.0)), Eval::Passing);
+        assert_eq!(s.eval(ProbeState::Unknown, Some(1.0)), Eval::Unknown, "a hung check is no verdict");
+        for bad in ["value = 3", "state >= BROKEN", "p95 > 5s", "value > soon", "value > inf"] {
+            assert!(Condition::parse(bad, "p95").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_rules_file_is_refused_with_line_and_column() {
+        let err = |text: &str| RuleSet::parse(text, "rules.toml").unwrap_err();
+        let base =
+            "[[rules]]\nname = \"x\"\ncheck = \"sla.p95\"\ncondition = \"value > 5s\"\nseverity = \"critical\"\n";
+        assert!(RuleSet::parse(base, "rules.toml").is_ok());
+        let e = err(&base.replace("sla.p95", "sla.p96"));
+        assert_eq!((e.line, e.column), (3, 9), "{e}");
+        assert!(e.to_string().starts_with("rules.toml:3:9: check \"sla.p96\": sla has no check \"p96\""), "{e}");
+        let e = err(&base.replace("value > 5s", "value > 5 fortnights"));
+        assert_eq!((e.line, e.column), (4, 13), "{e}");
+        let e = err(&format!("{base}for = 0\n"));
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("for = 0"), "{e}");
+        let e = err(&format!("{base}colour = \"red\"\n"));
+        assert_eq!(e.line, 6, "{e}");
+        assert!(err(&base.replace("critical", "page")).message.contains("warning or critical"));
+        assert!(err(&format!("{base}{base}")).message.contains("used twice"));
+        assert_eq!(err("[[rules]\n").line, 1);
+    }
+
+    #[test]
+    fn a_rule_fires_after_for_sweeps_and_resolves_after_recover() {
+        let mut rule = RuleSet::parse(
+            "[[rules]]\nname = \"r\"\ncheck = \"ably_backlog.waiting\"\ncondition = \"value > 500\"\nseverity = \"warning\"\nfor = 2\nrecover = 2\n",
+            "t",
+        )
+        .unwrap()
+        .rules
+        .remove(0);
+        let mut s = RuleState::default();
+        use Eval::*;
+        let seen: Vec<Transition> =
+            [Failing, Unknown, Passing, Failing, Failing, Failing, Passing, Unknown, Passing, Passing]
+                .into_iter()
+                .map(|e| s.step(&rule, e))
+                .collect();
+        use Transition::*;
+        assert_eq!(
+            seen,
+            [Unchanged, Unchanged, Unchanged, Unchanged, Fired, Unchanged, Unchanged, Unchanged, Resolved, Unchanged]
+        );
+        rule.for_sweeps = 1;
+        let mut once = RuleState::default();
+        assert_eq!(once.step(&rule, Failing), Fired);
+    }
+}
