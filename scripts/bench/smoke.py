@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import BIN, ROOT, start_sandbox as sandbox_process, stop
+from benchlib import BIN, ROOT, nearest_rank, start_sandbox as sandbox_process, stop
 
 LATENCY = "lognormal:p50=80ms,p95=250ms"
 
@@ -55,12 +55,6 @@ def smoke_env(env):
     e = dict(os.environ)
     e.update(env)
     return e
-
-
-def nearest_rank(values, p):
-    v = sorted(values)
-    k = max(1, -(-len(v) * p // 100))  # ceil
-    return v[int(k) - 1]
 
 
 def accuracy():

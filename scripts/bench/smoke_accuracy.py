@@ -23,24 +23,9 @@ import os
 import subprocess
 import urllib.request
 
-from benchlib import BIN, stop
+from benchlib import BIN, nearest_rank, start_sandbox, stop
 
 LATENCY = "lognormal:p50=40ms,p95=120ms"
-
-
-def start_sandbox(pin):
-    cmd = [BIN, "sandbox", "--listen", "127.0.0.1:0", "--ai-latency", LATENCY, "--seed", "7"]
-    if pin:
-        cmd = ["taskset", "-c", "0", *cmd]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline().strip()
-    return p, dict(kv.split("=", 1) for kv in line.removeprefix("export ").split())
-
-
-def nearest_rank(values, p):
-    v = sorted(values)
-    k = max(1, -(-len(v) * p // 100))
-    return v[int(k) - 1]
 
 
 def hogs(n):
@@ -50,7 +35,7 @@ def hogs(n):
 
 def run(variant, chats, concurrency):
     pin = variant == "pinned"
-    sb, env = start_sandbox(pin)
+    sb, env = start_sandbox("--ai-latency", LATENCY, "--seed", "7", prefix=("taskset", "-c", "0") if pin else ())
     load = hogs(os.cpu_count() or 1) if variant == "busy" else []
     try:
         cmd = [BIN, "sla", "smoke", "--chats", str(chats), "--concurrency", str(concurrency), "-o", "json",

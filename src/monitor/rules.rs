@@ -98,8 +98,8 @@ pub enum Eval {
 }
 
 impl Condition {
-    /// Parses `state >= CRITICAL` or `value > 5s` for `metric` (durations become milliseconds
-    /// for latencies and percentiles, seconds otherwise, as the probes report them; `5%` is 0.05).
+    /// Parses `state >= CRITICAL` or `value > 5s` for `metric` (durations in the metric's unit,
+    /// as the probes' own rules take them; `5%` is 0.05).
     pub fn parse(text: &str, metric: &str) -> Result<Condition, String> {
         let t = text.trim();
         let (subject, cmp, limit) = [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)]
@@ -151,9 +151,7 @@ fn value(text: &str, metric: &str) -> Result<f64, String> {
     } else if let Ok(n) = text.parse::<f64>() {
         n
     } else {
-        let d = crate::duration::parse_duration(text)?;
-        let in_ms = metric.contains("latency") || metric.starts_with('p') && metric[1..].parse::<u8>().is_ok();
-        if in_ms { d.as_secs_f64() * 1000.0 } else { d.as_secs_f64() }
+        crate::probe::in_unit_of(metric, crate::duration::parse_duration(text)?)
     };
     if v.is_finite() { Ok(v) } else { Err(format!("{text:?} is not a finite number")) }
 }

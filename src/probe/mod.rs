@@ -16,7 +16,7 @@ pub mod backlog;
 pub mod health;
 mod rules;
 
-pub use rules::{Cmp, Rule, Rules};
+pub use rules::{Cmp, Rule, Rules, in_unit_of};
 
 /// The unit of a check's value, as perfdata writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

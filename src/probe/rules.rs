@@ -50,12 +50,18 @@ impl FromStr for Rule {
             Ok(v) => v,
             Err(_) => {
                 let d = crate::duration::parse_duration(value).map_err(|e| format!("invalid rule {s:?}: {e}"))?;
-                // Latencies are in ms; skews and ages in seconds.
-                if metric.contains("latency") { d.as_secs_f64() * 1000.0 } else { d.as_secs_f64() }
+                in_unit_of(metric, d)
             }
         };
         Ok(Rule { metric: metric.to_string(), cmp, limit, text: t.to_string() })
     }
+}
+
+/// A duration limit in the unit `metric` is reported in: milliseconds for latencies and reply
+/// percentiles (`p95`), seconds for skews and ages.
+pub fn in_unit_of(metric: &str, d: std::time::Duration) -> f64 {
+    let percentile = metric.strip_prefix('p').is_some_and(|n| n.parse::<u8>().is_ok());
+    if metric.contains("latency") || percentile { d.as_secs_f64() * 1000.0 } else { d.as_secs_f64() }
 }
 
 impl Rule {

@@ -66,8 +66,8 @@ pub struct FaultsPatch {
     pub receiver_skip_signature: Option<bool>,
 }
 
-fn rate(key: &str, v: f64) -> Result<f64, String> {
-    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{key} must be between 0 and 1, got {v}")) }
+fn rate(key: &str, v: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("{key} must be between 0 and 1, got {v}")) }
 }
 
 /// A duration given as text (`250ms`, `2s`) or a whole number of milliseconds.
@@ -90,10 +90,10 @@ impl Faults {
             f.ai_latency = m.parse().map_err(|e| format!("ai_latency: {e}"))?;
         }
         if let Some(v) = patch.ai_error_rate {
-            f.ai_error_rate = rate("ai_error_rate", v)?;
+            f.ai_error_rate = v;
         }
         if let Some(v) = patch.http_error_rate {
-            f.http_error_rate = rate("http_error_rate", v)?;
+            f.http_error_rate = v;
         }
         match patch.stall.as_deref() {
             None => {}
@@ -111,10 +111,10 @@ impl Faults {
             }
         }
         if let Some(v) = patch.webhook_drop_rate {
-            f.webhook_drop_rate = rate("webhook_drop_rate", v)?;
+            f.webhook_drop_rate = v;
         }
         if let Some(v) = patch.receiver_error_rate {
-            f.receiver_error_rate = rate("receiver_error_rate", v)?;
+            f.receiver_error_rate = v;
         }
         if let Some(v) = patch.webhook_delay {
             f.webhook_delay = duration("webhook_delay", &v)?;
@@ -122,7 +122,21 @@ impl Faults {
         f.redis_write_fail = patch.redis_write_fail.unwrap_or(f.redis_write_fail);
         f.postgres_write_fail = patch.postgres_write_fail.unwrap_or(f.postgres_write_fail);
         f.receiver_skip_signature = patch.receiver_skip_signature.unwrap_or(f.receiver_skip_signature);
-        Ok(f)
+        f.checked()
+    }
+
+    /// The same faults, refused when a rate is outside 0..1: at start and on every change.
+    pub fn checked(self) -> Result<Faults, String> {
+        let rates = [
+            ("ai_error_rate", self.ai_error_rate),
+            ("http_error_rate", self.http_error_rate),
+            ("webhook_drop_rate", self.webhook_drop_rate),
+            ("receiver_error_rate", self.receiver_error_rate),
+        ];
+        for (key, v) in rates {
+            rate(key, v)?;
+        }
+        Ok(self)
     }
 
     /// When a stall is in force, the instant it ends.

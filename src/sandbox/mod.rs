@@ -177,9 +177,6 @@ impl Sandbox {
         };
         let key =
             AblyKey::parse(&key_text).map_err(|e| SandboxError::Option(format!("BROKER_OPS_SANDBOX_KEY: {e}")))?;
-        if !(0.0..=1.0).contains(&opts.ai_error_rate) || !(0.0..=1.0).contains(&opts.http_error_rate) {
-            return Err(SandboxError::Option("error rates must be between 0 and 1".into()));
-        }
         if !opts.listen.ip().is_loopback() && !opts.allow_remote {
             return Err(SandboxError::Option(format!(
                 "--listen {} is not a loopback address: the sandbox hands its keys to anyone who asks; \
@@ -190,30 +187,26 @@ impl Sandbox {
         if opts.sse_keepalive.is_zero() || opts.sse_drop_after.is_some_and(|d| d.is_zero()) {
             return Err(SandboxError::Option("SSE keepalive and drop intervals must be more than zero".into()));
         }
-        opts.faults.patched(faults::FaultsPatch::default()).map_err(SandboxError::Option)?;
-        for (name, r) in
-            [("webhook drop", opts.faults.webhook_drop_rate), ("receiver error", opts.faults.receiver_error_rate)]
-        {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(SandboxError::Option(format!("the {name} rate must be between 0 and 1")));
-            }
+        // The flags' faults, from here on changed only through `/_sandbox/faults`.
+        let mut live = Faults {
+            ai_latency: opts.ai_latency.clone(),
+            ai_error_rate: opts.ai_error_rate,
+            http_error_rate: opts.http_error_rate,
+            stall: opts.stall,
+            stall_from: None,
+            sse_drop_after: opts.sse_drop_after,
+            ..opts.faults.clone()
         }
+        .checked()
+        .map_err(SandboxError::Option)?;
         let started = sinks::start(&opts).await?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
-        let started_at = Instant::now();
-        // The flags' faults, from here on changed only through `/_sandbox/faults`.
-        let faults = Arc::new(Mutex::new(Faults {
-            ai_latency: opts.ai_latency.clone(),
-            ai_error_rate: opts.ai_error_rate,
-            http_error_rate: opts.http_error_rate,
-            stall: opts.stall,
-            stall_from: Some(started_at),
-            sse_drop_after: opts.sse_drop_after,
-            ..opts.faults.clone()
-        }));
+        // A `--stall` counts from the start.
+        live.stall_from = Some(Instant::now());
+        let faults = Arc::new(Mutex::new(live));
         let target = match (&opts.webhook_url, &started.stores) {
             (Some(u), _) => Some(u.clone()),
             // `http://` and a socket address always make a valid URL.
