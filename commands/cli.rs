@@ -57,6 +57,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::mirror::MirrorCommand,
     },
+    /// One cron-ready sweep of every probe: rules, grouped alerts, a lock, metrics
+    /// (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Monitor(Box<crate::monitor::MonitorArgs>),
     /// The ENABLE_ABLY_REALTIME rollout: status, which conversations, set, override, history, rollback.
     Rollout {
         #[command(subcommand)]

@@ -11,6 +11,8 @@ mod events;
 mod events_args;
 mod exits;
 mod mirror;
+mod monitor;
+mod monitor_watch;
 mod progress;
 mod rollout;
 mod sandbox;
@@ -148,6 +150,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Events { command } => events::run(command, &ctx).await,
         Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Mirror { command } => mirror::run(command, &ctx).await,
+        Command::Monitor(args) => monitor::run(*args, &ctx).await,
         Command::Rollout { command } => rollout::run(command, &ctx).await,
         Command::Alert { command } => alert::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,

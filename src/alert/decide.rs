@@ -15,6 +15,8 @@ pub enum Decision {
     Remind,
     /// Open at a lower severity: notified again at once, whatever the interval.
     Escalate,
+    /// Open, and the alert groups a member not notified yet: notified again at once.
+    Update,
     /// `resolved` for an open incident: one resolved notice, and the incident closes.
     Resolve,
     /// Open and notified recently: nothing is sent.
@@ -36,6 +38,7 @@ impl Decision {
             Decision::Open => "open",
             Decision::Remind => "remind",
             Decision::Escalate => "escalate",
+            Decision::Update => "update",
             Decision::Resolve => "resolve",
             Decision::Quiet { .. } => "quiet",
             Decision::NothingOpen => "nothing-open",
@@ -50,6 +53,7 @@ pub fn decide(open: Option<&Incident>, alert: &Alert, now: DateTime<Utc>, repeat
         (Severity::Resolved, Some(_)) => Decision::Resolve,
         (_, None) => Decision::Open,
         (severity, Some(i)) if severity > i.severity => Decision::Escalate,
+        (_, Some(i)) if alert.members.iter().any(|m| !i.members.contains(m)) => Decision::Update,
         (_, Some(i)) => {
             let next = i.last_sent_at.checked_add_signed(repeat).unwrap_or(DateTime::<Utc>::MAX_UTC);
             if now >= next { Decision::Remind } else { Decision::Quiet { next_reminder_at: next } }
@@ -77,6 +81,7 @@ mod tests {
             notices: 1,
             slack_ts: None,
             results: Default::default(),
+            members: vec!["a".into()],
         }
     }
 
@@ -97,5 +102,10 @@ mod tests {
         assert_eq!(decide(Some(&recent), &alert(Severity::Critical), now, four_h), Decision::Escalate);
         assert_eq!(decide(Some(&recent), &alert(Severity::Resolved), now, four_h), Decision::Resolve);
         assert_eq!(decide(Some(&recent), &alert(w), now, Duration::MAX).as_str(), "quiet");
+        let mut grown = alert(w);
+        grown.members = vec!["a".into(), "b".into()];
+        assert_eq!(decide(Some(&recent), &grown, now, four_h), Decision::Update);
+        grown.members = vec!["a".into()];
+        assert_eq!(decide(Some(&recent), &grown, now, four_h).as_str(), "quiet", "a member already told of");
     }
 }

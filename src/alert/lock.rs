@@ -38,24 +38,37 @@ impl RedisLock {
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         let token = uuid::Uuid::new_v4().to_string();
         loop {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(LOCK_TTL.as_millis() as u64)
-                .query_async(conn)
-                .await
-                .map_err(|source| StateError::Redis { addr: addr.to_string(), op: "SET lock", source })?;
-            if set.is_some() {
-                let renewer = tokio::spawn(renew(conn.clone(), key.to_string(), token.clone()));
-                return Ok(RedisLock { key: key.to_string(), token, renewer });
+            if let Some(lock) = Self::try_take(conn, addr, key, &token).await? {
+                return Ok(lock);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StateError::Locked { place: addr.to_string() });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// One `SET NX PX` with `token` as the value (which says who holds it): the lock, or `None`
+    /// when another holder has it.
+    pub async fn try_take(
+        conn: &mut ConnectionManager,
+        addr: &str,
+        key: &str,
+        token: &str,
+    ) -> Result<Option<RedisLock>, StateError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(LOCK_TTL.as_millis() as u64)
+            .query_async(conn)
+            .await
+            .map_err(|source| StateError::Redis { addr: addr.to_string(), op: "SET lock", source })?;
+        Ok(set.map(|_| {
+            let renewer = tokio::spawn(renew(conn.clone(), key.to_string(), token.to_string()));
+            RedisLock { key: key.to_string(), token: token.to_string(), renewer }
+        }))
     }
 
     pub async fn release(self, conn: &mut ConnectionManager, addr: &str) -> Result<(), StateError> {

@@ -11,6 +11,7 @@
 pub mod decide;
 pub mod email;
 pub mod model;
+pub mod named;
 pub mod report;
 pub mod slack;
 pub mod state;
@@ -24,6 +25,7 @@ pub use crate::retry::RetryPolicy;
 pub use decide::{Decision, decide};
 pub use email::EmailTarget;
 pub use model::{Alert, AlertSource, Links, Severity, check_link};
+pub use named::{NamedLock, TryLock};
 pub use report::{AlertReport, DeliveryResult, Outcome, Preview};
 pub use slack::SlackTarget;
 pub use state::{Channel, Delivery, Incident, OutboxEntry, StateError, Store};
@@ -35,6 +37,8 @@ pub enum Kind {
     Opened,
     Reminder,
     Escalated,
+    /// More is failing in a grouped alert that is already open.
+    Updated,
     Resolved,
     Test,
 }
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Opened => "opened",
             Kind::Reminder => "reminder",
             Kind::Escalated => "escalated",
+            Kind::Updated => "updated",
             Kind::Resolved => "resolved",
             Kind::Test => "test",
         }
@@ -69,6 +74,7 @@ impl Notice {
             Kind::Opened => "",
             Kind::Reminder => "Still open:",
             Kind::Escalated => "Escalated:",
+            Kind::Updated => "Updated:",
             Kind::Resolved => "",
             Kind::Test => "[TEST]",
         }
@@ -79,6 +85,7 @@ impl Notice {
         match self.kind {
             Kind::Reminder => "still open: ",
             Kind::Escalated => "escalated: ",
+            Kind::Updated => "updated: ",
             Kind::Test => "[TEST] ",
             Kind::Opened | Kind::Resolved => "",
         }

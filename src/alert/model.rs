@@ -90,6 +90,10 @@ pub struct Alert {
     pub dedup_key: String,
     pub labels: BTreeMap<String, String>,
     pub links: Links,
+    /// What this alert groups (the monitor's firing rules): a member the open incident has not
+    /// notified yet is worth a notice at once, not at the next reminder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 impl Alert {
@@ -111,6 +115,7 @@ impl Alert {
             dedup_key,
             labels: BTreeMap::new(),
             links: Links::default(),
+            members: Vec::new(),
         }
     }
 

@@ -107,6 +107,7 @@ async fn process(
             notices: n,
             slack_ts: thread,
             results: Default::default(),
+            members: alert.members.clone(),
         }),
     };
     match &incident {
@@ -161,6 +162,7 @@ fn kind_of(decision: &Decision) -> Option<Kind> {
         Decision::Open => Some(Kind::Opened),
         Decision::Remind => Some(Kind::Reminder),
         Decision::Escalate => Some(Kind::Escalated),
+        Decision::Update => Some(Kind::Updated),
         Decision::Resolve => Some(Kind::Resolved),
         Decision::Quiet { .. } | Decision::NothingOpen => None,
     }

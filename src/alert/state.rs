@@ -45,6 +45,9 @@ pub struct Incident {
     pub slack_ts: Option<String>,
     /// The last outcome per channel.
     pub results: BTreeMap<String, String>,
+    /// The alert's members as last notified.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// A rendered notice waiting to be delivered.

@@ -1,7 +1,23 @@
-//! `broker-ops monitor` (being built): one sweep over every probe, rules that turn check results
-//! into alerts after `for` failing sweeps and resolve them after `recover` passing ones. This
-//! module holds the rules and their state machine so far.
+//! `broker-ops monitor`: one sweep over every probe (each under its own time-out), rules that
+//! turn check results into alerts after `for` failing sweeps and resolve them after `recover`
+//! passing ones, one grouped alert per severity through the alert capability, and a lock so
+//! that overlapping cron runs do not both act.
+//!
+//! - [`rules`]: the rules file, conditions and the for/recover state machine;
+//! - [`sweep`]: the probes at once, each timed;
+//! - [`engine`]: verdicts, rule results and grouped alerts (no input or output);
+//! - [`run`]: a cron run (lock, state, sweep, alerts);
+//! - [`report`]: every output format, and the textfile;
+//! - [`ping`]: the dead-man's switch;
+//! - [`watch`]: the live view's history and frame.
 
+pub mod engine;
+pub mod ping;
+pub mod report;
 pub mod rules;
+pub mod run;
+pub mod sweep;
+pub mod watch;
 
 pub use rules::{Eval, Probe, Rule, RuleSet, RuleState, RulesError, Severity, Transition};
+pub use run::{MonitorError, MonitorReport, MonitorRequest, Outcome};

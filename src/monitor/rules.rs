@@ -90,7 +90,8 @@ pub struct Rule {
 
 /// One sweep's verdict on a rule: the condition holds, does not, or cannot be judged (the check
 /// was UNKNOWN, or has no value), which counts neither way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Eval {
     Failing,
     Passing,
@@ -287,7 +288,8 @@ pub struct RuleState {
 }
 
 /// What a sweep did to a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transition {
     Unchanged,
     Fired,

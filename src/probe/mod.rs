@@ -81,22 +81,7 @@ impl ProbeReport {
             .map(|c| format!("{} {}: {}", escape(&c.name), c.state.label(), escape(&c.detail)))
             .collect();
         let summary = if bad.is_empty() { format!("{} checks OK", self.checks.len()) } else { bad.join("; ") };
-        let perf: Vec<String> = self
-            .checks
-            .iter()
-            .filter_map(|c| {
-                let v = c.value?;
-                let min = if v >= 0.0 { "0" } else { "" };
-                let max = if c.unit == Unit::Ratio { "1" } else { "" };
-                let (warn, crit) = &c.ranges;
-                Some(format!(
-                    "'{}'={}{};{warn};{crit};{min};{max}",
-                    c.name.replace('\'', "\""),
-                    fmt_num(v),
-                    c.unit.perfdata()
-                ))
-            })
-            .collect();
+        let perf: Vec<String> = self.checks.iter().filter_map(|c| perfdata(c, &c.name)).collect();
         // Monitoring plugins must not put '|' in the text part.
         let summary = summary.replace('|', "/");
         format!("{} {} - {} | {}", self.title(), state.label(), summary, perf.join(" "))
@@ -104,41 +89,67 @@ impl ProbeReport {
 
     /// The Prometheus text exposition format: one gauge of values and one of states.
     pub fn prometheus(&self) -> String {
-        use prometheus_client::encoding::text::encode;
-        use prometheus_client::metrics::family::Family;
-        use prometheus_client::metrics::gauge::Gauge;
-        use prometheus_client::registry::Registry;
-        type Labels = Vec<(String, String)>;
-        let values = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let states = Family::<Labels, Gauge>::default();
-        let probe = Family::<Labels, Gauge>::default();
-        let mut registry = Registry::with_prefix("broker_ops");
-        registry.register("check_value", "Value of a broker-ops probe check, in the unit label", values.clone());
+        let mut registry = prometheus_client::registry::Registry::with_prefix("broker_ops");
+        Gauges::register(&mut registry).add(self);
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+/// The probe gauges of one exposition: any number of probes' checks, each family declared once
+/// (a second `# TYPE` line for the same name would make the whole text invalid).
+pub struct Gauges {
+    values: prometheus_client::metrics::family::Family<
+        Labels,
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    >,
+    states: prometheus_client::metrics::family::Family<Labels, prometheus_client::metrics::gauge::Gauge>,
+    probes: prometheus_client::metrics::family::Family<Labels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl Gauges {
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Gauges {
+        let g = Gauges { values: Default::default(), states: Default::default(), probes: Default::default() };
+        registry.register("check_value", "Value of a broker-ops probe check, in the unit label", g.values.clone());
         registry.register(
             "check_state",
             "State of a broker-ops probe check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-            states.clone(),
+            g.states.clone(),
         );
         registry.register(
             "probe_state",
             "State of a broker-ops probe: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-            probe.clone(),
+            g.probes.clone(),
         );
-        for c in &self.checks {
-            let labels = vec![("probe".to_string(), self.kind.to_string()), ("check".to_string(), c.name.clone())];
+        g
+    }
+
+    pub fn add(&self, report: &ProbeReport) {
+        for c in &report.checks {
+            let labels = vec![("probe".to_string(), report.kind.to_string()), ("check".to_string(), c.name.clone())];
             if let Some(v) = c.value {
                 let mut l = labels.clone();
                 l.push(("unit".to_string(), format!("{:?}", c.unit).to_lowercase()));
-                values.get_or_create(&l).set(v);
+                self.values.get_or_create(&l).set(v);
             }
-            states.get_or_create(&labels).set(i64::from(c.state.code()));
+            self.states.get_or_create(&labels).set(i64::from(c.state.code()));
         }
-        probe.get_or_create(&vec![("probe".to_string(), self.kind.to_string())]).set(i64::from(self.state().code()));
-        let mut out = String::new();
-        // Encoding into a String cannot fail.
-        let _ = encode(&mut out, &registry);
-        out
+        let probe = vec![("probe".to_string(), report.kind.to_string())];
+        self.probes.get_or_create(&probe).set(i64::from(report.state().code()));
     }
+}
+
+/// One check as monitoring-plugins perfdata under `label`: `'label'=value[UOM];warn;crit;min;max`.
+pub fn perfdata(c: &Check, label: &str) -> Option<String> {
+    let v = c.value?;
+    let min = if v >= 0.0 { "0" } else { "" };
+    let max = if c.unit == Unit::Ratio { "1" } else { "" };
+    let (warn, crit) = &c.ranges;
+    Some(format!("'{}'={}{};{warn};{crit};{min};{max}", label.replace('\'', "\""), fmt_num(v), c.unit.perfdata()))
 }
 
 pub(crate) fn fmt_num(v: f64) -> String {

@@ -1,0 +1,135 @@
+//! `broker-ops monitor`: the rules read, one library call (a cron run, or sweeps for the live
+//! view), the report rendered, the textfile and the ping written; the exit code is the worst
+//! state (monitoring-plugins convention).
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use broker_ops::alert::{Options, RetryPolicy};
+use broker_ops::duration::parse_positive_duration;
+use broker_ops::exit::{Exit, PROBE_USAGE, ProbeState};
+use broker_ops::monitor::ping::{Pinger, Signal};
+use broker_ops::monitor::sweep::SweepRequest;
+use broker_ops::monitor::{MonitorRequest, Outcome, RuleSet, run};
+use broker_ops::output::escape;
+
+use crate::Ctx;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MonitorArgs {
+    #[command(subcommand)]
+    pub command: Option<MonitorCommand>,
+    /// Rules file (TOML, `[[rules]]`); the built-in set when not given (`monitor rules` prints it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// The SLA (and Ably's statistics) are judged over this much of the recent past.
+    #[arg(long, default_value = "15m", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub sla_window: Duration,
+    /// Also run a short smoke of N chats against the configured Chatwoot.
+    #[arg(long, value_name = "N")]
+    pub smoke: Option<NonZeroUsize>,
+    /// Each probe's own time-out: past it the probe is UNKNOWN and the others still count.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub probe_timeout: Duration,
+    /// Dead-man's switch (healthchecks.io protocol): /start, then success or /fail, with one run id.
+    #[arg(long, value_name = "URL")]
+    pub ping: Option<url::Url>,
+    /// Also write the Prometheus text format to this file, atomically (node_exporter textfile collector).
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
+    /// A live view for on-call: sweep every DUR and redraw (no alerts, no lock, no state).
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration, conflicts_with_all = ["ping", "textfile"])]
+    pub watch: Option<Duration>,
+    /// Where rule and alert state live without Redis (default: BROKER_OPS_STATE_DIR, else ~/.local/state/broker-ops).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// While a rule keeps firing, remind after this long.
+    #[arg(long, default_value = "4h", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub repeat_interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Print the rules in force (the --rules file, or the built-in set).
+    Rules,
+}
+
+pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    let rules = match load_rules(a.rules.as_deref()) {
+        Ok(r) => r,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return Ok(PROBE_USAGE);
+        }
+    };
+    if let Some(MonitorCommand::Rules) = a.command {
+        ctx.render(&rules)?;
+        return Ok(Exit::Ok.code());
+    }
+    let sweep = SweepRequest {
+        sla_window: a.sla_window,
+        smoke: a.smoke.map(NonZeroUsize::get),
+        probe_timeout: a.probe_timeout,
+        command: ctx.command_line(),
+    };
+    if let Some(every) = a.watch {
+        return crate::monitor_watch::run(&sweep, every, ctx).await;
+    }
+    // Delivery is bounded so that a run ends well within a one-minute cron slot.
+    let retry = RetryPolicy { budget: Duration::from_secs(10), ..RetryPolicy::default() };
+    let alerts = Options::from_config(&ctx.config, a.repeat_interval, retry)?;
+    let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir };
+    once(&req, a.ping.as_ref(), a.textfile.as_deref(), ctx).await
+}
+
+fn load_rules(path: Option<&std::path::Path>) -> Result<RuleSet, String> {
+    let Some(path) = path else { return Ok(RuleSet::defaults()) };
+    let shown = escape(&path.display().to_string());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
+    RuleSet::parse(&text, &shown).map_err(|e| e.to_string())
+}
+
+/// One cron run, with the ping around it.
+async fn once(
+    req: &MonitorRequest,
+    ping: Option<&url::Url>,
+    textfile: Option<&std::path::Path>,
+    ctx: &Ctx,
+) -> anyhow::Result<i32> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let pinger = ping.map(|u| Pinger::new(u, &run_id, ctx.config.timeout.value));
+    if let Some(p) = &pinger
+        && let Err(e) = p.start().await
+    {
+        eprintln!("warning: {e}");
+    }
+    let outcome = run::run(&ctx.config, req, &run_id).await;
+    let (code, body) = match &outcome {
+        Ok(Outcome::Swept(report)) => (report.state.code(), report.summary()),
+        Ok(Outcome::LockedOut { holder, place }) => {
+            let m = format!("another monitor run holds the lock ({holder}) at {place}: this run did nothing");
+            (Exit::Ok.code(), m)
+        }
+        Err(e) => (ProbeState::Unknown.code(), format!("MONITOR UNKNOWN - could not run: {e}")),
+    };
+    if let Some(p) = &pinger {
+        let signal = if code == 0 || code == ProbeState::Warning.code() { Signal::Success } else { Signal::Fail };
+        if let Err(e) = p.finish(signal, &body).await {
+            eprintln!("warning: {e}");
+        }
+    }
+    match outcome? {
+        Outcome::Swept(report) => {
+            ctx.render(&*report)?;
+            if let Some(path) = textfile {
+                report.write_textfile(path).map_err(|e| anyhow::anyhow!("textfile {}: {e}", path.display()))?;
+            }
+        }
+        Outcome::LockedOut { .. } => eprintln!("{}", escape(&body)),
+    }
+    Ok(code)
+}

@@ -1,0 +1,248 @@
+//! From a sweep to decisions, with no input or output: each rule's verdict on the checks it
+//! names, its state stepped, and the firing rules grouped into one alert per severity.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::rules::{Eval, Rule, RuleSet, RuleState, Severity, Transition};
+use super::sweep::ProbeOutcome;
+use crate::alert::{Alert, AlertSource};
+use crate::exit::ProbeState;
+use crate::probe::Unit;
+
+/// What a sweep made of one rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleResult {
+    pub name: String,
+    pub check: String,
+    pub condition: String,
+    pub severity: Severity,
+    pub verdict: Eval,
+    /// The check's state and value the verdict was taken on (the failing one, when several
+    /// checks report the metric).
+    pub check_state: Option<ProbeState>,
+    pub value: Option<f64>,
+    pub unit: Option<Unit>,
+    pub failing_sweeps: u32,
+    pub passing_sweeps: u32,
+    #[serde(rename = "for")]
+    pub for_sweeps: u32,
+    pub recover: u32,
+    pub firing: bool,
+    pub transition: Transition,
+    pub runbook: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The verdict of `rule` on the sweep: failing when any check of its metric fails the
+/// condition; else unknown when any cannot be judged (or none was reported: a skipped, failed
+/// or hung probe); else passing.
+pub fn verdict<'a>(rule: &Rule, sweep: &'a [ProbeOutcome]) -> (Eval, Option<&'a crate::probe::Check>) {
+    let checks = sweep
+        .iter()
+        .filter(|p| p.probe == rule.probe)
+        .flat_map(|p| p.checks.iter())
+        .filter(|c| c.metric == rule.metric);
+    let mut seen: Option<(Eval, &crate::probe::Check)> = None;
+    for c in checks {
+        let e = rule.condition.eval(c.state, c.value);
+        let rank = |e: Eval| match e {
+            Eval::Failing => 2,
+            Eval::Unknown => 1,
+            Eval::Passing => 0,
+        };
+        if seen.is_none_or(|(s, _)| rank(e) > rank(s)) {
+            seen = Some((e, c));
+        }
+    }
+    match seen {
+        Some((e, c)) => (e, Some(c)),
+        None => (Eval::Unknown, None),
+    }
+}
+
+/// Every rule judged and stepped; `states` is updated in place and keeps only the rules in force.
+pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<String, RuleState>) -> Vec<RuleResult> {
+    states.retain(|name, _| rules.rules.iter().any(|r| &r.name == name));
+    rules
+        .rules
+        .iter()
+        .map(|rule| {
+            let (eval, check) = verdict(rule, sweep);
+            let state = states.entry(rule.name.clone()).or_default();
+            let transition = state.step(rule, eval);
+            RuleResult {
+                name: rule.name.clone(),
+                check: format!("{}.{}", rule.probe.name(), rule.metric),
+                condition: rule.condition.text.clone(),
+                severity: rule.severity,
+                verdict: eval,
+                check_state: check.map(|c| c.state),
+                value: check.and_then(|c| c.value),
+                unit: check.map(|c| c.unit),
+                failing_sweeps: state.failing,
+                passing_sweeps: state.passing,
+                for_sweeps: rule.for_sweeps,
+                recover: rule.recover_sweeps,
+                firing: state.firing,
+                transition,
+                runbook: rule.runbook.clone(),
+                labels: rule.labels.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The dedup key of a severity's incident: one incident per severity, shared by every host
+/// that monitors the same stack through the same state.
+pub fn dedup_key(severity: Severity) -> String {
+    format!("broker-ops-monitor:{}", severity_name(severity))
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The alert for one severity: the rules firing at it (its members), or, when none fires, the
+/// resolved notice for its incident (which says nothing when no incident is open).
+pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSource) -> Alert {
+    let firing: Vec<&RuleResult> = results.iter().filter(|r| r.firing && r.severity == severity).collect();
+    let name = severity_name(severity);
+    if firing.is_empty() {
+        let summary = format!("broker-ops monitor: no {name} rule is firing");
+        return Alert::new(crate::alert::Severity::Resolved, summary, source.clone(), Some(dedup_key(severity)));
+    }
+    let names: Vec<&str> = firing.iter().map(|r| r.name.as_str()).collect();
+    let summary = format!(
+        "broker-ops monitor: {} {name} rule{} firing: {}",
+        firing.len(),
+        if firing.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    let level = match severity {
+        Severity::Warning => crate::alert::Severity::Warning,
+        Severity::Critical => crate::alert::Severity::Critical,
+    };
+    let mut alert = Alert::new(level, summary, source.clone(), Some(dedup_key(severity)));
+    alert.details = firing.iter().map(|r| line(r)).collect::<Vec<_>>().join("\n");
+    alert.members = names.iter().map(|n| n.to_string()).collect();
+    alert.links.runbook =
+        firing.iter().filter_map(|r| r.runbook.as_deref()).find_map(|l| crate::alert::check_link(l).ok());
+    for r in &firing {
+        for (k, v) in &r.labels {
+            alert.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    alert.labels.insert("rules".into(), names.join(","));
+    alert
+}
+
+/// One firing rule in a notice: what, the value now, how long, where to read.
+fn line(r: &RuleResult) -> String {
+    let now = match (r.check_state, r.value) {
+        (Some(s), Some(v)) => format!("{} at {}", s.label(), shown(v, r.unit)),
+        (Some(s), None) => s.label().to_string(),
+        (None, _) => "not reported this sweep".to_string(),
+    };
+    let runbook = r.runbook.as_deref().map(|l| format!("; runbook {l}")).unwrap_or_default();
+    format!("- {}: {} {} (now {now}; failing {} sweep(s)){runbook}", r.name, r.check, r.condition, r.failing_sweeps)
+}
+
+/// A value in its unit, as people read it.
+pub fn shown(v: f64, unit: Option<Unit>) -> String {
+    let n = crate::probe::fmt_num(v);
+    match unit {
+        Some(Unit::Ms) => format!("{n}ms"),
+        Some(Unit::S) => format!("{n}s"),
+        Some(Unit::Ratio) => format!("{:.2}%", v * 100.0),
+        Some(Unit::Count) | None => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::rules::Probe;
+    use crate::monitor::sweep::{ProbeOutcome, Status};
+    use crate::probe::Rules;
+
+    fn swept(probe: Probe, metric: &str, state: ProbeState, value: Option<f64>) -> ProbeOutcome {
+        let rules = Rules::default();
+        let mut c = rules.unknown(metric, metric, Unit::Ms, "x");
+        (c.state, c.value) = (state, value);
+        ProbeOutcome { probe, status: Status::Ran, state, elapsed_ms: 1.0, reason: None, checks: vec![c] }
+    }
+
+    const RULES: &str = r#"
+[[rules]]
+name = "slow"
+check = "sla.p95"
+condition = "value > 5s"
+severity = "critical"
+for = 2
+recover = 1
+runbook = "https://wiki.example/sla"
+labels = { team = "chat" }
+
+[[rules]]
+name = "down"
+check = "ably_health.latency"
+condition = "state >= CRITICAL"
+severity = "critical"
+"#;
+
+    #[test]
+    fn rules_fire_after_for_group_per_severity_and_resolve() {
+        let set = RuleSet::parse(RULES, "t").unwrap();
+        let src = AlertSource { host: "h".into(), command: "monitor".into() };
+        let mut states = BTreeMap::new();
+        states.insert("gone".to_string(), RuleState::default());
+        let bad = vec![
+            swept(Probe::Sla, "p95", ProbeState::Critical, Some(6100.0)),
+            swept(Probe::AblyHealth, "latency", ProbeState::Ok, Some(20.0)),
+        ];
+        let first = evaluate(&set, &bad, &mut states);
+        assert!(!states.contains_key("gone"), "a rule no longer in force is forgotten");
+        assert_eq!(
+            (first[0].verdict, first[0].firing, first[0].transition),
+            (Eval::Failing, false, Transition::Unchanged)
+        );
+        assert_eq!(group_alert(Severity::Critical, &first, &src).severity, crate::alert::Severity::Resolved);
+        let second = evaluate(&set, &bad, &mut states);
+        assert_eq!((second[0].firing, second[0].transition), (true, Transition::Fired));
+        let a = group_alert(Severity::Critical, &second, &src);
+        assert_eq!(a.summary, "broker-ops monitor: 1 critical rule firing: slow");
+        assert_eq!(
+            (a.members.clone(), a.dedup_key.as_str()),
+            (vec!["slow".to_string()], "broker-ops-monitor:critical")
+        );
+        assert_eq!(a.links.runbook.as_deref(), Some("https://wiki.example/sla"));
+        assert_eq!(a.labels["team"], "chat");
+        assert!(a.details.contains("now CRITICAL at 6100ms"), "{}", a.details);
+        assert_eq!(group_alert(Severity::Warning, &second, &src).severity, crate::alert::Severity::Resolved);
+        // Ably down too: the same incident gains a member.
+        let worse = vec![bad[0].clone(), swept(Probe::AblyHealth, "latency", ProbeState::Critical, None)];
+        let third = evaluate(&set, &worse, &mut states);
+        assert_eq!(group_alert(Severity::Critical, &third, &src).members, vec!["slow", "down"]);
+        // A hung SLA probe (no checks) is unknown: the rule stays firing.
+        let hung = vec![ProbeOutcome { checks: vec![], status: Status::TimedOut, ..bad[0].clone() }];
+        let fourth = evaluate(&set, &hung, &mut states);
+        assert_eq!((fourth[0].verdict, fourth[0].firing), (Eval::Unknown, true));
+        let good = vec![swept(Probe::Sla, "p95", ProbeState::Ok, Some(900.0)), bad[1].clone()];
+        let fifth = evaluate(&set, &good, &mut states);
+        assert_eq!((fifth[0].transition, fifth[1].transition), (Transition::Resolved, Transition::Resolved));
+    }
+
+    #[test]
+    fn the_failing_check_of_several_wins() {
+        let set = RuleSet::parse(RULES, "t").unwrap();
+        let mut two = swept(Probe::Sla, "p95", ProbeState::Ok, Some(100.0));
+        two.checks.push(swept(Probe::Sla, "p95", ProbeState::Critical, Some(9000.0)).checks.remove(0));
+        let (e, c) = verdict(&set.rules[0], std::slice::from_ref(&two));
+        assert_eq!((e, c.and_then(|c| c.value)), (Eval::Failing, Some(9000.0)));
+    }
+}

@@ -1,0 +1,181 @@
+//! A cron run: the lock, the rule states, one sweep, the rules stepped, one alert per severity
+//! through the alert capability, the states saved, the lock released.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::engine::{self, RuleResult};
+use super::rules::{RuleSet, RuleState, Severity};
+use super::sweep::{self, ProbeOutcome, SweepRequest};
+use crate::alert::{self, AlertError, AlertReport, AlertSource, Store, TryLock};
+use crate::config::Config;
+use crate::exit::ProbeState;
+
+/// The name of the monitor's lock and of its rule-state document in the alert state.
+pub const LOCK_NAME: &str = "monitor";
+pub const STATE_DOC: &str = "monitor:rules";
+
+pub struct MonitorRequest {
+    pub sweep: SweepRequest,
+    pub rules: RuleSet,
+    pub alerts: alert::Options,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What a run came to.
+pub enum Outcome {
+    Swept(Box<MonitorReport>),
+    /// Another run holds the lock: this one did nothing.
+    LockedOut {
+        holder: String,
+        place: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorReport {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub elapsed_ms: f64,
+    /// The worst state of the probes that ran (UNKNOWN when none could).
+    pub state: ProbeState,
+    pub rules_from: String,
+    pub store: String,
+    pub probes: Vec<ProbeOutcome>,
+    pub rules: Vec<RuleResult>,
+    pub alerts: Vec<AlertReport>,
+    pub notes: Vec<String>,
+}
+
+impl MonitorReport {
+    /// The sweep's state, from the probes that ran.
+    pub fn worst(probes: &[ProbeOutcome]) -> ProbeState {
+        probes.iter().filter(|p| p.counts()).map(|p| p.state).max().unwrap_or(ProbeState::Unknown)
+    }
+
+    /// One line for a ping body or a log: the state and what is not OK.
+    pub fn summary(&self) -> String {
+        let bad: Vec<String> = self
+            .probes
+            .iter()
+            .filter(|p| p.counts() && p.state != ProbeState::Ok)
+            .map(|p| format!("{} {}", p.probe.name(), p.state.label()))
+            .collect();
+        let firing: Vec<&str> = self.rules.iter().filter(|r| r.firing).map(|r| r.name.as_str()).collect();
+        format!(
+            "MONITOR {} - {}; firing: {}",
+            self.state.label(),
+            if bad.is_empty() { "every probe OK".to_string() } else { bad.join(", ") },
+            if firing.is_empty() { "none".to_string() } else { firing.join(", ") }
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Alert(#[from] AlertError),
+    #[error(transparent)]
+    State(#[from] alert::StateError),
+}
+
+/// Who runs: written into the lock so that a run locked out can say who has it.
+pub fn holder(run_id: &str) -> String {
+    let host = AlertSource::this_host("monitor").host;
+    format!("host={host} pid={} run={run_id} since={}", std::process::id(), Utc::now().to_rfc3339())
+}
+
+/// One cron run. The lock is released on every way out.
+pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<Outcome, MonitorError> {
+    let (mut store, fallback) = alert::open_store(config, req.state_dir.as_deref()).await?;
+    let lock = match store.try_lock_named(LOCK_NAME, &holder(run_id)).await? {
+        TryLock::Held(lock) => lock,
+        TryLock::Busy { holder, place } => return Ok(Outcome::LockedOut { holder, place }),
+    };
+    let result = locked(config, req, run_id, &mut store, fallback).await;
+    let released = store.release_named(lock).await;
+    let report = result?;
+    released?;
+    Ok(Outcome::Swept(Box::new(report)))
+}
+
+async fn locked(
+    config: &Config,
+    req: &MonitorRequest,
+    run_id: &str,
+    store: &mut Store,
+    fallback: Option<String>,
+) -> Result<MonitorReport, MonitorError> {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let mut notes: Vec<String> = fallback.into_iter().collect();
+    let mut states = load_states(store, &mut notes).await?;
+    let probes = sweep::sweep(config, &req.sweep).await;
+    let rules = engine::evaluate(&req.rules, &probes, &mut states);
+    // Plain data with string keys: serialising cannot fail.
+    store.put_doc(STATE_DOC, &serde_json::to_string(&states).expect("rule states serialise")).await?;
+    let alerts = send_alerts(store, &rules, &req.alerts, &mut notes).await;
+    if probes.iter().all(|p| !p.counts()) {
+        notes.push("nothing to check: every probe was skipped (see each probe's reason)".into());
+    }
+    Ok(MonitorReport {
+        schema_version: 1,
+        run_id: run_id.to_string(),
+        started_at,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        state: MonitorReport::worst(&probes),
+        rules_from: req.rules.origin.clone(),
+        store: store.describe(),
+        probes,
+        rules,
+        alerts,
+        notes,
+    })
+}
+
+/// The rules' memory; an unreadable document is started afresh (with a note) rather than
+/// stopping the monitor.
+async fn load_states(store: &mut Store, notes: &mut Vec<String>) -> Result<BTreeMap<String, RuleState>, MonitorError> {
+    let Some(text) = store.doc(STATE_DOC).await? else { return Ok(BTreeMap::new()) };
+    match serde_json::from_str(&text) {
+        Ok(states) => Ok(states),
+        Err(e) => {
+            notes.push(format!("the saved rule states were unreadable ({e}); every rule starts afresh"));
+            Ok(BTreeMap::new())
+        }
+    }
+}
+
+/// One alert per severity through the alert capability (which decides open, remind, update,
+/// resolve or quiet, and keeps what it cannot deliver). A failure here is a note: the exit code
+/// still says what the checks found.
+async fn send_alerts(
+    store: &mut Store,
+    rules: &[RuleResult],
+    opts: &alert::Options,
+    notes: &mut Vec<String>,
+) -> Vec<AlertReport> {
+    if opts.channels.is_empty() {
+        let firing = rules.iter().filter(|r| r.firing).count();
+        notes.push(format!(
+            "no alert channel is configured (SLACK_WEBHOOK_URL, SLACK_BOT_TOKEN, SMTP_URL): nothing is sent \
+             ({firing} rule(s) firing)"
+        ));
+        return Vec::new();
+    }
+    let source = AlertSource::this_host("broker-ops monitor");
+    let mut out = Vec::new();
+    for severity in [Severity::Critical, Severity::Warning] {
+        let alert = engine::group_alert(severity, rules, &source);
+        match alert::send(store, alert, opts).await {
+            Ok(report) => out.push(report),
+            Err(e) => notes.push(format!("{} alert not handled: {e}", engine::dedup_key(severity))),
+        }
+    }
+    out
+}

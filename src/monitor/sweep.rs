@@ -1,0 +1,293 @@
+//! One sweep: every probe at once, each within its own time-out. A probe whose dependency is
+//! not configured is skipped (and says which setting it needs); one that errs or hangs is
+//! UNKNOWN with its reason; the others still count. The probes are the libraries of `ably
+//! health`, `ably backlog`, `sla report`, `mirror canary` and `sla smoke`: nothing is
+//! re-implemented here, only turned into checks.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::rules::{Probe, SLA_METRICS, SMOKE_METRICS};
+use crate::config::{Config, ConfigError};
+use crate::exit::ProbeState;
+use crate::probe::{Check, ProbeReport, Rules, Unit};
+
+/// What a sweep checks.
+#[derive(Debug, Clone)]
+pub struct SweepRequest {
+    /// The SLA is judged over this much of the recent past (and Ably's statistics too).
+    pub sla_window: Duration,
+    /// A short smoke of this many chats, when asked.
+    pub smoke: Option<usize>,
+    /// Each probe's own time-out: past it, the probe is UNKNOWN and the sweep goes on.
+    pub probe_timeout: Duration,
+    /// The command line, for the smoke's report.
+    pub command: String,
+}
+
+/// How a probe's part of the sweep went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ran,
+    /// Not configured here: not run, not counted.
+    Skipped,
+    /// It could not run (an error before any check): UNKNOWN.
+    Failed,
+    /// It did not finish within its time-out: UNKNOWN.
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeOutcome {
+    pub probe: Probe,
+    pub status: Status,
+    pub state: ProbeState,
+    pub elapsed_ms: f64,
+    pub reason: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+impl ProbeOutcome {
+    /// Whether it counts towards the sweep's state.
+    pub fn counts(&self) -> bool {
+        self.status != Status::Skipped
+    }
+
+    /// The checks as a probe report (for the probes' own renderings and gauges).
+    pub fn report(&self) -> ProbeReport {
+        ProbeReport { kind: self.probe.name(), checks: self.checks.clone() }
+    }
+}
+
+/// Why a probe did not produce checks.
+pub enum NoReport {
+    Skip(String),
+    Fail(String),
+}
+
+impl From<ConfigError> for NoReport {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Missing { .. } => NoReport::Skip(e.to_string()),
+            other => NoReport::Fail(other.to_string()),
+        }
+    }
+}
+
+/// Runs every probe concurrently; the sweep takes as long as the slowest one (at most the
+/// time-out).
+pub async fn sweep(config: &Config, req: &SweepRequest) -> Vec<ProbeOutcome> {
+    let t = req.probe_timeout;
+    let (health, backlog, sla, canary, smoke) = tokio::join!(
+        timed(Probe::AblyHealth, t, health(config, req)),
+        timed(Probe::AblyBacklog, t, backlog(config)),
+        timed(Probe::Sla, t, sla(config, req)),
+        timed(Probe::MirrorCanary, t, canary(config, req)),
+        async {
+            match req.smoke {
+                Some(n) => Some(timed(Probe::Smoke, t, smoke(config, req, n)).await),
+                None => None,
+            }
+        },
+    );
+    let mut out = vec![health, backlog, sla, canary];
+    out.extend(smoke);
+    out
+}
+
+/// One probe under its time-out.
+pub async fn timed(
+    probe: Probe,
+    limit: Duration,
+    work: impl Future<Output = Result<Vec<Check>, NoReport>>,
+) -> ProbeOutcome {
+    let started = Instant::now();
+    let result = tokio::time::timeout(limit, work).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, reason, checks) = match result {
+        Ok(Ok(checks)) => (Status::Ran, None, checks),
+        Ok(Err(NoReport::Skip(why))) => (Status::Skipped, Some(why), Vec::new()),
+        Ok(Err(NoReport::Fail(why))) => (Status::Failed, Some(why), Vec::new()),
+        Err(_) => {
+            let why = format!("did not finish within {} (--probe-timeout)", crate::duration::format_duration(limit));
+            (Status::TimedOut, Some(why), Vec::new())
+        }
+    };
+    let state = match status {
+        Status::Ran => checks.iter().map(|c| c.state).max().unwrap_or(ProbeState::Ok),
+        Status::Skipped => ProbeState::Ok,
+        Status::Failed | Status::TimedOut => ProbeState::Unknown,
+    };
+    ProbeOutcome { probe, status, state, elapsed_ms, reason, checks }
+}
+
+fn fail(e: impl std::fmt::Display) -> NoReport {
+    NoReport::Fail(e.to_string())
+}
+
+async fn health(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport> {
+    use crate::probe::health::{self, Channels, HealthRequest, StatusCheck};
+    config.require("ABLY_API_KEY", &config.ably_api_key)?;
+    let r = HealthRequest {
+        window: req.sla_window,
+        channels: Channels::None,
+        status: StatusCheck::Default,
+        warn: Vec::new(),
+        crit: Vec::new(),
+    };
+    Ok(health::run(config, r).await.map_err(fail)?.checks)
+}
+
+async fn backlog(config: &Config) -> Result<Vec<Check>, NoReport> {
+    use crate::probe::backlog::{self, BacklogRequest, DEFAULT_HISTORY_WINDOW};
+    config.require("REDIS_URL", &config.redis_url)?;
+    let r = BacklogRequest { history_window: DEFAULT_HISTORY_WINDOW, ..BacklogRequest::default() };
+    Ok(backlog::run(config, r).await.map_err(fail)?.checks)
+}
+
+async fn canary(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport> {
+    use crate::mirror::canary::{self, CanaryRequest};
+    config.require("ABLY_API_KEY", &config.ably_api_key)?;
+    if config.redis_url.is_none() && config.database_url.is_none() {
+        return Err(NoReport::Skip("no mirror to watch: set REDIS_URL and/or DATABASE_URL".into()));
+    }
+    // The canary says CRITICAL (never mirrored) a little before the sweep would call it UNKNOWN.
+    let wait = req.probe_timeout.mul_f64(0.8);
+    let r = CanaryRequest { timeout: wait, warn: Vec::new(), crit: Vec::new() };
+    Ok(canary::run(config, r).await.map_err(fail)?.checks)
+}
+
+/// The SLA's states: the product's budget (5 s at P95) is CRITICAL, four fifths of it a
+/// warning; one message in a hundred unanswered a warning, one in twenty CRITICAL.
+pub const SLA_WARN: &[&str] = &["p95>4s", "error_rate>=0.01", "warnings>0"];
+pub const SLA_CRIT: &[&str] = &["p95>5s", "error_rate>=0.05", "violations>0"];
+
+async fn sla(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport> {
+    use crate::analytics::{self, ReportRequest, SourceChoice, Window};
+    if config.redis_url.is_none() && config.database_url.is_none() {
+        return Err(NoReport::Skip("no mirror to read: set DATABASE_URL or REDIS_URL".into()));
+    }
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::from_std(req.sla_window).map_err(fail)?;
+    let r = ReportRequest {
+        window: Window::new(since, now, None).map_err(fail)?,
+        source: SourceChoice::Auto,
+        conversations: Vec::new(),
+        slo: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(60),
+        active_window: Duration::from_secs(15 * 60),
+        top: 0,
+        partitions: 2,
+        query_timeout: req.probe_timeout,
+        include_test_traffic: false,
+    };
+    let report = analytics::run(config, &r).await.map_err(fail)?;
+    Ok(sla_checks(&report))
+}
+
+/// The SLA report as checks: reply percentiles in ms, the unanswered share, the counts.
+pub fn sla_checks(r: &crate::analytics::SlaReport) -> Vec<Check> {
+    // Constant rules on this probe's metrics, parsed in a unit test.
+    let rules = Rules::new(SLA_WARN, SLA_CRIT, Vec::new(), Vec::new(), SLA_METRICS).expect("constant rules");
+    let judged = r.messages.saturating_sub(r.pending);
+    let error_rate = (judged > 0).then(|| r.unanswered as f64 / judged as f64);
+    let stats = &r.reply_ms;
+    let values = [
+        ("p50", stats.p50, Unit::Ms),
+        ("p90", stats.p90, Unit::Ms),
+        ("p95", stats.p95, Unit::Ms),
+        ("p99", stats.p99, Unit::Ms),
+        ("error_rate", error_rate, Unit::Ratio),
+        ("replies", Some(r.replies as f64), Unit::Count),
+        ("violations", Some(r.sla_events.violations as f64), Unit::Count),
+        ("warnings", Some(r.sla_events.warnings as f64), Unit::Count),
+    ];
+    values
+        .into_iter()
+        .map(|(metric, v, unit)| match v {
+            Some(v) => {
+                rules.check(metric, metric, v, unit, format!("{} replies, {} unanswered", r.replies, r.unanswered))
+            }
+            None => quiet(&rules, metric, unit, "no replies in the window"),
+        })
+        .collect()
+}
+
+/// A check with nothing to measure (no traffic): OK, without a value, so no rule can judge it.
+fn quiet(rules: &Rules, metric: &str, unit: Unit, why: &str) -> Check {
+    Check { state: ProbeState::Ok, ..rules.unknown(metric, metric, unit, why) }
+}
+
+pub const SMOKE_WARN: &[&str] = &[];
+pub const SMOKE_CRIT: &[&str] = &["p95>5s", "error_rate>=0.01"];
+
+async fn smoke(config: &Config, req: &SweepRequest, chats: usize) -> Result<Vec<Check>, NoReport> {
+    use crate::sla::{self, Schedule, Target, Transport};
+    let target = Target::from_config(config)?;
+    let opts = sla::SmokeOptions {
+        target,
+        chats,
+        schedule: Schedule::Closed { concurrency: chats.clamp(1, 10) },
+        turns: 1,
+        scenario: Default::default(),
+        transport: Transport::Sse,
+        reply_timeout: req.probe_timeout.mul_f64(0.8),
+        poll_interval: Duration::from_millis(250),
+        thresholds: sla::threshold::defaults(),
+        abort_on_fail: false,
+        cleanup_allowed: true,
+        timeout: config.timeout.value,
+        contracts: config.contracts.clone(),
+        max_driver_lag: Duration::from_millis(5),
+        command: req.command.clone(),
+    };
+    let report = sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(fail)?;
+    if let sla::Verdict::CouldNotRun(why) = report.verdict() {
+        return Err(NoReport::Fail(why));
+    }
+    Ok(smoke_checks(&report))
+}
+
+/// A smoke report as checks.
+pub fn smoke_checks(r: &crate::sla::SmokeReport) -> Vec<Check> {
+    // Constant rules on this probe's metrics, parsed in a unit test.
+    let rules = Rules::new(SMOKE_WARN, SMOKE_CRIT, Vec::new(), Vec::new(), SMOKE_METRICS).expect("constant rules");
+    let detail = format!("{} chats, {} failed", r.chats.total, r.chats.failed);
+    let mut out: Vec<Check> = match &r.reply_ms {
+        Some(p) => [("p50", p.p50), ("p95", p.p95), ("p99", p.p99)]
+            .into_iter()
+            .map(|(m, v)| rules.check(m, m, v, Unit::Ms, detail.clone()))
+            .collect(),
+        None => ["p50", "p95", "p99"].into_iter().map(|m| rules.critical(m, m, Unit::Ms, "no reply arrived")).collect(),
+    };
+    out.push(rules.check("error_rate", "error_rate", r.error_rate, Unit::Ratio, detail));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_constant_rules_parse() {
+        assert!(Rules::new(SLA_WARN, SLA_CRIT, Vec::new(), Vec::new(), SLA_METRICS).is_ok());
+        assert!(Rules::new(SMOKE_WARN, SMOKE_CRIT, Vec::new(), Vec::new(), SMOKE_METRICS).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_hanging_probe_is_unknown_at_its_time_out_and_a_missing_setting_skips() {
+        let hang = timed(Probe::AblyHealth, Duration::from_millis(50), async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Vec::new())
+        })
+        .await;
+        assert_eq!((hang.status, hang.state), (Status::TimedOut, ProbeState::Unknown));
+        assert!(hang.reason.unwrap().contains("50ms"));
+        let skipped =
+            timed(Probe::Sla, Duration::from_secs(1), async { Err(NoReport::Skip("no mirror".into())) }).await;
+        assert_eq!((skipped.status, skipped.counts()), (Status::Skipped, false));
+    }
+}
