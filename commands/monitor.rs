@@ -19,7 +19,6 @@ use broker_ops::output::escape;
 use crate::Ctx;
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct MonitorArgs {
     #[command(subcommand)]
     pub command: Option<MonitorCommand>,

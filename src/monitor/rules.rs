@@ -111,8 +111,11 @@ impl Condition {
             "state" => Limit::State(match limit.to_ascii_uppercase().as_str() {
                 "OK" => ProbeState::Ok,
                 "WARNING" => ProbeState::Warning,
+                "UNKNOWN" => ProbeState::Unknown,
                 "CRITICAL" => ProbeState::Critical,
-                other => return Err(format!("condition {t:?}: {other:?} is not a state (OK, WARNING, CRITICAL)")),
+                other => {
+                    return Err(format!("condition {t:?}: {other:?} is not a state (OK, WARNING, UNKNOWN, CRITICAL)"));
+                }
             }),
             "value" => Limit::Value(value(limit, metric).map_err(|e| format!("condition {t:?}: {e}"))?),
             other => return Err(format!("condition {t:?}: {other:?} is neither `state` nor `value`")),
@@ -129,6 +132,9 @@ impl Condition {
             Cmp::Le => a <= b,
         };
         let (a, b) = match (self.limit, state, value) {
+            // A condition that names UNKNOWN is about it: `state >= UNKNOWN` holds for UNKNOWN
+            // and CRITICAL (the order of severity), so "could not reach it" can fire a rule.
+            (Limit::State(ProbeState::Unknown), _, _) => (state as u8 as f64, ProbeState::Unknown as u8 as f64),
             (_, ProbeState::Unknown, _) | (Limit::Value(_), _, None) => return Eval::Unknown,
             (Limit::State(limit), _, _) => (rank(state), rank(limit)),
             (Limit::Value(limit), _, Some(v)) => (v, limit),
@@ -349,6 +355,10 @@ mod tests {
         assert_eq!(s.eval(ProbeState::Critical, None), Eval::Failing);
         assert_eq!(s.eval(ProbeState::Warning, Some(1.0)), Eval::Passing);
         assert_eq!(s.eval(ProbeState::Unknown, Some(1.0)), Eval::Unknown, "a hung check is no verdict");
+        let u = Condition::parse("state >= UNKNOWN", "latency").unwrap();
+        assert_eq!(u.eval(ProbeState::Unknown, None), Eval::Failing, "a condition naming UNKNOWN judges it");
+        assert_eq!(u.eval(ProbeState::Critical, Some(2000.0)), Eval::Failing);
+        assert_eq!(u.eval(ProbeState::Warning, Some(400.0)), Eval::Passing);
         for bad in ["value = 3", "state >= BROKEN", "p95 > 5s", "value > soon", "value > inf"] {
             assert!(Condition::parse(bad, "p95").is_err(), "{bad}");
         }

@@ -15,6 +15,7 @@ mod events_targets;
 mod faults;
 mod hardening;
 mod mirror;
+mod monitor;
 mod pipeline;
 mod rollout;
 mod sandbox_ably;

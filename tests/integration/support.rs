@@ -332,3 +332,52 @@ impl SmtpStallAtAuth {
         SmtpStallAtAuth { addr, _task: task }
     }
 }
+
+/// One request a [`Recorder`] saw.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: String,
+}
+
+/// A local HTTP receiver on port 0 that answers every request `200 ok` and keeps it: a Slack
+/// incoming webhook, a healthchecks.io ping endpoint.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    pub port: u16,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Recorder { port: listener.local_addr().unwrap().port(), ..Recorder::default() };
+        let seen = r.seen.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                seen.lock().unwrap().push(Recorded {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().unwrap_or_default().to_string(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                "ok"
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        r
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+}

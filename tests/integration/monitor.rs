@@ -1,0 +1,348 @@
+//! `broker-ops monitor` as cron runs it: the sandbox broken and healed through `/_sandbox/faults`
+//! between sweeps, rule and alert state in the real Redis (a key prefix per test), Slack to a
+//! local receiver, email to the pinned maildev, the ping to a local receiver, the textfile read
+//! back with a Prometheus parser.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, Hang, MailDev, Recorder, bin, post_json, prefix, redis, redis_url, run, sandbox, until};
+
+/// Two critical rules on Ably being unreachable (grouped into one notice) and a warning one that never
+/// fails (no warning notice).
+const RULES: &str = r#"
+[[rules]]
+name = "ably-down"
+check = "ably_health.latency"
+condition = "state >= UNKNOWN"
+severity = "critical"
+for = 2
+recover = 1
+runbook = "https://wiki.example/runbooks/ably"
+
+[[rules]]
+name = "ably-clock-unknown"
+check = "ably_health.skew"
+condition = "state >= UNKNOWN"
+severity = "critical"
+for = 2
+recover = 1
+
+[[rules]]
+name = "ably-slow"
+check = "ably_health.latency"
+condition = "value > 60s"
+severity = "warning"
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    prefix: String,
+}
+
+impl Setup {
+    fn new(name: &str, sandbox: Option<&Env>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+        let prefix = prefix(name);
+        let mut env = vec![("REDIS_URL".to_string(), redis_url()), ("REDIS_KEY_PREFIX".to_string(), prefix.clone())];
+        if let Some(e) = sandbox {
+            env.push(("ABLY_REST_URL".into(), e.base.clone()));
+            env.push(("ABLY_API_KEY".into(), e.key.clone()));
+        }
+        Setup { dir, env, prefix }
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Setup {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = bin(self.dir.path());
+        cmd.envs(self.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", self.dir.path().join("state"));
+        cmd.args(["monitor", "--rules", "rules.toml"]).args(args);
+        cmd
+    }
+
+    async fn sweep(&self, args: &[&str]) -> (i32, Value) {
+        let r = run(self.cmd(&[&["-o", "json"], args].concat())).await;
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
+        (r.code, doc)
+    }
+}
+
+fn state_code(s: &str) -> i32 {
+    match s {
+        "OK" => 0,
+        "WARNING" => 1,
+        "CRITICAL" => 2,
+        _ => 3,
+    }
+}
+
+fn rule<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["rules"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()
+}
+
+async fn faults(env: &Env, body: Value) {
+    post_json(format!("{}/_sandbox/faults", env.base), &body).await;
+}
+
+fn slack_texts(r: &Recorder) -> Vec<String> {
+    r.seen()
+        .iter()
+        .map(|s| serde_json::from_str::<Value>(&s.body).unwrap()["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Broken for `for` sweeps: one grouped notice (Slack and mail); quiet while it lasts; a reminder
+/// after the repeat interval; healed: one resolved notice after `recover` sweeps, then nothing.
+#[tokio::test]
+async fn a_fault_fires_once_grouped_reminds_and_resolves_once() {
+    let (_sb, env) = sandbox().await;
+    let slack = Recorder::start().await;
+    let mail = MailDev::start().await;
+    let s = Setup::new("monitor-fire", Some(&env))
+        .env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/monitor"))
+        .env("SMTP_URL", &mail.smtp_url())
+        .env("ALERT_EMAIL_FROM", "monitor@example.com")
+        .env("ALERT_EMAIL_TO", "oncall@example.com");
+    let args = ["--repeat-interval", "3s", "--probe-timeout", "10s"];
+    let (code, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["verdict"], "passing", "{doc:#}");
+    assert_eq!(doc["probes"][0]["state"], "OK", "healthy Ably: {doc:#}");
+    assert_eq!(code, doc["state"].as_str().map(state_code).unwrap(), "the exit code is the worst state");
+
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let (code, doc) = s.sweep(&args).await;
+    assert_eq!(code, 2, "Ably CRITICAL: {doc:#}");
+    assert_eq!(
+        (rule(&doc, "ably-down")["failing_sweeps"].as_u64(), rule(&doc, "ably-down")["firing"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert!(slack.seen().is_empty(), "nothing before `for` sweeps");
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["transition"], "fired", "{doc:#}");
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].starts_with("CRITICAL: broker-ops monitor: 2 critical rules firing: ably-down, ably-clock-unknown"),
+        "{texts:?}"
+    );
+    until("one mail", || async { mail.emails().await.len() == 1 }).await;
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(doc["alerts"][0]["decision"], "quiet", "{doc:#}");
+    assert_eq!(slack.seen().len(), 1, "still one notice while it lasts");
+
+    // Cron keeps sweeping; the reminder comes once the repeat interval has passed.
+    let started = Instant::now();
+    while slack.seen().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no reminder");
+        s.sweep(&args).await;
+    }
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[1].starts_with("Still open: CRITICAL: broker-ops monitor: 2 critical rules firing"), "{texts:?}");
+
+    faults(&env, json!({"http_error_rate": 0.0})).await;
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["transition"], "resolved", "{doc:#}");
+    assert_eq!(doc["probes"][0]["state"], "OK", "{doc:#}");
+    s.sweep(&args).await;
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[2].starts_with("RESOLVED: broker-ops monitor: no critical rule is firing"), "{texts:?}");
+    until("three mails", || async { mail.emails().await.len() == 3 }).await;
+    let subjects: Vec<String> =
+        mail.emails().await.iter().map(|m| m["subject"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(subjects.iter().all(|s| s.contains("broker-ops-monitor:critical")), "{subjects:?}");
+    assert!(!texts.iter().any(|t| t.contains("WARNING")), "the warning rule never failed: {texts:?}");
+}
+
+/// Two runs at once: the one that holds the lock acts, the other exits 0 saying who holds it.
+#[tokio::test]
+async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
+    let hang = Hang::start().await;
+    let s = Setup::new("monitor-lock", None)
+        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
+        .env("ABLY_API_KEY", "app.key:secret");
+    let first = s.cmd(&["--probe-timeout", "5s"]).spawn().unwrap();
+    let key = format!("{}broker-ops:monitor:lock", s.prefix);
+    let mut conn = redis().await;
+    until("the first run holds the lock", || {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move { redis::cmd("EXISTS").arg(&key).query_async::<i64>(&mut conn).await.unwrap() == 1 }
+    })
+    .await;
+    let second = run(s.cmd(&[])).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stderr.contains("another monitor run holds the lock (host="), "{}", second.stderr);
+    assert!(second.stderr.contains("this run did nothing") && second.stdout.is_empty(), "{}", second.stderr);
+    let out = first.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "the hung Ably probe is UNKNOWN");
+    let held: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+    assert_eq!(held, 0, "released by its owner");
+}
+
+/// A probe that hangs is UNKNOWN at its own time-out; the sweep ends long before the network
+/// time-out would have ended it.
+#[tokio::test]
+async fn a_hanging_probe_is_unknown_at_its_time_out() {
+    let hang = Hang::start().await;
+    let s = Setup::new("monitor-hang", None)
+        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
+        .env("ABLY_API_KEY", "app.key:secret")
+        .env("BROKER_OPS_TIMEOUT", "120s");
+    let started = Instant::now();
+    let (code, doc) = s.sweep(&["--probe-timeout", "1s"]).await;
+    assert!(started.elapsed() < Duration::from_secs(60), "ended by the probe time-out, not the 120 s network one");
+    assert_eq!(code, 3, "{doc:#}");
+    let health = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "ably_health").unwrap();
+    assert_eq!((health["status"].as_str(), health["state"].as_str()), (Some("timed_out"), Some("UNKNOWN")), "{doc:#}");
+    assert!(health["reason"].as_str().unwrap().contains("within 1.00s"), "{health:#}");
+    let sla = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "sla").unwrap();
+    assert_eq!(sla["status"], "ran", "the others still count: {doc:#}");
+    assert!(doc["notes"][0].as_str().unwrap().contains("no alert channel is configured"), "{doc:#}");
+}
+
+/// The ping sees start then success (or fail) with the same run id, the summary as the body.
+#[tokio::test]
+async fn the_ping_brackets_each_run_with_one_run_id() {
+    let (_sb, env) = sandbox().await;
+    let hc = Recorder::start().await;
+    let s = Setup::new("monitor-ping", Some(&env));
+    let url = hc.url("/ping/0d338dcc-a054-11ec-b909-0242ac120002");
+    let ok = run(s.cmd(&["--ping", &url, "--probe-timeout", "10s"])).await;
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let bad = run(s.cmd(&["--ping", &url, "--probe-timeout", "10s"])).await;
+    assert_eq!(bad.code, 2, "{}", bad.stdout);
+    let seen = hc.seen();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    let base = "/ping/0d338dcc-a054-11ec-b909-0242ac120002";
+    let expected_end = if ok.code == 0 || ok.code == 1 { base.to_string() } else { format!("{base}/fail") };
+    assert_eq!(paths, [format!("{base}/start"), expected_end, format!("{base}/start"), format!("{base}/fail")]);
+    for pair in seen.chunks(2) {
+        assert!(pair[0].query.starts_with("rid=") && pair[0].query == pair[1].query, "{pair:?}");
+    }
+    assert_ne!(seen[0].query, seen[2].query, "each run its own id");
+    assert!(seen[3].body.starts_with("MONITOR CRITICAL - ably_health UNKNOWN"), "{:?}", seen[3].body);
+}
+
+/// The textfile is whole Prometheus text, read back with a Prometheus parser.
+#[tokio::test]
+async fn the_textfile_parses_as_prometheus_text() {
+    let (_sb, env) = sandbox().await;
+    let s = Setup::new("monitor-textfile", Some(&env));
+    let path = s.dir.path().join("broker_ops.prom");
+    let r = run(s.cmd(&["--textfile", path.to_str().unwrap(), "--probe-timeout", "10s"])).await;
+    assert!(r.code <= 3, "{}", r.stderr);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let value = |name: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .map(|s| s.value.clone())
+    };
+    assert!(
+        matches!(value("broker_ops_check_state", ("probe", "ably_health")), Some(prometheus_parse::Value::Gauge(v)) if v == 0.0),
+        "{text}"
+    );
+    assert!(
+        matches!(value("broker_ops_monitor_rule_firing", ("rule", "ably-down")), Some(prometheus_parse::Value::Gauge(v)) if v == 0.0),
+        "{text}"
+    );
+    assert!(scrape.samples.iter().any(|s| s.metric == "broker_ops_monitor_last_run_timestamp_seconds"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(s.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains(".tmp")), "no temporary file left: {left:?}");
+}
+
+/// A rules file with a mistake is refused at start with its line and column (exit 3); `monitor
+/// rules` prints the set in force.
+#[tokio::test]
+async fn bad_rules_are_refused_with_line_and_column_and_the_rules_print() {
+    let s = Setup::new("monitor-rules", None);
+    let bad = "[[rules]]\nname = \"x\"\ncheck = \"ably_health.latncy\"\ncondition = \"state >= CRITICAL\"\nseverity = \"critical\"\n";
+    std::fs::write(s.dir.path().join("bad.toml"), bad).unwrap();
+    let mut cmd = bin(s.dir.path());
+    cmd.args(["monitor", "--rules", "bad.toml"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.toml:3:9: check \"ably_health.latncy\": ably_health has no check \"latncy\""),
+        "{}",
+        r.stderr
+    );
+    let zero =
+        "[[rules]]\nname = \"x\"\ncheck = \"sla.p95\"\ncondition = \"value > 5s\"\nseverity = \"critical\"\nfor = 0\n";
+    std::fs::write(s.dir.path().join("zero.toml"), zero).unwrap();
+    let mut cmd = bin(s.dir.path());
+    cmd.args(["monitor", "rules", "--rules", "zero.toml"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("zero.toml:6:7: for = 0"), "{}", r.stderr);
+    let r = run(s.cmd(&["rules"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("ably-down") && r.stdout.contains("3 rule(s) from rules.toml"), "{}", r.stdout);
+    let mut cmd = bin(s.dir.path());
+    cmd.args(["monitor", "rules", "-o", "json"]);
+    let doc: Value = serde_json::from_str(&run(cmd).await.stdout).unwrap();
+    assert_eq!(doc["origin"], "built-in");
+    assert!(doc["rules"].as_array().unwrap().iter().any(|r| r["name"] == "sla-p95-over-budget"), "{doc:#}");
+}
+
+/// Redis down: the lock and the state fall back to the state directory, with one note; the next
+/// run there remembers the rules' counts.
+#[tokio::test]
+async fn without_redis_the_state_directory_keeps_lock_and_state() {
+    let (_sb, env) = sandbox().await;
+    let mut s = Setup::new("monitor-noredis", Some(&env));
+    s.env.retain(|(k, _)| k != "REDIS_URL");
+    s.env.push(("REDIS_URL".into(), "redis://127.0.0.1:1".into()));
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let (_, first) = s.sweep(&["--probe-timeout", "10s"]).await;
+    let notes: Vec<&str> = first["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(notes.iter().filter(|n| n.contains("Redis did not answer")).count(), 1, "{notes:?}");
+    assert!(first["store"].as_str().unwrap().starts_with("dir "), "{first:#}");
+    let (_, second) = s.sweep(&["--probe-timeout", "10s"]).await;
+    assert_eq!(rule(&second, "ably-down")["transition"], "fired", "{second:#}");
+    assert!(Path::new(&s.dir.path().join("state/monitor-rules.json")).exists());
+}
+
+/// `kill -9` mid-sweep: the Redis lock is gone once its time to live runs out (never renewed by
+/// a dead run), and the textfile is the previous whole one, with no temporary file left over.
+#[tokio::test]
+async fn a_run_killed_mid_sweep_leaves_no_lock_past_expiry_and_no_half_textfile() {
+    let hang = Hang::start().await;
+    let s = Setup::new("monitor-kill", None)
+        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
+        .env("ABLY_API_KEY", "app.key:secret");
+    let path = s.dir.path().join("broker_ops.prom");
+    std::fs::write(&path, "# the previous run's file\n").unwrap();
+    let mut victim = s.cmd(&["--probe-timeout", "60s", "--textfile", path.to_str().unwrap()]).spawn().unwrap();
+    let key = format!("{}broker-ops:monitor:lock", s.prefix);
+    let conn = redis().await;
+    let exists = |conn: redis::aio::MultiplexedConnection, key: String| async move {
+        let mut conn = conn;
+        redis::cmd("EXISTS").arg(&key).query_async::<i64>(&mut conn).await.unwrap() == 1
+    };
+    until("the run holds the lock", || exists(conn.clone(), key.clone())).await;
+    victim.start_kill().unwrap();
+    victim.wait().await.unwrap();
+    let mut c = conn.clone();
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+    assert!(ttl > 0 && ttl <= 15_000, "the lock expires on its own: PTTL {ttl}");
+    until("the dead run's lock expired", || async { !exists(conn.clone(), key.clone()).await }).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# the previous run's file\n");
+    let names: Vec<String> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+}
