@@ -43,7 +43,7 @@ pub struct MonitorArgs {
     /// A live view for on-call: sweep every DUR and redraw (no alerts, no lock, no state).
     #[arg(long, value_name = "DUR", value_parser = parse_positive_duration, conflicts_with_all = ["ping", "textfile"])]
     pub watch: Option<Duration>,
-    /// Where rule and alert state live without Redis (default: BROKER_OPS_STATE_DIR, else ~/.local/state/broker-ops).
+    /// Where rule and alert state live without Redis (default: BROKER_OPS_STATE_DIR, else $XDG_STATE_HOME or ~/.local/state).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// While a rule keeps firing, remind after this long.

@@ -338,7 +338,10 @@ mod tests {
         assert!(d.rules.len() >= 5, "{d:?}");
         for r in &d.rules {
             assert!(r.probe.metrics().contains(&r.metric.as_str()), "{r:?}");
-            assert!(r.runbook.as_deref().is_some_and(|u| u.starts_with("docs/runbook.md#")), "{r:?}");
+            let anchor = format!("docs/monitor.md#{}", r.name);
+            assert_eq!(r.runbook.as_deref(), Some(anchor.as_str()), "{r:?}");
+            let heading = format!("\n### {}\n", r.name);
+            assert!(include_str!("../../docs/monitor.md").contains(&heading), "docs/monitor.md has no runbook entry {heading:?}");
         }
     }
 
