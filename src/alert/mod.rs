@@ -185,12 +185,21 @@ pub async fn open_store(
     config: &crate::config::Config,
     dir: Option<&std::path::Path>,
 ) -> Result<(Store, Option<String>), AlertError> {
-    use crate::redis_handle::Redis;
+    let redis = crate::redis_handle::Redis::from_config(config).await.map_err(|e| e.to_string()).transpose();
+    open_store_on(config, dir, redis).await
+}
+
+/// The alert state on a Redis connection already opened, or the reason it could not be (a
+/// `monitor` run shares its connection with the probes).
+pub async fn open_store_on(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+    redis: Option<Result<crate::redis_handle::Redis, String>>,
+) -> Result<(Store, Option<String>), AlertError> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => config.state_dir.as_ref().map(|d| d.value.clone()).ok_or(AlertError::NoStateDir)?,
     };
-    let redis = Redis::from_config(config).await.transpose();
     Ok(Store::open(redis, &dir).await?)
 }
 

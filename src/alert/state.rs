@@ -144,10 +144,7 @@ pub enum Store {
 impl Store {
     /// The configured Redis when it answers; else the directory. The second value says why the
     /// directory was used although Redis was configured.
-    pub async fn open(
-        redis: Option<Result<Redis, crate::redis_handle::RedisError>>,
-        dir: &Path,
-    ) -> Result<(Store, Option<String>), StateError> {
+    pub async fn open(redis: Option<Result<Redis, String>>, dir: &Path) -> Result<(Store, Option<String>), StateError> {
         if let Some(connected) = redis {
             match connected {
                 Ok(redis) => return Ok((Store::Redis { redis, lock: None }, None)),

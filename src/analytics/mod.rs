@@ -73,6 +73,9 @@ pub enum ReportError {
     Redis(#[from] crate::redis_handle::RedisError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The mirror could not be opened (the reason names the store, the operation and the address).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("sla report needs a mirror: set DATABASE_URL (the Postgres mirror) or REDIS_URL (the last 24 h)")]
     NoMirror,
     #[error(
@@ -86,18 +89,38 @@ pub enum ReportError {
     Histogram(String),
 }
 
-/// Runs the report against the configured mirror.
-pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, ReportError> {
-    let c = &config.contracts;
-    let use_pg = match req.source {
+/// Which mirror the report reads.
+fn use_postgres(config: &Config, req: &ReportRequest) -> bool {
+    match req.source {
         SourceChoice::Postgres => true,
         SourceChoice::Redis => false,
         SourceChoice::Auto => config.database_url.is_some(),
-    };
+    }
+}
+
+/// Runs the report against the configured mirror (opening only the store it reads).
+pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, ReportError> {
+    let pg = use_postgres(config, req);
+    let opened = crate::mirror::stores::Opened::open_only(config, !pg, pg).await;
+    run_on(config, req, &opened).await
+}
+
+/// The report on stores already opened (a `monitor` sweep shares them).
+pub async fn run_on(
+    config: &Config,
+    req: &ReportRequest,
+    opened: &crate::mirror::stores::Opened,
+) -> Result<SlaReport, ReportError> {
+    let c = &config.contracts;
     let started = std::time::Instant::now();
-    let (source, tally, active) = if use_pg {
+    let (source, tally, active) = if use_postgres(config, req) {
         config.require("DATABASE_URL", &config.database_url)?;
-        let (pool, addr) = crate::mirror::postgres::from_config(config).await?.ok_or(ReportError::NoMirror)?;
+        let (pool, addr) = match &opened.postgres {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(ReportError::Unavailable(e.clone())),
+            None => return Err(ReportError::NoMirror),
+        };
+        let (pool, addr) = (pool.clone(), addr.clone());
         let tally = postgres::tally(&pool, &addr, c, req).await?;
         let active = tokio::time::timeout(req.query_timeout, postgres::active_now(&pool, &addr, c, req))
             .await
@@ -111,7 +134,11 @@ pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, Repo
         if req.source == SourceChoice::Redis {
             config.require("REDIS_URL", &config.redis_url)?;
         }
-        let mut r = crate::redis_handle::Redis::from_config(config).await?.ok_or(ReportError::NoMirror)?;
+        let mut r = match &opened.redis {
+            Some(Ok(r)) => r.clone(),
+            Some(Err(e)) => return Err(ReportError::Unavailable(e.clone())),
+            None => return Err(ReportError::NoMirror),
+        };
         let (tally, test) = redis::tally(&mut r, c, req).await?;
         let active = redis::active_now(&mut r, c, req, &test).await?;
         (Source::Redis, tally, active)

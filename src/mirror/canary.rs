@@ -50,13 +50,22 @@ pub fn fresh_id(contracts: &Contracts, what: &str) -> String {
 }
 
 pub async fn run(config: &Config, req: CanaryRequest) -> Result<ProbeReport, ProbeError> {
+    run_on(config, req, &crate::mirror::stores::Opened::open(config).await).await
+}
+
+/// The canary on stores already opened (a `monitor` sweep shares them).
+pub async fn run_on(
+    config: &Config,
+    req: CanaryRequest,
+    opened: &crate::mirror::stores::Opened,
+) -> Result<ProbeReport, ProbeError> {
     let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
     let key = config.require("ABLY_API_KEY", &config.ably_api_key)?;
     if config.redis_url.is_none() && config.database_url.is_none() {
         config.require("REDIS_URL", &config.redis_url)?;
     }
     let ably = AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), config.timeout.value)?;
-    let (watch, unusable) = Watch::open(config).await;
+    let (watch, unusable) = Watch::of(config, opened).await;
     let mut checks: Vec<Check> = Vec::new();
     let unknown = |store: Store, reason: String| rules.unknown(store.name(), &metric(store), Unit::Ms, reason);
     for u in &unusable {

@@ -5,6 +5,7 @@ pub mod canary;
 pub mod migrate;
 pub mod postgres;
 pub mod redis;
+pub mod stores;
 pub mod watch;
 pub mod webhook_test;
 

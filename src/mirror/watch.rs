@@ -59,28 +59,33 @@ impl Watch {
     /// The configured stores. One that is unset is left out; one that cannot be reached, or a
     /// table that does not exist, is left out with the reason.
     pub async fn open(config: &crate::config::Config) -> (Watch, Vec<Unusable>) {
+        Self::of(config, &super::stores::Opened::open(config).await).await
+    }
+
+    /// A watch on stores already opened (shared with other probes).
+    pub async fn of(config: &crate::config::Config, opened: &super::stores::Opened) -> (Watch, Vec<Unusable>) {
         let mut unusable = Vec::new();
-        let redis = match Redis::from_config(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                unusable.push(Unusable { store: Store::Redis, reason: e.to_string() });
+        let redis = match &opened.redis {
+            Some(Ok(r)) => Some(r.clone()),
+            Some(Err(e)) => {
+                unusable.push(Unusable { store: Store::Redis, reason: e.clone() });
                 None
             }
+            None => None,
         };
-        let postgres = match super::postgres::from_config(config).await {
-            Ok(Some((pool, addr))) => match super::postgres::require_table(&pool, &addr, &config.contracts.table).await
-            {
-                Ok(()) => Some((pool, addr)),
+        let postgres = match &opened.postgres {
+            Some(Ok((pool, addr))) => match super::postgres::require_table(pool, addr, &config.contracts.table).await {
+                Ok(()) => Some((pool.clone(), addr.clone())),
                 Err(e) => {
                     unusable.push(Unusable { store: Store::Postgres, reason: e.to_string() });
                     None
                 }
             },
-            Ok(None) => None,
-            Err(e) => {
-                unusable.push(Unusable { store: Store::Postgres, reason: e.to_string() });
+            Some(Err(e)) => {
+                unusable.push(Unusable { store: Store::Postgres, reason: e.clone() });
                 None
             }
+            None => None,
         };
         (Watch { redis, postgres, contracts: config.contracts.clone() }, unusable)
     }

@@ -341,7 +341,10 @@ mod tests {
             let anchor = format!("docs/monitor.md#{}", r.name);
             assert_eq!(r.runbook.as_deref(), Some(anchor.as_str()), "{r:?}");
             let heading = format!("\n### {}\n", r.name);
-            assert!(include_str!("../../docs/monitor.md").contains(&heading), "docs/monitor.md has no runbook entry {heading:?}");
+            assert!(
+                include_str!("../../docs/monitor.md").contains(&heading),
+                "docs/monitor.md has no runbook entry {heading:?}"
+            );
         }
     }
 

@@ -92,12 +92,16 @@ pub fn holder(run_id: &str) -> String {
 
 /// One cron run. The lock is released on every way out.
 pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<Outcome, MonitorError> {
-    let (mut store, fallback) = alert::open_store(config, req.state_dir.as_deref()).await?;
+    let started = (Utc::now(), Instant::now());
+    // One Redis connection and one Postgres pool for the whole run: the state, the lock and
+    // every probe share them.
+    let opened = crate::mirror::stores::Opened::open(config).await;
+    let (mut store, fallback) = alert::open_store_on(config, req.state_dir.as_deref(), opened.redis.clone()).await?;
     let lock = match store.try_lock_named(LOCK_NAME, &holder(run_id)).await? {
         TryLock::Held(lock) => lock,
         TryLock::Busy { holder, place } => return Ok(Outcome::LockedOut { holder, place }),
     };
-    let result = locked(config, req, run_id, &mut store, fallback).await;
+    let result = locked(config, req, (run_id, started), (&mut store, &opened), fallback).await;
     let released = store.release_named(lock).await;
     let report = result?;
     released?;
@@ -107,15 +111,13 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
 async fn locked(
     config: &Config,
     req: &MonitorRequest,
-    run_id: &str,
-    store: &mut Store,
+    (run_id, (started_at, started)): (&str, (DateTime<Utc>, Instant)),
+    (store, opened): (&mut Store, &crate::mirror::stores::Opened),
     fallback: Option<String>,
 ) -> Result<MonitorReport, MonitorError> {
-    let started_at = Utc::now();
-    let started = Instant::now();
     let mut notes: Vec<String> = fallback.into_iter().collect();
     let mut states = load_states(store, &mut notes).await?;
-    let probes = sweep::sweep(config, &req.sweep).await;
+    let probes = sweep::sweep(config, &req.sweep, opened).await;
     let rules = engine::evaluate(&req.rules, &probes, &mut states);
     // Plain data with string keys: serialising cannot fail.
     store.put_doc(STATE_DOC, &serde_json::to_string(&states).expect("rule states serialise")).await?;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::rules::{Probe, SLA_METRICS, SMOKE_METRICS};
 use crate::config::{Config, ConfigError};
 use crate::exit::ProbeState;
+use crate::mirror::stores::Opened;
 use crate::probe::{Check, ProbeReport, Rules, Unit};
 
 /// What a sweep checks.
@@ -79,13 +80,14 @@ impl From<ConfigError> for NoReport {
 
 /// Runs every probe concurrently; the sweep takes as long as the slowest one (at most the
 /// time-out).
-pub async fn sweep(config: &Config, req: &SweepRequest) -> Vec<ProbeOutcome> {
+/// `opened` holds the mirror's stores, opened once for every probe of the sweep.
+pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Opened) -> Vec<ProbeOutcome> {
     let t = req.probe_timeout;
     let (health, backlog, sla, canary, smoke) = tokio::join!(
         timed(Probe::AblyHealth, t, health(config, req)),
-        timed(Probe::AblyBacklog, t, backlog(config)),
-        timed(Probe::Sla, t, sla(config, req)),
-        timed(Probe::MirrorCanary, t, canary(config, req)),
+        timed(Probe::AblyBacklog, t, backlog(config, opened)),
+        timed(Probe::Sla, t, sla(config, req, opened)),
+        timed(Probe::MirrorCanary, t, canary(config, req, opened)),
         async {
             match req.smoke {
                 Some(n) => Some(timed(Probe::Smoke, t, smoke(config, req, n)).await),
@@ -141,14 +143,14 @@ async fn health(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoRep
     Ok(health::run(config, r).await.map_err(fail)?.checks)
 }
 
-async fn backlog(config: &Config) -> Result<Vec<Check>, NoReport> {
+async fn backlog(config: &Config, opened: &Opened) -> Result<Vec<Check>, NoReport> {
     use crate::probe::backlog::{self, BacklogRequest, DEFAULT_HISTORY_WINDOW};
     config.require("REDIS_URL", &config.redis_url)?;
     let r = BacklogRequest { history_window: DEFAULT_HISTORY_WINDOW, ..BacklogRequest::default() };
-    Ok(backlog::run(config, r).await.map_err(fail)?.checks)
+    Ok(backlog::run_on(config, r, opened).await.map_err(fail)?.checks)
 }
 
-async fn canary(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport> {
+async fn canary(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
     use crate::mirror::canary::{self, CanaryRequest};
     config.require("ABLY_API_KEY", &config.ably_api_key)?;
     if config.redis_url.is_none() && config.database_url.is_none() {
@@ -157,7 +159,7 @@ async fn canary(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoRep
     // The canary says CRITICAL (never mirrored) a little before the sweep would call it UNKNOWN.
     let wait = req.probe_timeout.mul_f64(0.8);
     let r = CanaryRequest { timeout: wait, warn: Vec::new(), crit: Vec::new() };
-    Ok(canary::run(config, r).await.map_err(fail)?.checks)
+    Ok(canary::run_on(config, r, opened).await.map_err(fail)?.checks)
 }
 
 /// The SLA's states: the product's budget (5 s at P95) is CRITICAL, four fifths of it a
@@ -165,7 +167,7 @@ async fn canary(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoRep
 pub const SLA_WARN: &[&str] = &["p95>4s", "error_rate>=0.01", "warnings>0"];
 pub const SLA_CRIT: &[&str] = &["p95>5s", "error_rate>=0.05", "violations>0"];
 
-async fn sla(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport> {
+async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
     use crate::analytics::{self, ReportRequest, SourceChoice, Window};
     if config.redis_url.is_none() && config.database_url.is_none() {
         return Err(NoReport::Skip("no mirror to read: set DATABASE_URL or REDIS_URL".into()));
@@ -180,11 +182,12 @@ async fn sla(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoReport
         reply_timeout: Duration::from_secs(60),
         active_window: Duration::from_secs(15 * 60),
         top: 0,
-        partitions: 2,
+        // A 15-minute window is small: one statement beats two partitions and their connections.
+        partitions: 1,
         query_timeout: req.probe_timeout,
         include_test_traffic: false,
     };
-    let report = analytics::run(config, &r).await.map_err(fail)?;
+    let report = analytics::run_on(config, &r, opened).await.map_err(fail)?;
     Ok(sla_checks(&report))
 }
 

@@ -54,6 +54,15 @@ pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(120);
 /// `ably backlog` from the configuration. A store that cannot be reached becomes an UNKNOWN
 /// check and the others still report; the whole probe is bounded by 3 x the time-out.
 pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, ProbeError> {
+    run_on(config, req, &crate::mirror::stores::Opened::open(config).await).await
+}
+
+/// `ably backlog` on stores already opened (a `monitor` sweep shares them).
+pub async fn run_on(
+    config: &Config,
+    req: BacklogRequest,
+    opened: &crate::mirror::stores::Opened,
+) -> Result<ProbeReport, ProbeError> {
     let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
     let t = config.timeout.value;
     let queue = req.queue.unwrap_or_else(|| config.broker_queue.value.clone());
@@ -67,18 +76,20 @@ pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, Pr
         history_window: req.history_window,
     };
     let mut unknown = Vec::new();
-    let redis = match Redis::from_config(config).await {
-        Ok(r) => r,
-        Err(e) => {
+    let redis = match &opened.redis {
+        Some(Ok(r)) => Some(r.clone()),
+        None => None,
+        Some(Err(e)) => {
             // Without Redis nothing else can be read (the mirror check starts from its active set).
-            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e.to_string());
+            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e.clone());
             return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
         }
     };
-    let pg = match crate::mirror::postgres::from_config(config).await {
-        Ok(pg) => pg,
-        Err(e) => {
-            unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.to_string()));
+    let pg = match &opened.postgres {
+        Some(Ok(pg)) => Some(pg.clone()),
+        None => None,
+        Some(Err(e)) => {
+            unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.clone()));
             None
         }
     };
