@@ -49,6 +49,10 @@ pub struct MonitorArgs {
     /// While a rule keeps firing, remind after this long.
     #[arg(long, default_value = "4h", value_parser = parse_positive_duration, value_name = "DUR")]
     pub repeat_interval: Duration,
+    /// How long one delivery may keep retrying before it waits in the outbox (short, so that a
+    /// run ends well inside a one-minute cron slot).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub retry_for: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,8 +82,7 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     if let Some(every) = a.watch {
         return crate::monitor_watch::run(&sweep, every, ctx).await;
     }
-    // Delivery is bounded so that a run ends well within a one-minute cron slot.
-    let retry = RetryPolicy { budget: Duration::from_secs(10), ..RetryPolicy::default() };
+    let retry = RetryPolicy { budget: a.retry_for, ..RetryPolicy::default() };
     let alerts = Options::from_config(&ctx.config, a.repeat_interval, retry)?;
     let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir };
     once(&req, a.ping.as_ref(), a.textfile.as_deref(), ctx).await

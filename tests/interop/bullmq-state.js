@@ -1,6 +1,7 @@
 // Makes real BullMQ queue state with the real `bullmq` package, then prints what BullMQ's own
 // getJobCounts() says, so broker-ops' read-only counts can be compared with it.
-// Usage: node bullmq-state.js REDIS_URL PREFIX QUEUE [pause]   (prints one JSON line)
+// Usage: node bullmq-state.js REDIS_URL PREFIX QUEUE [pause|empty]   (prints one JSON line)
+// `empty`: a queue that exists (BullMQ's own keys) with no job in it, as a worker's idle queue.
 const { Queue, Worker } = require('bullmq');
 
 async function main() {
@@ -8,6 +9,13 @@ async function main() {
   const u = new URL(redisUrl);
   const connection = { host: u.hostname, port: Number(u.port || 6379), maxRetriesPerRequest: null };
   const queue = new Queue(name, { connection, prefix });
+  if (pause === 'empty') {
+    const job = await queue.add('message_created', {});
+    await job.remove();
+    process.stdout.write(JSON.stringify(await queue.getJobCounts()) + '\n');
+    await queue.close();
+    return;
+  }
   // 5 waiting, 2 prioritized, 3 delayed (1 already due: no worker promotes it), 1 failed, 1 active.
   for (let i = 0; i < 5; i++) await queue.add('message_created', { i });
   await queue.add('message_created', { p: 1 }, { priority: 1 });
