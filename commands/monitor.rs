@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 
 use broker_ops::alert::{Options, RetryPolicy};
 use broker_ops::duration::parse_positive_duration;
-use broker_ops::exit::{Exit, PROBE_USAGE, ProbeState};
-use broker_ops::monitor::ping::{Pinger, Signal};
+use broker_ops::exit::{Exit, PROBE_USAGE};
+use broker_ops::monitor::ping::Pinger;
 use broker_ops::monitor::sweep::SweepRequest;
 use broker_ops::monitor::{MonitorRequest, Outcome, RuleSet, run};
 use broker_ops::output::escape;
@@ -84,8 +84,11 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     }
     let retry = RetryPolicy { budget: a.retry_for, ..RetryPolicy::default() };
     let alerts = Options::from_config(&ctx.config, a.repeat_interval, retry)?;
-    let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir };
-    once(&req, a.ping.as_ref(), a.textfile.as_deref(), ctx).await
+    // The run id is a UUID, as the ping protocol wants it.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let ping = a.ping.as_ref().map(|u| Pinger::new(u, &run_id, ctx.config.timeout.value));
+    let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir, ping };
+    once(&req, a.textfile.as_deref(), &run_id, ctx).await
 }
 
 fn load_rules(path: Option<&std::path::Path>) -> Result<RuleSet, String> {
@@ -95,43 +98,25 @@ fn load_rules(path: Option<&std::path::Path>) -> Result<RuleSet, String> {
     RuleSet::parse(&text, &shown).map_err(|e| e.to_string())
 }
 
-/// One cron run, with the ping around it.
+/// One cron run: its report and textfile, or who holds the lock.
 async fn once(
     req: &MonitorRequest,
-    ping: Option<&url::Url>,
     textfile: Option<&std::path::Path>,
+    run_id: &str,
     ctx: &Ctx,
 ) -> anyhow::Result<i32> {
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let pinger = ping.map(|u| Pinger::new(u, &run_id, ctx.config.timeout.value));
-    if let Some(p) = &pinger
-        && let Err(e) = p.start().await
-    {
-        eprintln!("warning: {e}");
-    }
-    let outcome = run::run(&ctx.config, req, &run_id).await;
-    let (code, body) = match &outcome {
-        Ok(Outcome::Swept(report)) => (report.state.code(), report.summary()),
-        Ok(Outcome::LockedOut { holder, place }) => {
-            let m = format!("another monitor run holds the lock ({holder}) at {place}: this run did nothing");
-            (Exit::Ok.code(), m)
-        }
-        Err(e) => (ProbeState::Unknown.code(), format!("MONITOR UNKNOWN - could not run: {e}")),
-    };
-    if let Some(p) = &pinger {
-        let signal = if code == 0 || code == ProbeState::Warning.code() { Signal::Success } else { Signal::Fail };
-        if let Err(e) = p.finish(signal, &body).await {
-            eprintln!("warning: {e}");
-        }
-    }
-    match outcome? {
+    match run::run(&ctx.config, req, run_id).await? {
         Outcome::Swept(report) => {
             ctx.render(&*report)?;
             if let Some(path) = textfile {
                 report.write_textfile(path).map_err(|e| anyhow::anyhow!("textfile {}: {e}", path.display()))?;
             }
+            Ok(report.state.code())
         }
-        Outcome::LockedOut { .. } => eprintln!("{}", escape(&body)),
+        Outcome::LockedOut { holder, place } => {
+            let m = format!("another monitor run holds the lock ({holder}) at {place}: this run did nothing");
+            eprintln!("{}", escape(&m));
+            Ok(Exit::Ok.code())
+        }
     }
-    Ok(code)
 }

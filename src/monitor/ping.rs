@@ -26,6 +26,17 @@ pub enum Signal {
     Fail,
 }
 
+impl Signal {
+    /// Success while the sweep is OK or WARNING; CRITICAL or UNKNOWN is a failure.
+    pub fn of(state: crate::exit::ProbeState) -> Signal {
+        use crate::exit::ProbeState;
+        match state {
+            ProbeState::Ok | ProbeState::Warning => Signal::Success,
+            ProbeState::Critical | ProbeState::Unknown => Signal::Fail,
+        }
+    }
+}
+
 impl Pinger {
     pub fn new(url: &Url, rid: &str, timeout: Duration) -> Pinger {
         Pinger {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::engine::{self, RuleResult};
+use super::ping::{Pinger, Signal};
 use super::rules::{RuleSet, RuleState, Severity};
 use super::sweep::{self, ProbeOutcome, SweepRequest};
 use crate::alert::{self, AlertError, AlertReport, AlertSource, Store, TryLock};
@@ -24,6 +25,8 @@ pub struct MonitorRequest {
     pub rules: RuleSet,
     pub alerts: alert::Options,
     pub state_dir: Option<PathBuf>,
+    /// The dead-man's switch, pinged only by the run that holds the lock.
+    pub ping: Option<Pinger>,
 }
 
 /// What a run came to.
@@ -101,11 +104,31 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
         TryLock::Held(lock) => lock,
         TryLock::Busy { holder, place } => return Ok(Outcome::LockedOut { holder, place }),
     };
+    // Pinged only here, by the run that holds the lock: a run locked out must not tell the
+    // switch that all is well while the holder may be stuck.
+    let mut ping_notes = Vec::new();
+    if let Some(Err(e)) = ping_start(req).await {
+        ping_notes.push(e);
+    }
     let result = locked(config, req, (run_id, started), (&mut store, &opened), fallback).await;
     let released = store.release_named(lock).await;
-    let report = result?;
+    if let Some(p) = &req.ping {
+        let (signal, body) = match &result {
+            Ok(r) => (Signal::of(r.state), r.summary()),
+            Err(e) => (Signal::Fail, format!("MONITOR UNKNOWN - could not run: {e}")),
+        };
+        if let Err(e) = p.finish(signal, &body).await {
+            ping_notes.push(e);
+        }
+    }
+    let mut report = result?;
+    report.notes.extend(ping_notes);
     released?;
     Ok(Outcome::Swept(Box::new(report)))
+}
+
+async fn ping_start(req: &MonitorRequest) -> Option<Result<(), String>> {
+    Some(req.ping.as_ref()?.start().await)
 }
 
 async fn locked(

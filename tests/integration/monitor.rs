@@ -199,8 +199,10 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
         async move { redis::cmd("EXISTS").arg(&key).query_async::<i64>(&mut conn).await.unwrap() == 1 }
     })
     .await;
-    let second = run(s.cmd(&[])).await;
+    let hc = Recorder::start().await;
+    let second = run(s.cmd(&["--ping", &hc.url("/ping/0d338dcc-a054-11ec-b909-0242ac120002")])).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(hc.seen().is_empty(), "a run locked out pings nothing: the holder does");
     assert!(second.stderr.contains("another monitor run holds the lock (host="), "{}", second.stderr);
     assert!(second.stderr.contains("this run did nothing") && second.stdout.is_empty(), "{}", second.stderr);
     let out = first.wait_with_output().await.unwrap();
