@@ -65,27 +65,24 @@ impl Watch {
     /// A watch on stores already opened (shared with other probes).
     pub async fn of(config: &crate::config::Config, opened: &super::stores::Opened) -> (Watch, Vec<Unusable>) {
         let mut unusable = Vec::new();
-        let redis = match &opened.redis {
-            Some(Ok(r)) => Some(r.clone()),
-            Some(Err(e)) => {
-                unusable.push(Unusable { store: Store::Redis, reason: e.clone() });
-                None
-            }
-            None => None,
-        };
-        let postgres = match &opened.postgres {
-            Some(Ok((pool, addr))) => match super::postgres::require_table(pool, addr, &config.contracts.table).await {
-                Ok(()) => Some((pool.clone(), addr.clone())),
+        let redis = opened.redis.clone().transpose().unwrap_or_else(|reason| {
+            unusable.push(Unusable { store: Store::Redis, reason });
+            None
+        });
+        let postgres = match opened.postgres.clone().transpose() {
+            Ok(Some((pool, addr))) => match super::postgres::require_table(&pool, &addr, &config.contracts.table).await
+            {
+                Ok(()) => Some((pool, addr)),
                 Err(e) => {
                     unusable.push(Unusable { store: Store::Postgres, reason: e.to_string() });
                     None
                 }
             },
-            Some(Err(e)) => {
-                unusable.push(Unusable { store: Store::Postgres, reason: e.clone() });
+            Ok(None) => None,
+            Err(reason) => {
+                unusable.push(Unusable { store: Store::Postgres, reason });
                 None
             }
-            None => None,
         };
         (Watch { redis, postgres, contracts: config.contracts.clone() }, unusable)
     }

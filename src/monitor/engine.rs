@@ -97,21 +97,14 @@ pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<S
 /// The dedup key of a severity's incident: one incident per severity, shared by every host
 /// that monitors the same stack through the same state.
 pub fn dedup_key(severity: Severity) -> String {
-    format!("broker-ops-monitor:{}", severity_name(severity))
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
+    format!("broker-ops-monitor:{}", severity.as_str())
 }
 
 /// The alert for one severity: the rules firing at it (its members), or, when none fires, the
 /// resolved notice for its incident (which says nothing when no incident is open).
 pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSource) -> Alert {
     let firing: Vec<&RuleResult> = results.iter().filter(|r| r.firing && r.severity == severity).collect();
-    let name = severity_name(severity);
+    let name = severity.as_str();
     if firing.is_empty() {
         let summary = format!("broker-ops monitor: no {name} rule is firing");
         return Alert::new(crate::alert::Severity::Resolved, summary, source.clone(), Some(dedup_key(severity)));
@@ -144,23 +137,14 @@ pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSou
 /// One firing rule in a notice: what, the value now, how long, where to read.
 fn line(r: &RuleResult) -> String {
     let now = match (r.check_state, r.value) {
-        (Some(s), Some(v)) => format!("{} at {}", s.label(), shown(v, r.unit)),
+        (Some(s), Some(v)) => {
+            format!("{} at {}", s.label(), crate::probe::shown(Some(v), r.unit.unwrap_or(Unit::Count)))
+        }
         (Some(s), None) => s.label().to_string(),
         (None, _) => "not reported this sweep".to_string(),
     };
     let runbook = r.runbook.as_deref().map(|l| format!("; runbook {l}")).unwrap_or_default();
     format!("- {}: {} {} (now {now}; failing {} sweep(s)){runbook}", r.name, r.check, r.condition, r.failing_sweeps)
-}
-
-/// A value in its unit, as people read it.
-pub fn shown(v: f64, unit: Option<Unit>) -> String {
-    let n = crate::probe::fmt_num(v);
-    match unit {
-        Some(Unit::Ms) => format!("{n}ms"),
-        Some(Unit::S) => format!("{n}s"),
-        Some(Unit::Ratio) => format!("{:.2}%", v * 100.0),
-        Some(Unit::Count) | None => n,
-    }
 }
 
 #[cfg(test)]

@@ -7,44 +7,23 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::engine::shown;
 use super::run::MonitorReport;
-use super::sweep::Status;
 use crate::exit::ProbeState;
 use crate::output::{Render, Style, escape, table};
-
-fn state_cell(s: ProbeState, style: Style) -> String {
-    match s {
-        ProbeState::Ok => style.good("OK"),
-        s => style.bad(s.label()),
-    }
-}
 
 impl MonitorReport {
     fn probes_table(&self, style: Style) -> String {
         let mut t = table(&["probe", "check", "state", "value", "detail"]);
         for p in &self.probes {
-            if p.checks.is_empty() {
-                let state = match p.status {
-                    Status::Skipped => style.dim("skipped"),
-                    _ => state_cell(p.state, style),
-                };
-                t.add_row(vec![
+            for l in p.lines() {
+                let row = [
                     p.probe.name().to_string(),
-                    "-".into(),
-                    state,
-                    "-".into(),
-                    escape(p.reason.as_deref().unwrap_or("")),
-                ]);
-            }
-            for c in &p.checks {
-                t.add_row(vec![
-                    p.probe.name().to_string(),
-                    escape(&c.name),
-                    state_cell(c.state, style),
-                    c.value.map_or("-".into(), |v| shown(v, Some(c.unit))),
-                    escape(&c.detail),
-                ]);
+                    escape(l.check),
+                    l.state_cell(style),
+                    l.value_text(),
+                    escape(l.detail),
+                ];
+                t.add_row(row.to_vec());
             }
         }
         t.to_string()
@@ -62,7 +41,7 @@ impl MonitorReport {
                 escape(&r.name),
                 r.check.clone(),
                 escape(&r.condition),
-                format!("{:?}", r.severity).to_lowercase(),
+                r.severity.as_str().to_string(),
                 format!("{:?}", r.verdict).to_lowercase(),
                 sweeps,
                 firing,
@@ -85,10 +64,8 @@ impl MonitorReport {
         let firing = Family::<Labels, Gauge>::default();
         registry.register("monitor_rule_firing", "1 while a broker-ops monitor rule is firing", firing.clone());
         for r in &self.rules {
-            let l = vec![
-                ("rule".to_string(), r.name.clone()),
-                ("severity".to_string(), format!("{:?}", r.severity).to_lowercase()),
-            ];
+            let l =
+                vec![("rule".to_string(), r.name.clone()), ("severity".to_string(), r.severity.as_str().to_string())];
             firing.get_or_create(&l).set(i64::from(r.firing));
         }
         let state = Gauge::<i64>::default();
@@ -150,7 +127,10 @@ impl Render for MonitorReport {
         writeln!(
             w,
             "MONITOR {}: {counted} probe(s) ran, {} skipped, {} rule(s) firing, in {:.0} ms (run {})",
-            state_cell(self.state, style),
+            match self.state {
+                ProbeState::Ok => style.good("OK"),
+                s => style.bad(s.label()),
+            },
             self.probes.len() - counted,
             self.rules.iter().filter(|r| r.firing).count(),
             self.elapsed_ms,
@@ -195,7 +175,7 @@ impl Render for super::rules::RuleSet {
                 escape(&r.name),
                 format!("{}.{}", r.probe.name(), r.metric),
                 escape(&r.condition.text),
-                format!("{:?}", r.severity).to_lowercase(),
+                r.severity.as_str().to_string(),
                 r.for_sweeps.to_string(),
                 r.recover_sweeps.to_string(),
                 escape(&labels.join(",")),

@@ -61,6 +61,15 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// What a condition compares with: the check's state, or its value (in the check's unit).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -134,22 +143,19 @@ impl Condition {
         let (a, b) = match (self.limit, state, value) {
             // A condition that names UNKNOWN is about it: `state >= UNKNOWN` holds for UNKNOWN
             // and CRITICAL (the order of severity), so "could not reach it" can fire a rule.
-            (Limit::State(ProbeState::Unknown), _, _) => (state as u8 as f64, ProbeState::Unknown as u8 as f64),
+            (Limit::State(limit @ ProbeState::Unknown), _, _) => (severity(state), severity(limit)),
             (_, ProbeState::Unknown, _) | (Limit::Value(_), _, None) => return Eval::Unknown,
-            (Limit::State(limit), _, _) => (rank(state), rank(limit)),
+            (Limit::State(limit), _, _) => (severity(state), severity(limit)),
             (Limit::Value(limit), _, Some(v)) => (v, limit),
         };
         if holds(a, b) { Eval::Failing } else { Eval::Passing }
     }
 }
 
-/// Severity order for comparisons (UNKNOWN never reaches here).
-fn rank(s: ProbeState) -> f64 {
-    match s {
-        ProbeState::Ok => 0.0,
-        ProbeState::Warning => 1.0,
-        ProbeState::Unknown | ProbeState::Critical => 2.0,
-    }
+/// A state's place in the order of severity (OK, WARNING, UNKNOWN, CRITICAL: `ProbeState`
+/// is declared in that order).
+fn severity(s: ProbeState) -> f64 {
+    f64::from(s as u8)
 }
 
 fn value(text: &str, metric: &str) -> Result<f64, String> {

@@ -107,8 +107,8 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
     // Pinged only here, by the run that holds the lock: a run locked out must not tell the
     // switch that all is well while the holder may be stuck.
     let mut ping_notes = Vec::new();
-    if let Some(Err(e)) = ping_start(req).await {
-        ping_notes.push(e);
+    if let Some(p) = &req.ping {
+        ping_notes.extend(p.start().await.err());
     }
     let result = locked(config, req, (run_id, started), (&mut store, &opened), fallback).await;
     let released = store.release_named(lock).await;
@@ -117,18 +117,12 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
             Ok(r) => (Signal::of(r.state), r.summary()),
             Err(e) => (Signal::Fail, format!("MONITOR UNKNOWN - could not run: {e}")),
         };
-        if let Err(e) = p.finish(signal, &body).await {
-            ping_notes.push(e);
-        }
+        ping_notes.extend(p.finish(signal, &body).await.err());
     }
     let mut report = result?;
     report.notes.extend(ping_notes);
     released?;
     Ok(Outcome::Swept(Box::new(report)))
-}
-
-async fn ping_start(req: &MonitorRequest) -> Option<Result<(), String>> {
-    Some(req.ping.as_ref()?.start().await)
 }
 
 async fn locked(

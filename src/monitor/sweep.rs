@@ -61,6 +61,53 @@ impl ProbeOutcome {
     pub fn report(&self) -> ProbeReport {
         ProbeReport { kind: self.probe.name(), checks: self.checks.clone() }
     }
+
+    /// The rows every view shows: one per check, or, for a probe without checks (skipped,
+    /// failed, hung), one row `-` with its reason.
+    pub fn lines(&self) -> Vec<Line<'_>> {
+        if self.checks.is_empty() {
+            let (check, detail) = ("-", self.reason.as_deref().unwrap_or(""));
+            let skipped = self.status == Status::Skipped;
+            return vec![Line { check, state: self.state, skipped, value: None, unit: Unit::Count, detail }];
+        }
+        self.checks
+            .iter()
+            .map(|c| Line {
+                check: c.name.as_str(),
+                state: c.state,
+                skipped: false,
+                value: c.value,
+                unit: c.unit,
+                detail: c.detail.as_str(),
+            })
+            .collect()
+    }
+}
+
+/// One row of a sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub check: &'a str,
+    pub state: ProbeState,
+    pub skipped: bool,
+    pub value: Option<f64>,
+    pub unit: Unit,
+    pub detail: &'a str,
+}
+
+impl Line<'_> {
+    /// The state for a table: green OK, red otherwise, dim `skipped`.
+    pub fn state_cell(&self, style: crate::output::Style) -> String {
+        match (self.skipped, self.state) {
+            (true, _) => style.dim("skipped"),
+            (false, ProbeState::Ok) => style.good("OK"),
+            (false, s) => style.bad(s.label()),
+        }
+    }
+
+    pub fn value_text(&self) -> String {
+        crate::probe::shown(self.value, self.unit)
+    }
 }
 
 /// Why a probe did not produce checks.
@@ -78,9 +125,8 @@ impl From<ConfigError> for NoReport {
     }
 }
 
-/// Runs every probe concurrently; the sweep takes as long as the slowest one (at most the
-/// time-out).
-/// `opened` holds the mirror's stores, opened once for every probe of the sweep.
+/// Runs every probe concurrently on the mirror's stores opened once (`opened`); the sweep takes
+/// as long as the slowest probe (at most the time-out).
 pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Opened) -> Vec<ProbeOutcome> {
     let t = req.probe_timeout;
     let (health, backlog, sla, canary, smoke) = tokio::join!(

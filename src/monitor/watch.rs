@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::shown;
-use super::sweep::{ProbeOutcome, Status};
+use super::sweep::{Line, ProbeOutcome};
 use crate::exit::ProbeState;
 use crate::output::{Style, escape, table};
 use crate::probe::Unit;
@@ -21,9 +20,16 @@ struct Row {
     skipped: bool,
     since: DateTime<Utc>,
     value: Option<f64>,
-    unit: Option<Unit>,
+    unit: Unit,
     detail: String,
     values: VecDeque<Option<f64>>,
+}
+
+impl Row {
+    fn line(&self) -> Line<'_> {
+        let (check, detail) = (self.check.as_str(), self.detail.as_str());
+        Line { check, state: self.state, skipped: self.skipped, value: self.value, unit: self.unit, detail }
+    }
 }
 
 /// Every check seen so far, in the order first seen.
@@ -42,13 +48,8 @@ impl History {
         self.last = Some((at, elapsed_ms, worst));
         let mut seen = Vec::new();
         for p in probes {
-            let name = p.probe.name();
-            if p.checks.is_empty() {
-                let detail = p.reason.clone().unwrap_or_default();
-                seen.push(self.update(name, "-", (p.state, p.status == Status::Skipped), (None, None), detail, at));
-            }
-            for c in &p.checks {
-                seen.push(self.update(name, &c.name, (c.state, false), (c.value, Some(c.unit)), c.detail.clone(), at));
+            for l in p.lines() {
+                seen.push(self.update(p.probe.name(), l, at));
             }
         }
         // A check not reported this sweep keeps its row, with a gap in its line.
@@ -59,27 +60,19 @@ impl History {
         }
     }
 
-    fn update(
-        &mut self,
-        probe: &'static str,
-        check: &str,
-        (state, skipped): (ProbeState, bool),
-        (value, unit): (Option<f64>, Option<Unit>),
-        detail: String,
-        at: DateTime<Utc>,
-    ) -> usize {
-        let i = match self.rows.iter().position(|r| r.probe == probe && r.check == check) {
+    fn update(&mut self, probe: &'static str, l: Line<'_>, at: DateTime<Utc>) -> usize {
+        let i = match self.rows.iter().position(|r| r.probe == probe && r.check == l.check) {
             Some(i) => i,
             None => {
                 let values = VecDeque::from(vec![None; self.sweeps.saturating_sub(1).min(SPARK_WIDTH - 1)]);
                 self.rows.push(Row {
                     probe,
-                    check: check.into(),
-                    state,
-                    skipped,
+                    check: l.check.into(),
+                    state: l.state,
+                    skipped: l.skipped,
                     since: at,
-                    value,
-                    unit,
+                    value: l.value,
+                    unit: l.unit,
                     detail: String::new(),
                     values,
                 });
@@ -87,11 +80,12 @@ impl History {
             }
         };
         let row = &mut self.rows[i];
-        if row.state != state || row.skipped != skipped {
+        if row.state != l.state || row.skipped != l.skipped {
             row.since = at;
         }
-        (row.state, row.skipped, row.value, row.unit, row.detail) = (state, skipped, value, unit, detail);
-        push(&mut row.values, value);
+        (row.state, row.skipped, row.value, row.unit) = (l.state, l.skipped, l.value, l.unit);
+        row.detail = l.detail.to_string();
+        push(&mut row.values, l.value);
         i
     }
 
@@ -99,21 +93,17 @@ impl History {
     pub fn frame(&self, every: &str, now: DateTime<Utc>, style: Style) -> String {
         let mut t = table(&["probe", "check", "state", "value", "since", "last sweeps", "detail"]);
         for r in &self.rows {
-            let state = match (r.skipped, r.state) {
-                (true, _) => style.dim("skipped"),
-                (false, ProbeState::Ok) => style.good("OK"),
-                (false, s) => style.bad(s.label()),
-            };
+            let l = r.line();
             let since = whole_seconds((now - r.since).num_seconds().max(0) as u64);
             let values: Vec<Option<f64>> = r.values.iter().copied().collect();
             t.add_row(vec![
                 r.probe.to_string(),
-                escape(&r.check),
-                state,
-                r.value.map_or("-".into(), |v| shown(v, r.unit)),
+                escape(l.check),
+                l.state_cell(style),
+                l.value_text(),
                 format!("{since} ago"),
                 sparkline(&values),
-                escape(&crate::output::truncate(&r.detail, 60)),
+                escape(&crate::output::truncate(l.detail, 60)),
             ]);
         }
         let head = match self.last {
@@ -134,14 +124,10 @@ pub fn plain_lines(probes: &[ProbeOutcome], at: DateTime<Utc>) -> Vec<String> {
     let t = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut out = Vec::new();
     for p in probes {
-        let name = p.probe.name();
-        if p.checks.is_empty() {
-            let state = if p.status == Status::Skipped { "SKIPPED" } else { p.state.label() };
-            out.push(format!("{t} {name} - {state} - {}", escape(p.reason.as_deref().unwrap_or(""))));
-        }
-        for c in &p.checks {
-            let v = c.value.map_or("-".into(), |v| shown(v, Some(c.unit)));
-            out.push(format!("{t} {name} {} {} {v} {}", escape(&c.name), c.state.label(), escape(&c.detail)));
+        for l in p.lines() {
+            let state = if l.skipped { "SKIPPED" } else { l.state.label() };
+            let (name, check, v, detail) = (p.probe.name(), escape(l.check), l.value_text(), escape(l.detail));
+            out.push(format!("{t} {name} {check} {state} {v} {detail}"));
         }
     }
     out
@@ -178,6 +164,7 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
 mod tests {
     use super::*;
     use crate::monitor::rules::Probe;
+    use crate::monitor::sweep::Status;
     use crate::probe::Rules;
 
     #[test]

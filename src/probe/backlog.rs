@@ -76,23 +76,18 @@ pub async fn run_on(
         history_window: req.history_window,
     };
     let mut unknown = Vec::new();
-    let redis = match &opened.redis {
-        Some(Ok(r)) => Some(r.clone()),
-        None => None,
-        Some(Err(e)) => {
+    let redis = match opened.redis.clone().transpose() {
+        Ok(r) => r,
+        Err(e) => {
             // Without Redis nothing else can be read (the mirror check starts from its active set).
-            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e.clone());
+            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e);
             return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
         }
     };
-    let pg = match &opened.postgres {
-        Some(Ok(pg)) => Some(pg.clone()),
-        None => None,
-        Some(Err(e)) => {
-            unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e.clone()));
-            None
-        }
-    };
+    let pg = opened.postgres.clone().transpose().unwrap_or_else(|e| {
+        unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e));
+        None
+    });
     let ably = match &config.ably_api_key {
         Some(k) => Some(AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t)?),
         None => None,
@@ -215,9 +210,6 @@ async fn postgres_newest(pool: &PgPool, addr: &str, contracts: &Contracts, conv:
     Ok(t.map(|t| t.timestamp_millis()))
 }
 
-/// How far (s) a store is behind Ably for one conversation. `newer` are the timestamps of Ably's
-/// messages newer than the store's newest (`store_newest`), newest first. Nothing newer: 0. The
-/// store has nothing at all: the age of Ably's newest message.
 /// The `top` most active conversations that are customers': test traffic (smoke chats and
 /// canaries, named with the contracts' synthetic prefix) is left out, as `sla report` leaves it
 /// out, so that a canary published a moment ago never reads as the mirror falling behind.
@@ -242,6 +234,9 @@ async fn most_active(redis: &mut Redis, opts: &BacklogOptions) -> Result<Vec<Str
     Ok(out)
 }
 
+/// How far (s) a store is behind Ably for one conversation. `newer` are the timestamps of Ably's
+/// messages newer than the store's newest (`store_newest`), newest first. Nothing newer: 0. The
+/// store has nothing at all: the age of Ably's newest message.
 pub fn mirror_lag(newer: &[i64], store_newest: Option<i64>, now_ms: i64) -> f64 {
     match (newer.first(), store_newest) {
         (None, _) => 0.0,

@@ -156,7 +156,8 @@ pub(crate) fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v:.3}") }
 }
 
-fn shown(v: Option<f64>, unit: Unit) -> String {
+/// A value in its unit, as people read it (`-` when there is none).
+pub fn shown(v: Option<f64>, unit: Unit) -> String {
     match (v, unit) {
         (None, _) => "-".into(),
         (Some(v), Unit::Ms) => format!("{}ms", fmt_num(v)),
