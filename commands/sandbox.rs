@@ -103,16 +103,20 @@ pub struct Behaviour {
 impl Behaviour {
     /// These behaviours on top of the configured sandbox options.
     pub fn options(&self, config: &Config) -> SandboxOptions {
-        SandboxOptions {
+        let faults = Faults {
             ai_latency: self.ai_latency.clone(),
-            sla_warning: self.sla_warning,
-            sla_violation: self.sla_violation,
             ai_error_rate: self.ai_error_rate,
             http_error_rate: self.http_error_rate,
             stall: self.stall,
+            sse_drop_after: self.sse_drop_after,
+            ..Faults::default()
+        };
+        SandboxOptions {
+            sla_warning: self.sla_warning,
+            sla_violation: self.sla_violation,
             seed: self.seed,
             sse_keepalive: self.sse_keepalive,
-            sse_drop_after: self.sse_drop_after,
+            faults,
             ..SandboxOptions::from_config(config)
         }
     }
@@ -136,8 +140,7 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         redis_write_fail: p.redis_write_fail,
         postgres_write_fail: p.postgres_write_fail,
         receiver_skip_signature: false,
-        // The services' faults come from their own flags (SandboxOptions), set at start.
-        ..Faults::default()
+        ..opts.faults
     };
     let sandbox = Sandbox::start(opts).await?;
     let summary = sandbox.summary();

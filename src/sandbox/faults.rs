@@ -17,7 +17,7 @@ use super::{LatencyModel, Stall, State, lock};
 use crate::duration::{format_duration, parse_duration};
 
 /// The faults in force.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
     /// How long the AI takes to answer (`--ai-latency`).
     pub ai_latency: LatencyModel,
@@ -43,6 +43,26 @@ pub struct Faults {
     pub postgres_write_fail: bool,
     /// The receiver stops checking signatures: a broken route, for `mirror webhook-test` to catch.
     pub receiver_skip_signature: bool,
+}
+
+/// No fault, and the AI answering as `--ai-latency` does by default (P50 800 ms, P95 2.5 s).
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            ai_latency: LatencyModel::LogNormal { p50: Duration::from_millis(800), p95: Duration::from_millis(2500) },
+            ai_error_rate: 0.0,
+            http_error_rate: 0.0,
+            stall: None,
+            stall_from: None,
+            sse_drop_after: None,
+            webhook_drop_rate: 0.0,
+            webhook_delay: Duration::ZERO,
+            receiver_error_rate: 0.0,
+            redis_write_fail: false,
+            postgres_write_fail: false,
+            receiver_skip_signature: false,
+        }
+    }
 }
 
 /// A change of faults: only the keys given.

@@ -9,8 +9,7 @@ use rand_distr::{Distribution, LogNormal};
 
 use crate::duration::{format_duration, parse_duration};
 
-/// `fixed:800ms`, `uniform:200ms..2s`, `lognormal:p50=800ms,p95=2500ms`. The default, an
-/// instant answer, is only a placeholder: the sandbox always starts from `--ai-latency`.
+/// `fixed:800ms`, `uniform:200ms..2s`, `lognormal:p50=800ms,p95=2500ms`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LatencyModel {
     Fixed(Duration),
@@ -83,12 +82,6 @@ impl FromStr for LatencyModel {
             }
             other => Err(format!("unknown latency model {other:?}: expected fixed, uniform or lognormal")),
         }
-    }
-}
-
-impl Default for LatencyModel {
-    fn default() -> Self {
-        LatencyModel::Fixed(Duration::ZERO)
     }
 }
 

@@ -184,21 +184,11 @@ impl Sandbox {
                 opts.listen
             )));
         }
-        if opts.sse_keepalive.is_zero() || opts.sse_drop_after.is_some_and(|d| d.is_zero()) {
+        if opts.sse_keepalive.is_zero() || opts.faults.sse_drop_after.is_some_and(|d| d.is_zero()) {
             return Err(SandboxError::Option("SSE keepalive and drop intervals must be more than zero".into()));
         }
-        // The flags' faults, from here on changed only through `/_sandbox/faults`.
-        let mut live = Faults {
-            ai_latency: opts.ai_latency.clone(),
-            ai_error_rate: opts.ai_error_rate,
-            http_error_rate: opts.http_error_rate,
-            stall: opts.stall,
-            stall_from: None,
-            sse_drop_after: opts.sse_drop_after,
-            ..opts.faults.clone()
-        }
-        .checked()
-        .map_err(SandboxError::Option)?;
+        // The faults at start, from here on changed only through `/_sandbox/faults`.
+        let mut live = opts.faults.clone().checked().map_err(SandboxError::Option)?;
         let started = sinks::start(&opts).await?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await

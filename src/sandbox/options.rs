@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{LatencyModel, SandboxError, Stall};
+use super::SandboxError;
 use crate::config::Config;
 use crate::contracts::Contracts;
 
@@ -14,12 +14,8 @@ use crate::contracts::Contracts;
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
     pub listen: SocketAddr,
-    pub ai_latency: LatencyModel,
     pub sla_warning: Duration,
     pub sla_violation: Duration,
-    pub ai_error_rate: f64,
-    pub http_error_rate: f64,
-    pub stall: Option<Stall>,
     /// Ably key `appId.keyId:secret`; random when not given.
     pub key: Option<SecretString>,
     /// Chatwoot inbox identifier; random when not given.
@@ -34,8 +30,6 @@ pub struct SandboxOptions {
     pub bull_prefix: String,
     /// Interval of SSE keepalives (`:keepalive` comments or `heartbeat` events).
     pub sse_keepalive: Duration,
-    /// Fault: close every SSE stream this long after it opened (clients must resume with `lastEvent`).
-    pub sse_drop_after: Option<Duration>,
     /// Seed of the sandbox's random draws (latencies, faults), for repeatable runs.
     pub seed: Option<u64>,
     /// Time-out for connecting to Redis and Postgres.
@@ -46,7 +40,7 @@ pub struct SandboxOptions {
     pub webhook_url: Option<url::Url>,
     /// Least time between two webhook requests (Ably: at most one a second per instance).
     pub webhook_interval: Duration,
-    /// The mirror pipeline's faults at start (changeable at run time).
+    /// The faults at start, the services' and the mirror pipeline's (changeable at run time).
     pub faults: super::Faults,
 }
 
@@ -77,12 +71,8 @@ impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
-            ai_latency: LatencyModel::LogNormal { p50: Duration::from_millis(800), p95: Duration::from_millis(2500) },
             sla_warning: Duration::from_secs(4),
             sla_violation: Duration::from_secs(5),
-            ai_error_rate: 0.0,
-            http_error_rate: 0.0,
-            stall: None,
             key: None,
             inbox: None,
             api_token: None,
@@ -93,7 +83,6 @@ impl Default for SandboxOptions {
             queue: "broker".into(),
             bull_prefix: "bull".into(),
             sse_keepalive: Duration::from_secs(15),
-            sse_drop_after: None,
             seed: None,
             connect_timeout: Duration::from_secs(5),
             allow_remote: false,

@@ -17,11 +17,10 @@ fn client(env: &Env, key: &str) -> AblyClient {
 
 #[tokio::test]
 async fn a_5xx_primary_falls_back_to_another_host_and_an_explicit_url_has_no_fallbacks() {
-    let (_bad, bad) = support::start(SandboxOptions {
-        http_error_rate: 1.0,
-        key: Some("app.k:s3cret".to_string().into()),
-        ..support::options()
-    })
+    let (_bad, bad) = support::start(support::faulted(
+        SandboxOptions { key: Some("app.k:s3cret".to_string().into()), ..support::options() },
+        |f| f.http_error_rate = 1.0,
+    ))
     .await;
     let (_good, good) =
         support::start(SandboxOptions { key: Some("app.k:s3cret".to_string().into()), ..support::options() }).await;

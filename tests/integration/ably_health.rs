@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_ops::sandbox::{SandboxOptions, Stall};
+use broker_ops::sandbox::Stall;
 use serde_json::Value;
 
 use crate::support::{self, Env, bin, run};
@@ -89,7 +89,7 @@ async fn a_wrong_key_makes_the_authenticated_checks_unknown_while_time_still_rep
 
 #[tokio::test]
 async fn server_errors_are_unknown_with_ablys_code() {
-    let (_sb, env) = support::start(SandboxOptions { http_error_rate: 1.0, ..support::options() }).await;
+    let (_sb, env) = support::start(support::faulted(support::options(), |f| f.http_error_rate = 1.0)).await;
     let dir = tempfile::tempdir().unwrap();
     let r = run(health(&env, dir.path(), &["-o", "json"])).await;
     assert_eq!(r.code, 3);
@@ -101,7 +101,7 @@ async fn server_errors_are_unknown_with_ablys_code() {
 #[tokio::test]
 async fn the_whole_probe_finishes_within_the_timeout_when_ably_hangs() {
     let stall = Stall { duration: Duration::from_secs(30), after: Duration::ZERO };
-    let (_sb, env) = support::start(SandboxOptions { stall: Some(stall), ..support::options() }).await;
+    let (_sb, env) = support::start(support::faulted(support::options(), |f| f.stall = Some(stall))).await;
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let r = run(health(&env, dir.path(), &["--timeout", "1s"])).await;

@@ -357,7 +357,7 @@ async fn ably_5xx_answers_are_retried_and_a_down_ably_stops_with_the_checkpoint_
         c
     };
     // Ably answers every request with 500: retried with backoff, then the replay stops, exit 3.
-    let down = broker_ops::sandbox::SandboxOptions { http_error_rate: 1.0, ..support::options() };
+    let down = support::faulted(support::options(), |f| f.http_error_rate = 1.0);
     let (sb, env) = support::start(down).await;
     let r = run(go(&env, "500ms")).await;
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
@@ -369,7 +369,7 @@ async fn ably_5xx_answers_are_retried_and_a_down_ably_stops_with_the_checkpoint_
 
     // Ably failing one request in five (the sandbox's seeded draw, so the same requests fail on
     // every run): every message still arrives exactly once.
-    let flaky = broker_ops::sandbox::SandboxOptions { http_error_rate: 0.2, ..support::options() };
+    let flaky = support::faulted(support::options(), |f| f.http_error_rate = 0.2);
     let (sb, env) = support::start(flaky).await;
     let r = run(go(&env, "2s")).await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

@@ -113,7 +113,7 @@ async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool)
 async fn smoke_jobs_pass_through_a_bullmq_layout_queue(pool: PgPool) {
     let prefix = support::prefix("queue");
     let mut opts = mirrored_options(&pool, &prefix);
-    opts.ai_latency = broker_ops::sandbox::LatencyModel::Fixed(Duration::from_millis(300));
+    opts.faults.ai_latency = broker_ops::sandbox::LatencyModel::Fixed(Duration::from_millis(300));
     let (sb, env) = support::start(opts).await;
     let (contact, conv) = support::new_chat(&env).await;
     let msg = support::say(&env, &contact, conv, "How long does pre-approval take?").await;

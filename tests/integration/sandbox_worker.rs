@@ -48,7 +48,7 @@ async fn a_customer_message_is_echoed_then_answered_on_the_conversation_channel(
 #[tokio::test]
 async fn late_replies_announce_sla_warning_and_violation_before_the_reply() {
     let mut opts = support::options();
-    opts.ai_latency = LatencyModel::Fixed(Duration::from_millis(300));
+    opts.faults.ai_latency = LatencyModel::Fixed(Duration::from_millis(300));
     opts.sla_warning = Duration::from_millis(100);
     opts.sla_violation = Duration::from_millis(200);
     let (_sb, env) = support::start(opts).await;
@@ -66,7 +66,7 @@ async fn late_replies_announce_sla_warning_and_violation_before_the_reply() {
 #[tokio::test]
 async fn with_ai_error_rate_one_nothing_answers_and_the_violation_is_published() {
     let mut opts = support::options();
-    opts.ai_error_rate = 1.0;
+    opts.faults.ai_error_rate = 1.0;
     opts.sla_warning = Duration::from_millis(60);
     opts.sla_violation = Duration::from_millis(120);
     let (sb, env) = support::start(opts).await;
@@ -85,7 +85,7 @@ async fn with_ai_error_rate_one_nothing_answers_and_the_violation_is_published()
 #[tokio::test]
 async fn http_error_rate_one_answers_500_in_each_services_error_format() {
     let mut opts = support::options();
-    opts.http_error_rate = 1.0;
+    opts.faults.http_error_rate = 1.0;
     let (_sb, env) = support::start(opts).await;
     let ably = http().get(format!("{}/time", env.base)).send().await.unwrap();
     assert_eq!(ably.status(), 500);
@@ -105,7 +105,7 @@ async fn http_error_rate_one_answers_500_in_each_services_error_format() {
 #[tokio::test]
 async fn a_stall_holds_requests_and_replies_until_it_ends() {
     let mut opts = support::options();
-    opts.stall = Some(Stall { duration: Duration::from_secs(2), after: Duration::from_millis(300) });
+    opts.faults.stall = Some(Stall { duration: Duration::from_secs(2), after: Duration::from_millis(300) });
     let before_start = Instant::now();
     let (_sb, env) = support::start(opts).await;
     let (contact, conv) = support::new_chat(&env).await;

@@ -313,10 +313,9 @@ async fn first_after_pairing_gives_the_same_answer_from_both_mirrors(pool: PgPoo
 #[sqlx::test(migrations = false)]
 async fn a_smoke_run_read_back_from_the_mirror_agrees_with_the_smoke(pool: PgPool) {
     let prefix = support::prefix("sla-report-smoke");
-    let opts = broker_ops::sandbox::SandboxOptions {
-        ai_latency: "lognormal:p50=60ms,p95=150ms".parse().unwrap(),
-        ..crate::mirror::mirrored_options(&pool, &prefix)
-    };
+    let opts = support::faulted(crate::mirror::mirrored_options(&pool, &prefix), |f| {
+        f.ai_latency = "lognormal:p50=60ms,p95=150ms".parse().unwrap()
+    });
     let (sb, _env) = support::start(opts).await;
     let started = chrono::Utc::now().timestamp_millis() - 1000;
     let chats = 40;

@@ -53,7 +53,7 @@ pub(crate) fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
 }
 
 fn sandbox_opts(latency: &str) -> SandboxOptions {
-    SandboxOptions { ai_latency: latency.parse::<LatencyModel>().unwrap(), ..support::options() }
+    support::faulted(support::options(), |f| f.ai_latency = latency.parse::<LatencyModel>().unwrap())
 }
 
 async fn smoke(opts: SmokeOptions) -> SmokeReport {
@@ -195,7 +195,7 @@ async fn a_breached_threshold_fails_with_exit_1_and_says_by_how_much() {
 
 #[tokio::test]
 async fn chats_without_a_reply_are_counted_failures_never_dropped_samples() {
-    let (sb, _env) = support::start(SandboxOptions { ai_error_rate: 1.0, ..sandbox_opts("fixed:10ms") }).await;
+    let (sb, _env) = support::start(support::faulted(sandbox_opts("fixed:10ms"), |f| f.ai_error_rate = 1.0)).await;
     let mut opts = options(&sb, 4);
     opts.reply_timeout = Duration::from_millis(300);
     let report = smoke(opts).await;
@@ -212,7 +212,7 @@ async fn chats_without_a_reply_are_counted_failures_never_dropped_samples() {
 
 #[tokio::test]
 async fn abort_on_fail_stops_once_a_threshold_cannot_pass() {
-    let (sb, _env) = support::start(SandboxOptions { ai_error_rate: 1.0, ..sandbox_opts("fixed:10ms") }).await;
+    let (sb, _env) = support::start(support::faulted(sandbox_opts("fixed:10ms"), |f| f.ai_error_rate = 1.0)).await;
     let mut opts = options(&sb, 200);
     opts.schedule = Schedule::Closed { concurrency: 2 };
     opts.reply_timeout = Duration::from_millis(100);
@@ -226,7 +226,7 @@ async fn abort_on_fail_stops_once_a_threshold_cannot_pass() {
 
 #[tokio::test]
 async fn http_5xx_faults_and_the_sla_events_are_counted() {
-    let (sb, _env) = support::start(SandboxOptions { http_error_rate: 1.0, ..sandbox_opts("fixed:10ms") }).await;
+    let (sb, _env) = support::start(support::faulted(sandbox_opts("fixed:10ms"), |f| f.http_error_rate = 1.0)).await;
     let report = smoke(options(&sb, 3)).await;
     assert_eq!(report.errors[0].kind, "contact: HTTP 500");
     assert_eq!(report.chats.failed, 3);
@@ -248,7 +248,7 @@ async fn http_5xx_faults_and_the_sla_events_are_counted() {
 #[tokio::test]
 async fn a_stall_shows_in_the_open_loop_corrected_figures() {
     let stall = Stall { duration: Duration::from_millis(1500), after: Duration::from_millis(300) };
-    let (sb, _env) = support::start(SandboxOptions { stall: Some(stall), ..sandbox_opts("fixed:20ms") }).await;
+    let (sb, _env) = support::start(support::faulted(sandbox_opts("fixed:20ms"), |f| f.stall = Some(stall))).await;
     let mut opts = options(&sb, 40);
     opts.schedule = Schedule::Open { rate_per_s: 20.0, max_in_flight: 1000 };
     let report = smoke(opts).await;
@@ -271,7 +271,7 @@ async fn a_stall_shows_in_the_open_loop_corrected_figures() {
 #[tokio::test]
 async fn a_dropped_sse_stream_is_resumed_with_last_event_and_nothing_is_missed() {
     // Every stream ends 100 ms after it opens; the reply comes 300 ms after the post.
-    let opts = SandboxOptions { sse_drop_after: Some(Duration::from_millis(100)), ..sandbox_opts("fixed:300ms") };
+    let opts = support::faulted(sandbox_opts("fixed:300ms"), |f| f.sse_drop_after = Some(Duration::from_millis(100)));
     let (sb, _env) = support::start(opts).await;
     let mut o = options(&sb, 5);
     o.turns = 2;

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use broker_ops::sandbox::{LatencyModel, Sandbox, SandboxOptions};
+use broker_ops::sandbox::{Faults, LatencyModel, Sandbox, SandboxOptions};
 use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -52,11 +52,17 @@ impl Env {
 pub fn options() -> SandboxOptions {
     SandboxOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ai_latency: LatencyModel::Fixed(Duration::from_millis(50)),
+        faults: Faults { ai_latency: LatencyModel::Fixed(Duration::from_millis(50)), ..Faults::default() },
         sse_keepalive: Duration::from_millis(200),
         seed: Some(7),
         ..SandboxOptions::default()
     }
+}
+
+/// `opts` with its faults (at start) changed by `set`.
+pub fn faulted(mut opts: SandboxOptions, set: impl FnOnce(&mut Faults)) -> SandboxOptions {
+    set(&mut opts.faults);
+    opts
 }
 
 pub async fn sandbox() -> (Sandbox, Env) {
