@@ -62,7 +62,7 @@ pub enum MonitorCommand {
 }
 
 pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    let rules = match load_rules(a.rules.as_deref()) {
+    let rules = match a.rules.as_deref().map_or_else(|| Ok(RuleSet::defaults()), RuleSet::load) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("error: {m}");
@@ -89,13 +89,6 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let ping = a.ping.as_ref().map(|u| Pinger::new(u, &run_id, ctx.config.timeout.value));
     let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir, ping };
     once(&req, a.textfile.as_deref(), &run_id, ctx).await
-}
-
-fn load_rules(path: Option<&std::path::Path>) -> Result<RuleSet, String> {
-    let Some(path) = path else { return Ok(RuleSet::defaults()) };
-    let shown = escape(&path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
-    RuleSet::parse(&text, &shown).map_err(|e| e.to_string())
 }
 
 /// One cron run: its report and textfile, or who holds the lock.

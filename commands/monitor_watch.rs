@@ -52,10 +52,7 @@ async fn sweep_loop(
         let started = std::time::Instant::now();
         let probes = tokio::select! {
             _ = quit.recv() => return Ok(Exit::Ok.code()),
-            p = async {
-                let opened = broker_ops::mirror::stores::Opened::open(&ctx.config).await;
-                sweep::sweep(&ctx.config, req, &opened).await
-            } => p,
+            p = sweep::sweep_alone(&ctx.config, req) => p,
         };
         history.add(&probes, at, started.elapsed().as_secs_f64() * 1000.0);
         if redraw {

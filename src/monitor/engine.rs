@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::rules::{Eval, Rule, RuleSet, RuleState, Severity, Transition};
+use super::machine::{RuleState, Transition};
+use super::rules::{Eval, Rule, RuleSet, Severity};
 use super::sweep::ProbeOutcome;
 use crate::alert::{Alert, AlertSource};
 use crate::exit::ProbeState;

@@ -3,7 +3,8 @@
 //! passing ones, one grouped alert per severity through the alert capability, and a lock so
 //! that overlapping cron runs do not both act.
 //!
-//! - [`rules`]: the rules file, conditions and the for/recover state machine;
+//! - [`rules`]: the rules file and conditions;
+//! - [`machine`]: the for/recover state machine;
 //! - [`sweep`]: the probes at once, each timed;
 //! - [`engine`]: verdicts, rule results and grouped alerts (no input or output);
 //! - [`run`]: a cron run (lock, state, sweep, alerts);
@@ -12,6 +13,7 @@
 //! - [`watch`]: the live view's history and frame.
 
 pub mod engine;
+pub mod machine;
 pub mod ping;
 pub mod report;
 pub mod rules;
@@ -19,5 +21,6 @@ pub mod run;
 pub mod sweep;
 pub mod watch;
 
-pub use rules::{Eval, Probe, Rule, RuleSet, RuleState, RulesError, Severity, Transition};
+pub use machine::{RuleState, Transition};
+pub use rules::{Eval, Probe, Rule, RuleSet, RulesError, Severity};
 pub use run::{MonitorError, MonitorReport, MonitorRequest, Outcome};

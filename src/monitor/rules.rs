@@ -221,6 +221,13 @@ impl RuleSet {
         RuleSet::parse(DEFAULT_RULES, "built-in").expect("the built-in rules parse")
     }
 
+    /// The rules of the file at `path` (its path, as given, is their origin in messages).
+    pub fn load(path: &std::path::Path) -> Result<RuleSet, String> {
+        let shown = crate::output::escape(&path.display().to_string());
+        let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
+        RuleSet::parse(&text, &shown).map_err(|e| e.to_string())
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RulesError> {
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_col(text, span.start);
@@ -289,51 +296,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// A rule's memory between sweeps (kept with the alert state).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleState {
-    /// Consecutive failing sweeps (0 after a passing one).
-    pub failing: u32,
-    /// Consecutive passing sweeps (0 after a failing one).
-    pub passing: u32,
-    pub firing: bool,
-}
-
-/// What a sweep did to a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transition {
-    Unchanged,
-    Fired,
-    Resolved,
-}
-
-impl RuleState {
-    /// Counts the sweep's verdict: fires after `for` failing sweeps in a row, resolves after
-    /// `recover` passing ones; an UNKNOWN sweep counts neither way and breaks neither run.
-    pub fn step(&mut self, rule: &Rule, verdict: Eval) -> Transition {
-        match verdict {
-            Eval::Unknown => Transition::Unchanged,
-            Eval::Failing => {
-                (self.failing, self.passing) = (self.failing.saturating_add(1), 0);
-                if !self.firing && self.failing >= rule.for_sweeps {
-                    self.firing = true;
-                    return Transition::Fired;
-                }
-                Transition::Unchanged
-            }
-            Eval::Passing => {
-                (self.passing, self.failing) = (self.passing.saturating_add(1), 0);
-                if self.firing && self.passing >= rule.recover_sweeps {
-                    self.firing = false;
-                    return Transition::Resolved;
-                }
-                Transition::Unchanged
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,31 +357,5 @@ mod tests {
         assert!(err(&base.replace("critical", "page")).message.contains("warning or critical"));
         assert!(err(&format!("{base}{base}")).message.contains("used twice"));
         assert_eq!(err("[[rules]\n").line, 1);
-    }
-
-    #[test]
-    fn a_rule_fires_after_for_sweeps_and_resolves_after_recover() {
-        let mut rule = RuleSet::parse(
-            "[[rules]]\nname = \"r\"\ncheck = \"ably_backlog.waiting\"\ncondition = \"value > 500\"\nseverity = \"warning\"\nfor = 2\nrecover = 2\n",
-            "t",
-        )
-        .unwrap()
-        .rules
-        .remove(0);
-        let mut s = RuleState::default();
-        use Eval::*;
-        let seen: Vec<Transition> =
-            [Failing, Unknown, Passing, Failing, Failing, Failing, Passing, Unknown, Passing, Passing]
-                .into_iter()
-                .map(|e| s.step(&rule, e))
-                .collect();
-        use Transition::*;
-        assert_eq!(
-            seen,
-            [Unchanged, Unchanged, Unchanged, Unchanged, Fired, Unchanged, Unchanged, Unchanged, Resolved, Unchanged]
-        );
-        rule.for_sweeps = 1;
-        let mut once = RuleState::default();
-        assert_eq!(once.step(&rule, Failing), Fired);
     }
 }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::engine::{self, RuleResult};
+use super::machine::RuleState;
 use super::ping::{Pinger, Signal};
-use super::rules::{RuleSet, RuleState, Severity};
+use super::rules::{RuleSet, Severity};
 use super::sweep::{self, ProbeOutcome, SweepRequest};
 use crate::alert::{self, AlertError, AlertReport, AlertSource, Store, TryLock};
 use crate::config::Config;

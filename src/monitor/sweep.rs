@@ -146,6 +146,11 @@ pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Opened) -> Vec<
     out
 }
 
+/// A sweep on stores opened for it alone (the live view, which holds nothing between sweeps).
+pub async fn sweep_alone(config: &Config, req: &SweepRequest) -> Vec<ProbeOutcome> {
+    sweep(config, req, &Opened::open(config).await).await
+}
+
 /// One probe under its time-out.
 pub async fn timed(
     probe: Probe,

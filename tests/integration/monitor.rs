@@ -71,6 +71,14 @@ impl Setup {
         cmd
     }
 
+    fn lock_key(&self) -> String {
+        format!("{}broker-ops:monitor:lock", self.prefix)
+    }
+
+    async fn lock_held(&self) -> bool {
+        redis::cmd("EXISTS").arg(self.lock_key()).query_async::<i64>(&mut redis().await).await.unwrap() == 1
+    }
+
     async fn sweep(&self, args: &[&str]) -> (i32, Value) {
         let r = run(self.cmd(&[&["-o", "json"], args].concat())).await;
         let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
@@ -192,13 +200,7 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
         .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
         .env("ABLY_API_KEY", "app.key:secret");
     let first = s.cmd(&["--probe-timeout", "5s"]).spawn().unwrap();
-    let key = format!("{}broker-ops:monitor:lock", s.prefix);
-    let mut conn = redis().await;
-    until("the first run holds the lock", || {
-        let (mut conn, key) = (conn.clone(), key.clone());
-        async move { redis::cmd("EXISTS").arg(&key).query_async::<i64>(&mut conn).await.unwrap() == 1 }
-    })
-    .await;
+    until("the first run holds the lock", || s.lock_held()).await;
     let hc = Recorder::start().await;
     let second = run(s.cmd(&["--ping", &hc.url("/ping/0d338dcc-a054-11ec-b909-0242ac120002")])).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
@@ -207,8 +209,7 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
     assert!(second.stderr.contains("this run did nothing") && second.stdout.is_empty(), "{}", second.stderr);
     let out = first.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(3), "the hung Ably probe is UNKNOWN");
-    let held: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
-    assert_eq!(held, 0, "released by its owner");
+    assert!(!s.lock_held().await, "released by its owner");
 }
 
 /// A probe that hangs is UNKNOWN at its own time-out; the sweep ends long before the network
@@ -355,19 +356,12 @@ async fn a_run_killed_mid_sweep_leaves_no_lock_past_expiry_and_no_half_textfile(
     let path = s.dir.path().join("broker_ops.prom");
     std::fs::write(&path, "# the previous run's file\n").unwrap();
     let mut victim = s.cmd(&["--probe-timeout", "60s", "--textfile", path.to_str().unwrap()]).spawn().unwrap();
-    let key = format!("{}broker-ops:monitor:lock", s.prefix);
-    let conn = redis().await;
-    let exists = |conn: redis::aio::MultiplexedConnection, key: String| async move {
-        let mut conn = conn;
-        redis::cmd("EXISTS").arg(&key).query_async::<i64>(&mut conn).await.unwrap() == 1
-    };
-    until("the run holds the lock", || exists(conn.clone(), key.clone())).await;
+    until("the run holds the lock", || s.lock_held()).await;
     victim.start_kill().unwrap();
     victim.wait().await.unwrap();
-    let mut c = conn.clone();
-    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(s.lock_key()).query_async(&mut redis().await).await.unwrap();
     assert!(ttl > 0 && ttl <= 15_000, "the lock expires on its own: PTTL {ttl}");
-    until("the dead run's lock expired", || async { !exists(conn.clone(), key.clone()).await }).await;
+    until("the dead run's lock expired", || async { !s.lock_held().await }).await;
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "# the previous run's file\n");
     let names: Vec<String> = std::fs::read_dir(s.dir.path())
         .unwrap()
