@@ -3,9 +3,12 @@
 //! durable outbox for the next run.
 //!
 //! - [`model`]: the alert itself;
-//! - [`decide`]: open, remind, escalate, resolve or stay quiet, as a pure function of the state;
+//! - [`decide`]: open, remind, escalate, update, resolve or stay quiet, as a pure function of the state;
 //! - [`slack`], [`email`]: rendering and delivery with retries ([`retry`]);
-//! - [`state`]: incidents and the outbox in Redis or a state directory;
+//! - [`state`]: incidents and the outbox in Redis or a state directory; [`named`]: documents and
+//!   run locks of other capabilities kept beside them (the monitor's);
+//! - `run` (send, send_all, flush, outbox, test, dry run) and `deliver` (one notice's rendering,
+//!   delivery and report line);
 //! - [`report`]: what a run did, for every output format.
 
 pub mod decide;
@@ -174,9 +177,10 @@ impl Options {
     }
 }
 
+mod deliver;
 mod lock;
 mod run;
-pub use run::{dry_run, flush, outbox, send, test};
+pub use run::{dry_run, flush, outbox, send, send_all, test};
 
 /// The alert state: Redis when `REDIS_URL` is set (falling back to the state directory, with a
 /// warning, when Redis does not answer); otherwise the state directory (`dir`, else the

@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use chrono::Utc;
 
 use super::decide::Decision;
+use super::deliver::{address_of, attempt, line, queued_or_rejected, render_all};
 use super::report::{AlertReport, DeliveryResult, Outcome, Preview};
 use super::state::{Channel, Delivery, Incident, OutboxEntry, StateError, Store};
-use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, email, slack};
+use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide};
 
 /// Sends `alert` as its incident's state says: once when it opens, a reminder after the repeat
 /// interval, at once when it escalates, one resolved notice when it closes. What cannot be
@@ -15,19 +16,34 @@ use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, ema
 /// When another run holds the state's lock for longer than the lock wait, the alert itself is
 /// queued (reported as such, exit 1): the next run decides and delivers it.
 pub async fn send(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
+    let mut reports = send_all(store, vec![alert], opts).await?;
+    // One alert in, one report out.
+    Ok(reports.pop().expect("a report per alert"))
+}
+
+/// Several alerts in one run (the monitor's one per severity): one lock and one flush of the
+/// outbox for all, then each decided and delivered in turn, a report each (the flush's
+/// deliveries in the first).
+pub async fn send_all(store: &mut Store, alerts: Vec<Alert>, opts: &Options) -> Result<Vec<AlertReport>, AlertError> {
     if opts.channels.is_empty() {
         return Err(AlertError::NoChannel);
     }
     match store.lock().await {
         Ok(()) => {}
-        Err(StateError::Locked { place }) => return queue_unlocked(store, alert, opts, place).await,
+        Err(StateError::Locked { place }) => {
+            let mut reports = Vec::with_capacity(alerts.len());
+            for alert in alerts {
+                reports.push(queue_unlocked(store, alert, opts, place.clone()).await?);
+            }
+            return Ok(reports);
+        }
         Err(e) => return Err(e.into()),
     }
-    let result = send_locked(store, alert, opts).await;
+    let result = send_locked(store, alerts, opts).await;
     let unlocked = store.unlock().await;
-    let report = result?;
+    let reports = result?;
     unlocked?;
-    Ok(report)
+    Ok(reports)
 }
 
 /// The lock is held elsewhere: the alert goes to the outbox as it is (an append needs no lock).
@@ -59,12 +75,21 @@ async fn queue_unlocked(
     Ok(report)
 }
 
-async fn send_locked(store: &mut Store, alert: Alert, opts: &Options) -> Result<AlertReport, AlertError> {
-    let mut report = AlertReport::new("send", store.describe());
-    let blocked = flush_locked(store, opts, &mut report).await?;
-    process(store, alert, opts.repeat_interval, opts, &blocked, &mut report).await?;
-    report.outbox = store.outbox().await?;
-    Ok(report)
+async fn send_locked(store: &mut Store, alerts: Vec<Alert>, opts: &Options) -> Result<Vec<AlertReport>, AlertError> {
+    let mut first = AlertReport::new("send", store.describe());
+    let blocked = flush_locked(store, opts, &mut first).await?;
+    let mut first = Some(first);
+    let mut reports = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        let mut report = first.take().unwrap_or_else(|| AlertReport::new("send", store.describe()));
+        process(store, alert, opts.repeat_interval, opts, &blocked, &mut report).await?;
+        reports.push(report);
+    }
+    let outbox = store.outbox().await?;
+    for report in &mut reports {
+        report.outbox = outbox.clone();
+    }
+    Ok(reports)
 }
 
 /// Decides one alert and delivers its notice. Write-ahead: the notice goes to the outbox and the
@@ -176,86 +201,6 @@ fn describe(report: &mut AlertReport, alert: &Alert, decision: &Decision, open: 
     if let Decision::Quiet { next_reminder_at } = decision {
         report.next_reminder_at = Some(*next_reminder_at);
     }
-}
-
-/// The notice rendered for every configured channel.
-fn render_all(notice: &Notice, n: u32, thread_ts: Option<String>, opts: &Options) -> Vec<Delivery> {
-    let mut out = Vec::new();
-    if opts.channels.slack.is_some() {
-        let broadcast = slack::broadcast(notice.kind, notice.alert.severity);
-        out.push(Delivery::Slack { payload: slack::render(notice), thread_ts, broadcast });
-    }
-    if let Some(target) = &opts.channels.email {
-        out.push(Delivery::Email { mail: email::render(notice, target, n) });
-    }
-    out
-}
-
-/// One delivery with its retries: the attempts it took and, for Slack's API, the message ts.
-async fn attempt(delivery: &Delivery, opts: &Options) -> Result<(u32, Option<String>), DeliveryError> {
-    let unconfigured = |dependency: &'static str| DeliveryError {
-        dependency,
-        operation: "deliver",
-        address: String::new(),
-        reason: format!("{dependency} is not configured in this run"),
-        queueable: true,
-        attempts: 0,
-    };
-    match delivery {
-        Delivery::Slack { payload, thread_ts, broadcast } => {
-            let target = opts.channels.slack.as_ref().ok_or_else(|| unconfigured("slack"))?;
-            let posted =
-                slack::post(&opts.http(), target, payload, thread_ts.as_deref(), *broadcast, &opts.retry).await?;
-            Ok((posted.attempts, posted.ts))
-        }
-        Delivery::Email { mail } => {
-            let target = opts.channels.email.as_ref().ok_or_else(|| unconfigured("email"))?;
-            let attempts = email::send(target, mail, &opts.retry).await?;
-            Ok((attempts, None))
-        }
-        // Decided by `flush_locked`, never delivered as such.
-        Delivery::Alert { .. } => Err(unconfigured("alert")),
-    }
-}
-
-fn address_of(delivery: &Delivery, opts: &Options) -> String {
-    match delivery {
-        Delivery::Slack { .. } => {
-            opts.channels.slack.as_ref().map_or("(not configured in this run)".into(), |t| t.address())
-        }
-        Delivery::Email { .. } => {
-            opts.channels.email.as_ref().map_or("(not configured in this run)".into(), |t| t.address())
-        }
-        Delivery::Alert { .. } => "the alert state".to_string(),
-    }
-}
-
-/// The report line for one delivery; `on_failure` says what a failure counts as.
-fn line(
-    delivery: &Delivery,
-    opts: &Options,
-    (kind, dedup_key, from_outbox): (Kind, &str, bool),
-    result: &Result<(u32, Option<String>), DeliveryError>,
-    on_failure: fn(&DeliveryError) -> Outcome,
-) -> DeliveryResult {
-    let (outcome, attempts, detail) = match result {
-        Ok((attempts, _)) => (Outcome::Delivered, *attempts, String::new()),
-        Err(e) => (on_failure(e), e.attempts, e.to_string()),
-    };
-    DeliveryResult {
-        channel: delivery.channel(),
-        address: address_of(delivery, opts),
-        kind,
-        dedup_key: dedup_key.to_string(),
-        outcome,
-        attempts,
-        detail,
-        from_outbox,
-    }
-}
-
-fn queued_or_rejected(e: &DeliveryError) -> Outcome {
-    if e.queueable { Outcome::Queued } else { Outcome::Rejected }
 }
 
 /// Delivers what waits in the outbox, oldest first. A channel that fails again keeps its

@@ -189,13 +189,14 @@ async fn send_alerts(
         return Vec::new();
     }
     let source = AlertSource::this_host("broker-ops monitor");
-    let mut out = Vec::new();
-    for severity in [Severity::Critical, Severity::Warning] {
-        let alert = engine::group_alert(severity, rules, &source);
-        match alert::send(store, alert, opts).await {
-            Ok(report) => out.push(report),
-            Err(e) => notes.push(format!("{} alert not handled: {e}", engine::dedup_key(severity))),
+    let alerts = [Severity::Critical, Severity::Warning].map(|s| engine::group_alert(s, rules, &source));
+    // One lock and one flush of the outbox for both severities, not one each: what waits for a
+    // channel that is down is retried once per run.
+    match alert::send_all(store, alerts.into(), opts).await {
+        Ok(reports) => reports,
+        Err(e) => {
+            notes.push(format!("alerts not handled: {e}"));
+            Vec::new()
         }
     }
-    out
 }
