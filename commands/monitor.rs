@@ -84,21 +84,14 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     }
     let retry = RetryPolicy { budget: a.retry_for, ..RetryPolicy::default() };
     let alerts = Options::from_config(&ctx.config, a.repeat_interval, retry)?;
-    // The run id is a UUID, as the ping protocol wants it.
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let ping = a.ping.as_ref().map(|u| Pinger::new(u, &run_id, ctx.config.timeout.value));
+    let ping = a.ping.as_ref().map(|u| Pinger::new(u, ctx.config.timeout.value));
     let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir, ping };
-    once(&req, a.textfile.as_deref(), &run_id, ctx).await
+    once(&req, a.textfile.as_deref(), ctx).await
 }
 
 /// One cron run: its report and textfile, or who holds the lock.
-async fn once(
-    req: &MonitorRequest,
-    textfile: Option<&std::path::Path>,
-    run_id: &str,
-    ctx: &Ctx,
-) -> anyhow::Result<i32> {
-    match run::run(&ctx.config, req, run_id).await? {
+async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ctx) -> anyhow::Result<i32> {
+    match run::run(&ctx.config, req).await? {
         Outcome::Swept(report) => {
             ctx.render(&*report)?;
             if let Some(path) = textfile {

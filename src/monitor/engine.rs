@@ -40,24 +40,15 @@ pub struct RuleResult {
 /// condition; else unknown when any cannot be judged (or none was reported: a skipped, failed
 /// or hung probe); else passing.
 pub fn verdict<'a>(rule: &Rule, sweep: &'a [ProbeOutcome]) -> (Eval, Option<&'a crate::probe::Check>) {
-    let checks = sweep
+    let worst = sweep
         .iter()
         .filter(|p| p.probe == rule.probe)
         .flat_map(|p| p.checks.iter())
-        .filter(|c| c.metric == rule.metric);
-    let mut seen: Option<(Eval, &crate::probe::Check)> = None;
-    for c in checks {
-        let e = rule.condition.eval(c.state, c.value);
-        let rank = |e: Eval| match e {
-            Eval::Failing => 2,
-            Eval::Unknown => 1,
-            Eval::Passing => 0,
-        };
-        if seen.is_none_or(|(s, _)| rank(e) > rank(s)) {
-            seen = Some((e, c));
-        }
-    }
-    match seen {
+        .filter(|c| c.metric == rule.metric)
+        .map(|c| (rule.condition.eval(c.state, c.value), c))
+        // The first of the worst verdicts, with the check it was taken on.
+        .reduce(|a, b| if b.0 > a.0 { b } else { a });
+    match worst {
         Some((e, c)) => (e, Some(c)),
         None => (Eval::Unknown, None),
     }

@@ -98,13 +98,14 @@ pub struct Rule {
 }
 
 /// One sweep's verdict on a rule: the condition holds, does not, or cannot be judged (the check
-/// was UNKNOWN, or has no value), which counts neither way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// was UNKNOWN, or has no value), which counts neither way. Ordered by how much it says about
+/// a problem: passing, unknown, failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Eval {
-    Failing,
     Passing,
     Unknown,
+    Failing,
 }
 
 impl Condition {

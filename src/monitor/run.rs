@@ -95,7 +95,10 @@ pub fn holder(run_id: &str) -> String {
 }
 
 /// One cron run. The lock is released on every way out.
-pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<Outcome, MonitorError> {
+pub async fn run(config: &Config, req: &MonitorRequest) -> Result<Outcome, MonitorError> {
+    // A UUID, as the ping protocol wants its run id.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = run_id.as_str();
     let started = (Utc::now(), Instant::now());
     // One Redis connection and one Postgres pool for the whole run: the state, the lock and
     // every probe share them.
@@ -109,7 +112,7 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
     // switch that all is well while the holder may be stuck.
     let mut ping_notes = Vec::new();
     if let Some(p) = &req.ping {
-        ping_notes.extend(p.start().await.err());
+        ping_notes.extend(p.start(run_id).await.err());
     }
     let result = locked(config, req, (run_id, started), (&mut store, &opened), fallback).await;
     let released = store.release_named(lock).await;
@@ -118,7 +121,7 @@ pub async fn run(config: &Config, req: &MonitorRequest, run_id: &str) -> Result<
             Ok(r) => (Signal::of(r.state), r.summary()),
             Err(e) => (Signal::Fail, format!("MONITOR UNKNOWN - could not run: {e}")),
         };
-        ping_notes.extend(p.finish(signal, &body).await.err());
+        ping_notes.extend(p.finish(run_id, signal, &body).await.err());
     }
     let mut report = result?;
     report.notes.extend(ping_notes);
