@@ -112,6 +112,16 @@ async fn mirrored(s: &mut Setup) -> (broker_ops::sandbox::Sandbox, Env) {
     (sb, env)
 }
 
+/// A setup whose Ably accepts connections and never answers: a run there lasts its whole probe
+/// time-out (and holds its lock as long).
+async fn hung_ably(name: &str) -> (Hang, Setup) {
+    let hang = Hang::start().await;
+    let s = Setup::new(name, None)
+        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
+        .env("ABLY_API_KEY", "app.key:secret");
+    (hang, s)
+}
+
 fn rule<'a>(doc: &'a Value, name: &str) -> &'a Value {
     doc["rules"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()
 }
@@ -195,10 +205,7 @@ async fn a_fault_fires_once_grouped_reminds_and_resolves_once() {
 /// Two runs at once: the one that holds the lock acts, the other exits 0 saying who holds it.
 #[tokio::test]
 async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
-    let hang = Hang::start().await;
-    let s = Setup::new("monitor-lock", None)
-        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
-        .env("ABLY_API_KEY", "app.key:secret");
+    let (_hang, s) = hung_ably("monitor-lock").await;
     let first = s.cmd(&["--probe-timeout", "5s"]).spawn().unwrap();
     until("the first run holds the lock", || s.lock_held()).await;
     let hc = Recorder::start().await;
@@ -216,11 +223,8 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
 /// time-out would have ended it.
 #[tokio::test]
 async fn a_hanging_probe_is_unknown_at_its_time_out() {
-    let hang = Hang::start().await;
-    let s = Setup::new("monitor-hang", None)
-        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
-        .env("ABLY_API_KEY", "app.key:secret")
-        .env("BROKER_OPS_TIMEOUT", "120s");
+    let (_hang, s) = hung_ably("monitor-hang").await;
+    let s = s.env("BROKER_OPS_TIMEOUT", "120s");
     let started = Instant::now();
     let (code, doc) = s.sweep(&["--probe-timeout", "1s"]).await;
     assert!(started.elapsed() < Duration::from_secs(60), "ended by the probe time-out, not the 120 s network one");
@@ -349,10 +353,7 @@ async fn without_redis_the_state_directory_keeps_lock_and_state() {
 /// a dead run), and the textfile is the previous whole one, with no temporary file left over.
 #[tokio::test]
 async fn a_run_killed_mid_sweep_leaves_no_lock_past_expiry_and_no_half_textfile() {
-    let hang = Hang::start().await;
-    let s = Setup::new("monitor-kill", None)
-        .env("ABLY_REST_URL", &format!("http://{}", hang.addr))
-        .env("ABLY_API_KEY", "app.key:secret");
+    let (_hang, s) = hung_ably("monitor-kill").await;
     let path = s.dir.path().join("broker_ops.prom");
     std::fs::write(&path, "# the previous run's file\n").unwrap();
     let mut victim = s.cmd(&["--probe-timeout", "60s", "--textfile", path.to_str().unwrap()]).spawn().unwrap();
