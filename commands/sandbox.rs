@@ -98,6 +98,10 @@ pub struct Behaviour {
     /// Close every SSE stream this long after it opened (clients must resume with lastEvent).
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub sse_drop_after: Option<std::time::Duration>,
+    /// Fault: fraction of deliveries to realtime subscribers that never happen (0 to 1); Ably
+    /// still accepts the publish and mirrors it through the webhook.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub deliver_drop_rate: f64,
 }
 
 impl Behaviour {
@@ -109,6 +113,7 @@ impl Behaviour {
             http_error_rate: self.http_error_rate,
             stall: self.stall,
             sse_drop_after: self.sse_drop_after,
+            deliver_drop_rate: self.deliver_drop_rate,
             ..Faults::default()
         };
         SandboxOptions {

@@ -58,6 +58,34 @@ impl ProbeState {
     }
 }
 
+/// Whose failure it was when a check could not get its value, by the monitoring-plugins
+/// guidelines: a service that refuses, resets, times out, cannot be resolved or answers 5xx is
+/// CRITICAL (customers are affected); UNKNOWN is only for what stopped the check on our side
+/// (missing or invalid configuration, our own credentials refused, our own error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// The service failed: CRITICAL.
+    Service,
+    /// The check could not be made: UNKNOWN.
+    Ours,
+}
+
+impl Fault {
+    pub fn state(self) -> ProbeState {
+        match self {
+            Fault::Service => ProbeState::Critical,
+            Fault::Ours => ProbeState::Unknown,
+        }
+    }
+
+    /// An HTTP answer: 5xx and 429 (the service refusing work) are the service's; any other
+    /// 4xx means our request or credentials were refused.
+    pub fn of_http_status(status: u16) -> Fault {
+        if status >= 500 || status == 429 { Fault::Service } else { Fault::Ours }
+    }
+}
+
 /// Usage errors of probe commands exit UNKNOWN, as monitoring plugins do.
 pub const PROBE_USAGE: i32 = 3;
 
@@ -72,5 +100,8 @@ mod tests {
         assert_eq!(ProbeState::Critical.code(), 2);
         assert_eq!(ProbeState::Unknown.code(), 3);
         assert_eq!(Exit::CouldNotRun.code(), 3);
+        assert_eq!(Fault::of_http_status(503).state(), ProbeState::Critical);
+        assert_eq!(Fault::of_http_status(429).state(), ProbeState::Critical);
+        assert_eq!(Fault::of_http_status(401).state(), ProbeState::Unknown);
     }
 }

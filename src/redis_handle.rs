@@ -18,6 +18,21 @@ pub struct RedisError {
     pub source: redis::RedisError,
 }
 
+impl RedisError {
+    /// Whose failure this is: a Redis that refuses, resets, times out or cannot be resolved is
+    /// the service's; a URL that does not parse, a password refused, or a command our user may
+    /// not run (`NOPERM`, a managed Redis without `INFO`/`CONFIG`) is ours.
+    pub fn fault(&self) -> crate::exit::Fault {
+        use redis::ErrorKind;
+        let ours = matches!(
+            self.source.kind(),
+            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+        ) || matches!(self.source.code(), Some("NOPERM" | "WRONGPASS" | "NOAUTH"))
+            || self.op == "open";
+        if ours { crate::exit::Fault::Ours } else { crate::exit::Fault::Service }
+    }
+}
+
 /// A Redis connection with its shown address and key prefix.
 #[derive(Clone)]
 pub struct Redis {

@@ -33,6 +33,18 @@ pub enum AblyError {
 }
 
 impl AblyError {
+    /// Whose failure this is: Ably refusing, resetting, timing out, not resolving, answering
+    /// 5xx or 429, or answering what is not its API is the service's; a key it refuses, a
+    /// request it calls invalid, or a key we lack is ours.
+    pub fn fault(&self) -> crate::exit::Fault {
+        use crate::exit::Fault;
+        match self {
+            AblyError::Api { info, .. } => Fault::of_http_status(info.status_code),
+            AblyError::Transport { .. } | AblyError::Protocol { .. } => Fault::Service,
+            AblyError::InsecureBasicAuth { .. } | AblyError::NoKey { .. } => Fault::Ours,
+        }
+    }
+
     /// Ably's error code, when the service answered with one.
     pub fn code(&self) -> Option<u32> {
         match self {

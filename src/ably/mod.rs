@@ -1,6 +1,7 @@
 //! Ably: the REST client every command uses, and the wire types it shares with the sandbox.
 
 mod client;
+pub mod realtime;
 pub mod link;
 pub mod types;
 

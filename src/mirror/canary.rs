@@ -1,8 +1,9 @@
-//! `broker-ops mirror canary`: one message through the whole pipeline, end to end. It is
-//! published through Ably REST on the canary channel (a test conversation, never a customer's:
-//! contracts.canary_channel), with a unique id, and then watched for in the Redis stream and
-//! the Postgres table: the checks `publish`, `redis` and `postgres`, in milliseconds from the
-//! moment the publish was sent, or CRITICAL for a store it never reached within the time-out.
+//! `broker-ops mirror canary`: one message through the whole pipeline, end to end. A subscriber
+//! joins the canary channel over SSE (a test conversation, never a customer's:
+//! contracts.canary_channel), then the message is published through Ably REST with a unique id
+//! and watched for on the subscriber, in the Redis stream and in the Postgres table: the checks
+//! `publish`, `deliver`, `redis` and `postgres`, in milliseconds from the moment the publish was
+//! sent, or CRITICAL for a leg it never reached within the time-out.
 //! Canary entries older than a day are trimmed from both stores first.
 
 use std::time::Duration;
@@ -11,17 +12,20 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::watch::{Store, Watch};
+use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::ably::{AblyClient, Message};
 use crate::config::Config;
 use crate::contracts::Contracts;
+use crate::exit::Fault;
 use crate::probe::health::ProbeError;
 use crate::probe::{Check, ProbeReport, Rule, Rules, Unit};
 
 pub const KIND: &str = "mirror_canary";
-pub const DEFAULT_WARN: &[&str] = &["publish_latency>1s", "redis_latency>5s", "postgres_latency>10s"];
+pub const DEFAULT_WARN: &[&str] =
+    &["publish_latency>1s", "deliver_latency>1s", "redis_latency>5s", "postgres_latency>10s"];
 pub const DEFAULT_CRIT: &[&str] = &[];
 /// The metrics a rule of this probe may name.
-pub const METRICS: &[&str] = &["publish_latency", "redis_latency", "postgres_latency"];
+pub const METRICS: &[&str] = &["publish_latency", "deliver_latency", "redis_latency", "postgres_latency"];
 
 #[derive(Debug, Clone)]
 pub struct CanaryRequest {
@@ -67,9 +71,8 @@ pub async fn run_on(
     let ably = AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), config.timeout.value)?;
     let (watch, unusable) = Watch::of(config, opened).await;
     let mut checks: Vec<Check> = Vec::new();
-    let unknown = |store: Store, reason: String| rules.unknown(store.name(), &metric(store), Unit::Ms, reason);
     for u in &unusable {
-        checks.push(unknown(u.store, u.reason.clone()));
+        checks.push(rules.failed(u.store.name(), &metric(u.store), Unit::Ms, u.fault, u.reason.clone()));
     }
     let stores: Vec<Store> = [Store::Redis, Store::Postgres].into_iter().filter(|s| watch.watches(*s)).collect();
     if stores.is_empty() {
@@ -82,6 +85,8 @@ pub async fn run_on(
     }
     let c = &config.contracts;
     let id = fresh_id(c, "canary");
+    // Subscribed before the publish, as a customer's browser is, so nothing can be missed.
+    let subscriber = subscribe(config, &key.value).await;
     let channel: String = url::form_urlencoded::byte_serialize(c.canary_channel.as_bytes()).collect();
     // A struct of strings always serialises.
     let body = serde_json::to_value(message(c, &id, chrono::Utc::now().timestamp_millis())).expect("a message");
@@ -91,8 +96,9 @@ pub async fn run_on(
     let mut results = match published {
         Err(e) => {
             let why = format!("canary {id} on {}: {e}", c.canary_channel);
-            let mut out = vec![rules.critical("publish", "publish_latency", Unit::Ms, why)];
-            out.extend(stores.iter().map(|s| unknown(*s, "not published".into())));
+            let mut out = vec![rules.failed("publish", "publish_latency", Unit::Ms, e.fault(), why)];
+            out.push(rules.unknown("deliver", "deliver_latency", Unit::Ms, "not published"));
+            out.extend(stores.iter().map(|s| rules.unknown(s.name(), &metric(*s), Unit::Ms, "not published")));
             out
         }
         Ok(_) => {
@@ -100,12 +106,64 @@ pub async fn run_on(
             let mut out = vec![rules.check("publish", "publish_latency", publish_ms, Unit::Ms, detail)];
             let deadline = sent + req.timeout;
             let waits = stores.iter().map(|s| wait(&watch, *s, &id, sent, deadline, &rules));
-            out.extend(futures::future::join_all(waits).await);
+            let (delivered, stored) =
+                tokio::join!(deliver(subscriber, &id, sent, deadline, &rules), futures::future::join_all(waits));
+            out.push(delivered);
+            out.extend(stored);
             out
         }
     };
     results.extend(checks);
     Ok(ProbeReport { kind: KIND, checks: results })
+}
+
+/// The canary channel's subscriber over SSE, or the check that says why there is none.
+async fn subscribe(config: &Config, key: &crate::config::AblyKey) -> Result<Subscription, (Fault, String)> {
+    let c = &config.contracts;
+    let t = config.timeout.value;
+    let http = crate::http::streaming_client(t);
+    realtime::subscribe(http, config.ably_rest_url.value.clone(), key.clone(), c.canary_channel.clone(), t)
+        .await
+        .map_err(|e| (e.fault(), e.to_string()))
+}
+
+/// Waits for the canary on the subscriber: publish → subscriber in ms, or CRITICAL at the
+/// deadline (Ably took the publish but delivered nothing to the channel's subscribers).
+async fn deliver(
+    subscriber: Result<Subscription, (Fault, String)>,
+    id: &str,
+    sent: Instant,
+    deadline: Instant,
+    rules: &Rules,
+) -> Check {
+    const NAME: &str = "deliver";
+    const METRIC: &str = "deliver_latency";
+    let mut sub = match subscriber {
+        Ok(s) => s,
+        Err((fault, why)) => return rules.failed(NAME, METRIC, Unit::Ms, fault, why),
+    };
+    let seen = async {
+        while let Some(ev) = sub.rx.recv().await {
+            match ev {
+                RtEvent::Message(m, at) if m.id.as_deref() == Some(id) => return Ok(at),
+                RtEvent::Message(..) => {}
+                RtEvent::Error(e) => return Err(e),
+            }
+        }
+        Err("the subscription ended".to_string())
+    };
+    match tokio::time::timeout_at(deadline, seen).await {
+        Ok(Ok(at)) => {
+            let at = Instant::from_std(at);
+            rules.check(NAME, METRIC, ms(at.saturating_duration_since(sent)), Unit::Ms, "to an SSE subscriber")
+        }
+        Ok(Err(e)) => rules.critical(NAME, METRIC, Unit::Ms, format!("the subscriber got no canary: {e}")),
+        Err(_) => {
+            let waited = crate::duration::format_duration(deadline - sent);
+            let why = format!("Ably took the publish, but its subscriber got nothing after {waited}");
+            rules.critical(NAME, METRIC, Unit::Ms, why)
+        }
+    }
 }
 
 fn metric(store: Store) -> String {
@@ -129,7 +187,8 @@ async fn wait(watch: &Watch, store: Store, id: &str, sent: Instant, deadline: In
             let waited = crate::duration::format_duration(deadline - sent);
             rules.critical(name, &metric(store), Unit::Ms, format!("not in {where_} after {waited}"))
         }
-        Err(e) => rules.unknown(name, &metric(store), Unit::Ms, e),
+        // The store was opened for this run: failing now is the store's own failure.
+        Err(e) => rules.critical(name, &metric(store), Unit::Ms, e),
     }
 }
 

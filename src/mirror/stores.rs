@@ -10,8 +10,41 @@ use crate::redis_handle::Redis;
 
 #[derive(Clone, Default)]
 pub struct Opened {
-    pub redis: Option<Result<Redis, String>>,
-    pub postgres: Option<Result<(PgPool, String), String>>,
+    pub redis: Option<Result<Redis, Unavailable>>,
+    pub postgres: Option<Result<(PgPool, String), Unavailable>>,
+}
+
+/// A store that could not be opened: why, and whose failure it was (a probe reports the
+/// service's as CRITICAL, ours as UNKNOWN).
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    pub fault: crate::exit::Fault,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<super::MirrorError> for Unavailable {
+    fn from(e: super::MirrorError) -> Self {
+        Unavailable { fault: e.fault(), reason: e.to_string() }
+    }
+}
+
+impl From<crate::redis_handle::RedisError> for Unavailable {
+    fn from(e: crate::redis_handle::RedisError) -> Self {
+        Unavailable { fault: e.fault(), reason: e.to_string() }
+    }
+}
+
+impl Opened {
+    /// The Redis side with the error as text (for callers that only report it).
+    pub fn redis_or_reason(&self) -> Option<Result<Redis, String>> {
+        self.redis.clone().map(|r| r.map_err(|u| u.reason))
+    }
 }
 
 impl Opened {
@@ -25,6 +58,6 @@ impl Opened {
         let r = async { if redis { Redis::from_config(config).await } else { Ok(None) } };
         let p = async { if postgres { super::postgres::from_config(config).await } else { Ok(None) } };
         let (r, p) = tokio::join!(r, p);
-        Opened { redis: r.map_err(|e| e.to_string()).transpose(), postgres: p.map_err(|e| e.to_string()).transpose() }
+        Opened { redis: r.map_err(Unavailable::from).transpose(), postgres: p.map_err(Unavailable::from).transpose() }
     }
 }

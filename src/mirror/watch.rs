@@ -38,6 +38,7 @@ pub fn poll_interval(elapsed: Duration) -> Duration {
 pub struct Unusable {
     pub store: Store,
     pub reason: String,
+    pub fault: crate::exit::Fault,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +66,8 @@ impl Watch {
     /// A watch on stores already opened (shared with other probes).
     pub async fn of(config: &crate::config::Config, opened: &super::stores::Opened) -> (Watch, Vec<Unusable>) {
         let mut unusable = Vec::new();
-        let redis = opened.redis.clone().transpose().unwrap_or_else(|reason| {
-            unusable.push(Unusable { store: Store::Redis, reason });
+        let redis = opened.redis.clone().transpose().unwrap_or_else(|u| {
+            unusable.push(Unusable { store: Store::Redis, reason: u.reason, fault: u.fault });
             None
         });
         let postgres = match opened.postgres.clone().transpose() {
@@ -74,13 +75,13 @@ impl Watch {
             {
                 Ok(()) => Some((pool, addr)),
                 Err(e) => {
-                    unusable.push(Unusable { store: Store::Postgres, reason: e.to_string() });
+                    unusable.push(Unusable { store: Store::Postgres, reason: e.to_string(), fault: e.fault() });
                     None
                 }
             },
             Ok(None) => None,
-            Err(reason) => {
-                unusable.push(Unusable { store: Store::Postgres, reason });
+            Err(u) => {
+                unusable.push(Unusable { store: Store::Postgres, reason: u.reason, fault: u.fault });
                 None
             }
         };

@@ -22,7 +22,8 @@ pub struct SweepRequest {
     pub sla_window: Duration,
     /// A short smoke of this many chats, when asked.
     pub smoke: Option<usize>,
-    /// Each probe's own time-out: past it, the probe is UNKNOWN and the sweep goes on.
+    /// Each probe's own time-out: past it, the probe is CRITICAL (what it waits on does not
+    /// answer) and the sweep goes on.
     pub probe_timeout: Duration,
     /// The command line, for the smoke's report.
     pub command: String,
@@ -37,7 +38,7 @@ pub enum Status {
     Skipped,
     /// It could not run (an error before any check): UNKNOWN.
     Failed,
-    /// It did not finish within its time-out: UNKNOWN.
+    /// It did not finish within its time-out: CRITICAL, as a service that times out is.
     TimedOut,
 }
 
@@ -172,7 +173,8 @@ pub async fn timed(
     let state = match status {
         Status::Ran => checks.iter().map(|c| c.state).max().unwrap_or(ProbeState::Ok),
         Status::Skipped => ProbeState::Ok,
-        Status::Failed | Status::TimedOut => ProbeState::Unknown,
+        Status::Failed => ProbeState::Unknown,
+        Status::TimedOut => ProbeState::Critical,
     };
     ProbeOutcome { probe, status, state, elapsed_ms, reason, checks }
 }
@@ -332,13 +334,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hanging_probe_is_unknown_at_its_time_out_and_a_missing_setting_skips() {
+    async fn a_hanging_probe_is_critical_at_its_time_out_and_a_missing_setting_skips() {
         let hang = timed(Probe::AblyHealth, Duration::from_millis(50), async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(Vec::new())
         })
         .await;
-        assert_eq!((hang.status, hang.state), (Status::TimedOut, ProbeState::Unknown));
+        assert_eq!((hang.status, hang.state), (Status::TimedOut, ProbeState::Critical));
         assert!(hang.reason.unwrap().contains("50ms"));
         let skipped =
             timed(Probe::Sla, Duration::from_secs(1), async { Err(NoReport::Skip("no mirror".into())) }).await;

@@ -1,5 +1,6 @@
 //! `ably backlog`: the BullMQ queue (counts as `getJobCounts`, overdue delayed jobs, age of the
-//! oldest waiting job) and the mirror's lag behind Ably for the most active conversations.
+//! oldest waiting job), the mirror's lag behind Ably for the most active conversations, and the
+//! Redis they live in (stream expiry, memory, eviction policy: `probe::redis_health`).
 
 use std::time::Duration;
 
@@ -15,9 +16,18 @@ use crate::contracts::Contracts;
 use crate::queue::{QueueKeys, counts};
 use crate::redis_handle::Redis;
 
-pub const DEFAULT_WARN: &[&str] =
-    &["waiting>100", "oldest_wait>10s", "overdue>0", "queue_paused>0", "mirror_lag>10s", "missing>0"];
-pub const DEFAULT_CRIT: &[&str] = &["waiting>1000", "oldest_wait>30s", "mirror_lag>60s"];
+pub const DEFAULT_WARN: &[&str] = &[
+    "waiting>100",
+    "oldest_wait>10s",
+    "overdue>0",
+    "queue_paused>0",
+    "mirror_lag>10s",
+    "missing>0",
+    "long_expiry>0",
+    "memory_used>=0.8",
+];
+pub const DEFAULT_CRIT: &[&str] =
+    &["waiting>1000", "oldest_wait>30s", "mirror_lag>60s", "no_expiry>0", "memory_used>=0.9", "evicting>0"];
 /// The metrics a rule of this probe may name.
 pub const METRICS: &[&str] = &[
     "waiting",
@@ -33,6 +43,10 @@ pub const METRICS: &[&str] = &[
     "oldest_wait",
     "mirror_lag",
     "missing",
+    "no_expiry",
+    "long_expiry",
+    "memory_used",
+    "evicting",
 ];
 
 /// What `ably backlog` was asked.
@@ -80,12 +94,12 @@ pub async fn run_on(
         Ok(r) => r,
         Err(e) => {
             // Without Redis nothing else can be read (the mirror check starts from its active set).
-            let check = opts.rules.unknown("waiting", "waiting", Unit::Count, e);
+            let check = opts.rules.failed("waiting", "waiting", Unit::Count, e.fault, e.reason);
             return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
         }
     };
     let pg = opened.postgres.clone().transpose().unwrap_or_else(|e| {
-        unknown.push(opts.rules.unknown("mirror_lag postgres", "mirror_lag", Unit::S, e));
+        unknown.push(opts.rules.failed("mirror_lag postgres", "mirror_lag", Unit::S, e.fault, e.reason));
         None
     });
     let ably = match &config.ably_api_key {
@@ -127,28 +141,27 @@ pub async fn backlog(stores: Stores<'_>, opts: &BacklogOptions) -> ProbeReport {
     match redis {
         None => checks.push(opts.rules.unknown("queue", "waiting", Unit::Count, "REDIS_URL is not set")),
         Some(redis) => {
-            checks.extend(queue_checks(redis, opts, now).await);
+            let (queue, queue_here) = queue_checks(redis, opts, now).await;
+            checks.extend(queue);
             checks.extend(mirror_checks(redis, postgres, ably, opts).await);
+            checks.extend(super::redis_health::checks(redis, &opts.contracts, queue_here, &opts.rules).await);
         }
     }
     ProbeReport { kind: "ably_backlog", checks }
 }
 
-async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> Vec<Check> {
+/// The queue's checks, and whether the queue lives in this Redis.
+async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> (Vec<Check>, bool) {
     let r = &opts.rules;
     let q = format!("{}:{}", opts.keys.prefix, opts.keys.queue);
     let addr = redis.addr.clone();
     let c = match counts::read(redis, &opts.keys, now).await {
         Ok(c) => c,
-        Err(e) => return vec![r.unknown("waiting", "waiting", Unit::Count, e.to_string())],
+        Err(e) => return (vec![r.failed("waiting", "waiting", Unit::Count, e.fault(), e.to_string())], false),
     };
     if !c.exists {
-        return vec![r.unknown(
-            "waiting",
-            "waiting",
-            Unit::Count,
-            format!("queue {q} has no keys in Redis at {addr} (does it exist?)"),
-        )];
+        let why = format!("queue {q} has no keys in Redis at {addr} (does it exist?)");
+        return (vec![r.unknown("waiting", "waiting", Unit::Count, why)], false);
     }
     let mut out = vec![
         r.check("waiting", "waiting", c.waiting as f64, Unit::Count, format!("{q}:wait")),
@@ -182,7 +195,7 @@ async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> Vec
         (None, Some(p)) => r.unknown("oldest_wait", "oldest_wait", Unit::S, p.clone()),
         (None, None) => r.unknown("oldest_wait", "oldest_wait", Unit::S, "unknown"),
     });
-    out
+    (out, true)
 }
 
 /// Newest mirrored timestamp (ms) of a conversation in Redis.

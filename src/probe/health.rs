@@ -97,9 +97,6 @@ pub async fn health(client: &AblyClient, opts: &HealthOptions) -> ProbeReport {
     ProbeReport { kind: "ably_health", checks }
 }
 
-fn reason(e: &AblyError) -> String {
-    e.to_string()
-}
 
 async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
     match client.time().await {
@@ -123,8 +120,8 @@ async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
             ]
         }
         Err(e) => {
-            let r = reason(&e);
-            vec![rules.unknown("latency", "latency", Unit::Ms, r.clone()), rules.unknown("skew", "skew", Unit::S, r)]
+            let (r, f) = (e.to_string(), e.fault());
+            vec![rules.failed("latency", "latency", Unit::Ms, f, r.clone()), rules.unknown("skew", "skew", Unit::S, r)]
         }
     }
 }
@@ -179,7 +176,7 @@ async fn stats(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
                 })
                 .collect()
         }
-        Err(e) => names.iter().map(|n| opts.rules.unknown(*n, n, Unit::Count, reason(&e))).collect(),
+        Err(e) => names.iter().map(|n| opts.rules.failed(*n, n, Unit::Count, e.fault(), e.to_string())).collect(),
     }
 }
 
@@ -196,11 +193,12 @@ async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
             match client.get_page::<Value>("GET /channels", client.url(&format!("channels?{q}"))).await {
                 Ok(page) => page.items.iter().filter_map(|v| v.as_str().map(str::to_string)).take(*limit).collect(),
                 Err(e) => {
-                    return vec![opts.rules.unknown(
+                    return vec![opts.rules.failed(
                         format!("channels {prefix}*"),
                         "subscribers",
                         Unit::Count,
-                        reason(&e),
+                        e.fault(),
+                        e.to_string(),
                     )];
                 }
             }
@@ -226,7 +224,9 @@ async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
                 );
                 opts.rules.check(format!("occupancy {name}"), "subscribers", subs, Unit::Count, detail)
             }
-            Err(e) => opts.rules.unknown(format!("occupancy {name}"), "subscribers", Unit::Count, reason(&e)),
+            Err(e) => {
+                opts.rules.failed(format!("occupancy {name}"), "subscribers", Unit::Count, e.fault(), e.to_string())
+            }
         })
         .collect()
 }

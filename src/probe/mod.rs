@@ -14,6 +14,7 @@ use crate::output::{Render, Style, escape, table};
 
 pub mod backlog;
 pub mod health;
+pub mod redis_health;
 mod rules;
 
 pub use rules::{Cmp, Rule, Rules, in_unit_of};
@@ -207,8 +208,9 @@ impl Render for ProbeReport {
 
 pub use crate::fsutil::write_atomically;
 
-/// Runs `probe` within `limit`; past it, the probe is one UNKNOWN check of `metric` saying so,
-/// and the command still ends on time.
+/// Runs `probe` within `limit`; past it, the probe is one CRITICAL check of `metric` saying so
+/// (a service that does not answer in time is down for customers too), and the command still
+/// ends on time.
 pub async fn within(
     kind: &'static str,
     limit: std::time::Duration,
@@ -220,7 +222,7 @@ pub async fn within(
         Ok(r) => r,
         Err(_) => {
             let why = format!("the probe did not finish within {}", crate::duration::format_duration(limit));
-            ProbeReport { kind, checks: vec![rules.unknown(metric, metric, unit, why)] }
+            ProbeReport { kind, checks: vec![rules.critical(metric, metric, unit, why)] }
         }
     }
 }

@@ -163,6 +163,19 @@ impl Rules {
         Check { state: ProbeState::Critical, ..self.unknown(name, metric, unit, reason) }
     }
 
+    /// A check whose measurement failed: CRITICAL when the service failed, UNKNOWN when the
+    /// check could not be made on our side ([`crate::exit::Fault`]).
+    pub fn failed(
+        &self,
+        name: impl Into<String>,
+        metric: &str,
+        unit: Unit,
+        fault: crate::exit::Fault,
+        reason: impl Into<String>,
+    ) -> Check {
+        Check { state: fault.state(), ..self.unknown(name, metric, unit, reason) }
+    }
+
     /// A check that could not decide.
     pub fn unknown(&self, name: impl Into<String>, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
         Check {

@@ -31,6 +31,9 @@ pub struct Faults {
     pub stall_from: Option<Instant>,
     /// Every SSE stream opened from now on is closed this long after it opened.
     pub sse_drop_after: Option<Duration>,
+    /// Share of deliveries to SSE subscribers that never happen: Ably accepts the publish and
+    /// mirrors it through the webhook, but the subscriber does not get it (1: nothing at all).
+    pub deliver_drop_rate: f64,
     /// Share of webhook items Ably "loses": never sent, counted as dropped.
     pub webhook_drop_rate: f64,
     /// Added before every webhook request.
@@ -55,6 +58,7 @@ impl Default for Faults {
             stall: None,
             stall_from: None,
             sse_drop_after: None,
+            deliver_drop_rate: 0.0,
             webhook_drop_rate: 0.0,
             webhook_delay: Duration::ZERO,
             receiver_error_rate: 0.0,
@@ -77,6 +81,7 @@ pub struct FaultsPatch {
     pub stall: Option<String>,
     /// A duration or a number of milliseconds; `"off"` or 0 ends the drops.
     pub sse_drop_after: Option<Value>,
+    pub deliver_drop_rate: Option<f64>,
     pub webhook_drop_rate: Option<f64>,
     /// A duration (`250ms`, `2s`) or a number of milliseconds.
     pub webhook_delay: Option<Value>,
@@ -130,6 +135,9 @@ impl Faults {
                 f.sse_drop_after = (!d.is_zero()).then_some(d);
             }
         }
+        if let Some(v) = patch.deliver_drop_rate {
+            f.deliver_drop_rate = v;
+        }
         if let Some(v) = patch.webhook_drop_rate {
             f.webhook_drop_rate = v;
         }
@@ -150,6 +158,7 @@ impl Faults {
         let rates = [
             ("ai_error_rate", self.ai_error_rate),
             ("http_error_rate", self.http_error_rate),
+            ("deliver_drop_rate", self.deliver_drop_rate),
             ("webhook_drop_rate", self.webhook_drop_rate),
             ("receiver_error_rate", self.receiver_error_rate),
         ];
@@ -174,6 +183,7 @@ impl Faults {
             "http_error_rate": self.http_error_rate,
             "stall": stall,
             "sse_drop_after": self.sse_drop_after.map(format_duration),
+            "deliver_drop_rate": self.deliver_drop_rate,
             "webhook_drop_rate": self.webhook_drop_rate,
             "webhook_delay": format_duration(self.webhook_delay),
             "receiver_error_rate": self.receiver_error_rate,
@@ -244,5 +254,7 @@ mod tests {
         assert!(patch(json!({"ai_latency": "gaussian:1s"})).unwrap_err().starts_with("ai_latency"));
         assert!(patch(json!({"stall": "3s"})).unwrap_err().starts_with("stall"));
         assert!(patch(json!({"ai_error_rate": -0.1})).unwrap_err().contains("between 0 and 1"));
+        assert_eq!(patch(json!({"deliver_drop_rate": 1.0})).unwrap().deliver_drop_rate, 1.0);
+        assert!(patch(json!({"deliver_drop_rate": 2.0})).unwrap_err().contains("deliver_drop_rate"));
     }
 }

@@ -203,6 +203,9 @@ async fn pump(
             return None;
         }
         *last = s.seq;
+        if state.chance(state.faults().deliver_drop_rate) {
+            return None;
+        }
         sent += 1;
         Some(frame(s, framing, p.enveloped))
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::realtime::{self, RtEvent, Subscription};
+use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::ably::Message;
 use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
 use crate::config::AblyKey;

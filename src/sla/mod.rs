@@ -10,7 +10,6 @@ pub mod driver;
 pub mod files;
 pub mod histogram;
 pub mod merge;
-pub mod realtime;
 pub mod report;
 pub mod scenario;
 pub mod threshold;

@@ -1,4 +1,4 @@
-//! The smoke chat's realtime side: an Ably SSE subscription to one channel, opened before the
+//! Ably realtime over SSE (the smoke chats and the canary): a subscription to one channel, opened before the
 //! customer speaks, with events timestamped on arrival and a resume (`lastEvent`) when the
 //! stream drops mid-chat.
 
@@ -40,6 +40,16 @@ pub enum RealtimeError {
     Connect { url: String, detail: String },
     #[error("Ably SSE subscribe {url}: HTTP {status}, code {code}: {message}")]
     Refused { url: String, status: u16, code: u32, message: String },
+}
+
+impl RealtimeError {
+    /// Whose failure this is (see [`crate::exit::Fault`]).
+    pub fn fault(&self) -> crate::exit::Fault {
+        match self {
+            RealtimeError::Connect { .. } => crate::exit::Fault::Service,
+            RealtimeError::Refused { status, .. } => crate::exit::Fault::of_http_status(*status),
+        }
+    }
 }
 
 fn sse_url(base: &Url, channel: &str, last_event: Option<&str>) -> Url {
