@@ -25,6 +25,8 @@ pub struct RuleResult {
     pub check_state: Option<ProbeState>,
     pub value: Option<f64>,
     pub unit: Option<Unit>,
+    /// What the check said (the error, the conversations): a notice carries it.
+    pub detail: Option<String>,
     pub failing_sweeps: u32,
     pub passing_sweeps: u32,
     #[serde(rename = "for")]
@@ -73,6 +75,7 @@ pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<S
                 check_state: check.map(|c| c.state),
                 value: check.and_then(|c| c.value),
                 unit: check.map(|c| c.unit),
+                detail: check.map(|c| c.detail.clone()).filter(|d| !d.is_empty()),
                 failing_sweeps: state.failing,
                 passing_sweeps: state.passing,
                 for_sweeps: rule.for_sweeps,
@@ -136,7 +139,11 @@ fn line(r: &RuleResult) -> String {
         (None, _) => "not reported this sweep".to_string(),
     };
     let runbook = r.runbook.as_deref().map(|l| format!("; runbook {l}")).unwrap_or_default();
-    format!("- {}: {} {} (now {now}; failing {} sweep(s)){runbook}", r.name, r.check, r.condition, r.failing_sweeps)
+    let detail = r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    format!(
+        "- {}: {} {} (now {now}{detail}; failing {} sweep(s)){runbook}",
+        r.name, r.check, r.condition, r.failing_sweeps
+    )
 }
 
 #[cfg(test)]

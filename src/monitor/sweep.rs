@@ -234,7 +234,8 @@ async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec
         slo: Duration::from_secs(5),
         reply_timeout: Duration::from_secs(60),
         active_window: Duration::from_secs(15 * 60),
-        top: 0,
+        // The worst few name who was hurt in an SLA notice.
+        top: 5,
         // A 15-minute window is small: one statement beats two partitions and their connections.
         partitions: 1,
         query_timeout: req.probe_timeout,
@@ -261,15 +262,39 @@ pub fn sla_checks(r: &crate::analytics::SlaReport) -> Vec<Check> {
         ("violations", Some(r.sla_events.violations as f64), Unit::Count),
         ("warnings", Some(r.sla_events.warnings as f64), Unit::Count),
     ];
+    let summary = format!("{} replies, {} unanswered", r.replies, r.unanswered);
     values
         .into_iter()
         .map(|(metric, v, unit)| match v {
-            Some(v) => {
-                rules.check(metric, metric, v, unit, format!("{} replies, {} unanswered", r.replies, r.unanswered))
+            Some(v) if metric == "violations" && v > 0.0 => {
+                rules.check(metric, metric, v, unit, format!("{summary}; {}", worst_named(r)))
             }
+            Some(v) => rules.check(metric, metric, v, unit, summary.clone()),
             None => quiet(&rules, metric, unit, "no replies in the window"),
         })
         .collect()
+}
+
+/// The window's worst conversations, so an SLA notice names who waited.
+fn worst_named(r: &crate::analytics::SlaReport) -> String {
+    let named: Vec<String> = r
+        .worst
+        .iter()
+        .map(|w| {
+            let slowest = w.slowest_ms.map(|ms| format!("slowest {:.1}s", ms / 1000.0));
+            let unanswered = (w.unanswered > 0).then(|| format!("{} unanswered", w.unanswered));
+            let what: Vec<String> = slowest.into_iter().chain(unanswered).collect();
+            match &w.link {
+                Some(l) => format!("{} ({}) {l}", w.conversation, what.join(", ")),
+                None => format!("{} ({})", w.conversation, what.join(", ")),
+            }
+        })
+        .collect();
+    if named.is_empty() {
+        "the conversations are not in the window's messages".to_string()
+    } else {
+        format!("worst conversations: {}", named.join("; "))
+    }
 }
 
 /// A check with nothing to measure (no traffic): OK, without a value, so no rule can judge it.

@@ -124,7 +124,7 @@ async fn a_missing_queue_or_job_hash_is_unknown_with_the_reason() {
     let mut c = bin(dir.path());
     c.args(["ably", "backlog", "--timeout", "1s"]).env("REDIS_URL", "redis://127.0.0.1:1");
     let out = run(c).await;
-    assert_eq!(out.code, 3);
+    assert_eq!(out.code, 2, "a Redis that refuses is CRITICAL: {}", out.stdout);
     assert!(out.stdout.contains("redis://127.0.0.1:1"), "{}", out.stdout);
 }
 
@@ -164,4 +164,85 @@ async fn mirror_lag_compares_redis_and_postgres_with_ably_history(pool: PgPool) 
     assert_eq!(value(&doc, "missing postgres")["value"], 0.0, "Postgres still has both");
     assert_eq!(out.code, 1);
     sb.shutdown().await;
+}
+
+/// A Redis of its own (another port), so that its eviction policy and keys touch no other test.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    fn start(policy: &str) -> OwnRedis {
+        let port = support::free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--maxmemory", "512mb", "--maxmemory-policy", policy])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        OwnRedis { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn streams_without_expiry_and_an_evicting_redis_under_the_queue_are_critical_and_named() {
+    let own = OwnRedis::start("allkeys-lru");
+    let client = redis::Client::open(own.url.as_str()).unwrap();
+    support::until("the second Redis answers", || {
+        let c = client.clone();
+        async move { c.get_multiplexed_async_connection().await.is_ok() }
+    })
+    .await;
+    let mut r = client.get_multiplexed_async_connection().await.unwrap();
+    // The queue as the worker makes it, then two conversations: one the route expired, one not.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+    let out = tokio::process::Command::new("node")
+        .args(["bullmq-state.js", &own.url, "bull", "broker", "empty"])
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "bullmq-state.js: {}", String::from_utf8_lossy(&out.stderr));
+    for (conv, ttl) in [("c-kept", Some(86_400)), ("c-forever", None)] {
+        let key = format!("chat:events:{conv}");
+        let _: String = r.xadd(&key, "*", &[("name", "message:user")]).await.unwrap();
+        if let Some(t) = ttl {
+            let _: bool = r.expire(&key, t).await.unwrap();
+        }
+        let _: i64 = r.zadd("chat:conversations:active", conv, 1).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.args(["ably", "backlog", "-o", "json"]).env("REDIS_URL", &own.url).env("BULL_PREFIX", "bull");
+    let out = run(c).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    support::schema_check("probe", &doc);
+    let none = value(&doc, "no_expiry");
+    assert_eq!((none["state"].as_str(), none["value"].as_f64()), (Some("CRITICAL"), Some(1.0)), "{none}");
+    assert!(none["detail"].as_str().unwrap().contains("e.g. chat:events:c-forever"), "{none}");
+    assert_eq!(value(&doc, "long_expiry")["state"], "OK");
+    let evicting = value(&doc, "evicting");
+    assert_eq!(evicting["state"], "CRITICAL", "{evicting}");
+    assert!(evicting["detail"].as_str().unwrap().contains("allkeys-lru while a BullMQ queue"), "{evicting}");
+    let used = value(&doc, "memory_used");
+    assert_eq!(used["state"], "OK", "{used}");
+    assert!(used["value"].as_f64().unwrap() < 0.1 && used["detail"].as_str().unwrap().contains("512.0 MiB"));
+
+    // The shared test Redis (noeviction, no maxmemory): said plainly, not an alarm.
+    let prefix = support::prefix("expiry-ok").trim_end_matches(':').to_string();
+    let _ = bullmq_state(&prefix, "q", false).await;
+    let out = run(backlog(dir.path(), &prefix, "q")).await;
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value(&doc, "evicting")["state"], "OK");
+    let used = value(&doc, "memory_used");
+    assert!(used["detail"].as_str().unwrap().contains("no maxmemory is set"), "{used}");
 }

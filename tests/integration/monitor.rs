@@ -19,7 +19,7 @@ const RULES: &str = r#"
 [[rules]]
 name = "ably-down"
 check = "ably_health.latency"
-condition = "state >= UNKNOWN"
+condition = "state >= CRITICAL"
 severity = "critical"
 for = 2
 recover = 1
@@ -90,13 +90,20 @@ impl Setup {
 /// A sandbox that mirrors into the test Redis under the setup's prefix, with its BullMQ queue
 /// there too, so that every probe has something real to read: healthy means exit 0.
 async fn mirrored(s: &mut Setup) -> (broker_ops::sandbox::Sandbox, Env) {
+    mirrored_with(s, |o| o).await
+}
+
+async fn mirrored_with(
+    s: &mut Setup,
+    tune: impl FnOnce(broker_ops::sandbox::SandboxOptions) -> broker_ops::sandbox::SandboxOptions,
+) -> (broker_ops::sandbox::Sandbox, Env) {
     let opts = broker_ops::sandbox::SandboxOptions {
         redis_url: Some(secrecy::SecretString::from(redis_url())),
         contracts: broker_ops::contracts::Contracts::with_redis_prefix(&s.prefix),
         bull_prefix: format!("{}bull", s.prefix),
         ..crate::support::options()
     };
-    let (sb, env) = crate::support::start(opts).await;
+    let (sb, env) = crate::support::start(tune(opts)).await;
     // The worker's queue, idle, made by the real `bullmq` as the worker would make it.
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
     let out = tokio::process::Command::new("node")
@@ -215,22 +222,22 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
     assert!(second.stderr.contains("another monitor run holds the lock (host="), "{}", second.stderr);
     assert!(second.stderr.contains("this run did nothing") && second.stdout.is_empty(), "{}", second.stderr);
     let out = first.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(3), "the hung Ably probe is UNKNOWN");
+    assert_eq!(out.status.code(), Some(2), "the hung Ably probe is CRITICAL");
     assert!(!s.lock_held().await, "released by its owner");
 }
 
-/// A probe that hangs is UNKNOWN at its own time-out; the sweep ends long before the network
-/// time-out would have ended it.
+/// A probe that hangs is CRITICAL at its own time-out (a service that times out is down, by the
+/// monitoring-plugins guidelines); the sweep ends long before the network time-out would have.
 #[tokio::test]
-async fn a_hanging_probe_is_unknown_at_its_time_out() {
+async fn a_hanging_probe_is_critical_at_its_time_out() {
     let (_hang, s) = hung_ably("monitor-hang").await;
     let s = s.env("BROKER_OPS_TIMEOUT", "120s");
     let started = Instant::now();
     let (code, doc) = s.sweep(&["--probe-timeout", "1s"]).await;
     assert!(started.elapsed() < Duration::from_secs(60), "ended by the probe time-out, not the 120 s network one");
-    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(code, 2, "{doc:#}");
     let health = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "ably_health").unwrap();
-    assert_eq!((health["status"].as_str(), health["state"].as_str()), (Some("timed_out"), Some("UNKNOWN")), "{doc:#}");
+    assert_eq!((health["status"].as_str(), health["state"].as_str()), (Some("timed_out"), Some("CRITICAL")), "{doc:#}");
     assert!(health["reason"].as_str().unwrap().contains("within 1.00s"), "{health:#}");
     let sla = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "sla").unwrap();
     assert_eq!(sla["status"], "ran", "the others still count: {doc:#}");
@@ -258,7 +265,7 @@ async fn the_ping_brackets_each_run_with_one_run_id() {
     }
     assert_ne!(seen[0].query, seen[2].query, "each run its own id");
     assert_eq!(seen[1].body, "MONITOR OK - every probe OK; firing: none");
-    assert!(seen[3].body.starts_with("MONITOR CRITICAL - ably_health UNKNOWN"), "{:?}", seen[3].body);
+    assert!(seen[3].body.starts_with("MONITOR CRITICAL - ably_health CRITICAL"), "{:?}", seen[3].body);
 }
 
 /// The textfile is whole Prometheus text, read back with a Prometheus parser.
@@ -458,4 +465,72 @@ async fn watch_without_a_terminal_prints_plain_lines_each_sweep() {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// The built-in rules against what customers get: a subscriber that receives nothing fires
+/// `realtime-delivery-broken` (only the canary's `deliver` leg CRITICAL, the stores measured), and
+/// an `sla:violation` the worker published pages once, naming the conversation.
+#[tokio::test]
+async fn the_built_in_rules_page_for_realtime_delivery_and_sla_violations() {
+    let slack = Recorder::start().await;
+    let mut s = Setup::new("monitor-builtin", None);
+    let strict = |o| broker_ops::sandbox::SandboxOptions {
+        sla_warning: Duration::from_millis(1),
+        sla_violation: Duration::from_millis(2),
+        ..o
+    };
+    let (_sb, env) = mirrored_with(&mut s, strict).await;
+    let s = s.env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/builtin"));
+    let builtin = || {
+        let mut cmd = bin(s.dir.path());
+        cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state"));
+        cmd.args(["-o", "json", "monitor", "--probe-timeout", "4s"]);
+        cmd
+    };
+    let sweep = || async {
+        let r = run(builtin()).await;
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
+        schema_check("monitor", &doc);
+        (r.code, doc)
+    };
+    let (code, doc) = sweep().await;
+    assert_eq!(code, 0, "healthy under the built-in rules: {doc:#}");
+
+    faults(&env, json!({"deliver_drop_rate": 1.0})).await;
+    let (code, doc) = sweep().await;
+    assert_eq!(code, 2, "{doc:#}");
+    let canary = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "mirror_canary").unwrap();
+    let states: Vec<(&str, &str)> = canary["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("publish", "OK"), ("deliver", "CRITICAL"), ("redis", "OK")], "{canary:#}");
+    sweep().await;
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("realtime-delivery-broken"), "{texts:?}");
+    faults(&env, json!({"deliver_drop_rate": 0.0})).await;
+    sweep().await;
+    assert_eq!(slack_texts(&slack).len(), 2, "resolved");
+
+    // A customer's reply later than the sandbox's violation threshold (1 ms): the worker
+    // publishes sla:violation, the mirror keeps it, and one warning notice names the chat.
+    faults(&env, json!({"ai_latency": "fixed:20ms"})).await;
+    let (contact, conv) = crate::support::new_chat(&env).await;
+    crate::support::say(&env, &contact, conv, "hello").await;
+    let conv = conv.to_string();
+    until("the violation is mirrored", || async {
+        let key = format!("{}chat:events:{conv}", s.prefix);
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut redis().await).await.unwrap();
+        entries.iter().any(|(_, f)| f.iter().any(|(_, v)| v == "sla:violation"))
+    })
+    .await;
+    let (_, doc) = sweep().await;
+    assert_eq!(rule(&doc, "sla-violations")["transition"], "fired", "{doc:#}");
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[2].contains("sla-violations") && texts[2].contains(&conv), "{texts:?}");
 }
