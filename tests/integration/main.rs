@@ -24,4 +24,5 @@ mod sandbox_sse;
 mod sandbox_worker;
 mod sla_report;
 mod sla_smoke;
+mod states;
 mod token;
