@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use clap::CommandFactory;
 
-use broker_ops::output;
+use broker_ops::output::{self, Format};
 
 use crate::cli::Cli;
 
@@ -16,6 +16,23 @@ pub fn is_probe(argv: &[OsString]) -> bool {
     let path = subcommand_path(argv);
     let words: Vec<&str> = path.iter().map(String::as_str).collect();
     matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..] | ["mirror", "canary", ..])
+}
+
+/// The output formats a command can render. Checked before the command runs, so that a format
+/// it cannot render is a usage error that changes nothing (a rollback must not switch the flag
+/// off and then fail to say so).
+pub fn formats(argv: &[OsString]) -> &'static [Format] {
+    const ALL: &[Format] = &[Format::Table, Format::Json, Format::Ndjson, Format::Nagios, Format::Prometheus];
+    const DOCS: &[Format] = &[Format::Table, Format::Json, Format::Ndjson];
+    const REPORT: &[Format] = &[Format::Table, Format::Json, Format::Ndjson, Format::Prometheus];
+    let path = subcommand_path(argv);
+    let words: Vec<&str> = path.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["monitor", "rules", ..] => DOCS,
+        ["sla", "report", ..] => REPORT,
+        _ if is_probe(argv) => ALL,
+        _ => DOCS,
+    }
 }
 
 fn subcommand_path(argv: &[OsString]) -> Vec<String> {
@@ -99,5 +116,16 @@ mod tests {
         let inner = anyhow::anyhow!("connection refused");
         let e = inner.context("Redis connect at redis://h: connection refused").context("replay stopped");
         assert_eq!(error_text(&e), "replay stopped: Redis connect at redis://h: connection refused");
+    }
+
+    #[test]
+    fn probes_render_every_format_and_actions_only_documents() {
+        assert!(formats(&argv(&["-o", "nagios", "ably", "health"])).contains(&Format::Nagios));
+        assert!(formats(&argv(&["monitor", "--watch", "5s"])).contains(&Format::Prometheus));
+        let rollback = argv(&["-o", "nagios", "rollout", "rollback", "--reason", "x", "--yes"]);
+        assert!(!formats(&rollback).contains(&Format::Nagios));
+        assert!(!formats(&argv(&["monitor", "rules"])).contains(&Format::Nagios));
+        assert!(formats(&argv(&["sla", "report"])).contains(&Format::Prometheus));
+        assert!(!formats(&argv(&["sla", "report"])).contains(&Format::Nagios));
     }
 }

@@ -175,6 +175,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code as u8);
         }
     };
+    // Before anything runs: a format the command cannot render changes nothing.
+    let formats = exits::formats(&argv);
+    if !formats.contains(&cli.global.output) {
+        let names: Vec<String> = formats.iter().map(|f| format!("{f:?}").to_lowercase()).collect();
+        eprintln!(
+            "error: -o {} is not a format this command renders (it renders: {}); nothing was done",
+            format!("{:?}", cli.global.output).to_lowercase(),
+            names.join(", ")
+        );
+        let code = if exits::is_probe(&argv) { PROBE_USAGE } else { Exit::Usage.code() };
+        return std::process::ExitCode::from(code as u8);
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     init_logging(cli.global.verbose, cli.global.quiet, &env);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

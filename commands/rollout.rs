@@ -242,40 +242,18 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     Ok(Exit::Ok.code())
 }
 
-/// The flag off, then the notice, then (with `--verify`) the polling smoke. The rollback stands
-/// whatever follows it: a notice that cannot be sent waits in the outbox, and a failed verify
-/// exits 1 with the rollback done.
+/// The flag off, then the notice, then (with `--verify`) the polling smoke, shown together
+/// once every step has run. The rollback stands whatever follows it: a notice that cannot be
+/// sent waits in the outbox, and a failed verify exits 1 with the rollback done.
 async fn rollback(a: RollbackArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
     let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
-    let Some(change) = confirm_and_apply(planned, &a.change, &actor(ctx), ctx).await? else {
+    let Some(change) = confirm_and_apply(planned, &a.change, &actor(ctx)).await? else {
         return Ok(Exit::Failed.code());
     };
-    match rollout::aftermath::notify(c, &change, &ctx.command_line()).await {
-        Ok(Some(r)) if r.undelivered() => {
-            eprintln!("notice: not delivered now; it waits in the outbox (`broker-ops alert outbox`)")
-        }
-        Ok(Some(_)) => eprintln!("notice: sent through the alert channels"),
-        Ok(None) => eprintln!("notice: no alert channel configured (SLACK_WEBHOOK_URL, SMTP_URL): none sent"),
-        Err(e) => eprintln!("notice: not sent: {e}"),
-    }
-    if !a.verify {
-        return Ok(Exit::Ok.code());
-    }
-    match rollout::aftermath::verify_polling(c, &ctx.command_line()).await {
-        Ok(r) if r.passed => {
-            eprintln!("verify: {} of {} polling chats answered: the fallback works", r.aggregate.ok, r.aggregate.total);
-            Ok(Exit::Ok.code())
-        }
-        Ok(r) => {
-            eprintln!("verify: FAILED: {} of {} polling chats answered", r.aggregate.ok, r.aggregate.total);
-            Ok(Exit::Failed.code())
-        }
-        Err(e) => {
-            eprintln!("verify: could not run: {e}");
-            Ok(Exit::Failed.code())
-        }
-    }
+    let report = rollout::aftermath::after_rollback(c, change, &ctx.command_line(), a.verify).await;
+    ctx.render(&report)?;
+    Ok(if report.passed() { Exit::Ok } else { Exit::Failed }.code())
 }
 
 async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -312,19 +290,21 @@ async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
 
 /// Shows before → after, asks (or takes `--yes`), applies.
 async fn apply(planned: Planned, change: &ChangeArgs, actor: &Actor, ctx: &Ctx) -> anyhow::Result<i32> {
-    Ok(match confirm_and_apply(planned, change, actor, ctx).await? {
-        Some(_) => Exit::Ok,
+    Ok(match confirm_and_apply(planned, change, actor).await? {
+        Some(report) => {
+            ctx.render(&report)?;
+            Exit::Ok
+        }
         None => Exit::Failed,
     }
     .code())
 }
 
-/// The change applied and shown; `None` when not confirmed (nothing changed).
+/// The change applied (the caller shows it); `None` when not confirmed (nothing changed).
 async fn confirm_and_apply(
     planned: Planned,
     change: &ChangeArgs,
     actor: &Actor,
-    ctx: &Ctx,
 ) -> anyhow::Result<Option<rollout::ChangeReport>> {
     let ch = &planned.change;
     let b = &ch.before;
@@ -344,9 +324,7 @@ async fn confirm_and_apply(
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
         return Ok(None);
     }
-    let report = planned.apply(actor).await?;
-    ctx.render(&report)?;
-    Ok(Some(report))
+    Ok(Some(planned.apply(actor).await?))
 }
 
 /// Who runs this: `$USER@host`, and the command line, for the audit.

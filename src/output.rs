@@ -78,7 +78,7 @@ pub trait Render {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("output format {0:?} is only available for probe commands (ably health, ably backlog)")]
+    #[error("output format {0:?} is not one this command renders")]
     Unsupported(Format),
     #[error("writing output: {0}")]
     Io(#[from] io::Error),

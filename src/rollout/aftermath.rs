@@ -61,3 +61,78 @@ pub async fn smoke(config: &Config, command: &str, transport: Transport) -> Resu
     };
     sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(|e| e.to_string())
 }
+
+/// How one step after the change went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Done,
+    /// Not delivered now: the notice waits in the outbox.
+    Queued,
+    /// Nothing to do here (no alert channel configured; no `--verify`).
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub outcome: StepOutcome,
+    pub detail: String,
+}
+
+/// A rollback and every step that followed it: the change, the notice, the check of the
+/// fallback. The change stands whatever follows; each step says what became of it.
+pub struct RollbackReport {
+    pub change: ChangeReport,
+    pub steps: Vec<Step>,
+}
+
+impl RollbackReport {
+    /// Whether every step that ran did what it was for (a queued notice will still go out).
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.outcome != StepOutcome::Failed)
+    }
+}
+
+/// The change, then its notice, then (when asked) the polling smoke.
+pub async fn after_rollback(config: &Config, change: ChangeReport, command: &str, verify: bool) -> RollbackReport {
+    let notice = match notify(config, &change, command).await {
+        Ok(Some(r)) if r.undelivered() => (StepOutcome::Queued, "not delivered now; it waits in the outbox".into()),
+        Ok(Some(_)) => (StepOutcome::Done, "sent through the alert channels".into()),
+        Ok(None) => (StepOutcome::Skipped, "no alert channel configured (SLACK_WEBHOOK_URL, SMTP_URL)".into()),
+        Err(e) => (StepOutcome::Failed, format!("not sent: {e}")),
+    };
+    let mut steps = vec![Step { step: "notice", outcome: notice.0, detail: notice.1 }];
+    let verified = if !verify {
+        (StepOutcome::Skipped, "not asked (--verify)".to_string())
+    } else {
+        match verify_polling(config, command).await {
+            Ok(r) if r.passed => (
+                StepOutcome::Done,
+                format!("{} of {} polling chats answered: the fallback works", r.aggregate.ok, r.aggregate.total),
+            ),
+            Ok(r) => (StepOutcome::Failed, format!("{} of {} polling chats answered", r.aggregate.ok, r.aggregate.total)),
+            Err(e) => (StepOutcome::Failed, format!("could not run: {e}")),
+        }
+    };
+    steps.push(Step { step: "verify", outcome: verified.0, detail: verified.1 });
+    RollbackReport { change, steps }
+}
+
+impl crate::output::Render for RollbackReport {
+    fn table(&self, w: &mut dyn std::io::Write, style: crate::output::Style) -> std::io::Result<()> {
+        self.change.table(w, style)?;
+        for s in &self.steps {
+            let outcome = format!("{:?}", s.outcome).to_lowercase();
+            writeln!(w, "{}: {outcome}: {}", s.step, crate::output::escape(&s.detail))?;
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut doc = self.change.json();
+        doc["steps"] = serde_json::json!(self.steps);
+        doc
+    }
+}

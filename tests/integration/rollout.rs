@@ -469,8 +469,8 @@ async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(poo
         "{}",
         r.stdout
     );
-    assert!(r.stderr.contains("notice: sent through the alert channels"), "{}", r.stderr);
-    assert!(r.stderr.contains("verify: 3 of 3 polling chats answered"), "{}", r.stderr);
+    assert!(r.stdout.contains("notice: done: sent through the alert channels"), "{}", r.stdout);
+    assert!(r.stdout.contains("verify: done: 3 of 3 polling chats answered"), "{}", r.stdout);
     let sent = got.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let text = sent[0].to_string();
@@ -481,10 +481,55 @@ async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(poo
     cmd.env("DATABASE_URL", url_of(&pool))
         .env("CHATWOOT_BASE_URL", "http://127.0.0.1:9")
         .env("CHATWOOT_INBOX_IDENTIFIER", "x");
-    cmd.args(["rollout", "rollback", "--reason", "again", "--verify", "--yes"]);
+    cmd.args(["-o", "json", "rollout", "rollback", "--reason", "again", "--verify", "--yes"]);
     let r = support::run(cmd).await;
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("notice: no alert channel configured"), "{}", r.stderr);
-    assert!(r.stderr.contains("verify:"), "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("rollout-change", &doc);
+    assert_eq!((doc["action"].as_str(), doc["enabled"].as_bool()), (Some("rollback"), Some(false)), "{doc}");
+    assert_eq!(doc["steps"][0]["outcome"], "skipped", "no channel: {doc}");
+    assert_eq!((doc["steps"][1]["step"].as_str(), doc["steps"][1]["outcome"].as_str()), (Some("verify"), Some("failed")));
     sb.shutdown().await;
+}
+
+/// A format a mutating command cannot render is a usage error (exit 2) before anything happens:
+/// the flag, its audit, the alert state and Redis are as they were.
+#[sqlx::test(migrations = false)]
+async fn a_mutating_command_with_a_format_it_cannot_render_changes_nothing(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    at_ten_percent(&pool, d).await;
+    let audit = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM feature_flags_audit").fetch_one(&pool).await.unwrap()
+    };
+    let before = audit().await;
+    let prefix = support::prefix("no-half");
+    let state = d.join("alert-state");
+    let extra: [(&str, &str); 3] = [
+        ("REDIS_URL", &support::redis_url()),
+        ("REDIS_KEY_PREFIX", &prefix),
+        ("BROKER_OPS_STATE_DIR", state.to_str().unwrap()),
+    ];
+    let commands: [&[&str]; 8] = [
+        &["-o", "nagios", "rollout", "rollback", "--reason", "x", "--yes"],
+        &["-o", "prometheus", "rollout", "set", "--percent", "50", "--reason", "x", "--yes"],
+        &["-o", "nagios", "rollout", "override", "c-1", "on", "--reason", "x", "--yes"],
+        &["-o", "nagios", "rollout", "advance", "--yes"],
+        &["-o", "nagios", "db", "migrate"],
+        &["-o", "nagios", "alert", "send", "--severity", "critical", "--summary", "x"],
+        &["-o", "prometheus", "token", "revoke", "some-jti"],
+        &["-o", "nagios", "events", "replay", "--all", "--from", "redis", "--to", "ably", "--yes"],
+    ];
+    for args in commands {
+        let r = rollout(&pool, d, args, &extra).await;
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("is not a format this command renders") && r.stdout.is_empty(), "{}", r.stderr);
+    }
+    let flag = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "status"], &[]).await);
+    assert_eq!((flag["enabled"].as_bool(), flag["percent"].as_u64()), (Some(true), Some(10)), "{flag}");
+    assert_eq!(audit().await, before, "no audit row");
+    assert!(!state.exists(), "no alert state written");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut support::redis().await).await.unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
 }
