@@ -62,7 +62,7 @@ pub enum MonitorCommand {
 }
 
 pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    let rules = match a.rules.as_deref().map_or_else(|| Ok(RuleSet::defaults()), RuleSet::load) {
+    let rules = match a.rules.as_deref().map_or_else(|| Ok(RuleSet::defaults_for(&ctx.config.sla)), RuleSet::load) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("error: {m}");

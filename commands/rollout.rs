@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use broker_ops::config::sla::{Sla, parse_share};
 use broker_ops::contracts::DEFAULT_FLAG;
 use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::exit::Exit;
@@ -65,15 +66,16 @@ pub struct AdvanceArgs {
     /// The cohorts are measured over this window, ending now.
     #[arg(long, default_value = "1h", value_parser = parse_positive_duration, value_name = "DUR")]
     pub window: Duration,
-    /// The reply-time objective the real-time cohort's P95 must meet.
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub slo: Duration,
+    /// The reply-time objective the real-time cohort's P95 must meet [default: the SLA's slo, 5s].
+    #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
+    pub slo: Option<Duration>,
     /// How much higher the real-time cohort's breach rate may be than polling's (e.g. 1%).
     #[arg(long, default_value = "1%", value_parser = parse_share)]
     pub max_regression: f64,
-    /// The real-time cohort needs at least this many replies in the window.
-    #[arg(long, default_value_t = 100)]
-    pub min_replies: u64,
+    /// The real-time cohort needs at least this many replies in the window [default: the SLA's
+    /// min_replies, 100].
+    #[arg(long)]
+    pub min_replies: Option<u64>,
     /// Also require three smoke chats on Ably (SSE) against the configured Chatwoot to pass.
     #[arg(long)]
     pub smoke: bool,
@@ -83,19 +85,6 @@ pub struct AdvanceArgs {
     /// Do not ask (needed without a terminal).
     #[arg(long)]
     pub yes: bool,
-}
-
-/// `1%` or `0.01`.
-fn parse_share(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let v = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
-        None => t.parse::<f64>(),
-    };
-    match v {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a share from 0 to 100 % (e.g. 1% or 0.01)")),
-    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -257,14 +246,24 @@ async fn rollback(a: RollbackArgs, ctx: &Ctx) -> anyhow::Result<i32> {
 }
 
 async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    let sla = &ctx.config.sla;
+    let slo = Sla::or_flag(&sla.slo, "--slo", a.slo);
+    let min_replies = Sla::or_flag(&sla.min_replies, "--min-replies", a.min_replies);
+    eprintln!(
+        "gates from the SLA: P95 within {} ({}), at least {} replies ({})",
+        broker_ops::duration::format_duration(slo.value),
+        slo.source,
+        min_replies.value,
+        min_replies.source
+    );
     let req = AdvanceRequest {
         flag: a.flag.flag,
         steps: rollout::steps(&a.steps)?,
         min_soak: a.min_soak,
         window: a.window,
-        slo: a.slo,
+        slo: slo.value,
         max_regression: a.max_regression,
-        min_replies: a.min_replies,
+        min_replies: min_replies.value,
         smoke: a.smoke,
     };
     let mut report = advance::evaluate(&ctx.config, &req).await?;

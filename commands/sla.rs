@@ -1,5 +1,6 @@
 //! `broker-ops sla smoke` and `sla merge`: arguments in, one library call, reports out.
 
+use broker_ops::config::sla::Sla;
 use broker_ops::exit::Exit;
 use broker_ops::sandbox::Sandbox;
 use broker_ops::sla::{self, Scenario, Schedule, SmokeReport, Target, Threshold, Transport, Verdict};
@@ -12,19 +13,37 @@ pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         SlaCommand::Smoke(args) => smoke(*args, ctx).await,
         SlaCommand::Report(args) => crate::sla_report::run(*args, ctx).await,
         SlaCommand::Merge(args) => {
-            let report = sla::merge::merge(&args.files, &thresholds(&args.outputs), ctx.command_line())?;
+            let report = sla::merge::merge(&args.files, &thresholds(&args.outputs, ctx), ctx.command_line())?;
             finish(&report, &args.outputs, "merged", ctx)
         }
     }
 }
 
-fn thresholds(o: &Outputs) -> Vec<Threshold> {
-    if o.thresholds.is_empty() { sla::threshold::defaults() } else { o.thresholds.clone() }
+/// The `--threshold`s given, else the configured SLA's (`[sla]`), said on stderr.
+fn thresholds(o: &Outputs, ctx: &Ctx) -> Vec<Threshold> {
+    if !o.thresholds.is_empty() {
+        return o.thresholds.clone();
+    }
+    let s = &ctx.config.sla;
+    eprintln!(
+        "thresholds from the SLA: p95 < {} ({}), error_rate < {} ({})",
+        broker_ops::duration::format_duration(s.slo.value),
+        s.slo.source,
+        broker_ops::config::sla::percent(s.error_budget.value),
+        s.error_budget.source
+    );
+    sla::threshold::of_sla(s.slo.value, s.error_budget.value)
 }
 
 async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
     let scenario = args.scenario.as_deref().map(Scenario::load).transpose()?.unwrap_or_default();
+    let reply_timeout = Sla::or_flag(&c.sla.reply_timeout, "--reply-timeout", args.reply_timeout);
+    eprintln!(
+        "reply time-out: {} ({})",
+        broker_ops::duration::format_duration(reply_timeout.value),
+        reply_timeout.source
+    );
     let sandbox = match args.sandbox {
         true => Some(Sandbox::start(args.behaviour.options(c).with_free_port()).await?),
         false => None,
@@ -47,9 +66,9 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
             TransportArg::Sse => Transport::Sse,
             TransportArg::Poll => Transport::Poll,
         },
-        reply_timeout: args.reply_timeout,
+        reply_timeout: reply_timeout.value,
         poll_interval: args.poll_interval,
-        thresholds: thresholds(&args.outputs),
+        thresholds: thresholds(&args.outputs, ctx),
         abort_on_fail: args.abort_on_fail,
         timeout: c.timeout.value,
         contracts: c.contracts.clone(),

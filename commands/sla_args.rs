@@ -72,9 +72,9 @@ pub struct SmokeArgs {
     /// How the reply is awaited.
     #[arg(long, value_enum, default_value = "sse")]
     pub transport: TransportArg,
-    /// A chat without a reply after this long is a failure.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
-    pub reply_timeout: Duration,
+    /// A chat without a reply after this long is a failure [default: the SLA's reply_timeout, 30s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub reply_timeout: Option<Duration>,
     /// Interval of the poll transport.
     #[arg(long, default_value = "250ms", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
@@ -140,12 +140,13 @@ pub struct ReportArgs {
     /// Only this conversation (repeatable).
     #[arg(long = "conversation", value_name = "ID")]
     pub conversations: Vec<String>,
-    /// The reply-time objective: replies slower than this count as over the SLO.
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
-    pub slo: Duration,
-    /// A message without a reply after this long is unanswered.
-    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
-    pub reply_timeout: Duration,
+    /// The reply-time objective: replies slower than this count as over the SLO [default: the
+    /// SLA's slo, 5s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub slo: Option<Duration>,
+    /// A message without a reply after this long is unanswered [default: the SLA's reply_timeout, 30s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub reply_timeout: Option<Duration>,
     /// A conversation with an event this recently is active now.
     #[arg(long, default_value = "15m", value_parser = parse_positive_duration)]
     pub active_window: Duration,

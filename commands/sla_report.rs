@@ -2,6 +2,7 @@
 //! rendered (and the chart and report files written when asked).
 
 use broker_ops::analytics::{self, ReportError, ReportRequest, SourceChoice, Window, parse_when};
+use broker_ops::config::sla::Sla;
 use broker_ops::exit::Exit;
 use broker_ops::output::escape;
 
@@ -33,6 +34,10 @@ pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };
+    let sla = &ctx.config.sla;
+    let slo = Sla::or_flag(&sla.slo, "--slo", a.slo);
+    let reply_timeout = Sla::or_flag(&sla.reply_timeout, "--reply-timeout", a.reply_timeout);
+    eprintln!("{}", Sla::describe(&slo, &sla.error_budget, &reply_timeout));
     let req = ReportRequest {
         window,
         source: match a.from {
@@ -41,8 +46,8 @@ pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<i32> {
             FromArg::Redis => SourceChoice::Redis,
         },
         conversations: a.conversations,
-        slo: a.slo,
-        reply_timeout: a.reply_timeout,
+        slo: slo.value,
+        reply_timeout: reply_timeout.value,
         active_window: a.active_window,
         top: a.top,
         partitions: a.parallel as usize,

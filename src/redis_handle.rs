@@ -24,10 +24,8 @@ impl RedisError {
     /// not run (`NOPERM`, a managed Redis without `INFO`/`CONFIG`) is ours.
     pub fn fault(&self) -> crate::exit::Fault {
         use redis::ErrorKind;
-        let ours = matches!(
-            self.source.kind(),
-            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
-        ) || matches!(self.source.code(), Some("NOPERM" | "WRONGPASS" | "NOAUTH"))
+        let ours = matches!(self.source.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig)
+            || matches!(self.source.code(), Some("NOPERM" | "WRONGPASS" | "NOAUTH"))
             || self.op == "open";
         if ours { crate::exit::Fault::Ours } else { crate::exit::Fault::Service }
     }

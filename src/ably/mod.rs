@@ -1,8 +1,8 @@
 //! Ably: the REST client every command uses, and the wire types it shares with the sandbox.
 
 mod client;
-pub mod realtime;
 pub mod link;
+pub mod realtime;
 pub mod types;
 
 pub use client::{AblyClient, AblyError, PROTOCOL_VERSION};

@@ -115,8 +115,12 @@ pub async fn run_on(
     let started = std::time::Instant::now();
     let (source, tally, active) = if use_postgres(config, req) {
         config.require("DATABASE_URL", &config.database_url)?;
-        let (pool, addr) =
-            opened.postgres.clone().transpose().map_err(|u| ReportError::Unavailable(u.reason))?.ok_or(ReportError::NoMirror)?;
+        let (pool, addr) = opened
+            .postgres
+            .clone()
+            .transpose()
+            .map_err(|u| ReportError::Unavailable(u.reason))?
+            .ok_or(ReportError::NoMirror)?;
         let tally = postgres::tally(&pool, &addr, c, req).await?;
         let active = tokio::time::timeout(req.query_timeout, postgres::active_now(&pool, &addr, c, req))
             .await
@@ -130,7 +134,12 @@ pub async fn run_on(
         if req.source == SourceChoice::Redis {
             config.require("REDIS_URL", &config.redis_url)?;
         }
-        let mut r = opened.redis.clone().transpose().map_err(|u| ReportError::Unavailable(u.reason))?.ok_or(ReportError::NoMirror)?;
+        let mut r = opened
+            .redis
+            .clone()
+            .transpose()
+            .map_err(|u| ReportError::Unavailable(u.reason))?
+            .ok_or(ReportError::NoMirror)?;
         let (tally, test) = redis::tally(&mut r, c, req).await?;
         let active = redis::active_now(&mut r, c, req, &test).await?;
         (Source::Redis, tally, active)

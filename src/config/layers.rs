@@ -179,10 +179,11 @@ impl Layers {
 }
 
 /// Every key of the file must be a setting (`name`, or `name_file` for a secret) or the
-/// `[contracts]` table: a misspelt key would otherwise be ignored without a word.
+/// `[contracts]` and `[sla]` tables: a misspelt key would otherwise be ignored without a word.
 fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
     for key in table.keys() {
         let known = key == "contracts"
+            || key == "sla"
             || SETTINGS.iter().any(|s| {
                 let k = s.name.to_ascii_lowercase();
                 *key == k || (is_secret(s.name) && *key == format!("{k}_file"))

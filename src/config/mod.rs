@@ -8,6 +8,7 @@
 
 mod layers;
 pub mod settings;
+pub mod sla;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -98,6 +99,8 @@ pub struct Config {
     /// The web app's kill switch as its environment has it (`false`: every conversation polls).
     pub enable_ably_realtime: Option<Setting<bool>>,
     pub contracts: Contracts,
+    /// The one SLA (`[sla]`): every command that judges the SLA starts from it.
+    pub sla: sla::Sla,
     layers: Layers,
 }
 
@@ -161,6 +164,7 @@ impl Config {
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
             enable_ably_realtime: opt_parse(l, "ENABLE_ABLY_REALTIME", parse_bool)?,
             contracts,
+            sla: sla::resolve(l)?,
             layers,
         })
     }

@@ -217,9 +217,19 @@ pub struct RuleSet {
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
 impl RuleSet {
+    /// The built-in set under the product's default SLA.
     pub fn defaults() -> RuleSet {
-        // The built-in set is parsed in a unit test, so this cannot fail at run time.
-        RuleSet::parse(DEFAULT_RULES, "built-in").expect("the built-in rules parse")
+        Self::defaults_for(&crate::config::sla::Sla::default())
+    }
+
+    /// The built-in set under the configured SLA (`[sla]`): its `{slo}` and `{error_budget}`
+    /// are the SLA's, so cron judges customers by the numbers CI and the rollout use.
+    pub fn defaults_for(sla: &crate::config::sla::Sla) -> RuleSet {
+        let text = DEFAULT_RULES
+            .replace("{slo}", &format!("{}ms", sla.slo.value.as_millis()))
+            .replace("{error_budget}", &crate::config::sla::percent(sla.error_budget.value));
+        // A duration and a share already checked fill a set parsed in a unit test.
+        RuleSet::parse(&text, "built-in").expect("the built-in rules parse")
     }
 
     /// The rules of the file at `path` (its path, as given, is their origin in messages).
@@ -304,6 +314,8 @@ mod tests {
     #[test]
     fn the_built_in_rules_parse_and_name_real_checks() {
         let d = RuleSet::defaults();
+        let p95 = d.rules.iter().find(|r| r.name == "sla-p95-over-budget").unwrap();
+        assert_eq!(p95.condition.text, "value > 5000ms", "the SLA's slo filled in");
         assert!(d.rules.len() >= 5, "{d:?}");
         for r in &d.rules {
             assert!(r.probe.metrics().contains(&r.metric.as_str()), "{r:?}");

@@ -103,7 +103,8 @@ pub async fn run(config: &Config, req: &MonitorRequest) -> Result<Outcome, Monit
     // One Redis connection and one Postgres pool for the whole run: the state, the lock and
     // every probe share them.
     let opened = crate::mirror::stores::Opened::open(config).await;
-    let (mut store, fallback) = alert::open_store_on(config, req.state_dir.as_deref(), opened.redis_or_reason()).await?;
+    let (mut store, fallback) =
+        alert::open_store_on(config, req.state_dir.as_deref(), opened.redis_or_reason()).await?;
     let lock = match store.try_lock_named(LOCK_NAME, &holder(run_id)).await? {
         TryLock::Held(lock) => lock,
         TryLock::Busy { holder, place } => return Ok(Outcome::LockedOut { holder, place }),

@@ -215,10 +215,18 @@ async fn canary(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<
     Ok(canary::run_on(config, r, opened).await.map_err(fail)?.checks)
 }
 
-/// The SLA's states: the product's budget (5 s at P95) is CRITICAL, four fifths of it a
-/// warning; one message in a hundred unanswered a warning, one in twenty CRITICAL.
-pub const SLA_WARN: &[&str] = &["p95>4s", "error_rate>=0.01", "warnings>0"];
-pub const SLA_CRIT: &[&str] = &["p95>5s", "error_rate>=0.05", "violations>0"];
+/// The SLA's states, from the configured SLA (`[sla]`): P95 over the SLO is CRITICAL, over four
+/// fifths of it a warning; the error budget spent is CRITICAL, half of it a warning; any
+/// `sla:violation` CRITICAL, any `sla:warning` a warning.
+pub fn sla_rules(sla: &crate::config::sla::Sla) -> Rules {
+    let (slo, budget) = (sla.slo.value.as_millis() as u64, sla.error_budget.value);
+    let warn = [format!("p95>{}ms", slo * 4 / 5), format!("error_rate>={}", budget / 2.0), "warnings>0".into()];
+    let crit = [format!("p95>{slo}ms"), format!("error_rate>={budget}"), "violations>0".into()];
+    let parse = |v: &[String]| v.iter().map(|r| r.parse::<crate::probe::Rule>()).collect::<Result<Vec<_>, _>>();
+    // Built from a positive duration and a share from 0 to 1: they parse (a unit test builds them).
+    Rules::new(&[], &[], parse(&warn).expect("SLA rules"), parse(&crit).expect("SLA rules"), SLA_METRICS)
+        .expect("SLA metrics")
+}
 
 async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
     use crate::analytics::{self, ReportRequest, SourceChoice, Window};
@@ -231,8 +239,8 @@ async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec
         window: Window::new(since, now, None).map_err(fail)?,
         source: SourceChoice::Auto,
         conversations: Vec::new(),
-        slo: Duration::from_secs(5),
-        reply_timeout: Duration::from_secs(60),
+        slo: config.sla.slo.value,
+        reply_timeout: config.sla.reply_timeout.value,
         active_window: Duration::from_secs(15 * 60),
         // The worst few name who was hurt in an SLA notice.
         top: 5,
@@ -242,13 +250,11 @@ async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec
         include_test_traffic: false,
     };
     let report = analytics::run_on(config, &r, opened).await.map_err(fail)?;
-    Ok(sla_checks(&report))
+    Ok(sla_checks(&report, &sla_rules(&config.sla)))
 }
 
 /// The SLA report as checks: reply percentiles in ms, the unanswered share, the counts.
-pub fn sla_checks(r: &crate::analytics::SlaReport) -> Vec<Check> {
-    // Constant rules on this probe's metrics, parsed in a unit test.
-    let rules = Rules::new(SLA_WARN, SLA_CRIT, Vec::new(), Vec::new(), SLA_METRICS).expect("constant rules");
+pub fn sla_checks(r: &crate::analytics::SlaReport, rules: &Rules) -> Vec<Check> {
     let judged = r.messages.saturating_sub(r.pending);
     let error_rate = (judged > 0).then(|| r.unanswered as f64 / judged as f64);
     let stats = &r.reply_ms;
@@ -270,7 +276,7 @@ pub fn sla_checks(r: &crate::analytics::SlaReport) -> Vec<Check> {
                 rules.check(metric, metric, v, unit, format!("{summary}; {}", worst_named(r)))
             }
             Some(v) => rules.check(metric, metric, v, unit, summary.clone()),
-            None => quiet(&rules, metric, unit, "no replies in the window"),
+            None => quiet(rules, metric, unit, "no replies in the window"),
         })
         .collect()
 }
@@ -354,7 +360,11 @@ mod tests {
 
     #[test]
     fn the_constant_rules_parse() {
-        assert!(Rules::new(SLA_WARN, SLA_CRIT, Vec::new(), Vec::new(), SLA_METRICS).is_ok());
+        let rules = sla_rules(&crate::config::sla::Sla::default());
+        assert_eq!(
+            rules.crit.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["p95>5000ms", "error_rate>=0.01", "violations>0"]
+        );
         assert!(Rules::new(SMOKE_WARN, SMOKE_CRIT, Vec::new(), Vec::new(), SMOKE_METRICS).is_ok());
     }
 

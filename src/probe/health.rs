@@ -97,7 +97,6 @@ pub async fn health(client: &AblyClient, opts: &HealthOptions) -> ProbeReport {
     ProbeReport { kind: "ably_health", checks }
 }
 
-
 async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
     match client.time().await {
         Ok((server_ms, rtt)) => {

@@ -112,7 +112,9 @@ pub async fn after_rollback(config: &Config, change: ChangeReport, command: &str
                 StepOutcome::Done,
                 format!("{} of {} polling chats answered: the fallback works", r.aggregate.ok, r.aggregate.total),
             ),
-            Ok(r) => (StepOutcome::Failed, format!("{} of {} polling chats answered", r.aggregate.ok, r.aggregate.total)),
+            Ok(r) => {
+                (StepOutcome::Failed, format!("{} of {} polling chats answered", r.aggregate.ok, r.aggregate.total))
+            }
             Err(e) => (StepOutcome::Failed, format!("could not run: {e}")),
         }
     };

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::ably::Message;
+use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
 use crate::config::AblyKey;
 use crate::contracts::{Contracts, EventKind};

@@ -121,9 +121,19 @@ impl fmt::Display for Threshold {
     }
 }
 
-/// The defaults: the SLA itself and no more than 1 % of chats without a reply.
+/// The defaults: the product's SLA (`[sla]`'s defaults).
 pub fn defaults() -> Vec<Threshold> {
-    vec!["p95<5s".parse().expect("constant threshold"), "error_rate<1%".parse().expect("constant threshold")]
+    let sla = crate::config::sla::Sla::default();
+    of_sla(sla.slo.value, sla.error_budget.value)
+}
+
+/// The SLA as thresholds: P95 within `slo`, and no more than `budget` of chats without a reply.
+pub fn of_sla(slo: std::time::Duration, budget: f64) -> Vec<Threshold> {
+    let ms = slo.as_millis();
+    let p95 = if ms.is_multiple_of(1000) { format!("p95<{}s", ms / 1000) } else { format!("p95<{ms}ms") };
+    let errors = format!("error_rate<{}", crate::config::sla::percent(budget));
+    // Built from a duration and a share already checked: they parse.
+    vec![p95.parse().expect("an SLO threshold"), errors.parse().expect("an error-budget threshold")]
 }
 
 /// The observation a threshold is judged on.

@@ -323,3 +323,58 @@ async fn every_command_the_docs_name_exists() {
         }
     }
 }
+
+/// One SLA: the same `[sla]` file sets the smoke's thresholds and reply time-out, the report's
+/// SLO and time-out, and the monitor's built-in rules; each command says where its values came
+/// from, and a flag still wins.
+#[tokio::test]
+async fn one_sla_file_sets_the_smoke_the_report_and_the_monitor_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broker-ops.toml");
+    std::fs::write(&cfg, "[sla]\nslo = \"3s\"\nerror_budget = \"2%\"\nreply_timeout = \"45s\"\n").unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = bin(dir.path());
+        c.arg("--config").arg(&cfg).args(args);
+        c
+    };
+    let smoke =
+        run(cmd(&["-o", "json", "sla", "smoke", "--sandbox", "--chats", "2", "--ai-latency", "fixed:10ms"])).await;
+    assert_eq!(smoke.code, 0, "{}", smoke.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&smoke.stdout).unwrap();
+    let exprs: Vec<&str> = doc["thresholds"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap()).collect();
+    assert_eq!(exprs, ["p95<3s", "error_rate<2%"]);
+    assert!(smoke.stderr.contains("reply time-out: 45.00s (config file"), "{}", smoke.stderr);
+
+    let prefix = support::prefix("one-sla");
+    let report = |extra: &[&str]| {
+        let mut c = cmd(&[&["-o", "json", "sla", "report", "--from", "redis", "--since", "1h"], extra].concat());
+        c.env("REDIS_URL", support::redis_url()).env("REDIS_KEY_PREFIX", &prefix);
+        run(c)
+    };
+    let r = report(&[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((doc["slo_ms"].as_f64(), doc["reply_timeout_ms"].as_f64()), (Some(3000.0), Some(45000.0)));
+    assert!(r.stderr.contains("P95 within 3.00s (config file"), "{}", r.stderr);
+    let r = report(&["--reply-timeout", "10s"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["reply_timeout_ms"].as_f64(), Some(10000.0), "the flag wins");
+    assert!(r.stderr.contains("unanswered after 10.00s (flag --reply-timeout)"), "{}", r.stderr);
+
+    let rules = run(cmd(&["-o", "json", "monitor", "rules"])).await;
+    let doc: serde_json::Value = serde_json::from_str(&rules.stdout).unwrap();
+    let condition =
+        |name: &str| doc["rules"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["condition"].clone();
+    assert_eq!(condition("sla-p95-over-budget"), "value > 3000ms");
+    assert_eq!(condition("sla-errors"), "value >= 2%");
+
+    // The environment beats the file; a typo in the table is refused at start.
+    let mut c = cmd(&["-o", "json", "monitor", "rules"]);
+    c.env("BROKER_OPS_SLA_SLO", "2s");
+    let doc: serde_json::Value = serde_json::from_str(&run(c).await.stdout).unwrap();
+    assert!(doc.to_string().contains("value > 2000ms"), "{doc}");
+    std::fs::write(&cfg, "[sla]\nslo_ms = 3000\n").unwrap();
+    let bad = run(cmd(&["monitor", "rules"])).await;
+    assert_eq!(bad.code, 3);
+    assert!(bad.stderr.contains("unknown key `sla.slo_ms`"), "{}", bad.stderr);
+}

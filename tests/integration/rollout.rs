@@ -488,7 +488,10 @@ async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(poo
     support::schema_check("rollout-change", &doc);
     assert_eq!((doc["action"].as_str(), doc["enabled"].as_bool()), (Some("rollback"), Some(false)), "{doc}");
     assert_eq!(doc["steps"][0]["outcome"], "skipped", "no channel: {doc}");
-    assert_eq!((doc["steps"][1]["step"].as_str(), doc["steps"][1]["outcome"].as_str()), (Some("verify"), Some("failed")));
+    assert_eq!(
+        (doc["steps"][1]["step"].as_str(), doc["steps"][1]["outcome"].as_str()),
+        (Some("verify"), Some("failed"))
+    );
     sb.shutdown().await;
 }
 

@@ -64,7 +64,14 @@ async fn every_probe_gives_each_failure_class_the_state_of_the_table() {
     let key = || env.key.clone();
     // (what, probe args, environment, the check that says it, its state, the exit code)
     let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>, &str, &str, i32)> = vec![
-        ("ably refused", vec!["ably", "health"], ably(format!("http://{}", refused()), key()), "latency", "CRITICAL", 2),
+        (
+            "ably refused",
+            vec!["ably", "health"],
+            ably(format!("http://{}", refused()), key()),
+            "latency",
+            "CRITICAL",
+            2,
+        ),
         ("ably reset", vec!["ably", "health"], ably(format!("http://{}", reset.addr), key()), "latency", "CRITICAL", 2),
         ("ably hangs", vec!["ably", "health"], ably(format!("http://{}", hang.addr), key()), "latency", "CRITICAL", 2),
         ("ably DNS", vec!["ably", "health"], ably("https://ably.invalid".into(), key()), "latency", "CRITICAL", 2),
@@ -94,11 +101,21 @@ async fn every_probe_gives_each_failure_class_the_state_of_the_table() {
             "CRITICAL",
             2,
         ),
-        ("redis DNS", vec!["ably", "backlog"], vec![("REDIS_URL", "redis://redis.invalid".into())], "waiting", "CRITICAL", 2),
+        (
+            "redis DNS",
+            vec!["ably", "backlog"],
+            vec![("REDIS_URL", "redis://redis.invalid".into())],
+            "waiting",
+            "CRITICAL",
+            2,
+        ),
         (
             "redis password refused",
             vec!["ably", "backlog"],
-            vec![("REDIS_URL", format!("redis://nobody:wrong@{}", support::redis_url().trim_start_matches("redis://")))],
+            vec![(
+                "REDIS_URL",
+                format!("redis://nobody:wrong@{}", support::redis_url().trim_start_matches("redis://")),
+            )],
             "waiting",
             "UNKNOWN",
             3,
