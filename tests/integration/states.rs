@@ -19,7 +19,7 @@ impl Reset {
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 // SO_LINGER 0: the close is a RST, as a crashing server's is.
-                let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+                let _ = socket.set_zero_linger();
                 drop(socket);
             }
         });
@@ -31,6 +31,9 @@ impl Reset {
 fn refused() -> String {
     format!("127.0.0.1:{}", support::free_port())
 }
+
+/// What, the probe's arguments, its environment, the check that says it, its state, the exit code.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>, &'a str, &'a str, i32);
 
 async fn probe(args: &[&str], env: &[(&str, String)]) -> (i32, Value) {
     let dir = tempfile::tempdir().unwrap();
@@ -62,8 +65,7 @@ async fn every_probe_gives_each_failure_class_the_state_of_the_table() {
     let wrong_key = format!("{}:wrong-secret", good.key_name());
     let ably = |url: String, key: String| vec![("ABLY_REST_URL", url), ("ABLY_API_KEY", key)];
     let key = || env.key.clone();
-    // (what, probe args, environment, the check that says it, its state, the exit code)
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>, &str, &str, i32)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "ably refused",
             vec!["ably", "health"],
