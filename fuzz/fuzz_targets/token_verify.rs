@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = VerifyOptions { leeway: Duration::from_secs(30), now: 1_800_000_000, contract: &contract };
     let v = token::verify(data, &keys, opts);
     if v.valid {
-        assert!(v.signature_ok && v.jti.is_some() && v.exp.is_some());
+        assert!(v.signature_ok && v.exp.is_some());
     }
     let _ = token::render::Inspected::of(&String::from_utf8_lossy(data), 1_800_000_000);
 });

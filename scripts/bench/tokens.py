@@ -59,6 +59,11 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
     env["RESUME_TOKEN_SECRET"] = SECRET
+    # The same checks on both sides: the peer verifies issuer and audience, so pin them here too
+    # (the default contract, the product plan's, checks neither).
+    env["BROKER_OPS_CONTRACT_TOKEN_ISSUER"] = "ai-broker"
+    env["BROKER_OPS_CONTRACT_TOKEN_AUDIENCE"] = "chat-resume"
+    env["BROKER_OPS_CONTRACT_TOKEN_REQUIRED"] = "conversationId,email,iat,exp,jti"
     now = int(time.time())
     one = make_token(1, now)
 

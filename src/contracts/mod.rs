@@ -208,25 +208,55 @@ pub struct TokenContract {
     pub conversation_id: IdType,
 }
 
-/// Where a revoked token id is kept: `{prefix}resume:revoked:{jti}`.
-const REVOKED: &str = "resume:revoked:";
-
-pub fn revoked_key(redis_prefix: &str, jti: &str) -> String {
-    format!("{redis_prefix}{REVOKED}{jti}")
+/// Where the app looks a revoked token id up (`contracts.revocation_key`, e.g.
+/// `resume:revoked:{jti}`): the key around `{jti}`. Unset by default: revocation the app does
+/// not check would be false assurance, so broker-ops neither writes nor reports it then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationKey {
+    before: String,
+    after: String,
 }
 
-/// `SCAN MATCH` glob of every revocation under `redis_prefix`.
-pub fn revoked_glob(redis_prefix: &str) -> String {
-    format!("{}*", glob_escape(&revoked_key(redis_prefix, "")))
+impl RevocationKey {
+    /// `""`: not configured; otherwise a Redis key with `{jti}` exactly once.
+    pub fn parse(v: &str) -> Result<Option<RevocationKey>, String> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match v.split_once("{jti}") {
+            Some((before, after)) if !after.contains("{jti}") && !v.chars().any(char::is_whitespace) => {
+                Ok(Some(RevocationKey { before: before.to_string(), after: after.to_string() }))
+            }
+            _ => Err(format!("{v:?} is not a Redis key with {{jti}} exactly once (e.g. resume:revoked:{{jti}})")),
+        }
+    }
+
+    /// The key of `jti` under `redis_prefix`.
+    pub fn key(&self, redis_prefix: &str, jti: &str) -> String {
+        format!("{redis_prefix}{}{jti}{}", self.before, self.after)
+    }
+
+    /// `SCAN MATCH` glob of every revocation under `redis_prefix`.
+    pub fn glob(&self, redis_prefix: &str) -> String {
+        format!("{}*{}", glob_escape(&format!("{redis_prefix}{}", self.before)), glob_escape(&self.after))
+    }
+
+    /// The token id of a revocation key under `redis_prefix`.
+    pub fn jti_of<'a>(&self, redis_prefix: &str, key: &'a str) -> &'a str {
+        let head = redis_prefix.len() + self.before.len();
+        key.get(head..key.len().saturating_sub(self.after.len())).unwrap_or(key)
+    }
 }
 
-/// The token id of a revocation key.
-pub fn revoked_jti(key: &str) -> &str {
-    key.rsplit(REVOKED).next().unwrap_or(key)
+impl std::fmt::Display for RevocationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{jti}}{}", self.before, self.after)
+    }
 }
 
 /// The claims a token must have by default.
-pub const DEFAULT_REQUIRED_CLAIMS: &[&str] = &["conversationId", "email", "iat", "exp", "jti"];
+pub const DEFAULT_REQUIRED_CLAIMS: &[&str] = &["conversationId", "email", "exp"];
 
 /// Every contract, resolved, with where each value came from.
 #[derive(Debug, Clone)]
@@ -254,6 +284,8 @@ pub struct Contracts {
     /// Prefix before every Redis key of the mirror and revocations (empty in production; drills
     /// and tests keep their keys apart with it). From `REDIS_KEY_PREFIX`.
     pub redis_prefix: String,
+    /// The key the app checks for a revoked token (`None`: revocation is not configured).
+    pub revocation: Option<RevocationKey>,
     /// Lifetime of a conversation's Redis stream after its last write.
     pub stream_ttl_secs: u64,
     /// Where each contract key's value came from (for `doctor`), in [`CONTRACT_KEYS`] order.
@@ -337,6 +369,7 @@ impl Contracts {
             ("canary_channel", self.canary_channel.clone()),
             ("canary_event", self.canary_event.clone()),
             ("flag_table", self.flags.flags.to_string()),
+            ("revocation_key", self.revocation.as_ref().map(ToString::to_string).unwrap_or_default()),
         ]
     }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Contracts, FlagTables, IdType, Pattern, ReplyMatch, Table, TokenContract};
+use super::{Contracts, FlagTables, IdType, Pattern, ReplyMatch, RevocationKey, Table, TokenContract};
 use crate::config::{Layers, Source};
 
 /// Every key of the `[contracts]` table, with its default.
@@ -18,14 +18,15 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("redis_stream", "chat:events:{id}"),
     ("redis_active", "chat:conversations:active"),
     ("table", "public.chat_events"),
-    ("token_issuer", "ai-broker"),
-    ("token_audience", "chat-resume"),
-    ("token_required", "conversationId,email,iat,exp,jti"),
+    ("token_issuer", ""),
+    ("token_audience", ""),
+    ("token_required", "conversationId,email,exp"),
     ("token_conversation_id", "as-given"),
     ("synthetic_prefix", "broker-ops-"),
     ("canary_channel", ""),
     ("canary_event", "broker-ops:canary"),
     ("flag_table", "public.feature_flags"),
+    ("revocation_key", ""),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,7 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         canary_channel: String::new(),
         canary_event: field(&raw, "canary_event", text(event_name))?,
         flags: FlagTables::of(&field(&raw, "flag_table", Table::parse)?),
+        revocation: field(&raw, "revocation_key", RevocationKey::parse)?,
         redis_prefix,
         stream_ttl_secs: 24 * 3600,
         sources,
@@ -217,7 +219,9 @@ mod tests {
     fn defaults_parse_and_file_and_env_override_them() {
         let d = Contracts::default();
         assert_eq!(d.table.quoted(), "\"public\".\"chat_events\"");
-        assert_eq!(d.token.issuer.as_deref(), Some("ai-broker"));
+        assert_eq!(d.token.issuer, None, "the product plan names no issuer: not checked unless pinned");
+        assert_eq!(d.token.required, ["conversationId", "email", "exp"]);
+        assert!(d.revocation.is_none(), "revocation is a contract of its own, unset by default");
         assert_eq!(d.token.required, DEFAULT_REQUIRED_CLAIMS);
         let (_d, l) = layers(
             "[contracts]\nchannel = \"chat-{id}\"\nreply_field = \"inReplyTo\"\nredis_stream = \"conv:{id}:events\"\n\

@@ -20,6 +20,9 @@ pub enum TokenError {
     /// The request itself is wrong (an invalid address, an expired token to revoke, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Revocation asked for while `contracts.revocation_key` is unset.
+    #[error("{0}")]
+    NotConfigured(String),
 }
 
 /// Issues a token and, with `send`, emails the link; returns it and to whom it was sent.
@@ -42,21 +45,30 @@ pub async fn issue(config: &Config, req: IssueRequest<'_>, send: bool) -> Result
     Ok((issued, Some(to)))
 }
 
+/// What `token verify` says, and why `token revoke` refuses, while `contracts.revocation_key` is unset.
+pub const NOT_CONFIGURED: &str = "revocation: not configured (the app must check a key for revocation to mean \
+     anything: set contracts.revocation_key to the key it checks, e.g. resume:revoked:{jti})";
+
 /// Verifies one token against the configured keys and contract, and its revocation in Redis
-/// when Redis is configured (a note says so when it is not).
+/// when the revocation contract and Redis are configured (a note says so when they are not).
 pub async fn verify(config: &Config, input: &[u8], leeway: std::time::Duration) -> Result<Verdict, TokenError> {
     let keys = Keys::from_config(config)?;
     let opts = VerifyOptions { leeway, now: chrono::Utc::now().timestamp(), contract: &config.contracts.token };
     let mut v = super::verify(input, &keys, opts);
+    let Some(at_key) = &config.contracts.revocation else {
+        v.notes.push(NOT_CONFIGURED.into());
+        return Ok(v);
+    };
     match Redis::from_config(config).await? {
         None => v.notes.push("revocation not checked: REDIS_URL is not set".into()),
-        Some(mut r) => {
-            if let Some(jti) = v.jti.clone()
-                && let Some(Some(at)) = revoke::check_many(&mut r, &[jti.as_str()]).await?.into_iter().next()
-            {
-                v.revoked(at);
+        Some(mut r) => match v.jti.clone() {
+            None => v.notes.push(format!("revocation not checked: the token has no jti for {at_key}")),
+            Some(jti) => {
+                if let Some(Some(at)) = revoke::check_many(&mut r, at_key, &[jti.as_str()]).await?.into_iter().next() {
+                    v.revoked(at);
+                }
             }
-        }
+        },
     }
     Ok(v)
 }
@@ -72,12 +84,15 @@ pub async fn verify_lines(
 ) -> Result<BatchSummary, TokenError> {
     let keys = Keys::from_config(config)?;
     let opts = VerifyOptions { leeway, now: chrono::Utc::now().timestamp(), contract: &config.contracts.token };
-    let redis = Redis::from_config(config).await?;
+    let redis = match &config.contracts.revocation {
+        Some(k) => Redis::from_config(config).await?.map(|r| (r, k.clone())),
+        None => None,
+    };
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| match redis {
-        Some(mut r) => {
+        Some((mut r, at_key)) => {
             let mut lookup = |jtis: &[&str]| -> Result<Vec<Option<String>>, String> {
-                handle.block_on(revoke::check_many(&mut r, jtis)).map_err(|e| e.to_string())
+                handle.block_on(revoke::check_many(&mut r, &at_key, jtis)).map_err(|e| e.to_string())
             };
             verify_batch(input, out, &keys, opts, Some(&mut lookup))
         }
@@ -93,6 +108,7 @@ pub enum RevokeWhat {
 }
 
 pub async fn revoke(config: &Config, what: RevokeWhat) -> Result<Revocation, TokenError> {
+    let at_key = revocation_key(config)?;
     let now = chrono::Utc::now().timestamp();
     let (jti, until) = match what {
         RevokeWhat::Token(text) => {
@@ -109,11 +125,17 @@ pub async fn revoke(config: &Config, what: RevokeWhat) -> Result<Revocation, Tok
         return Err(TokenError::Invalid(format!("the token already expired at {until}: there is nothing to revoke")));
     }
     let mut r = redis(config).await?;
-    Ok(revoke::revoke(&mut r, &jti, until, now).await?)
+    Ok(revoke::revoke(&mut r, at_key, &jti, until, now).await?)
 }
 
 pub async fn revoked(config: &Config) -> Result<Vec<LiveRevocation>, TokenError> {
-    Ok(revoke::list(&mut redis(config).await?).await?)
+    let at_key = revocation_key(config)?;
+    Ok(revoke::list(&mut redis(config).await?, at_key).await?)
+}
+
+/// The key the app checks, or the refusal: a revocation the app never reads protects nobody.
+fn revocation_key(config: &Config) -> Result<&crate::contracts::RevocationKey, TokenError> {
+    config.contracts.revocation.as_ref().ok_or_else(|| TokenError::NotConfigured(NOT_CONFIGURED.into()))
 }
 
 /// The configured Redis, which revocations need.

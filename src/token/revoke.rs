@@ -1,9 +1,10 @@
-//! Revocation in Redis: `resume:revoked:{jti}` holds the time it was revoked and expires with
-//! the token (`EXAT exp`), so the set of live revocations never outgrows the live tokens.
+//! Revocation in Redis, at the key the app checks (`contracts.revocation_key`, e.g.
+//! `resume:revoked:{jti}`): it holds the time it was revoked and expires with the token (`EXAT
+//! exp`), so the set of live revocations never outgrows the live tokens.
 
 use serde::Serialize;
 
-use crate::contracts::{revoked_glob, revoked_jti, revoked_key};
+use crate::contracts::RevocationKey;
 use crate::redis_handle::{Redis, RedisError};
 
 /// The outcome of `token revoke`.
@@ -17,8 +18,14 @@ pub struct Revocation {
 }
 
 /// Revokes `jti` until `until` (seconds since the epoch), keeping the first revocation time.
-pub async fn revoke(redis: &mut Redis, jti: &str, until: i64, now: i64) -> Result<Revocation, RedisError> {
-    let k = revoked_key(&redis.prefix, jti);
+pub async fn revoke(
+    redis: &mut Redis,
+    at_key: &RevocationKey,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<Revocation, RedisError> {
+    let k = at_key.key(&redis.prefix, jti);
     let at =
         chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let set: Option<String> = redis::cmd("SET")
@@ -39,11 +46,15 @@ pub async fn revoke(redis: &mut Redis, jti: &str, until: i64, now: i64) -> Resul
 }
 
 /// The revocation times of `jtis` (None where not revoked), in one round trip.
-pub async fn check_many(redis: &mut Redis, jtis: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
+pub async fn check_many(
+    redis: &mut Redis,
+    at_key: &RevocationKey,
+    jtis: &[&str],
+) -> Result<Vec<Option<String>>, RedisError> {
     if jtis.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<String> = jtis.iter().map(|j| revoked_key(&redis.prefix, j)).collect();
+    let keys: Vec<String> = jtis.iter().map(|j| at_key.key(&redis.prefix, j)).collect();
     redis::cmd("MGET").arg(&keys).query_async(&mut redis.conn).await.map_err(redis.err("MGET"))
 }
 
@@ -56,8 +67,8 @@ pub struct LiveRevocation {
 }
 
 /// Every live revocation.
-pub async fn list(redis: &mut Redis) -> Result<Vec<LiveRevocation>, RedisError> {
-    let pattern = revoked_glob(&redis.prefix);
+pub async fn list(redis: &mut Redis, at_key: &RevocationKey) -> Result<Vec<LiveRevocation>, RedisError> {
+    let pattern = at_key.glob(&redis.prefix);
     let mut cursor: u64 = 0;
     let mut keys: Vec<String> = Vec::new();
     loop {
@@ -87,7 +98,7 @@ pub async fn list(redis: &mut Redis) -> Result<Vec<LiveRevocation>, RedisError> 
         let vals: Vec<(Option<String>, i64)> = pipe.query_async(&mut redis.conn).await.map_err(redis.err("GET/TTL"))?;
         for (k, (at, ttl)) in chunk.iter().zip(vals) {
             if let Some(at) = at {
-                let jti = revoked_jti(k).to_string();
+                let jti = at_key.jti_of(&redis.prefix, k).to_string();
                 out.push(LiveRevocation { jti, revoked_at: at, ttl_secs: ttl });
             }
         }

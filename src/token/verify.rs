@@ -194,11 +194,19 @@ fn check_claims(c: &Map<String, Value>, opts: VerifyOptions, v: &mut Verdict) {
     let contract = opts.contract;
     for name in &contract.required {
         if !c.contains_key(name) {
-            v.fail(format!("the {name} claim is missing"));
+            v.fail(format!("the {name} claim is missing (required by contracts.token_required)"));
         }
     }
     string_claim(c, "iss", "issuer", contract.issuer.as_deref(), v);
     audience(c, contract.audience.as_deref(), v);
+    // A claim the contract does not pin is not judged, and the reader is told how to pin it.
+    for (claim, pinned, setting) in
+        [("iss", contract.issuer.is_some(), "token_issuer"), ("aud", contract.audience.is_some(), "token_audience")]
+    {
+        if let (Some(value), false) = (c.get(claim), pinned) {
+            v.notes.push(format!("{claim} {value} is not checked: set contracts.{setting} to pin it"));
+        }
+    }
     conversation_id(c.get("conversationId"), contract.conversation_id, v);
     match c.get("email") {
         None => {}

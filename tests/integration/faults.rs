@@ -159,7 +159,11 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
         case(
             "token verify, Redis hangs",
             &["token", "verify", &token],
-            vec![secret.clone(), ("REDIS_URL", format!("redis://{h}"))],
+            vec![
+                secret.clone(),
+                ("REDIS_URL", format!("redis://{h}")),
+                ("BROKER_OPS_CONTRACT_REVOCATION_KEY", "resume:revoked:{jti}".into()),
+            ],
         )
         .names(&["Redis", "connect", &h]),
         case(

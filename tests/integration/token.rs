@@ -24,8 +24,14 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The default token contract (issuer ai-broker, audience chat-resume).
-static CONTRACT: std::sync::LazyLock<TokenContract> = std::sync::LazyLock::new(|| Contracts::default().token);
+/// A deployment that pins its issuer and audience and requires every claim (the defaults, the
+/// product plan's, pin none of them: see the test of plan-shaped tokens).
+static CONTRACT: std::sync::LazyLock<TokenContract> = std::sync::LazyLock::new(|| TokenContract {
+    issuer: Some("ai-broker".into()),
+    audience: Some("chat-resume".into()),
+    required: ["conversationId", "email", "iat", "exp", "jti"].map(String::from).to_vec(),
+    ..Contracts::default().token
+});
 
 fn opts() -> VerifyOptions<'static> {
     VerifyOptions { leeway: Duration::from_secs(30), now: now(), contract: &CONTRACT }
@@ -220,9 +226,14 @@ async fn what_the_peers_reject_we_reject() {
     }
 }
 
+/// The binary with the pinned contract and the app's revocation key.
 fn cmd(dir: &std::path::Path) -> tokio::process::Command {
     let mut c = bin(dir);
     c.env("RESUME_TOKEN_KEYS", format!("k1:{SECRET},k0:{OTHER}")).env("APP_BASE_URL", "https://chat.example.com");
+    c.env("BROKER_OPS_CONTRACT_TOKEN_ISSUER", "ai-broker")
+        .env("BROKER_OPS_CONTRACT_TOKEN_AUDIENCE", "chat-resume")
+        .env("BROKER_OPS_CONTRACT_TOKEN_REQUIRED", "conversationId,email,iat,exp,jti")
+        .env("BROKER_OPS_CONTRACT_REVOCATION_KEY", "resume:revoked:{jti}");
     c
 }
 
@@ -277,7 +288,7 @@ async fn the_binary_issues_verifies_and_exits_0_1_or_3() {
     let r = run(c).await;
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert!(r.stdout.starts_with("VALID"));
-    assert!(r.stdout.contains("revocation not checked: REDIS_URL is not set"));
+    assert!(r.stdout.contains("revocation not checked: REDIS_URL is not set"), "{}", r.stdout);
 
     for (input, reason) in [
         (b"".to_vec(), "the token is empty"),
@@ -392,4 +403,56 @@ async fn send_emails_the_link_to_the_customer_through_a_real_smtp_server() {
     assert_eq!(r.code, 3, "{}", r.stdout);
     assert!(r.stderr.contains("SMTP smtp://user:***@127.0.0.1:"), "{}", r.stderr);
     assert!(!r.stderr.contains("hunter2"));
+}
+
+/// The product plan's resume token (conversationId + email, with an expiry), made by Node's
+/// `jsonwebtoken`, is VALID under the default contract; an `iss` it carries is noted with the
+/// setting that would pin it; a contract that requires a claim the token lacks names both; and
+/// without `contracts.revocation_key` verify says revocation is not configured and revoke refuses.
+#[tokio::test]
+async fn a_plan_shaped_token_is_valid_under_the_defaults_and_revocation_is_its_own_contract() {
+    let plan = json!({"conversationId": 4711, "email": "ann@example.com", "exp": now() + 3600});
+    let theirs = node(json!({"op": "sign", "lib": "jsonwebtoken", "secret": SECRET, "kid": "k1", "claims": plan,
+                             "noTimestamp": true}))
+    .await;
+    let t = theirs["token"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = || {
+        let mut c = bin(dir.path());
+        c.env("RESUME_TOKEN_KEYS", format!("k1:{SECRET}")).env("REDIS_URL", support::redis_url());
+        c
+    };
+    let mut c = plain();
+    c.args(["token", "verify", &t, "-o", "json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    support::schema_check("token-verify", &doc);
+    assert!(doc["claims"].get("iat").is_none(), "the plan's shape: no iat, no jti: {doc}");
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("revocation: not configured (the app must check a key"), "{notes}");
+
+    let with_iss =
+        sign(hs("k1"), json!({"conversationId": 1, "email": "a@example.com", "exp": now() + 60, "iss": "web"}), SECRET);
+    let mut c = plain();
+    c.args(["token", "verify", &with_iss]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("iss \"web\" is not checked: set contracts.token_issuer to pin it"), "{}", r.stdout);
+
+    let mut c = plain();
+    c.env("BROKER_OPS_CONTRACT_TOKEN_REQUIRED", "conversationId,email,exp,jti").args(["token", "verify", &t]);
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("the jti claim is missing (required by contracts.token_required)"), "{}", r.stdout);
+
+    let issued = issue("4711", "ann@example.com", Duration::from_secs(3600), None);
+    let mut c = plain();
+    c.args(["token", "revoke", &issued.token]);
+    let r = run(c).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("revocation: not configured"), "{}", r.stderr);
+    let mut c = plain();
+    c.args(["token", "revoked"]);
+    assert_eq!(run(c).await.code, 3);
 }

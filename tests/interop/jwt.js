@@ -1,6 +1,6 @@
 // Interop peer for broker-ops' resume tokens: signs and verifies with the real `jsonwebtoken`
 // and `jose` packages. Reads one JSON request on stdin, writes one JSON answer on stdout.
-//   {"op":"sign","lib":"jsonwebtoken"|"jose","secret":"...","kid":"k1","claims":{...},"alg":"HS256"}
+//   {"op":"sign","lib":"jsonwebtoken"|"jose","secret":"...","kid":"k1","claims":{...},"alg":"HS256","noTimestamp":false}
 //   {"op":"verify","lib":"jsonwebtoken"|"jose","secret":"...","token":"...","issuer":"...","audience":"..."}
 // Verification asks for HS256 only, the issuer and the audience, as the web app does.
 const jwt = require('jsonwebtoken');
@@ -13,8 +13,9 @@ async function main() {
   const key = new TextEncoder().encode(req.secret);
   if (req.op === 'sign' && req.lib === 'jsonwebtoken') {
     const header = req.kid ? { kid: req.kid } : undefined;
-    // jsonwebtoken keeps a given iat (and adds one otherwise).
-    return { token: jwt.sign(req.claims, req.secret, { algorithm: req.alg || 'HS256', header }) };
+    // jsonwebtoken keeps a given iat (and adds one otherwise, unless noTimestamp).
+    const options = { algorithm: req.alg || 'HS256', header, noTimestamp: !!req.noTimestamp };
+    return { token: jwt.sign(req.claims, req.secret, options) };
   }
   if (req.op === 'sign' && req.lib === 'jose') {
     const header = { alg: req.alg || 'HS256', typ: 'JWT' };
