@@ -38,7 +38,7 @@ fn ask(a: &ReplayArgs, ctx: &Ctx) -> Ask {
         name: a.name.clone(),
         page_size: a.page_size.map(NonZeroUsize::get),
         rate: a.rate,
-        extras: a.extras,
+        events: a.events.clone(),
         dry_run: a.dry_run,
         checkpoint: a.checkpoint.clone(),
         raw: ctx.format != Format::Table,
@@ -54,6 +54,9 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         Ok(r) => r,
         Err(m) => return usage(m),
     };
+    if let (Target::Ably, Some(w)) = (a.to, a.events.warning(&ctx.config.contracts)) {
+        eprintln!("{w}");
+    }
     let opened = match open::open(&ctx.config, req).await {
         Ok(o) => o,
         Err(OpenError::Usage(m)) => return usage(m),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use broker_ops::replay::request::Events;
 use broker_ops::replay::to_ably::MAX_RATE;
 
 #[derive(Debug, Subcommand)]
@@ -59,9 +60,11 @@ pub struct ReplayArgs {
     /// --to ably: messages per second per channel (at most Ably's limit, 50).
     #[arg(long, default_value_t = MAX_RATE, value_parser = clap::value_parser!(u32).range(1..=MAX_RATE as i64))]
     pub rate: u32,
-    /// --to ably: mark re-published messages (extras.headers.replayed = "true", originalId, originalTimestamp).
-    #[arg(long)]
-    pub extras: bool,
+    /// --to ably: which events to re-send: `messages` (the customer's and the AI's), `all`, or
+    /// names separated by commas. Every copy is marked (extras.headers: replayed, originalId,
+    /// originalTimestamp).
+    #[arg(long, value_name = "LIST", default_value = "messages", value_parser = Events::parse)]
+    pub events: Events,
     /// Read everything and count what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,

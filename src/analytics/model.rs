@@ -102,6 +102,8 @@ pub struct Excluded {
     pub active_now: u64,
     pub messages: u64,
     pub replies: u64,
+    /// Re-sent copies (`events replay --to ably`) left out of every figure.
+    pub replayed_copies: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -219,6 +221,7 @@ impl SlaReport {
                 active_now: active_test,
                 messages: ex.messages,
                 replies: ex.replies,
+                replayed_copies: t.copies,
             },
             malformed: Malformed {
                 messages_without_id: tc.keyless_messages + ex.keyless_messages,

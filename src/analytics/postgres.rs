@@ -125,6 +125,7 @@ fn add_row(t: &mut Tally, row: &PgRow) -> Result<(), sqlx::Error> {
             c.violations += n("violations")?;
             c.keyless_messages += n("keyless_messages")?;
             c.keyless_replies += n("keyless_replies")?;
+            t.copies += n("copies")?;
         }
         1 if synthetic => t.excluded_conversations += n("answered")?,
         1 => t.conversations += n("answered")?,

@@ -90,6 +90,11 @@ async fn read(
             }
             let data = fields.get("data").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
             let id = fields.get("id").cloned().unwrap_or_else(|| sid.clone());
+            if crate::contracts::is_replay_copy(&id) {
+                // A re-sent copy: its time is the replay's, and its message already counts once.
+                t.copies += 1;
+                continue;
+            }
             out.push(Entry { id, kind, data, at_us });
         }
         match page.last() {

@@ -70,6 +70,12 @@ impl SlaReport {
         if self.unpaired_replies > 0 {
             out.push(format!("{} replies answer messages from before the window", self.unpaired_replies));
         }
+        if self.excluded.replayed_copies > 0 {
+            out.push(format!(
+                "{} re-sent copies (events replay) left out: each message and reply counted once, at its own time",
+                self.excluded.replayed_copies
+            ));
+        }
         let m = &self.malformed;
         if m.messages_without_id + m.replies_without_reply_field + m.duplicate_message_ids + m.unreadable_entries > 0 {
             out.push(format!(

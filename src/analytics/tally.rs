@@ -89,6 +89,8 @@ pub struct Tally {
     pub top: usize,
     /// Redis entries whose timestamp could not be read (skipped, counted).
     pub unreadable: u64,
+    /// Re-sent copies (`replay-<original id>`) left out of every figure.
+    pub copies: u64,
 }
 
 impl Tally {
@@ -101,6 +103,7 @@ impl Tally {
             worst: Vec::new(),
             top,
             unreadable: 0,
+            copies: 0,
         }
     }
 
@@ -139,6 +142,7 @@ impl Tally {
         self.conversations += o.conversations;
         self.excluded_conversations += o.excluded_conversations;
         self.unreadable += o.unreadable;
+        self.copies += o.copies;
         for w in o.worst {
             self.offer(w);
         }

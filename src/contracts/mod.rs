@@ -208,6 +208,21 @@ pub struct TokenContract {
     pub conversation_id: IdType,
 }
 
+/// The id `events replay --to ably` gives a re-sent copy: derived from the original, so Ably
+/// delivers the first re-send and deduplicates a second one within its window, and so every
+/// report can tell a copy from the customer's own event.
+pub const REPLAY_ID_PREFIX: &str = "replay-";
+
+/// The id of a re-sent copy of `original`.
+pub fn replay_id(original: &str) -> String {
+    format!("{REPLAY_ID_PREFIX}{original}")
+}
+
+/// Whether `id` is a re-sent copy.
+pub fn is_replay_copy(id: &str) -> bool {
+    id.starts_with(REPLAY_ID_PREFIX)
+}
+
 /// Where the app looks a revoked token id up (`contracts.revocation_key`, e.g.
 /// `resume:revoked:{jti}`): the key around `{jti}`. Unset by default: revocation the app does
 /// not check would be false assurance, so broker-ops neither writes nor reports it then.

@@ -27,6 +27,12 @@
 
 use super::Table;
 
+/// A re-sent copy (`events replay --to ably` publishes `replay-<original id>`): kept out of every
+/// figure (a message and its reply count once; a copy's time is the replay's, not the
+/// customer's) and counted apart.
+/// (`super::REPLAY_ID_PREFIX`, a test proves they agree.)
+const COPY: &str = "id LIKE 'replay-%'";
+
 /// How a reply is matched to its message (from [`super::ReplyMatch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {
@@ -46,7 +52,7 @@ impl Table {
     /// warning and violation event names, `$14` how many worst conversations, `$15` the reply
     /// field ([`Pairing::Field`] only: a statement binds exactly the parameters it uses). Columns out: `kind, synthetic, b, v, c, answered, over,
     /// messages, duplicates, replies, unpaired, unanswered, pending, warnings, violations,
-    /// keyless_messages, keyless_replies, max_us`.
+    /// keyless_messages, keyless_replies, max_us, copies`.
     pub fn report_sql(&self, pairing: Pairing) -> String {
         let groups = match pairing {
             Pairing::Field => self.groups_by_field(),
@@ -74,14 +80,20 @@ impl Table {
                SELECT conversation_id AS c, occurred_at AS at, \
                  CASE name WHEN $10 THEN 1 WHEN $11 THEN 2 WHEN $12 THEN 3 ELSE 4 END AS kind, \
                  coalesce(CASE WHEN name = $11 THEN data->>$15::text ELSE data->>'messageId' END, chr(30) || id) AS k, \
-                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked \
+                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked, {COPY} AS copy \
                {} OFFSET 0), \
              g AS (\
-               SELECT c, min(at) FILTER (WHERE kind = 1) AS msg_at, count(*) FILTER (WHERE kind = 1) AS msgs, \
-                 min(at) FILTER (WHERE kind = 2) AS reply_at, count(*) FILTER (WHERE kind = 2) AS replies, \
-                 count(*) FILTER (WHERE kind = 3) AS warnings, count(*) FILTER (WHERE kind = 4) AS violations, \
-                 min(at) AS first_at, bool_or(marked) OR coalesce(c LIKE $6, false) AS synthetic, k LIKE chr(30) || '%' AS keyless, \
-                 CASE WHEN count(*) FILTER (WHERE kind = 1) = 0 THEN count(*) FILTER (WHERE kind = 2) ELSE 0 END AS unpaired \
+               SELECT c, min(at) FILTER (WHERE kind = 1 AND NOT copy) AS msg_at, \
+                 count(*) FILTER (WHERE kind = 1 AND NOT copy) AS msgs, \
+                 min(at) FILTER (WHERE kind = 2 AND NOT copy) AS reply_at, \
+                 count(*) FILTER (WHERE kind = 2 AND NOT copy) AS replies, \
+                 count(*) FILTER (WHERE kind = 3 AND NOT copy) AS warnings, \
+                 count(*) FILTER (WHERE kind = 4 AND NOT copy) AS violations, \
+                 coalesce(min(at) FILTER (WHERE NOT copy), min(at)) AS first_at, \
+                 bool_or(marked) OR coalesce(c LIKE $6, false) AS synthetic, k LIKE chr(30) || '%' AS keyless, \
+                 CASE WHEN count(*) FILTER (WHERE kind = 1 AND NOT copy) = 0 \
+                   THEN count(*) FILTER (WHERE kind = 2 AND NOT copy) ELSE 0 END AS unpaired, \
+                 count(*) FILTER (WHERE copy) AS copies \
                FROM ev \
                GROUP BY hashtextextended(c || chr(31) || k, 0), c, k)",
             self.window_filter()
@@ -92,20 +104,22 @@ impl Table {
         format!(
             "ev AS (\
                SELECT conversation_id AS c, name, occurred_at AS at, \
-                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked \
+                 coalesce(name = $10 AND data->>'echoId' LIKE $6, false) AS marked, {COPY} AS copy \
                {}), \
              w AS (\
-               SELECT c, name, at, \
-                 min(at) FILTER (WHERE name = $11) OVER (PARTITION BY c ORDER BY at DESC, name = $10 \
+               SELECT c, name, at, copy, \
+                 min(at) FILTER (WHERE name = $11 AND NOT copy) OVER (PARTITION BY c ORDER BY at DESC, name = $10 \
                    ROWS UNBOUNDED PRECEDING) AS next_reply_at, \
                  bool_or(marked) OVER (PARTITION BY c) AS conversation_marked \
                FROM ev), \
              g AS (\
-               SELECT c, CASE WHEN name = $10 THEN at END AS msg_at, (name = $10)::int::bigint AS msgs, \
-                 CASE WHEN name = $10 THEN next_reply_at WHEN name = $11 THEN at END AS reply_at, \
-                 (name = $11)::int::bigint AS replies, (name = $12)::int::bigint AS warnings, \
-                 (name = $13)::int::bigint AS violations, at AS first_at, \
-                 conversation_marked OR coalesce(c LIKE $6, false) AS synthetic, false AS keyless, 0::bigint AS unpaired \
+               SELECT c, CASE WHEN name = $10 AND NOT copy THEN at END AS msg_at, \
+                 (name = $10 AND NOT copy)::int::bigint AS msgs, \
+                 CASE WHEN copy THEN NULL WHEN name = $10 THEN next_reply_at WHEN name = $11 THEN at END AS reply_at, \
+                 (name = $11 AND NOT copy)::int::bigint AS replies, (name = $12 AND NOT copy)::int::bigint AS warnings, \
+                 (name = $13 AND NOT copy)::int::bigint AS violations, at AS first_at, \
+                 conversation_marked OR coalesce(c LIKE $6, false) AS synthetic, false AS keyless, 0::bigint AS unpaired, \
+                 copy::int::bigint AS copies \
                FROM w)",
             self.window_filter()
         )
@@ -116,7 +130,7 @@ impl Table {
 fn steps() -> String {
     format!(
         "s AS (\
-           SELECT c, synthetic, keyless, msgs, replies, unpaired, warnings, violations, \
+           SELECT c, synthetic, keyless, msgs, replies, unpaired, warnings, violations, copies, \
              floor(date_part('epoch', coalesce(msg_at, first_at) - $1) / $3)::int AS b, \
              CASE WHEN msgs > 0 AND NOT keyless AND reply_at IS NOT NULL AND reply_at <= msg_at + $4 * interval '1 second' \
                THEN least(greatest((date_part('epoch', reply_at - msg_at) * 1000000)::bigint, 1), 3600000000) END AS us, \
@@ -137,22 +151,23 @@ fn steps() -> String {
              coalesce(sum(warnings), 0)::bigint AS warnings, coalesce(sum(violations), 0)::bigint AS violations, \
              coalesce(sum(msgs) FILTER (WHERE keyless), 0)::bigint AS keyless_messages, \
              coalesce(sum(replies) FILTER (WHERE keyless), 0)::bigint AS keyless_replies, \
-             count(*) FILTER (WHERE us > $5) AS over, max(us) AS max_us \
+             count(*) FILTER (WHERE us > $5) AS over, max(us) AS max_us, coalesce(sum(copies), 0)::bigint AS copies \
            FROM s GROUP BY GROUPING SETS ((synthetic, b), (synthetic, c))) \
          SELECT 0 AS kind, synthetic, b, v, NULL::text AS c, answered, over, 0::bigint AS messages, 0::bigint AS duplicates, \
            0::bigint AS replies, 0::bigint AS unpaired, 0::bigint AS unanswered, 0::bigint AS pending, 0::bigint AS warnings, \
-           0::bigint AS violations, 0::bigint AS keyless_messages, 0::bigint AS keyless_replies, NULL::bigint AS max_us \
+           0::bigint AS violations, 0::bigint AS keyless_messages, 0::bigint AS keyless_replies, NULL::bigint AS max_us, \
+           0::bigint AS copies \
          FROM hist \
          UNION ALL \
          SELECT 3, synthetic, b, NULL, NULL, 0, 0, messages, duplicates, replies, unpaired, unanswered, pending, \
-           warnings, violations, keyless_messages, keyless_replies, NULL \
+           warnings, violations, keyless_messages, keyless_replies, NULL, copies \
          FROM agg WHERE per_bucket = 1 \
          UNION ALL \
-         SELECT 1, synthetic, NULL, NULL, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL \
+         SELECT 1, synthetic, NULL, NULL, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0 \
          FROM agg WHERE per_bucket = 0 GROUP BY synthetic \
          UNION ALL \
          (SELECT 2, synthetic, NULL, NULL, c, 0, over, messages, duplicates, replies, unpaired, \
-           unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us \
+           unanswered, pending, warnings, violations, keyless_messages, keyless_replies, max_us, copies \
           FROM agg WHERE per_bucket = 0 AND NOT synthetic AND (max_us IS NOT NULL OR unanswered > 0) \
           ORDER BY unanswered > 0 DESC, max_us DESC NULLS LAST, c LIMIT $14)"
     )
@@ -191,6 +206,7 @@ mod tests {
         }
         assert!(field.contains("data->>$15::text"));
         assert!(!first.contains("$15"), "first-after binds no reply field");
+        assert_eq!(COPY, format!("id LIKE '{}%'", super::super::REPLAY_ID_PREFIX));
         assert!(t.active_sql().contains("FROM \"ops\".\"chat_log\" WHERE occurred_at >= $1"));
     }
 }

@@ -106,6 +106,11 @@ pub struct Selection {
     pub name: Option<glob::Pattern>,
     /// An event name left out whatever `name` says (the canary's, unless its conversation is named).
     pub skip_event: Option<String>,
+    /// Only these event names (`--to ably`: the messages, unless `--events` widens it).
+    pub only: Option<Vec<String>>,
+    /// Leave out re-sent copies (`--to ably`: a copy is never re-sent, or each replay would
+    /// re-send the last one's copies under new ids).
+    pub skip_copies: bool,
     pub page_size: usize,
     /// Keep each event's `data` as the JSON text the store holds ([`RawEvent`]) instead of
     /// parsing it: for NDJSON and JSON output, which write it back unchanged.
@@ -141,13 +146,20 @@ impl RawEvent {
 }
 
 impl Selection {
-    pub fn wants(&self, name: &str, ts_ms: i64) -> bool {
-        ts_ms >= self.since.timestamp_millis() && ts_ms < self.until.timestamp_millis() && self.wants_name(name)
+    pub fn wants(&self, id: &str, name: &str, ts_ms: i64) -> bool {
+        ts_ms >= self.since.timestamp_millis() && ts_ms < self.until.timestamp_millis() && self.wants_event(id, name)
+    }
+
+    /// Whether an event of this id and name is selected (the time aside).
+    pub fn wants_event(&self, id: &str, name: &str) -> bool {
+        self.wants_name(name) && !(self.skip_copies && crate::contracts::is_replay_copy(id))
     }
 
     /// Whether an event of this name is selected (`--name`, less the skipped event).
     pub fn wants_name(&self, name: &str) -> bool {
-        self.name.as_ref().is_none_or(|p| p.matches(name)) && self.skip_event.as_deref() != Some(name)
+        self.name.as_ref().is_none_or(|p| p.matches(name))
+            && self.skip_event.as_deref() != Some(name)
+            && self.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
     }
 }
 

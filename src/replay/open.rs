@@ -34,6 +34,8 @@ pub struct Request {
     pub to: To,
     pub selection: Selection,
     pub ably: AblyOptions,
+    /// `--to ably`: which events are re-sent.
+    pub events: super::request::Events,
     pub checkpoint: Option<PathBuf>,
     /// The arguments as typed (without secrets): a checkpoint only resumes the same replay.
     pub arguments: String,
@@ -91,6 +93,11 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     let canary = config.contracts.canary_conversation();
     if !sel.conversations.contains(&canary) {
         sel.skip_event = Some(config.contracts.canary_event.clone());
+    }
+    // Re-sending to Ably: the messages customers missed, unless asked for more.
+    if req.to == To::Ably {
+        sel.only = req.events.names(&config.contracts);
+        sel.skip_copies = true;
     }
     // Writing Redis streams needs `data` as text: read it so, never parsed.
     if req.to == To::Redis {

@@ -27,8 +27,6 @@ const MAX_SPECS: usize = 500;
 pub struct AblyOptions {
     /// Messages per second per channel (at most [`MAX_RATE`]).
     pub rate: u32,
-    /// Mark messages with `extras.headers.replayed = "true"` and the original id and time.
-    pub extras: bool,
     pub dry_run: bool,
     /// Retries of a request that failed as a whole (5xx, time-out).
     pub retry: RetryPolicy,
@@ -46,18 +44,18 @@ pub struct Published {
 }
 
 /// The message an event is re-published as.
-pub fn message_of(e: &MirroredEvent, extras: bool) -> Value {
-    let mut m = json!({"id": format!("replay-{}", e.id), "name": e.name, "data": e.data});
+/// Every copy is marked (`extras.headers`: `replayed`, the original id and time) besides its
+/// derived id, so the app and every report can tell it from the customer's own event.
+pub fn message_of(e: &MirroredEvent) -> Value {
+    let mut m = json!({"id": crate::contracts::replay_id(&e.id), "name": e.name, "data": e.data});
     if let Some(c) = &e.client_id {
         m["clientId"] = json!(c);
     }
-    if extras {
-        m["extras"] = json!({"headers": {
-            "replayed": "true",
-            "originalId": e.id,
-            "originalTimestamp": e.timestamp_ms.to_string(),
-        }});
-    }
+    m["extras"] = json!({"headers": {
+        "replayed": "true",
+        "originalId": e.id,
+        "originalTimestamp": e.timestamp_ms.to_string(),
+    }});
     m
 }
 
@@ -131,12 +129,8 @@ impl AblyTarget {
     /// One `POST /messages`; per spec, Ok or Ably's error code. Whole-request failures that may
     /// pass (5xx, 429 account limits, time-outs) are retried with backoff and jitter.
     async fn post(&self, batch: &[MirroredEvent]) -> Result<Vec<Result<(), u32>>, super::ReplayError> {
-        let body = Value::Array(
-            batch
-                .iter()
-                .map(|e| json!({"channels": [e.channel], "messages": message_of(e, self.opts.extras)}))
-                .collect(),
-        );
+        let body =
+            Value::Array(batch.iter().map(|e| json!({"channels": [e.channel], "messages": message_of(e)})).collect());
         let mut retrying = Retrying::new(&self.opts.retry);
         loop {
             let outcome = match self.client.post_json("batch publish", "/messages", &body).await {

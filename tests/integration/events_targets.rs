@@ -303,7 +303,7 @@ async fn ably_republish_is_paced_under_the_channel_limit_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     // 3 conversations of 60 events: at most 50 per second per channel means more than a second.
     to_redis(&prefix, &fixture(3, 60, 10_000)).await;
-    let args = ["--from", "redis", "--to", "ably", "--all", "--yes", "--extras", "-o", "json"];
+    let args = ["--from", "redis", "--to", "ably", "--all", "--yes", "-o", "json"];
     let go = || {
         let mut c = replay("postgres://unused", &prefix, dir.path(), &args);
         c.env("ABLY_API_KEY", &env.key).env("ABLY_REST_URL", &env.base);
@@ -413,5 +413,121 @@ async fn a_finished_replay_run_again_has_nothing_left_to_do(pool: PgPool) {
         assert_eq!(s["already_done"], true, "{s}");
         assert_eq!(s["read_this_run"], 0, "{s}");
         assert!(s["events_per_second"].as_f64().unwrap() < 1.0, "no absurd rate for a resumed run: {s}");
+    }
+}
+
+/// A window replayed twice to Ably (the webhook mirroring every copy back into Redis and
+/// Postgres) leaves `sla report` from either store as it was: each message and reply counted
+/// once, no copy measured as a reply time, the copies counted apart; and no SLA event was re-sent.
+#[sqlx::test(migrations = false)]
+async fn a_replayed_window_leaves_the_sla_report_as_it_was_and_resends_no_sla_event(pool: PgPool) {
+    let prefix = support::prefix("replay-sla");
+    let opts = broker_ops::sandbox::SandboxOptions {
+        // Every reply past these: the worker publishes sla:warning and sla:violation.
+        sla_warning: Duration::from_millis(1),
+        sla_violation: Duration::from_millis(2),
+        ..support::faulted(crate::mirror::mirrored_options(&pool, &prefix), |f| {
+            f.ai_latency = broker_ops::sandbox::LatencyModel::Fixed(Duration::from_millis(20))
+        })
+    };
+    let (_sb, env) = support::start(opts).await;
+    let mut convs = Vec::new();
+    for _ in 0..3 {
+        let (contact, conv) = support::new_chat(&env).await;
+        support::say(&env, &contact, conv, "hello").await;
+        convs.push(conv.to_string());
+    }
+    let names = |conv: String| {
+        let prefix = prefix.clone();
+        async move {
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(format!("{prefix}chat:events:{conv}"))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut support::redis().await)
+                .await
+                .unwrap();
+            entries
+                .into_iter()
+                .map(|(_, f)| {
+                    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+                    (get("id"), get("name"))
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for conv in &convs {
+        support::until("the chat, its reply and its SLA events are mirrored", || async {
+            let n = names(conv.clone()).await;
+            ["message:ai", "sla:violation"].iter().all(|want| n.iter().any(|(_, name)| name == want))
+        })
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::mirror::url_of(&pool);
+    let report = |from: &'static str| {
+        let mut c = bin(dir.path());
+        c.args(["-o", "json", "sla", "report", "--from", from, "--since", "1h"])
+            .env("REDIS_URL", support::redis_url())
+            .env("DATABASE_URL", &db)
+            .env("REDIS_KEY_PREFIX", &prefix);
+        run(c)
+    };
+    let figures = |doc: &Value| {
+        json!([
+            doc["messages"],
+            doc["replies"],
+            doc["unanswered"],
+            doc["reply_ms"],
+            doc["sla_events"],
+            doc["malformed"],
+            doc["over_slo"]
+        ])
+    };
+    let mut before = Vec::new();
+    for from in ["redis", "postgres"] {
+        let doc: Value = serde_json::from_str(&report(from).await.stdout).unwrap();
+        assert_eq!((doc["messages"].as_u64(), doc["replies"].as_u64()), (Some(3), Some(3)), "{from}: {doc}");
+        before.push(doc);
+    }
+
+    let resend = || {
+        let mut c = replay(
+            "postgres://unused",
+            &prefix,
+            dir.path(),
+            &["--from", "redis", "--to", "ably", "--all", "--since", "-1h", "--yes", "-o", "json"],
+        );
+        c.env("ABLY_API_KEY", &env.key).env("ABLY_REST_URL", &env.base);
+        run(c)
+    };
+    for _ in 0..2 {
+        let r = resend().await;
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    for conv in &convs {
+        support::until("the copies are mirrored back", || async {
+            names(conv.clone()).await.iter().filter(|(id, _)| id.starts_with("replay-")).count() == 2
+        })
+        .await;
+        let resent = names(conv.clone()).await;
+        assert!(
+            resent.iter().filter(|(id, _)| id.starts_with("replay-")).all(|(_, n)| n.starts_with("message:")),
+            "only messages re-sent: {resent:?}"
+        );
+    }
+    support::until("the copies are in Postgres too", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chat_events WHERE id LIKE 'replay-%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 6
+    })
+    .await;
+    for (from, before) in ["redis", "postgres"].into_iter().zip(&before) {
+        let after: Value = serde_json::from_str(&report(from).await.stdout).unwrap();
+        support::schema_check("sla-report", &after);
+        assert_eq!(figures(&after), figures(before), "{from}: {after:#}");
+        assert_eq!(after["excluded"]["replayed_copies"], 6, "{from}: a message and a reply per chat, once");
     }
 }

@@ -181,7 +181,7 @@ impl PostgresSource {
             }
         };
         let name: String = row.get("name");
-        if !self.sel.wants_name(&name) {
+        if !self.sel.wants_event(&id, &name) {
             return;
         }
         let malformed = |reason: String| Malformed { position: format!("{} id {id}", self.table), reason };

@@ -107,13 +107,13 @@ impl RedisSource {
                 for (id, fields) in entries.iter() {
                     let read = if self.sel.raw {
                         raw_event_of(conv, &self.contracts, fields).map(|e| {
-                            if self.sel.wants(&e.name, e.timestamp_ms) {
+                            if self.sel.wants(&e.id, &e.name, e.timestamp_ms) {
                                 page.raw.push(e)
                             }
                         })
                     } else {
                         event_of(conv, &self.contracts, fields).map(|e| {
-                            if self.sel.wants(&e.name, e.timestamp_ms) {
+                            if self.sel.wants(&e.id, &e.name, e.timestamp_ms) {
                                 page.events.push(e)
                             }
                         })
