@@ -18,6 +18,7 @@ use crate::ably::AblyClient;
 use crate::chatwoot::ChatwootClient;
 use crate::config::Config;
 use crate::output::{Render, Style, escape, table};
+use crate::queue::QueueKeys;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -183,6 +184,8 @@ async fn redis(config: &Config, t: Duration) -> Check {
     let Some(url) = &config.redis_url else { return Check::unconfigured("redis", "REDIS_URL") };
     let url = url.value.expose_secret().to_string();
     let prefix = config.redis_key_prefix.value.clone();
+    let contracts = config.contracts.clone();
+    let queue = QueueKeys::new(config.bull_prefix.value.clone(), config.broker_queue.value.clone());
     timed("redis", crate::redact::url(&url), t, async move {
         let mut r = crate::redis_handle::Redis::connect(&url, &prefix, t).await.map_err(|e| e.to_string())?;
         let info: String = redis::cmd("INFO")
@@ -192,9 +195,27 @@ async fn redis(config: &Config, t: Duration) -> Check {
             .map_err(|e| format!("Redis INFO at {}: {e}", r.addr))?;
         let version =
             info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
-        Ok(format!("Redis {version}"))
+        Ok(format!("Redis {version}; {}", redis_health(&mut r, &contracts, &queue).await))
     })
     .await
+}
+
+/// What `ably backlog` says of this Redis (stream expiry, memory, eviction under the queue), in
+/// one line: the findings that are not OK, or that all are.
+async fn redis_health(r: &mut crate::redis_handle::Redis, c: &crate::contracts::Contracts, q: &QueueKeys) -> String {
+    use crate::probe::{Rules, backlog, redis_health};
+    let queue_here = redis::cmd("EXISTS").arg(q.key("meta")).arg(q.key("id")).query_async::<i64>(&mut r.conn).await;
+    // The backlog probe's own constant rules, parsed in its unit test.
+    let rules = Rules::new(backlog::DEFAULT_WARN, backlog::DEFAULT_CRIT, vec![], vec![], backlog::METRICS)
+        .expect("constant rules");
+    let checks = redis_health::checks(r, c, queue_here.unwrap_or(0) > 0, &rules).await;
+    let bad: Vec<String> = checks
+        .iter()
+        // The findings, and the memory line when no limit is set (said plainly, not an alarm).
+        .filter(|c| c.state != crate::exit::ProbeState::Ok || (c.name == "memory_used" && c.value.is_none()))
+        .map(|c| format!("{} {}: {}", c.state.label(), c.name, c.detail))
+        .collect();
+    if bad.is_empty() { "keys expire, memory and eviction policy OK".into() } else { bad.join("; ") }
 }
 
 async fn postgres(config: &Config, t: Duration) -> Check {

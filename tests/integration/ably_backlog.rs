@@ -237,6 +237,15 @@ async fn streams_without_expiry_and_an_evicting_redis_under_the_queue_are_critic
     assert_eq!(used["state"], "OK", "{used}");
     assert!(used["value"].as_f64().unwrap() < 0.1 && used["detail"].as_str().unwrap().contains("512.0 MiB"));
 
+    // doctor says the same of that Redis.
+    let mut c = bin(dir.path());
+    c.args(["doctor", "-o", "json"]).env("REDIS_URL", &own.url).env("BULL_PREFIX", "bull");
+    let out = run(c).await;
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let redis_row = doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "redis").unwrap().clone();
+    let detail = redis_row["detail"].as_str().unwrap();
+    assert!(detail.contains("CRITICAL no_expiry") && detail.contains("CRITICAL evicting"), "{detail}");
+
     // The shared test Redis (noeviction, no maxmemory): said plainly, not an alarm.
     let prefix = support::prefix("expiry-ok").trim_end_matches(':').to_string();
     let _ = bullmq_state(&prefix, "q", false).await;
