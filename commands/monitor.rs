@@ -40,9 +40,13 @@ pub struct MonitorArgs {
     /// Also write the Prometheus text format to this file, atomically (node_exporter textfile collector).
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
-    /// A live view for on-call: sweep every DUR and redraw (no alerts, no lock, no state).
-    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration, conflicts_with_all = ["ping", "textfile"])]
+    /// A live view for on-call: sweep every DUR (at least 5s) and redraw (no alerts, no lock, no
+    /// state, and no canary published unless --canary).
+    #[arg(long, value_name = "DUR", value_parser = parse_watch_interval, conflicts_with_all = ["ping", "textfile"])]
     pub watch: Option<Duration>,
+    /// With --watch: publish the canary through Ably and the mirror each sweep, as a cron run does.
+    #[arg(long, requires = "watch")]
+    pub canary: bool,
     /// Where rule and alert state live without Redis (default: BROKER_OPS_STATE_DIR, else $XDG_STATE_HOME or ~/.local/state).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -59,6 +63,18 @@ pub struct MonitorArgs {
 pub enum MonitorCommand {
     /// Print the rules in force (the --rules file, or the built-in set).
     Rules,
+}
+
+/// The live view's shortest interval: each sweep runs every probe (and, with --canary, publishes
+/// through Ably and the mirror); faster than this it is load, not a view.
+const MIN_WATCH: Duration = Duration::from_secs(5);
+
+fn parse_watch_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(s)?;
+    if d < MIN_WATCH {
+        return Err(format!("{s:?} is shorter than the live view's {}s floor", MIN_WATCH.as_secs()));
+    }
+    Ok(d)
 }
 
 pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -78,6 +94,8 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         smoke: a.smoke.map(NonZeroUsize::get),
         probe_timeout: a.probe_timeout,
         command: ctx.command_line(),
+        // A cron run proves the pipeline; the live view only reads unless asked.
+        canary: a.watch.is_none() || a.canary,
     };
     if let Some(every) = a.watch {
         return crate::monitor_watch::run(&sweep, every, ctx).await;

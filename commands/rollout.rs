@@ -193,6 +193,9 @@ pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 
 async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
+    if let Some(note) = ops::kill_switch_note(c) {
+        eprintln!("{note}");
+    }
     match cmd {
         RolloutCommand::Status(a) => ctx.render(&ops::status(c, &a.flag.flag, a.active_window).await?)?,
         RolloutCommand::Which(a) => ctx.render(&ops::which(c, &a.flag.flag, ids(a.conversations)?).await?)?,

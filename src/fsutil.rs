@@ -27,6 +27,7 @@ pub fn write_private(path: &Path, text: &str) -> io::Result<()> {
 }
 
 pub fn write_file(path: &Path, text: &str, access: Access) -> io::Result<()> {
+    refuse_non_regular(path)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "broker-ops".into());
     let prefix = format!(".{name}.");
@@ -48,27 +49,88 @@ pub fn write_file(path: &Path, text: &str, access: Access) -> io::Result<()> {
     Ok(())
 }
 
+/// Only a regular file (or nothing) at `path` may be replaced: renaming over a device, a FIFO,
+/// a socket, a directory or a symlink would turn the system's `/dev/null` (or whatever a link
+/// points at) into one of our files.
+pub fn refuse_non_regular(path: &Path) -> io::Result<()> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if m.file_type().is_file() => return Ok(()),
+        Ok(m) => kind_of(&m.file_type()),
+    };
+    let shown = crate::output::escape(&path.display().to_string());
+    Err(io::Error::other(format!("{shown} is {kind}, not a regular file: refusing to replace it")))
+}
+
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_planted_symlink_is_replaced_not_followed_and_state_is_private() {
+    fn a_planted_temporary_symlink_is_never_followed_and_state_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "untouched").unwrap();
         let target = dir.path().join("state.json");
-        // The old predictable temporary name, and the target itself, both point at the victim.
+        // The old predictable temporary name points at the victim.
         std::os::unix::fs::symlink(&victim, dir.path().join(format!(".state.json.{}.tmp", std::process::id())))
             .unwrap();
-        std::os::unix::fs::symlink(&victim, &target).unwrap();
         write_private(&target, "{}").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
-        assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
         write_atomically(&target, "x").unwrap();
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn anything_but_a_regular_file_at_the_target_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let link = dir.path().join("link.svg");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let fifo = dir.path().join("fifo.prom");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        for (path, kind) in [(&link, "a symbolic link"), (&fifo, "a FIFO"), (&sub, "a directory")] {
+            let e = write_atomically(path, "x").unwrap_err().to_string();
+            assert!(e.contains(kind) && e.contains("refusing to replace it"), "{e}");
+        }
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        let e = write_atomically(Path::new("/dev/null"), "x").unwrap_err().to_string();
+        assert!(e.contains("a character device"), "{e}");
     }
 }

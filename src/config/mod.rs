@@ -96,8 +96,9 @@ pub struct Config {
     /// The sandbox's own Ably key and inbox identifier (random when unset).
     pub sandbox_key: Option<Setting<SecretString>>,
     pub sandbox_inbox: Option<Setting<String>>,
-    /// The web app's kill switch as its environment has it (`false`: every conversation polls).
-    pub enable_ably_realtime: Option<Setting<bool>>,
+    /// The web app's kill switch as its environment has it, as text: the app's code treats only
+    /// the exact string `false` as off (docs/rollout.md), and so does this tool.
+    pub enable_ably_realtime: Option<Setting<String>>,
     pub contracts: Contracts,
     /// The one SLA (`[sla]`): every command that judges the SLA starts from it.
     pub sla: sla::Sla,
@@ -162,7 +163,7 @@ impl Config {
             },
             sandbox_key: l.secret("BROKER_OPS_SANDBOX_KEY")?,
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
-            enable_ably_realtime: opt_parse(l, "ENABLE_ABLY_REALTIME", parse_bool)?,
+            enable_ably_realtime: l.plain("ENABLE_ABLY_REALTIME")?,
             contracts,
             sla: sla::resolve(l)?,
             layers,

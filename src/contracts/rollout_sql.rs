@@ -79,6 +79,12 @@ impl FlagTables {
                 "CREATE TRIGGER \"{an}_append_only\" BEFORE UPDATE OR DELETE ON {a} \
                  FOR EACH ROW EXECUTE FUNCTION {func}()"
             ),
+            // A row trigger never sees TRUNCATE: a statement-level one refuses it too.
+            format!("DROP TRIGGER IF EXISTS \"{an}_no_truncate\" ON {a}"),
+            format!(
+                "CREATE TRIGGER \"{an}_no_truncate\" BEFORE TRUNCATE ON {a} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION {func}()"
+            ),
             format!(
                 "WITH created AS (\n    \
                     INSERT INTO {f} (name, group_id, updated_by, reason) \

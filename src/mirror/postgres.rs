@@ -50,9 +50,19 @@ pub async fn migrate(pool: &PgPool, addr: &str, table: &Table) -> Result<Vec<Str
     run_migration(pool, addr, table.migration()).await
 }
 
-/// Runs migration statements in one transaction: all or nothing.
+/// The advisory lock every `db migrate` takes ("broker-ops migrate" as a 64-bit key), so that
+/// runs at the same time take turns instead of racing on the catalog.
+pub const MIGRATION_LOCK: i64 = 0x6272_6f6b_6d69_6772;
+
+/// Runs migration statements in one transaction, under [`MIGRATION_LOCK`]: all or nothing, one
+/// run at a time.
 pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Vec<String>, MirrorError> {
     let mut tx = pool.begin().await.map_err(MirrorError::pg("BEGIN", addr))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(MirrorError::pg("the migration's advisory lock", addr))?;
     for sql in &statements {
         sqlx::query(sql).persistent(false).execute(&mut *tx).await.map_err(MirrorError::pg("migrate", addr))?;
     }

@@ -27,6 +27,8 @@ pub struct SweepRequest {
     pub probe_timeout: Duration,
     /// The command line, for the smoke's report.
     pub command: String,
+    /// Publish the canary (a cron run does; the live view only reads unless asked).
+    pub canary: bool,
 }
 
 /// How a probe's part of the sweep went.
@@ -205,6 +207,9 @@ async fn backlog(config: &Config, opened: &Opened) -> Result<Vec<Check>, NoRepor
 
 async fn canary(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
     use crate::mirror::canary::{self, CanaryRequest};
+    if !req.canary {
+        return Err(NoReport::Skip("the live view only reads: --canary publishes one each sweep".into()));
+    }
     config.require("ABLY_API_KEY", &config.ably_api_key)?;
     if config.redis_url.is_none() && config.database_url.is_none() {
         return Err(NoReport::Skip("no mirror to watch: set REDIS_URL and/or DATABASE_URL".into()));

@@ -378,3 +378,28 @@ async fn one_sla_file_sets_the_smoke_the_report_and_the_monitor_alike() {
     assert_eq!(bad.code, 3);
     assert!(bad.stderr.contains("unknown key `sla.slo_ms`"), "{}", bad.stderr);
 }
+
+/// A misspelt `BROKER_OPS_*` variable is refused with a suggestion, as the same typo in the
+/// config file is: ignoring it would run with the default the operator meant to change.
+#[tokio::test]
+async fn a_misspelt_broker_ops_variable_is_refused_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, meant) in [
+        ("BROKER_OPS_TIMEUOT", "BROKER_OPS_TIMEOUT"),
+        ("BROKER_OPS_CONTRACT_CHANEL", "BROKER_OPS_CONTRACT_CHANNEL"),
+        ("BROKER_OPS_SLA_SOL", "BROKER_OPS_SLA_SLO"),
+    ] {
+        let mut c = bin(dir.path());
+        c.args(["monitor", "rules"]).env(var, "x");
+        let r = run(c).await;
+        assert_eq!(r.code, 3, "{var}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("unknown environment variable {var} (did you mean {meant}?)")),
+            "{}",
+            r.stderr
+        );
+    }
+    let mut c = bin(dir.path());
+    c.args(["monitor", "rules"]).env("BROKER_OPS_LOG", "warn").env("BROKER_OPS_SLA_SLO", "4s");
+    assert_eq!(run(c).await.code, 0, "the tool's own variables pass");
+}

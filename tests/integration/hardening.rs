@@ -224,3 +224,45 @@ async fn a_smoke_whose_target_refuses_everything_could_not_run() {
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("could not use the target"), "{}", r.stderr);
 }
+
+/// `--textfile`, `--chart` and `--report-dir` files are written through one writer that replaces
+/// only a regular file: a FIFO, a symlink and a character device at the path are still what they
+/// were afterwards, and the command says why it refused (exit 3).
+#[tokio::test]
+async fn no_file_but_a_regular_one_is_ever_replaced() {
+    let (_sb, env) = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let fifo = dir.path().join("out.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let link = dir.path().join("out.link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    // A character device of our own (the null device's numbers), as root can make one.
+    let dev = dir.path().join("out.dev");
+    let made = std::process::Command::new("mknod").arg(&dev).args(["c", "1", "3"]).status().unwrap().success();
+    let mut targets = vec![(fifo.clone(), "a FIFO"), (link.clone(), "a symbolic link")];
+    if made {
+        targets.push((dev.clone(), "a character device"));
+    }
+    let kind = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    let before: Vec<_> = targets.iter().map(|(p, _)| kind(p)).collect();
+    for (path, what) in &targets {
+        let p = path.to_str().unwrap();
+        let mut c = bin(dir.path());
+        env.apply(&mut c).args(["ably", "health", "--textfile", p]);
+        let r = run(c).await;
+        assert_eq!(r.code, 3, "--textfile {what}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(&format!("is {what}, not a regular file: refusing to replace it")), "{}", r.stderr);
+        let mut c = bin(dir.path());
+        c.args(["sla", "report", "--from", "redis", "--since", "1h", "--chart", p])
+            .env("REDIS_URL", support::redis_url())
+            .env("REDIS_KEY_PREFIX", support::prefix("no-clobber"));
+        let r = run(c).await;
+        assert_eq!(r.code, 3, "--chart {what}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("refusing to replace it"), "{}", r.stderr);
+    }
+    let after: Vec<_> = targets.iter().map(|(p, _)| kind(p)).collect();
+    assert_eq!(before, after, "every path still of its kind");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+}

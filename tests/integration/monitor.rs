@@ -436,14 +436,18 @@ async fn a_short_smoke_is_one_more_probe() {
     assert_eq!(smoke["checks"][3]["detail"], "3 chats, 0 failed", "{smoke:#}");
 }
 
-/// `--watch` with stdout not a terminal: plain lines, one per check per sweep; it takes no lock
-/// and keeps no state; SIGTERM ends it with 0.
+/// `--watch` with stdout not a terminal: plain lines, one per check per sweep; it takes no lock,
+/// keeps no state and publishes no canary; below its 5 s floor it is refused; SIGTERM ends it
+/// with 0.
 #[tokio::test]
 async fn watch_without_a_terminal_prints_plain_lines_each_sweep() {
     use tokio::io::AsyncBufReadExt;
     let mut s = Setup::new("monitor-watch", None);
     let _stack = mirrored(&mut s).await;
-    let mut child = s.cmd(&["--watch", "200ms"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let fast = run(s.cmd(&["--watch", "1ms"])).await;
+    assert_eq!(fast.code, 3, "below the floor: {}", fast.stderr);
+    assert!(fast.stderr.contains("shorter than the live view's 5s floor"), "{}", fast.stderr);
+    let mut child = s.cmd(&["--watch", "5s"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut latency = Vec::new();
     while latency.len() < 2 {
@@ -461,6 +465,7 @@ async fn watch_without_a_terminal_prints_plain_lines_each_sweep() {
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", s.prefix)).query_async(&mut conn).await.unwrap();
     let ours = |k: &String| k.trim_start_matches(&s.prefix).starts_with("broker-ops:");
     assert!(!keys.iter().any(ours), "the view keeps no lock and no state: {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("broker-ops-canary")), "the view publishes no canary: {keys:?}");
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();

@@ -145,6 +145,8 @@ async fn db_migrate_creates_the_flag_off_and_an_audit_that_cannot_be_rewritten(p
     assert!(e.to_string().contains("append-only"), "{e}");
     let e = sqlx::query("DELETE FROM feature_flags_audit").execute(&pool).await.unwrap_err();
     assert!(e.to_string().contains("append-only"), "{e}");
+    let e = sqlx::query("TRUNCATE feature_flags_audit").execute(&pool).await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "TRUNCATE too: {e}");
 }
 
 /// Three ids: one in the first 10 %, one out of it, one for overrides.
@@ -222,6 +224,21 @@ async fn set_which_override_history_and_rollback_through_the_binary(pool: PgPool
     assert_eq!(
         which(&[("ENABLE_ABLY_REALTIME", "false")]).await,
         [off("kill_switch"), off("kill_switch"), off("kill_switch")]
+    );
+    // Read as the app's code reads it: only the exact string "false" is the switch.
+    for not_the_switch in ["0", "no", "FALSE"] {
+        assert_eq!(
+            which(&[("ENABLE_ABLY_REALTIME", not_the_switch)]).await,
+            [on("bucket"), off("bucket"), on("override")],
+            "{not_the_switch}"
+        );
+    }
+    let r = rollout(&pool, d, &["rollout", "which", &inside], &[("ENABLE_ABLY_REALTIME", "0")]).await;
+    assert!(
+        r.stderr
+            .contains("ENABLE_ABLY_REALTIME=\"0\" (environment variable ENABLE_ABLY_REALTIME) is not the kill switch"),
+        "{}",
+        r.stderr
     );
     // Ids from stdin too, with the bucket that explains each.
     let mut cmd = support::bin(d);
@@ -535,4 +552,17 @@ async fn a_mutating_command_with_a_format_it_cannot_render_changes_nothing(pool:
     let keys: Vec<String> =
         redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut support::redis().await).await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// Three `db migrate` at once on a fresh database take turns under one advisory lock: all three
+/// succeed (without it two failed on a duplicate `pg_type` key every time).
+#[sqlx::test(migrations = false)]
+async fn concurrent_migrations_on_a_fresh_database_all_succeed(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = (0..3).map(|_| rollout(&pool, dir.path(), &["db", "migrate"], &[]));
+    for r in futures::future::join_all(runs).await {
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM feature_flags_audit").fetch_one(&pool).await.unwrap();
+    assert_eq!(audit, 1, "the flag created once, with one audit row");
 }
