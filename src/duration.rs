@@ -4,9 +4,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// Parses a human duration with `humantime` (`500ms`, `5s`, `1h30m`, `7d`).
+/// The longest duration any flag or setting takes: 100 years. Past it, time arithmetic
+/// (`now - since`, a Postgres interval) overflows; nothing an operator means is that long.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400 + 25 * 86_400);
+
+/// Parses a human duration with `humantime` (`500ms`, `5s`, `1h30m`, `7d`), at most
+/// [`MAX_DURATION`]: a longer one is refused here, where it is typed, rather than overflowing
+/// (or reaching a database) later.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    let d = humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{text:?} is longer than the longest duration taken, 100 years"));
+    }
+    Ok(d)
 }
 
 /// A duration that must be more than zero (intervals, time-outs, time to live).
@@ -34,22 +44,25 @@ pub fn format_duration(d: Duration) -> String {
     units[first..(first + 2).min(4)].iter().filter(|(n, _)| *n > 0).map(|(n, u)| format!("{n}{u}")).collect()
 }
 
-/// Parses a point in time: RFC 3339 (`2026-11-26T10:00:00Z`) or relative to `now` (`-2h`,
-/// `+7d`, `now`).
+/// Parses a point in time: RFC 3339 (`2026-11-26T10:00:00Z`) or relative to `now` (`-2h` or
+/// `2h` before it, `+7d` after it, `now`). One reading for every command's windows.
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if t == "now" {
         return Ok(now);
     }
+    if t.starts_with(|c: char| c.is_ascii_digit()) && humantime::parse_duration(t).is_ok() {
+        return parse_time(&format!("-{t}"), now);
+    }
     if let Some(rel) = t.strip_prefix('+') {
         let d = parse_duration(rel)?;
         let d = chrono::Duration::from_std(d).map_err(|e| format!("{text:?}: {e}"))?;
-        return Ok(now + d);
+        return now.checked_add_signed(d).ok_or_else(|| format!("{text:?}: past the end of time"));
     }
     if let Some(rel) = t.strip_prefix('-') {
         let d = parse_duration(rel)?;
         let d = chrono::Duration::from_std(d).map_err(|e| format!("{text:?}: {e}"))?;
-        return Ok(now - d);
+        return now.checked_sub_signed(d).ok_or_else(|| format!("{text:?}: before the start of time"));
     }
     DateTime::parse_from_rfc3339(t)
         .map(|dt| dt.with_timezone(&Utc))
@@ -79,5 +92,12 @@ mod tests {
         assert_eq!(parse_time("-2h", now).unwrap().to_rfc3339(), "2026-11-26T10:00:00+00:00");
         assert_eq!(parse_time("2026-11-26T10:00:00Z", now).unwrap(), now - chrono::Duration::hours(2));
         assert!(parse_time("yesterday", now).is_err());
+        assert_eq!(parse_time("2h", now).unwrap(), parse_time("-2h", now).unwrap(), "one reading of windows");
+        for huge in ["99999999999d", "300000y", "-300000y", "+300000y"] {
+            let e = parse_time(huge, now).unwrap_err();
+            assert!(e.contains("100 years"), "{huge}: {e}");
+        }
+        assert!(parse_duration("101y").unwrap_err().contains("longest duration taken, 100 years"));
+        assert!(parse_duration("99y").is_ok());
     }
 }

@@ -18,10 +18,7 @@ pub struct Window {
 /// A point in time as `sla report` takes it: what [`crate::duration::parse_time`] takes (RFC 3339,
 /// `-2h`, `now`), and a bare duration (`24h`) meaning that long before `now`.
 pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    match crate::duration::parse_duration(text.trim()) {
-        Ok(_) => crate::duration::parse_time(&format!("-{}", text.trim()), now),
-        Err(_) => crate::duration::parse_time(text, now),
-    }
+    crate::duration::parse_time(text, now)
 }
 
 impl Window {

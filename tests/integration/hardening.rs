@@ -266,3 +266,41 @@ async fn no_file_but_a_regular_one_is_ever_replaced() {
     assert_eq!(before, after, "every path still of its kind");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
 }
+
+/// Durations past 100 years are refused where they are typed, naming the limit: no panic on
+/// overflow (exit 101 before), nothing sent to Postgres ("interval out of range" before). And a
+/// window reads one way everywhere: `--since 3h` is three hours before now in `events replay`
+/// as in `sla report`.
+#[tokio::test]
+async fn overflowing_durations_are_usage_errors_that_name_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], i32); 11] = [
+        (&["rollout", "override", "c1", "on", "--for", "300000y", "--reason", "x", "--yes"], 2),
+        (&["sla", "report", "--since", "99999999999d"], 2),
+        (&["sla", "report", "--by", "300000y"], 2),
+        (&["sla", "report", "--active-window", "300000y"], 2),
+        (&["sla", "report", "--reply-timeout", "300000y"], 2),
+        (&["sla", "report", "--query-timeout", "300000y"], 2),
+        (&["events", "replay", "--all", "--since", "-300000y"], 2),
+        (&["rollout", "status", "--active-window", "300000y"], 2),
+        (&["rollout", "advance", "--window", "300000y"], 2),
+        (&["token", "issue", "--conversation", "1", "--email", "a@example.com", "--ttl", "300000y"], 2),
+        // A probe: its usage errors are UNKNOWN, as monitoring plugins' are.
+        (&["monitor", "--sla-window", "300000y"], 3),
+    ];
+    for (args, code) in cases {
+        let mut c = bin(dir.path());
+        c.args(args)
+            .env("DATABASE_URL", "postgres://127.0.0.1:1/x")
+            .env("RESUME_TOKEN_SECRET", "0123456789abcdef0123456789abcdef-x");
+        let r = run(c).await;
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("100 years") || r.stderr.contains("10 years"), "{args:?}: {}", r.stderr);
+    }
+    let mut c = bin(dir.path());
+    c.args(["events", "replay", "--all", "--since", "3h", "--from", "redis"])
+        .env("REDIS_URL", support::redis_url())
+        .env("REDIS_KEY_PREFIX", support::prefix("one-reading"));
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "--since 3h as sla report reads it: {}", r.stderr);
+}
