@@ -9,8 +9,9 @@ round runs, one after the other:
   - the peer: what an operator would script without broker-ops, in bash: `curl` publishes a
     message with a unique id, then `redis-cli XREVRANGE` and `psql` poll (every 10 ms) until the
     id is in both stores. Its wall time is measured the same way.
-Prints the median and P95 of both, the ratio broker-ops / peer, and the canary's error against
-the sandbox's record.
+Prints the median and P95 of both, the ratio broker-ops / peer, the canary's error against the
+sandbox's record, and its deliver leg (publish -> SSE subscriber). The peer does not subscribe:
+the canary's subscriber leg is work the peer leaves out.
 
 Needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (trust auth), as scripts/test
 starts, and the release binary. Usage: scripts/bench/canary.py [ROUNDS]
@@ -54,7 +55,7 @@ def main():
     base_env = dict(os.environ, REDIS_URL=REDIS, DATABASE_URL=PG, REDIS_KEY_PREFIX=PREFIX)
     sb, env = start_sandbox("--mirror", "--key-prefix", PREFIX, env=base_env)
     run_env = dict(base_env, **env)
-    ours, peer, errors = [], [], []
+    ours, peer, errors, deliver = [], [], [], []
     try:
         for _ in range(rounds):
             t = time.perf_counter()
@@ -67,6 +68,7 @@ def main():
             rec = json.load(urllib.request.urlopen(f"{env['ABLY_REST_URL']}/_sandbox/mirror?id={cid}"))["record"]
             for store in ("redis", "postgres"):
                 errors.append(checks[store]["value"] - rec[f"{store}_ms"])
+            deliver.append(checks["deliver"]["value"])
             t = time.perf_counter()
             subprocess.run(["bash", "-c", PEER], env=dict(run_env, PG=PG, PREFIX=PREFIX), check=True)
             peer.append((time.perf_counter() - t) * 1000)
@@ -82,6 +84,8 @@ def main():
     print(f"broker-ops mirror canary (whole process): median {m_ours:.1f} ms, p95 {pct(ours, 95):.1f} ms, max {max(ours):.1f} ms")
     print(f"peer (bash: curl + redis-cli + psql polling): median {m_peer:.1f} ms, p95 {pct(peer, 95):.1f} ms")
     print(f"ratio broker-ops / peer (median wall): {m_ours / m_peer:.2f}")
+    print(f"deliver leg (publish -> SSE subscriber, as reported): median {statistics.median(deliver):.1f} ms, "
+          f"max {max(deliver):.1f} ms")
     print(f"canary latency minus the sandbox's record: median {statistics.median(errors):.2f} ms, "
           f"max {max(errors):.2f} ms, min {min(errors):.2f} ms")
 
