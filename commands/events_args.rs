@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use broker_ops::replay::request::Events;
+use broker_ops::replay::events::Events;
 use broker_ops::replay::to_ably::MAX_RATE;
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 //! request).
 
 pub mod checkpoint;
+pub mod events;
 pub mod open;
 pub mod pacer;
 pub mod request;

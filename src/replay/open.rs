@@ -35,7 +35,7 @@ pub struct Request {
     pub selection: Selection,
     pub ably: AblyOptions,
     /// `--to ably`: which events are re-sent.
-    pub events: super::request::Events,
+    pub events: super::events::Events,
     pub checkpoint: Option<PathBuf>,
     /// The arguments as typed (without secrets): a checkpoint only resumes the same replay.
     pub arguments: String,
