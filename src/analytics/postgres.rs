@@ -12,6 +12,7 @@ use super::{ReportError, ReportRequest};
 use crate::contracts::Contracts;
 use crate::contracts::report_sql::Pairing;
 use crate::mirror::MirrorError;
+use crate::mirror::postgres::{Deadline, limit_of};
 
 /// Each partition's statement runs in a transaction with these: read-only; enough memory for
 /// the final grouping (a few thousand groups) to stay in memory; parallel workers off when the
@@ -57,9 +58,10 @@ async fn partition(
     part: usize,
 ) -> Result<Tally, ReportError> {
     let pg = |op: &str| MirrorError::pg(format!("sla report {op}"), addr);
-    let mut tx = pool.begin().await.map_err(pg("begin"))?;
+    let limit = limit_of(pool);
+    let mut tx = pool.begin().within(limit).await.map_err(pg("begin"))?;
     for s in settings(req) {
-        sqlx::query(&s).execute(&mut *tx).await.map_err(pg("settings"))?;
+        sqlx::query(&s).execute(&mut *tx).within(limit).await.map_err(pg("settings"))?;
     }
     let pairing = match c.reply.field() {
         Some(_) => Pairing::Field,
@@ -94,7 +96,7 @@ async fn partition(
             add_row(&mut t, &row).map_err(pg("decode"))?;
         }
     }
-    tx.rollback().await.map_err(pg("rollback"))?;
+    tx.rollback().within(limit).await.map_err(pg("rollback"))?;
     Ok(t)
 }
 
@@ -155,6 +157,7 @@ pub async fn active_now(
         .bind(req.test_prefix(c).map(|_| c.synthetic_like()))
         .bind(&c.event_user)
         .fetch_all(pool)
+        .within(limit_of(pool))
         .await
         .map_err(MirrorError::pg("sla report active conversations", addr))?;
     let get = |s: bool| rows.iter().find(|r| r.0 == s).map_or(0, |r| r.1.max(0) as u64);

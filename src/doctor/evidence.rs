@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::ably::AblyClient;
 use crate::contracts::{Contracts, EventKind, id_text};
+use crate::mirror::postgres::{Deadline, limit_of};
 use crate::redis_handle::Redis;
 
 /// What the stores say about one contract.
@@ -213,13 +214,18 @@ async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, 
         Ok(true) => {}
     }
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
-    let rows: Result<i64, _> =
-        sqlx::query_scalar(&t.recent_count_sql()).persistent(false).bind(since).fetch_one(pool).await;
+    let rows: Result<i64, _> = sqlx::query_scalar(&t.recent_count_sql())
+        .persistent(false)
+        .bind(since)
+        .fetch_one(pool)
+        .within(limit_of(pool))
+        .await;
     let sample: Vec<(String, String, Option<Value>)> = sqlx::query_as(&t.recent_sample_sql())
         .persistent(false)
         .bind(since)
         .bind(200i64)
         .fetch_all(pool)
+        .within(limit_of(pool))
         .await
         .unwrap_or_default();
     let sample = sample.into_iter().map(|(ch, n, d)| (Some(ch), n, d.unwrap_or(Value::Null))).collect();
@@ -239,6 +245,7 @@ async fn missing_table(pool: &PgPool, c: &Contracts) -> String {
     )
     .persistent(false)
     .fetch_all(pool)
+    .within(limit_of(pool))
     .await
     .unwrap_or_default();
     if candidates.is_empty() {

@@ -9,11 +9,65 @@ use sqlx::{ConnectOptions, PgExecutor, PgPool};
 use super::{MirrorError, MirroredEvent};
 use crate::contracts::Table;
 
+/// A deadline on one Postgres round trip. The connect is bounded by the pool; a server (or a
+/// network, or a pooler) that stalls *after* the connection is made would otherwise hold a
+/// statement, and the command, forever: `statement_timeout` is the server's own word, which a
+/// stalled network never delivers. Past the deadline the statement's future is dropped (and its
+/// connection with it) and the caller's error names the statement and the address.
+pub trait Deadline<T>: std::future::Future<Output = Result<T, sqlx::Error>> + Sized {
+    fn within(self, limit: std::time::Duration) -> impl std::future::Future<Output = Result<T, sqlx::Error>> {
+        async move {
+            match tokio::time::timeout(limit, self).await {
+                Ok(r) => r,
+                Err(_) => Err(stall(limit)),
+            }
+        }
+    }
+}
+
+impl<T, F: std::future::Future<Output = Result<T, sqlx::Error>>> Deadline<T> for F {}
+
+/// `work` (statements of its own, already naming what they do) within `limit`, or the stall
+/// named with `op` and the address.
+pub async fn stalled_after<T>(
+    limit: std::time::Duration,
+    op: &str,
+    addr: &str,
+    work: impl std::future::Future<Output = Result<T, MirrorError>>,
+) -> Result<T, MirrorError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(MirrorError::pg(op.to_string(), addr)(stall(limit))),
+    }
+}
+
+/// The error of a round trip that got no answer within `limit`.
+fn stall(limit: std::time::Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer within {}: the server or the network stalled after the connection was made",
+            crate::duration::format_duration(limit)
+        ),
+    ))
+}
+
+/// The deadline of one round trip on `pool`: the command's time-out, which the pool was made with.
+pub fn limit_of(pool: &PgPool) -> std::time::Duration {
+    pool.options().get_acquire_timeout()
+}
+
 pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, MirrorError> {
     crate::http::ensure_crypto_provider();
     let addr = crate::redact::url(url);
     let opts: PgConnectOptions = url.parse().map_err(MirrorError::pg("parse URL", &addr))?;
-    let opts = opts.statement_cache_capacity(0).log_slow_statements(log::LevelFilter::Off, timeout);
+    // A session left inside a transaction (its client stalled or gone) is ended by the server
+    // rather than holding locks: nothing broker-ops does waits between a transaction's statements.
+    let idle = (timeout * 3).max(std::time::Duration::from_secs(10)).as_millis().to_string();
+    let opts = opts
+        .statement_cache_capacity(0)
+        .log_slow_statements(log::LevelFilter::Off, timeout)
+        .options([("idle_in_transaction_session_timeout", idle.as_str())]);
     // Connect once, directly, so that a refused port is reported at once as what it is, rather
     // than as "pool timed out" after the whole time-out.
     let first = tokio::time::timeout(timeout, opts.connect()).await;
@@ -57,16 +111,19 @@ pub const MIGRATION_LOCK: i64 = 0x6272_6f6b_6d69_6772;
 /// Runs migration statements in one transaction, under [`MIGRATION_LOCK`]: all or nothing, one
 /// run at a time.
 pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Vec<String>, MirrorError> {
-    let mut tx = pool.begin().await.map_err(MirrorError::pg("BEGIN", addr))?;
+    let limit = limit_of(pool);
+    let mut tx = pool.begin().within(limit).await.map_err(MirrorError::pg("BEGIN", addr))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
+        .within(limit)
         .await
         .map_err(MirrorError::pg("the migration's advisory lock", addr))?;
     for sql in &statements {
-        sqlx::query(sql).persistent(false).execute(&mut *tx).await.map_err(MirrorError::pg("migrate", addr))?;
+        let q = sqlx::query(sql).persistent(false);
+        q.execute(&mut *tx).within(limit).await.map_err(MirrorError::pg("migrate", addr))?;
     }
-    tx.commit().await.map_err(MirrorError::pg("COMMIT", addr))?;
+    tx.commit().within(limit).await.map_err(MirrorError::pg("COMMIT", addr))?;
     Ok(statements)
 }
 
@@ -75,6 +132,7 @@ pub async fn table_exists(pool: &PgPool, addr: &str, table: &Table) -> Result<bo
     let found: Option<String> = sqlx::query_scalar(&table.exists_sql())
         .persistent(false)
         .fetch_one(pool)
+        .within(limit_of(pool))
         .await
         .map_err(MirrorError::pg("to_regclass", addr))?;
     Ok(found.is_some())

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::contracts::Contracts;
+use crate::mirror::postgres::{Deadline, limit_of};
 use crate::redis_handle::Redis;
 
 /// How long a canary entry is kept in either store.
@@ -132,6 +133,7 @@ impl Watch {
             .persistent(false)
             .bind(id)
             .fetch_one(pool)
+            .within(limit_of(pool))
             .await
             .map_err(|e| format!("Postgres SELECT FROM {table} at {addr}: {e}"))
     }
@@ -197,6 +199,7 @@ impl Watch {
                 .bind(&c.canary_event)
                 .bind(cutoff)
                 .execute(pool)
+                .within(limit_of(pool))
                 .await;
             if let Err(e) = r {
                 problems.push(format!("Postgres DELETE old canaries FROM {} at {addr}: {e}", c.table));

@@ -13,6 +13,7 @@ use super::{Check, ProbeReport, Rule, Rules, Unit};
 use crate::ably::AblyClient;
 use crate::config::Config;
 use crate::contracts::Contracts;
+use crate::mirror::postgres::{Deadline, limit_of};
 use crate::queue::{QueueKeys, counts};
 use crate::redis_handle::Redis;
 
@@ -218,6 +219,7 @@ async fn postgres_newest(pool: &PgPool, addr: &str, contracts: &Contracts, conv:
         .persistent(false)
         .bind(conv)
         .fetch_one(pool)
+        .within(limit_of(pool))
         .await
         .map_err(|e| format!("Postgres SELECT max(occurred_at) FROM {} at {addr}: {e}", contracts.table))?;
     Ok(t.map(|t| t.timestamp_millis()))

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 
 use crate::contracts::{Contracts, Table};
+use crate::mirror::postgres::{Deadline, limit_of, stalled_after};
 use crate::mirror::{MirrorError, MirroredEvent};
 use crate::redis_handle::Redis;
 
@@ -207,11 +208,13 @@ impl PostgresTarget {
                 .persistent(false)
                 .bind(&ids)
                 .fetch_one(&self.pool)
+                .within(limit_of(&self.pool))
                 .await
                 .map_err(MirrorError::pg(format!("SELECT count(*) FROM {}", self.table), &self.addr))?;
             n - present.max(0) as u64
         } else {
-            crate::mirror::postgres::insert(&self.pool, &self.addr, &self.table, events).await?
+            let insert = crate::mirror::postgres::insert(&self.pool, &self.addr, &self.table, events);
+            stalled_after(limit_of(&self.pool), &format!("INSERT INTO {}", self.table), &self.addr, insert).await?
         };
         Ok(Written { written, skipped: n - written, expired: 0 })
     }

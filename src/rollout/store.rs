@@ -13,12 +13,15 @@ use super::bucket::InForce;
 use super::{Actor, Change, Flag, RolloutError};
 use crate::contracts::FlagTables;
 use crate::mirror::MirrorError;
+use crate::mirror::postgres::{Deadline, limit_of};
 
 /// The rollout's database: a pool, its address (password removed) and the tables.
 pub struct Db {
     pub pool: PgPool,
     pub addr: String,
     pub tables: FlagTables,
+    /// Every round trip's deadline: the command's time-out.
+    pub limit: std::time::Duration,
 }
 
 impl Db {
@@ -31,13 +34,15 @@ impl Db {
         let (a, b, c): (bool, bool, bool) = sqlx::query_as(&tables.exist_sql())
             .persistent(false)
             .fetch_one(&pool)
+            .within(limit_of(&pool))
             .await
             .map_err(MirrorError::pg("to_regclass", &addr))?;
         if !(a && b && c) {
             let names = [&tables.flags, &tables.overrides, &tables.audit].map(ToString::to_string).join(", ");
             return Err(RolloutError::NoTables { addr, tables: names });
         }
-        Ok(Db { pool, addr, tables })
+        let limit = limit_of(&pool);
+        Ok(Db { pool, addr, tables, limit })
     }
 
     fn err(&self, op: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<> {
@@ -49,6 +54,7 @@ impl Db {
         let rows = sqlx::query(&self.tables.list_sql())
             .persistent(false)
             .fetch_all(&self.pool)
+            .within(self.limit)
             .await
             .map_err(self.err("SELECT flags"))?;
         rows.iter().map(|r| flag_of(r).map_err(|e| self.err("read flag")(e).into())).collect()
@@ -60,6 +66,7 @@ impl Db {
             .persistent(false)
             .bind(name)
             .fetch_optional(&self.pool)
+            .within(self.limit)
             .await
             .map_err(self.err("SELECT flag"))?;
         if let Some(row) = row {
@@ -75,19 +82,20 @@ impl Db {
 
     /// Creates flag `name` off at 0 % with its audit row; an existing one is left as it is.
     pub async fn create(&self, name: &str, actor: &Actor, reason: &str) -> Result<Flag, RolloutError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
         let row = sqlx::query(&self.tables.create_sql())
             .persistent(false)
             .bind(name)
             .bind(&actor.who)
             .bind(reason)
             .fetch_optional(&mut *tx)
+            .within(self.limit)
             .await
             .map_err(self.err("INSERT flag"))?;
         if let Some(row) = row {
             let flag = flag_of(&row).map_err(self.err("read flag"))?;
             self.audit(&mut tx, &flag.name, "create", None, Some(flag.state()), reason, actor).await?;
-            tx.commit().await.map_err(self.err("COMMIT"))?;
+            tx.commit().within(self.limit).await.map_err(self.err("COMMIT"))?;
         }
         self.flag(name).await
     }
@@ -97,7 +105,7 @@ impl Db {
     /// after the commit.
     pub async fn apply(&self, change: &Change, actor: &Actor) -> Result<Flag, RolloutError> {
         let b = &change.before;
-        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
         let row = sqlx::query(&self.tables.update_sql())
             .persistent(false)
             .bind(&b.name)
@@ -107,6 +115,7 @@ impl Db {
             .bind(&actor.who)
             .bind(&change.reason)
             .fetch_optional(&mut *tx)
+            .within(self.limit)
             .await
             .map_err(self.err("UPDATE flag"))?;
         let Some(row) = row else {
@@ -123,7 +132,7 @@ impl Db {
         let after = flag_of(&row).map_err(self.err("read flag"))?;
         let action = change.action.as_str();
         self.audit(&mut tx, &b.name, action, Some(b.state()), Some(after.state()), &change.reason, actor).await?;
-        tx.commit().await.map_err(self.err("COMMIT"))?;
+        tx.commit().within(self.limit).await.map_err(self.err("COMMIT"))?;
         // Read back what the table holds now: that is what the app reads (a later change by
         // someone else shows here as a higher version, not as ours).
         self.flag(&b.name).await
@@ -150,6 +159,7 @@ impl Db {
             .bind(reason)
             .bind(&actor.command)
             .execute(&mut **tx)
+            .within(self.limit)
             .await
             .map_err(self.err("INSERT audit"))?;
         Ok(())
@@ -165,7 +175,7 @@ impl Db {
         reason: &str,
         actor: &Actor,
     ) -> Result<(), RolloutError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("BEGIN"))?;
+        let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
         let after = match enabled {
             Some(on) => {
                 sqlx::query(&self.tables.override_sql())
@@ -177,6 +187,7 @@ impl Db {
                     .bind(&actor.who)
                     .bind(reason)
                     .execute(&mut *tx)
+                    .within(self.limit)
                     .await
                     .map_err(self.err("INSERT override"))?;
                 Some(serde_json::json!({"conversation": conversation, "enabled": on, "expires_at": expires}))
@@ -187,13 +198,14 @@ impl Db {
                     .bind(&flag.name)
                     .bind(conversation)
                     .execute(&mut *tx)
+                    .within(self.limit)
                     .await
                     .map_err(self.err("DELETE override"))?;
                 Some(serde_json::json!({"conversation": conversation, "cleared": true}))
             }
         };
         self.audit(&mut tx, &flag.name, "override", None, after, reason, actor).await?;
-        tx.commit().await.map_err(self.err("COMMIT"))?;
+        tx.commit().within(self.limit).await.map_err(self.err("COMMIT"))?;
         Ok(())
     }
 
@@ -209,6 +221,7 @@ impl Db {
             .bind(Utc::now())
             .bind(ids)
             .fetch_all(&self.pool)
+            .within(self.limit)
             .await
             .map_err(self.err("SELECT overrides"))?;
         Ok(rows.into_iter().map(|(c, enabled, expires)| (c, InForce { enabled, expires })).collect())
@@ -221,6 +234,7 @@ impl Db {
             .bind(flag)
             .bind(limit)
             .fetch_all(&self.pool)
+            .within(self.limit)
             .await
             .map_err(self.err("SELECT audit"))?;
         rows.iter().map(|r| audit_of(r).map_err(|e| self.err("read audit")(e).into())).collect()
@@ -232,6 +246,7 @@ impl Db {
             .persistent(false)
             .bind(flag)
             .fetch_one(&self.pool)
+            .within(self.limit)
             .await
             .map_err(|e| self.err("SELECT audit")(e).into())
     }
@@ -249,6 +264,7 @@ impl Db {
             .bind(contracts.synthetic_like())
             .bind(until)
             .fetch_all(&self.pool)
+            .within(self.limit)
             .await
             .map_err(|e| self.err(&format!("SELECT active conversations FROM {}", contracts.table))(e).into())
     }

@@ -247,3 +247,71 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
     println!("fault matrix: {total} cases, {clear} with a clear error, {in_time} within budget");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A Postgres that stalls after the connection is made: every Postgres-using command ends within
+/// 2 x its time-out + 1 s, exit 3, naming what stalled; the emergency rollback among them.
+#[sqlx::test(migrations = false)]
+async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool: sqlx::PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::mirror::url_of(&pool);
+    let migrate = {
+        let mut c = crate::support::bin(dir.path());
+        c.args(["db", "migrate"]).env("DATABASE_URL", &db);
+        crate::support::run(c).await
+    };
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    // (command, a statement text the proxy stalls on)
+    let prefix = crate::support::prefix("stall");
+    let cases: [(&[&str], &'static str); 12] = [
+        (&["rollout", "rollback", "--reason", "x", "--yes"], "UPDATE"),
+        (&["rollout", "status"], "feature_flags"),
+        (&["rollout", "which", "c-1"], "feature_flags"),
+        (&["rollout", "override", "c-1", "on", "--reason", "x", "--yes"], "overrides"),
+        (&["rollout", "set", "--percent", "10", "--reason", "x", "--yes"], "UPDATE"),
+        (&["rollout", "advance", "--dry-run"], "feature_flags_audit"),
+        (&["sla", "report", "--from", "postgres", "--query-timeout", "2s"], "SELECT"),
+        (&["mirror", "canary", "--wait", "2s"], "SELECT"),
+        (&["events", "replay", "--all", "--from", "postgres", "--since", "-1h"], "SELECT"),
+        (&["events", "replay", "--all", "--from", "postgres", "--to", "redis", "--since", "-1h", "--yes"], "SELECT"),
+        (&["db", "migrate"], "CREATE"),
+        (&["doctor"], "SELECT"),
+    ];
+    let mut slow = Vec::new();
+    for (args, stall_on) in cases {
+        let proxy = crate::support::StallingProxy::start(stall_on).await;
+        let mut c = crate::support::bin(dir.path());
+        c.args(["--timeout", "2s"])
+            .args(args)
+            .env("DATABASE_URL", proxy.url(&db))
+            .env("REDIS_URL", crate::support::redis_url())
+            .env("REDIS_KEY_PREFIX", &prefix);
+        let _sandbox = if args[0] == "mirror" {
+            let (sb, env) = crate::support::sandbox().await;
+            env.apply(&mut c);
+            Some(sb)
+        } else {
+            None
+        };
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(30), crate::support::run(c)).await;
+        // A probe says CRITICAL (a stalled service), every other command could not run.
+        check(&mut slow, args, if args[0] == "mirror" { 2 } else { 3 }, r.ok(), started.elapsed());
+    }
+    assert!(slow.is_empty(), "{}", slow.join("\n"));
+}
+
+fn check(slow: &mut Vec<String>, args: &[&str], code: i32, r: Option<crate::support::Run>, took: Duration) {
+    match r {
+        None => slow.push(format!("{args:?}: still running at 30 s")),
+        // 2 x the time-out + 1 s.
+        Some(r) if took > Duration::from_secs(5) || r.code != code || !names_the_stall(&r) => {
+            slow.push(format!("{args:?}: exit {} after {took:?}: {}{}", r.code, r.stdout, r.stderr))
+        }
+        Some(r) => println!("{args:?}: exit {} after {took:?}", r.code),
+    }
+}
+
+fn names_the_stall(r: &crate::support::Run) -> bool {
+    let said = format!("{}{}", r.stdout, r.stderr);
+    said.contains("stalled after the connection was made") || said.contains("no answer within 2.00s")
+}

@@ -387,3 +387,74 @@ impl Recorder {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A TCP proxy in front of the local Postgres that forwards both ways until the client sends a
+/// message containing `stall_on` (a statement's text), then forwards nothing more and keeps
+/// both sockets open: a database (or a network) that stalls after the connection is made.
+pub struct StallingProxy {
+    pub addr: std::net::SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    pub async fn start(stall_on: &'static str) -> StallingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else { return };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let s2 = stalled.clone();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let hay = String::from_utf8_lossy(&buf[..n]);
+                            if hay.contains(stall_on) {
+                                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            if s2.load(std::sync::atomic::Ordering::SeqCst) {
+                                // Hold the sockets; forward nothing more.
+                                std::future::pending::<()>().await;
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up.await;
+                });
+            }
+        });
+        StallingProxy { addr, _task: task }
+    }
+
+    /// `url` (a database on the local Postgres) through the proxy, without TLS so that the
+    /// proxy can read the statements.
+    pub fn url(&self, url: &str) -> String {
+        let mut u = url::Url::parse(url).unwrap();
+        u.set_port(Some(self.addr.port())).unwrap();
+        u.query_pairs_mut().append_pair("sslmode", "disable");
+        u.to_string()
+    }
+}

@@ -8,6 +8,7 @@ use super::{Cursor, Page, PageSender};
 use crate::contracts::Table;
 use crate::contracts::sql::{After, ReadOrder};
 use crate::mirror::MirrorError;
+use crate::mirror::postgres::{Deadline, limit_of};
 use crate::replay::{Malformed, Selection};
 
 /// The order Postgres rows are read in: by time (timelines), or conversation by conversation
@@ -52,6 +53,7 @@ impl PostgresSource {
             .bind(self.sel.until)
             .bind(self.conversations())
             .fetch_one(&self.pool)
+            .within(limit_of(&self.pool))
             .await
             .map_err(self.err("SELECT count(*) FROM"))?;
         Ok(n.max(0) as u64)
@@ -91,7 +93,8 @@ impl PostgresSource {
             // Each chunk in a read-only transaction whose planner settings make the plan the
             // index walk in key order, whatever the statistics say (a freshly restored table
             // has none, and its estimates chose a full sort of the window).
-            let mut txn = match pool.begin().await {
+            let limit = limit_of(&pool);
+            let mut txn = match pool.begin().within(limit).await {
                 Ok(t) => t,
                 Err(source) => {
                     let _ = tx.send(Err(self.err("BEGIN")(source))).await;
@@ -99,7 +102,7 @@ impl PostgresSource {
                 }
             };
             for setting in crate::contracts::sql::STABLE_PLAN {
-                if let Err(source) = sqlx::query(setting).persistent(false).execute(&mut *txn).await {
+                if let Err(source) = sqlx::query(setting).persistent(false).execute(&mut *txn).within(limit).await {
                     let _ = tx.send(Err(self.err("SET LOCAL")(source))).await;
                     return;
                 }
@@ -107,7 +110,8 @@ impl PostgresSource {
             let mut rows = q.bind(chunk).persistent(false).fetch(&mut *txn);
             let mut in_chunk = 0;
             loop {
-                match rows.try_next().await {
+                // A stall between rows ends the read as a stall anywhere else does.
+                match rows.try_next().within(limit).await {
                     Ok(Some(row)) => {
                         self.take(&row, &mut page);
                         in_chunk += 1;
