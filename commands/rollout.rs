@@ -87,6 +87,21 @@ pub struct AdvanceArgs {
     pub yes: bool,
 }
 
+/// A reason for the audit: something a reader can act on, not empty, not a page long.
+fn parse_reason(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("the reason must not be empty: say why, it is kept in the audit".into());
+    }
+    if t.chars().count() > 1000 {
+        return Err("the reason is longer than 1,000 characters".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the reason must be one line without control characters".into());
+    }
+    Ok(t.to_string())
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct FlagArg {
     /// The flag.
@@ -96,8 +111,8 @@ pub struct FlagArg {
 
 #[derive(Debug, Args, Clone)]
 pub struct ChangeArgs {
-    /// Why (kept in the audit).
-    #[arg(long, value_name = "TEXT")]
+    /// Why (kept in the audit; not empty, at most 1,000 characters).
+    #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
     pub reason: String,
     /// Do not ask (needed without a terminal).
     #[arg(long)]
@@ -181,6 +196,10 @@ pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     match execute(cmd, ctx).await {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast::<RolloutError>() {
+            Ok(r) if r.exit() == Exit::Ok => {
+                eprintln!("{r}");
+                Ok(r.exit().code())
+            }
             Ok(r) if r.exit() != Exit::CouldNotRun => {
                 eprintln!("error: {r}");
                 Ok(r.exit().code())
@@ -320,7 +339,9 @@ async fn confirm_and_apply(
         b.version
     );
     if !planned.changes_anything() {
-        eprintln!("nothing to change: {what}");
+        // Nothing is written: a write that changes nothing would bump the version and make a
+        // concurrent operator's real change lose.
+        return Err(RolloutError::NothingToChange(what).into());
     }
     if !change.yes && !crate::confirmed(&what)? {
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");

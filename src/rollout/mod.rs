@@ -86,6 +86,9 @@ pub enum RolloutError {
          look again with `broker-ops rollout status`"
     )]
     Conflict { flag: String, by: String, at: DateTime<Utc>, read: i64, now: i64 },
+    /// The change asked for is already in force: nothing written, exit 0.
+    #[error("nothing to change: {0}")]
+    NothingToChange(String),
 }
 
 impl RolloutError {
@@ -95,6 +98,7 @@ impl RolloutError {
         match self {
             RolloutError::Usage(_) => Exit::Usage,
             RolloutError::Conflict { .. } => Exit::Failed,
+            RolloutError::NothingToChange(_) => Exit::Ok,
             _ => Exit::CouldNotRun,
         }
     }

@@ -81,6 +81,13 @@ impl Planned {
         Planned { db, change }
     }
 
+    /// What the flag is, when applying would change nothing: no write, no version bumped, no
+    /// audit row (a write that changes nothing would still make a concurrent real change lose).
+    pub fn unchanged(&self) -> ChangeReport {
+        let b = &self.change.before;
+        ChangeReport { action: self.change.action, before: b.clone(), after: b.clone() }
+    }
+
     /// Applies it (refused if the flag changed since it was read).
     pub async fn apply(self, actor: &Actor) -> Result<ChangeReport, RolloutError> {
         let after = self.db.apply(&self.change, actor).await?;
@@ -147,7 +154,12 @@ pub async fn set_override(
     let f = db.flag(flag).await?;
     let ks = kill_switch(config, flag);
     let ids = [conversation.to_string()];
-    let before = bucket::decide(&f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
+    let existing = db.overrides(flag, Some(&ids)).await?.get(conversation).copied();
+    let before = bucket::decide(&f, ks, existing, conversation);
+    if matches!(to, OverrideTo::Clear) && existing.is_none() {
+        // Nothing to clear: nothing written, no audit row.
+        return Err(RolloutError::NothingToChange(format!("conversation {conversation} has no override of {flag}")));
+    }
     let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
     let enabled = match to {
         OverrideTo::On => Some(true),

@@ -260,6 +260,10 @@ async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool
         crate::support::run(c).await
     };
     assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    // On at 10 %, so that the rollback and a new percentage each have something to write.
+    let mut c = crate::support::bin(dir.path());
+    c.args(["rollout", "set", "--percent", "10", "--reason", "stall drill", "--yes"]).env("DATABASE_URL", &db);
+    assert_eq!(crate::support::run(c).await.code, 0);
     // (command, a statement text the proxy stalls on)
     let prefix = crate::support::prefix("stall");
     let cases: [(&[&str], &'static str); 12] = [
@@ -267,7 +271,7 @@ async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool
         (&["rollout", "status"], "feature_flags"),
         (&["rollout", "which", "c-1"], "feature_flags"),
         (&["rollout", "override", "c-1", "on", "--reason", "x", "--yes"], "overrides"),
-        (&["rollout", "set", "--percent", "10", "--reason", "x", "--yes"], "UPDATE"),
+        (&["rollout", "set", "--percent", "50", "--reason", "x", "--yes"], "UPDATE"),
         (&["rollout", "advance", "--dry-run"], "feature_flags_audit"),
         (&["sla", "report", "--from", "postgres", "--query-timeout", "2s"], "SELECT"),
         (&["mirror", "canary", "--wait", "2s"], "SELECT"),

@@ -491,6 +491,23 @@ async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(poo
     let text = sent[0].to_string();
     assert!(text.contains("ENABLE_ABLY_REALTIME rollback: on at 10 % -> off: every conversation polls"), "{text}");
     assert!(text.contains("rollback drill"), "{text}");
+    // Already off: nothing to change, nothing written (no version, no audit row), exit 0.
+    let audit = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM feature_flags_audit").fetch_one(&pool).await.unwrap()
+    };
+    let rows = audit().await;
+    let r = rollout(&pool, d, &["rollout", "rollback", "--reason", "twice", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to change: rollback ENABLE_ABLY_REALTIME: off"), "{}", r.stderr);
+    assert_eq!(audit().await, rows, "no audit row for a change that changes nothing");
+    let r = rollout(&pool, d, &["rollout", "set", "--percent", "10", "--reason", "  ", "--yes"], &[]).await;
+    assert_eq!(r.code, 2, "an empty reason is refused: {}", r.stderr);
+    at_ten_percent(&pool, d).await;
+    let rows = audit().await;
+    let r = rollout(&pool, d, &["rollout", "override", "c-none", "clear", "--reason", "tidy", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to change: conversation c-none has no override"), "{}", r.stderr);
+    assert_eq!(audit().await, rows, "clearing nothing writes nothing");
     // Chatwoot unreachable: the rollback stands, the verify says it could not run (exit 1).
     let mut cmd = support::bin(d);
     cmd.env("DATABASE_URL", url_of(&pool))
