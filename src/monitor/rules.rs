@@ -159,13 +159,41 @@ fn severity(s: ProbeState) -> f64 {
     f64::from(s as u8)
 }
 
+/// What a metric measures, so that a limit in another kind is refused: a duration compared
+/// with a count, or a percentage with milliseconds, would never mean what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Duration,
+    Share,
+    Count,
+}
+
+fn kind_of(metric: &str) -> Kind {
+    let percentile = metric.strip_prefix('p').is_some_and(|n| n.parse::<u8>().is_ok());
+    if percentile || metric.contains("latency") || matches!(metric, "skew" | "oldest_wait" | "mirror_lag") {
+        Kind::Duration
+    } else if matches!(metric, "error_rate" | "memory_used") {
+        Kind::Share
+    } else {
+        Kind::Count
+    }
+}
+
 fn value(text: &str, metric: &str) -> Result<f64, String> {
+    let kind = kind_of(metric);
     let v = if let Some(p) = text.strip_suffix('%') {
+        if kind != Kind::Share {
+            return Err(format!("{text:?} is a percentage, but {metric} is not a share"));
+        }
         p.trim().parse::<f64>().map_err(|_| format!("{text:?} is not a number"))? / 100.0
     } else if let Ok(n) = text.parse::<f64>() {
         n
     } else {
-        crate::probe::in_unit_of(metric, crate::duration::parse_duration(text)?)
+        let d = crate::duration::parse_duration(text)?;
+        if kind != Kind::Duration {
+            return Err(format!("{text:?} is a duration, but {metric} is not (compare it with a number)"));
+        }
+        crate::probe::in_unit_of(metric, d)
     };
     if v.is_finite() { Ok(v) } else { Err(format!("{text:?} is not a finite number")) }
 }
@@ -195,7 +223,7 @@ struct RawRule {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
-    runbook: Option<String>,
+    runbook: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -280,10 +308,25 @@ impl RuleSet {
                 for_sweeps: sweeps(&r.for_sweeps, "for")?,
                 recover_sweeps: sweeps(&r.recover, "recover")?,
                 labels: r.labels,
-                runbook: r.runbook,
+                runbook: r.runbook.map(|l| runbook(l.get_ref()).map_err(|m| at(l.span(), m))).transpose()?,
             });
         }
+        if rules.is_empty() {
+            return Err(at(0..0, "no [[rules]] in the file: a monitor without rules pages nobody".into()));
+        }
         Ok(RuleSet { rules, origin: origin.to_string() })
+    }
+}
+
+/// A runbook is an http(s) link (it becomes a clickable link in Slack and the mail; a
+/// `javascript:` or `data:` one would be a trap) or a path in these docs.
+fn runbook(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let scheme = t.split_once(':').filter(|(s, _)| !s.contains('/') && !s.contains('#'));
+    match scheme {
+        Some(_) => crate::alert::check_link(t).map_err(|e| format!("runbook {t:?}: {e}")),
+        None if t.is_empty() || t.chars().any(char::is_control) => Err(format!("runbook {t:?}: not a link or a path")),
+        None => Ok(t.to_string()),
     }
 }
 
@@ -327,6 +370,22 @@ mod tests {
                 "docs/monitor.md has no runbook entry {heading:?}"
             );
         }
+    }
+
+    #[test]
+    fn what_other_commands_refuse_the_rules_refuse_too() {
+        let rule = |extra: &str| {
+            format!("[[rules]]\nname = \"r\"\ncheck = \"ably_backlog.waiting\"\n{extra}\nseverity = \"warning\"\n")
+        };
+        let e = RuleSet::parse(&rule("condition = \"value > 5\"\nrunbook = \"javascript:alert(1)\""), "t").unwrap_err();
+        assert!(e.message.contains("not javascript:") && e.line == 5, "{e}");
+        assert!(RuleSet::parse(&rule("condition = \"value > 5\"\nrunbook = \"https://wiki.example/q\""), "t").is_ok());
+        let e = RuleSet::parse(&rule("condition = \"value > 5s\""), "t").unwrap_err();
+        assert!(e.message.contains("is a duration, but waiting is not"), "{e}");
+        assert!(Condition::parse("value > 5%", "p95").unwrap_err().contains("is a percentage, but p95 is not a share"));
+        assert!(Condition::parse("value > 5%", "memory_used").is_ok());
+        let e = RuleSet::parse("", "t").unwrap_err();
+        assert!(e.message.contains("a monitor without rules pages nobody"), "{e}");
     }
 
     #[test]
