@@ -2,7 +2,7 @@
 //! result rendered. Exit 0 done, 1 a change refused (someone changed the flag since it was read,
 //! or not confirmed), 2 bad input, 3 could not run.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -105,7 +105,7 @@ fn parse_reason(s: &str) -> Result<String, String> {
 #[derive(Debug, Args, Clone)]
 pub struct FlagArg {
     /// The flag.
-    #[arg(long, default_value = DEFAULT_FLAG)]
+    #[arg(long, default_value = DEFAULT_FLAG, value_parser = rollout::flag_name)]
     pub flag: String,
 }
 
@@ -162,6 +162,7 @@ pub enum OverrideValue {
 pub struct OverrideArgs {
     #[command(flatten)]
     pub flag: FlagArg,
+    #[arg(value_parser = rollout::conversation_id)]
     pub conversation: String,
     #[arg(value_enum)]
     pub to: OverrideValue,
@@ -362,17 +363,36 @@ fn ids(given: Vec<String>) -> Result<Vec<String>, RolloutError> {
     let mut out = Vec::with_capacity(given.len());
     for id in given {
         if id == "-" {
-            for line in std::io::stdin().lock().lines() {
-                let line =
-                    line.map_err(|e| RolloutError::Usage(format!("reading conversation ids from stdin: {e}")))?;
-                let t = line.trim();
-                if !t.is_empty() {
-                    out.push(t.to_string());
-                }
-            }
+            read_ids(&mut std::io::stdin().lock(), &mut out)?;
         } else {
-            out.push(id);
+            out.push(rollout::conversation_id(&id).map_err(RolloutError::Usage)?);
         }
     }
     Ok(out)
+}
+
+/// One id a line; a line is read at most an id's length (and its line end) at a time, so a
+/// file without line ends cannot fill memory.
+fn read_ids(input: &mut impl BufRead, out: &mut Vec<String>) -> Result<(), RolloutError> {
+    let cap = rollout::MAX_CONVERSATION_ID as u64 + 2;
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = input
+            .take(cap)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| RolloutError::Usage(format!("reading conversation ids from stdin: {e}")))?;
+        if read == 0 {
+            return Ok(());
+        }
+        if !line.ends_with(b"\n") && read as u64 == cap {
+            return Err(RolloutError::Usage(format!("stdin line {n}: longer than a conversation id can be")));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let t = text.trim();
+        if !t.is_empty() {
+            out.push(rollout::conversation_id(t).map_err(|e| RolloutError::Usage(format!("stdin line {n}: {e}")))?);
+        }
+    }
+    Ok(())
 }

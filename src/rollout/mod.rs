@@ -104,6 +104,34 @@ impl RolloutError {
     }
 }
 
+/// The longest flag name (Unleash's own limit) and conversation id taken.
+pub const MAX_FLAG_NAME: usize = 100;
+pub const MAX_CONVERSATION_ID: usize = 255;
+
+/// A flag name as Unleash takes it on import: URL-friendly (letters, digits, `-`, `_`, `.`,
+/// `~`), 1 to 100 characters. Anything else would be created here and refused by Unleash.
+pub fn flag_name(s: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~');
+    if s.is_empty() || s.len() > MAX_FLAG_NAME || !s.chars().all(ok) {
+        return Err(format!(
+            "{:?} is not a flag name: 1 to {MAX_FLAG_NAME} letters, digits, '-', '_', '.' or '~' (Unleash's rule)",
+            crate::output::escape(&s.chars().take(40).collect::<String>())
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A conversation id: 1 to 255 characters, no white space or control characters.
+pub fn conversation_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > MAX_CONVERSATION_ID || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{:?} is not a conversation id: 1 to {MAX_CONVERSATION_ID} characters without spaces or control characters",
+            crate::output::escape(&s.chars().take(40).collect::<String>())
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// A planned change of a flag: what it was (with the version read) and what it will be.
 #[derive(Debug, Clone)]
 pub struct Change {

@@ -581,3 +581,51 @@ async fn concurrent_migrations_on_a_fresh_database_all_succeed(pool: PgPool) {
     let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM feature_flags_audit").fetch_one(&pool).await.unwrap();
     assert_eq!(audit, 1, "the flag created once, with one audit row");
 }
+
+/// Names and sizes have limits, checked before anything is read or written: flag names as
+/// Unleash takes them, conversation ids of at most 255 characters, and ids on stdin read a
+/// line at a time so one endless line cannot fill memory.
+#[sqlx::test(migrations = false)]
+async fn names_and_sizes_without_limits_are_refused(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    at_ten_percent(&pool, d).await;
+    let long_flag = "f".repeat(5000);
+    let long_id = "c".repeat(10_000);
+    let cases: [Vec<&str>; 5] = [
+        vec!["rollout", "set", "--flag", "", "--percent", "10", "--reason", "x", "--yes", "--create"],
+        vec!["rollout", "set", "--flag", &long_flag, "--percent", "10", "--reason", "x", "--yes", "--create"],
+        vec!["rollout", "set", "--flag", "bad\u{1b}[2Jname", "--percent", "10", "--reason", "x", "--yes", "--create"],
+        vec!["rollout", "override", "", "on", "--reason", "x", "--yes"],
+        vec!["rollout", "override", &long_id, "on", "--reason", "x", "--yes"],
+    ];
+    for args in cases {
+        let r = rollout(&pool, d, &args, &[]).await;
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(!r.stderr.contains('\u{1b}'), "escaped: {:?}", r.stderr);
+    }
+    let flags: i64 = sqlx::query_scalar("SELECT count(*) FROM feature_flags").fetch_one(&pool).await.unwrap();
+    assert_eq!(flags, 1, "no flag created");
+    let mut cmd = support::bin(d);
+    cmd.env("DATABASE_URL", url_of(&pool))
+        .args(["rollout", "which", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..300 {
+            if stdin.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    writer.abort();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1: longer than a conversation id can be"));
+}
