@@ -115,9 +115,22 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 /// Renders a probe in the chosen format, writes the textfile, and returns the state's exit code.
 pub fn finish(report: &ProbeReport, probe: &ProbeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     ctx.render(report)?;
-    if let Some(path) = &probe.textfile {
-        broker_ops::probe::write_atomically(path, &report.prometheus())
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", broker_ops::output::escape(&path.display().to_string())))?;
+    if let Some(path) = &probe.textfile
+        && let Err(e) = broker_ops::probe::write_atomically(path, &report.prometheus())
+    {
+        return Ok(textfile_failed(path, &e, report.state()));
     }
     Ok(report.state().code())
+}
+
+/// The textfile was not written: both things are said, the checks' own state and that the
+/// collector now reads a stale file, and the run exits UNKNOWN so the scheduler sees it.
+pub fn textfile_failed(path: &std::path::Path, e: &std::io::Error, state: broker_ops::exit::ProbeState) -> i32 {
+    let shown = broker_ops::output::escape(&path.display().to_string());
+    eprintln!(
+        "error: textfile {shown} not written: {e}; the checks themselves are {} (above), but the collector keeps \
+         reading the old file",
+        state.label()
+    );
+    broker_ops::exit::ProbeState::Unknown.code()
 }

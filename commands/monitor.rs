@@ -112,14 +112,20 @@ async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ct
     match run::run(&ctx.config, req).await? {
         Outcome::Swept(report) => {
             ctx.render(&*report)?;
-            if let Some(path) = textfile {
-                report.write_textfile(path).map_err(|e| anyhow::anyhow!("textfile {}: {e}", path.display()))?;
+            if let Some(path) = textfile
+                && let Err(e) = report.write_textfile(path)
+            {
+                return Ok(crate::ably::textfile_failed(path, &e, report.state));
             }
             Ok(report.state.code())
         }
         Outcome::LockedOut { holder, place } => {
-            let m = format!("another monitor run holds the lock ({holder}) at {place}: this run did nothing");
-            eprintln!("{}", escape(&m));
+            let locked = broker_ops::monitor::report::LockedOut { holder, place };
+            // On stderr for people, and in the chosen format for whatever reads stdout.
+            eprintln!("{}", escape(&locked.text()));
+            if ctx.format != broker_ops::output::Format::Table {
+                ctx.render(&locked)?;
+            }
             Ok(Exit::Ok.code())
         }
     }

@@ -206,3 +206,39 @@ impl Render for super::rules::RuleSet {
         }
     }
 }
+
+/// A run that found another holding the lock: it did nothing, and says so in the chosen format
+/// (a scheduler reading JSON or a status line must not read silence).
+pub struct LockedOut {
+    pub holder: String,
+    pub place: String,
+}
+
+impl LockedOut {
+    pub fn text(&self) -> String {
+        format!("another monitor run holds the lock ({}) at {}: this run did nothing", self.holder, self.place)
+    }
+}
+
+impl Render for LockedOut {
+    fn table(&self, w: &mut dyn Write, _style: Style) -> io::Result<()> {
+        writeln!(w, "{}", escape(&self.text()))
+    }
+
+    fn json(&self) -> Value {
+        json!({"schema_version": 1, "locked_out": true, "holder": self.holder, "place": self.place,
+               "note": self.text()})
+    }
+
+    fn as_nagios(&self) -> Option<String> {
+        Some(format!("MONITOR OK - {}", escape(&self.text()).replace('|', "/")))
+    }
+
+    fn as_prometheus(&self) -> Option<String> {
+        Some(
+            "# HELP broker_ops_monitor_locked_out 1 when this run found another holding the lock and did nothing.\n\
+             # TYPE broker_ops_monitor_locked_out gauge\nbroker_ops_monitor_locked_out 1\n"
+                .to_string(),
+        )
+    }
+}

@@ -254,6 +254,7 @@ async fn no_file_but_a_regular_one_is_ever_replaced() {
         let r = run(c).await;
         assert_eq!(r.code, 3, "--textfile {what}: {}{}", r.stdout, r.stderr);
         assert!(r.stderr.contains(&format!("is {what}, not a regular file: refusing to replace it")), "{}", r.stderr);
+        assert!(r.stderr.contains("the checks themselves are"), "both said: {}", r.stderr);
         let mut c = bin(dir.path());
         c.args(["sla", "report", "--from", "redis", "--since", "1h", "--chart", p])
             .env("REDIS_URL", support::redis_url())

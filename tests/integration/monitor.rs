@@ -221,6 +221,12 @@ async fn a_second_run_is_locked_out_and_says_who_holds_the_lock() {
     assert!(hc.seen().is_empty(), "a run locked out pings nothing: the holder does");
     assert!(second.stderr.contains("another monitor run holds the lock (host="), "{}", second.stderr);
     assert!(second.stderr.contains("this run did nothing") && second.stdout.is_empty(), "{}", second.stderr);
+    // In a machine's format, the locked-out result is on stdout too, not silence.
+    let json = run(s.cmd(&["-o", "json"])).await;
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|_| panic!("{}", json.stdout));
+    assert_eq!((json.code, doc["locked_out"].as_bool()), (0, Some(true)), "{doc}");
+    let nagios = run(s.cmd(&["-o", "nagios"])).await;
+    assert!(nagios.stdout.starts_with("MONITOR OK - another monitor run holds the lock"), "{}", nagios.stdout);
     let out = first.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(2), "the hung Ably probe is CRITICAL");
     assert!(!s.lock_held().await, "released by its owner");
