@@ -27,7 +27,8 @@ pub struct ReplyStats {
 impl ReplyStats {
     pub fn of(h: &LatencyHistogram) -> Self {
         let p = |q: f64| (!h.is_empty()).then(|| r3(h.percentile_ms(q)));
-        ReplyStats { count: h.count(), p50: p(50.0), p90: p(90.0), p95: p(95.0), p99: p(99.0), max: p(100.0) }
+        let max = (!h.is_empty()).then(|| r3(h.max_ms()));
+        ReplyStats { count: h.count(), p50: p(50.0), p90: p(90.0), p95: p(95.0), p99: p(99.0), max }
     }
 }
 

@@ -127,6 +127,10 @@ fn add_row(t: &mut Tally, row: &PgRow) -> Result<(), sqlx::Error> {
             c.violations += n("violations")?;
             c.keyless_messages += n("keyless_messages")?;
             c.keyless_replies += n("keyless_replies")?;
+            // The histogram rows are rounded to their buckets; the bucket's maximum is exact.
+            if let Some(m) = row.try_get::<Option<i64>, _>("max_us")? {
+                acc.latency.note_max_us(m.max(1) as u64);
+            }
             t.copies += n("copies")?;
         }
         1 if synthetic => t.excluded_conversations += n("answered")?,

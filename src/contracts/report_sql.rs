@@ -160,7 +160,7 @@ fn steps() -> String {
          FROM hist \
          UNION ALL \
          SELECT 3, synthetic, b, NULL, NULL, 0, 0, messages, duplicates, replies, unpaired, unanswered, pending, \
-           warnings, violations, keyless_messages, keyless_replies, NULL, copies \
+           warnings, violations, keyless_messages, keyless_replies, max_us, copies \
          FROM agg WHERE per_bucket = 1 \
          UNION ALL \
          SELECT 1, synthetic, NULL, NULL, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0 \

@@ -12,6 +12,9 @@ const MAX_US: u64 = 3_600_000_000;
 #[derive(Debug, Clone)]
 pub struct LatencyHistogram {
     hist: Histogram<u64>,
+    /// The largest value recorded, exactly: the histogram itself only knows its bucket (60000 ms
+    /// reads back as 60031 ms), and a reported maximum must be the real one.
+    exact_max_us: Option<u64>,
 }
 
 impl Default for LatencyHistogram {
@@ -23,11 +26,19 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     pub fn new() -> Self {
         // The bounds are constants that hdrhistogram accepts (1 <= low, high >= 2 * low, 3 digits).
-        LatencyHistogram { hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds") }
+        let hist = Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds");
+        LatencyHistogram { hist, exact_max_us: None }
     }
 
     pub fn from_inner(hist: Histogram<u64>) -> Self {
-        LatencyHistogram { hist }
+        LatencyHistogram { hist, exact_max_us: None }
+    }
+
+    /// Notes a value known exactly to have been seen (the SQL's own maximum, when the rows
+    /// recorded were rounded to their buckets).
+    pub fn note_max_us(&mut self, us: u64) {
+        let us = us.clamp(1, MAX_US);
+        self.exact_max_us = Some(self.exact_max_us.map_or(us, |m| m.max(us)));
     }
 
     pub fn inner(&self) -> &Histogram<u64> {
@@ -38,6 +49,7 @@ impl LatencyHistogram {
         let us = (d.as_micros() as u64).clamp(1, MAX_US);
         // Cannot fail: the value is clamped into the histogram's range.
         let _ = self.hist.record(us);
+        self.note_max_us(us);
     }
 
     /// Records `count` samples of `us` microseconds (clamped into the histogram's range).
@@ -45,6 +57,9 @@ impl LatencyHistogram {
         // Cannot fail on the value, which is clamped; a total count past u64 is not reachable
         // from event counts.
         let _ = self.hist.record_n(us.clamp(1, MAX_US), count);
+        if count > 0 {
+            self.note_max_us(us);
+        }
     }
 
     /// Records `d` as wrk2 does for coordinated omission: when a sample took longer than the
@@ -52,6 +67,7 @@ impl LatencyHistogram {
     pub fn record_corrected(&mut self, d: Duration, expected_interval: Duration) {
         let us = (d.as_micros() as u64).clamp(1, MAX_US);
         let _ = self.hist.record_correct(us, (expected_interval.as_micros() as u64).max(1));
+        self.note_max_us(us);
     }
 
     /// Adds `other`'s samples; counts that would overflow are an error.
@@ -59,7 +75,11 @@ impl LatencyHistogram {
         if self.hist.len().checked_add(other.hist.len()).is_none() {
             return Err("the histogram counts overflow when added up".into());
         }
-        self.hist.add(&other.hist).map_err(|e| format!("adding histograms: {e:?}"))
+        self.hist.add(&other.hist).map_err(|e| format!("adding histograms: {e:?}"))?;
+        if let Some(m) = other.exact_max_us {
+            self.note_max_us(m);
+        }
+        Ok(())
     }
 
     pub fn count(&self) -> u64 {
@@ -70,17 +90,24 @@ impl LatencyHistogram {
         self.hist.is_empty()
     }
 
-    /// The value at percentile `p` (0..=100) in milliseconds.
+    /// The value at percentile `p` (0..=100) in milliseconds, never above the exact maximum
+    /// (a bucket's upper edge can be past every value in it).
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        self.hist.value_at_percentile(p) as f64 / 1000.0
+        let v = self.hist.value_at_percentile(p);
+        self.exact_max_us.map_or(v, |m| v.min(m)) as f64 / 1000.0
     }
 
     pub fn min_ms(&self) -> f64 {
         if self.is_empty() { 0.0 } else { self.hist.min() as f64 / 1000.0 }
     }
 
+    /// The largest value recorded: exact when it was recorded here (or noted), else the
+    /// histogram's own.
     pub fn max_ms(&self) -> f64 {
-        self.hist.max() as f64 / 1000.0
+        if self.is_empty() {
+            return 0.0;
+        }
+        self.exact_max_us.unwrap_or_else(|| self.hist.max()) as f64 / 1000.0
     }
 
     pub fn mean_ms(&self) -> f64 {
@@ -119,6 +146,21 @@ impl LatencyHistogram {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_maximum_is_the_value_recorded_not_its_buckets_edge() {
+        let mut h = LatencyHistogram::new();
+        h.record(Duration::from_secs(60));
+        h.record(Duration::from_millis(5));
+        assert_eq!(h.max_ms(), 60_000.0, "not 60031");
+        assert_eq!(h.percentile_ms(100.0), 60_000.0, "no percentile above the maximum");
+        let mut rounded = LatencyHistogram::new();
+        rounded.record_us(59_998_208, 1);
+        rounded.note_max_us(60_000_000);
+        let mut all = LatencyHistogram::new();
+        all.merge(&rounded).unwrap();
+        assert_eq!(all.max_ms(), 60_000.0, "a noted maximum survives a merge");
+    }
+
     use super::*;
 
     #[test]
