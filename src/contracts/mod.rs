@@ -270,6 +270,62 @@ impl std::fmt::Display for RevocationKey {
     }
 }
 
+/// The columns (and their Postgres types, as `udt_name`) that broker-ops reads and writes in
+/// each table, so that `db migrate` and `doctor` can tell a table of the wrong shape from one it
+/// can use, and name each difference.
+pub const MIRROR_SHAPE: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("conversation_id", "text"),
+    ("channel", "text"),
+    ("name", "text"),
+    ("data", "jsonb"),
+    ("client_id", "text"),
+    ("occurred_at", "timestamptz"),
+];
+pub const FLAGS_SHAPE: &[(&str, &str)] = &[
+    ("name", "text"),
+    ("enabled", "bool"),
+    ("rollout_percent", "int4"),
+    ("stickiness", "text"),
+    ("group_id", "text"),
+    ("version", "int8"),
+    ("updated_at", "timestamptz"),
+    ("updated_by", "text"),
+    ("reason", "text"),
+];
+pub const OVERRIDES_SHAPE: &[(&str, &str)] = &[
+    ("flag", "text"),
+    ("conversation_id", "text"),
+    ("enabled", "bool"),
+    ("expires_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("created_by", "text"),
+    ("reason", "text"),
+];
+pub const AUDIT_SHAPE: &[(&str, &str)] = &[
+    ("id", "int8"),
+    ("flag", "text"),
+    ("at", "timestamptz"),
+    ("actor", "text"),
+    ("action", "text"),
+    ("before", "jsonb"),
+    ("after", "jsonb"),
+    ("reason", "text"),
+    ("command", "text"),
+];
+
+/// The differences between a table's columns (`(name, udt_name)`) and `shape`.
+pub fn shape_differences(table: &Table, found: &[(String, String)], shape: &[(&str, &str)]) -> Vec<String> {
+    shape
+        .iter()
+        .filter_map(|(col, want)| match found.iter().find(|(c, _)| c == col) {
+            None => Some(format!("{table}: column {col} is missing (expected {want})")),
+            Some((_, got)) if got != want => Some(format!("{table}: column {col} is {got}, expected {want}")),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 /// The claims a token must have by default.
 pub const DEFAULT_REQUIRED_CLAIMS: &[&str] = &["conversationId", "email", "exp"];
 

@@ -61,6 +61,12 @@ impl Table {
     }
 
     /// Whether the table exists: one text parameter-free query, NULL when it does not.
+    /// Its columns and their types (`udt_name`): binds `$1` schema, `$2` name.
+    pub fn columns_sql() -> &'static str {
+        "SELECT column_name::text, udt_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2"
+    }
+
     pub fn exists_sql(&self) -> String {
         let literal = self.quoted().replace('\'', "''");
         format!("SELECT to_regclass('{literal}')::text")

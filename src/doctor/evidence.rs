@@ -213,6 +213,12 @@ async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, 
         Ok(false) => return (Evidence::Mismatch(missing_table(pool, c).await), Vec::new()),
         Ok(true) => {}
     }
+    // A table of the wrong shape: the mirror's reads fail on it, so it is no match.
+    match crate::mirror::postgres::shape_of(pool, addr, t, crate::contracts::MIRROR_SHAPE).await {
+        Ok(Some(d)) if !d.is_empty() => return (Evidence::Mismatch(d.join("; ")), Vec::new()),
+        Err(e) => return (Evidence::NoEvidence(e.to_string()), Vec::new()),
+        _ => {}
+    }
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
     let rows: Result<i64, _> = sqlx::query_scalar(&t.recent_count_sql())
         .persistent(false)

@@ -31,6 +31,9 @@ pub enum MigrateError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// A table exists in a shape broker-ops cannot use: nothing was created around it.
+    #[error("Postgres at {addr}: {} (nothing was created; fix or rename the table, or point contracts.table / contracts.flag_table at the right one)", differences.join("; "))]
+    Shape { addr: String, differences: Vec<String> },
 }
 
 pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, MigrateError> {
@@ -52,6 +55,19 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
     // Required just above, so the configured Postgres exists.
     let (pool, addr) = super::postgres::from_config(config).await?.expect("DATABASE_URL is set");
     let existed = super::postgres::table_exists(&pool, &addr, table).await?;
+    let flags = &config.contracts.flags;
+    let mut differences = Vec::new();
+    for (t, shape) in [
+        (table, crate::contracts::MIRROR_SHAPE),
+        (&flags.flags, crate::contracts::FLAGS_SHAPE),
+        (&flags.overrides, crate::contracts::OVERRIDES_SHAPE),
+        (&flags.audit, crate::contracts::AUDIT_SHAPE),
+    ] {
+        differences.extend(super::postgres::shape_of(&pool, &addr, t, shape).await?.unwrap_or_default());
+    }
+    if !differences.is_empty() {
+        return Err(MigrateError::Shape { addr, differences });
+    }
     let statements = super::postgres::run_migration(&pool, &addr, statements).await?;
     pool.close().await;
     Ok(MigrateReport {

@@ -127,6 +127,27 @@ pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -
     Ok(statements)
 }
 
+/// How `table` differs from `shape` (each difference named); `None` when it does not exist.
+pub async fn shape_of(
+    pool: &PgPool,
+    addr: &str,
+    table: &Table,
+    shape: &[(&str, &str)],
+) -> Result<Option<Vec<String>>, MirrorError> {
+    let found: Vec<(String, String)> = sqlx::query_as(Table::columns_sql())
+        .persistent(false)
+        .bind(&table.schema)
+        .bind(&table.name)
+        .fetch_all(pool)
+        .within(limit_of(pool))
+        .await
+        .map_err(MirrorError::pg(format!("the columns of {table}"), addr))?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::contracts::shape_differences(table, &found, shape)))
+}
+
 /// Whether the table exists.
 pub async fn table_exists(pool: &PgPool, addr: &str, table: &Table) -> Result<bool, MirrorError> {
     let found: Option<String> = sqlx::query_scalar(&table.exists_sql())

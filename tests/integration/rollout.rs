@@ -629,3 +629,35 @@ async fn names_and_sizes_without_limits_are_refused(pool: PgPool) {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1: longer than a conversation id can be"));
 }
+
+/// A mirror table of the wrong shape (every column text) and a flag table missing a column are
+/// named column by column by `db migrate` (exit 3, nothing created around them) and by `doctor`.
+#[sqlx::test(migrations = false)]
+async fn tables_of_the_wrong_shape_are_named_and_nothing_is_created_around_them(pool: PgPool) {
+    sqlx::query(
+        "CREATE TABLE chat_events (id text, conversation_id text, channel text, name text, data text, \
+         client_id text, occurred_at text)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE TABLE feature_flags (name text PRIMARY KEY, enabled boolean)").execute(&pool).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = rollout(&pool, dir.path(), &["db", "migrate"], &[]).await;
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    for said in [
+        "public.chat_events: column data is text, expected jsonb",
+        "public.chat_events: column occurred_at is text, expected timestamptz",
+        "public.feature_flags: column rollout_percent is missing (expected int4)",
+        "nothing was created",
+    ] {
+        assert!(r.stderr.contains(said), "{said}: {}", r.stderr);
+    }
+    let made: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('feature_flags_audit')::text").fetch_one(&pool).await.unwrap();
+    assert_eq!(made, None, "nothing created around a table it cannot use");
+    let r = rollout(&pool, dir.path(), &["-o", "json", "doctor"], &[]).await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let row = doc["contracts"].as_array().unwrap().iter().find(|c| c["key"] == "table").unwrap().clone();
+    assert!(row.to_string().contains("column data is text, expected jsonb"), "{row}");
+}
