@@ -99,6 +99,15 @@ fn use_postgres(config: &Config, req: &ReportRequest) -> bool {
 }
 
 /// Runs the report against the configured mirror (opening only the store it reads).
+/// The report of a selection that holds no conversation (an empty cohort): every figure zero,
+/// read from nothing, rather than a query whose empty list would mean "every conversation".
+pub fn empty(config: &Config, req: &ReportRequest, source: Source) -> Result<SlaReport, ReportError> {
+    let tally = tally::Tally::new(req.window.buckets(), req.top).finish();
+    let links = model::Links::from_config(config);
+    SlaReport::build(req, &config.contracts, source, tally, (0, 0), &links, std::time::Duration::ZERO)
+        .map_err(ReportError::Histogram)
+}
+
 pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, ReportError> {
     let pg = use_postgres(config, req);
     let opened = crate::mirror::stores::Opened::open_only(config, !pg, pg).await;

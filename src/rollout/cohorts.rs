@@ -42,9 +42,13 @@ pub fn partition(
 
 /// `sla report` of the conversations `ids` only (none: an empty report, not every conversation).
 pub async fn report(config: &Config, req: &ReportRequest, ids: &[String]) -> Result<SlaReport, RolloutError> {
+    if ids.is_empty() {
+        // The report reads an empty list as "every conversation": an empty cohort is read from
+        // nothing (a NUL id as a stand-in reached Postgres, which refuses it in text).
+        return Ok(analytics::empty(config, req, analytics::Source::Postgres)?);
+    }
     let mut r = req.clone();
-    // The report reads an empty list as "every conversation": no real id starts with NUL.
-    r.conversations = if ids.is_empty() { vec!["\u{0}".into()] } else { ids.to_vec() };
+    r.conversations = ids.to_vec();
     Ok(analytics::run(config, &r).await?)
 }
 

@@ -446,6 +446,17 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     assert_eq!((doc["applied"]["percent"].as_u64(), doc["applied"]["version"].as_i64()), (Some(50), Some(3)));
     let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history", "--limit", "1"], &[]).await);
     assert_eq!(h["changes"][0]["action"], "advance");
+    // Rolled back: the real-time cohort is empty, and the split still reads (it failed on a NUL
+    // stand-in id before), everything on polling.
+    let r = rollout(&pool, d, &["rollout", "rollback", "--reason", "drill", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let by_cohort = ["-o", "json", "sla", "report", "--since", "1h", "--by-cohort", "ENABLE_ABLY_REALTIME"];
+    let r = rollout(&pool, d, &by_cohort, &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let split = json_of(&r);
+    assert_eq!(split["cohorts"]["realtime"]["conversations"].as_u64(), Some(0), "{split}");
+    assert_eq!(split["cohorts"]["realtime"]["report"]["replies"].as_u64(), Some(0));
+    assert_eq!(split["cohorts"]["polling"]["report"]["replies"].as_u64(), Some(2000));
 }
 
 #[sqlx::test(migrations = false)]
