@@ -15,12 +15,12 @@ pub fn write_chart(r: &SlaReport, path: &Path) -> Result<(), FileError> {
 /// Writes `{dir}/{stamp}-sla-report.md`, `.json` and `.svg`; returns the Markdown path.
 pub fn write_report(r: &SlaReport, dir: &Path) -> Result<PathBuf, FileError> {
     let stem = crate::sla::files::claim_stem(dir, "sla-report")?;
-    let svg = stem.with_extension("svg");
+    let svg = crate::sla::files::beside(&stem, "svg");
     write_chart(r, &svg)?;
     let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned());
-    let md = stem.with_extension("md");
+    let md = crate::sla::files::beside(&stem, "md");
     crate::fsutil::write_atomically(&md, &r.markdown(svg_name.as_deref())).map_err(at(&md))?;
-    let json = stem.with_extension("json");
+    let json = crate::sla::files::beside(&stem, "json");
     let mut body = serde_json::to_string_pretty(&crate::output::Render::json(r)).map_err(|e| at(&json)(e.into()))?;
     body.push('\n');
     crate::fsutil::write_atomically(&json, &body).map_err(at(&json))?;

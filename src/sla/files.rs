@@ -137,19 +137,28 @@ pub fn claim_stem(dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
     Err(at(dir)(std::io::Error::other("1,000 reports already carry this second's name")))
 }
 
+/// `{stem}.{ext}`: the extension added to the whole stem. (`Path::with_extension` would cut a
+/// stem with dots, `…-127.0.0.1-8790`, at its last dot.)
+pub fn beside(stem: &Path, ext: &str) -> PathBuf {
+    let mut name = stem.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
+}
+
 /// Writes `{dir}/{stamp}-{slug}.md`, `.json` and the percentile spectrum `.svg`; returns the
 /// Markdown path.
 pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
     let stem = claim_stem(dir, slug)?;
-    let svg = stem.with_extension("svg");
+    let svg = beside(&stem, "svg");
     let spectrum = report.spectrum_svg().map_err(|e| at(&svg)(std::io::Error::other(e)))?;
     crate::fsutil::write_atomically(&svg, &spectrum).map_err(at(&svg))?;
     let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let md = stem.with_extension("md");
+    let md = beside(&stem, "md");
     let text =
         format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({svg_name})\n", report.markdown());
     std::fs::write(&md, text).map_err(at(&md))?;
-    let json = stem.with_extension("json");
+    let json = beside(&stem, "json");
     let mut body = serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
     body.push(b'\n');
     crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
@@ -180,4 +189,21 @@ pub fn slug_of(target: &str) -> String {
 /// Writes the JUnit XML of `report` to `path`.
 pub fn write_junit(report: &SmokeReport, path: &Path) -> Result<(), FileError> {
     std::fs::write(path, report.junit()).map_err(at(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dotted_host_keeps_its_whole_name_in_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = claim_stem(dir.path(), &slug_of("http://127.0.0.1:8790")).unwrap();
+        let md = beside(&stem, "md");
+        assert!(md.to_string_lossy().ends_with("-127.0.0.1-8790.md"), "{md:?}");
+        assert!(md.exists(), "the claimed name is the one written");
+        assert!(beside(&stem, "json").to_string_lossy().ends_with("-127.0.0.1-8790.json"));
+        assert!(beside(&stem, "svg").to_string_lossy().ends_with("-127.0.0.1-8790.svg"));
+        assert_eq!(slug_of("https://chat.example.com"), "chat.example.com");
+    }
 }
