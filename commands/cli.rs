@@ -60,12 +60,12 @@ pub enum Command {
     /// One cron-ready sweep of every probe: rules, grouped alerts, a lock, metrics
     /// (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Monitor(Box<crate::monitor::MonitorArgs>),
-    /// The ENABLE_ABLY_REALTIME rollout: status, which conversations, set, override, history, rollback.
+    /// The ENABLE_ABLY_REALTIME rollout: status, which, set, override, history, rollback, advance, export.
     Rollout {
         #[command(subcommand)]
         command: crate::rollout::RolloutCommand,
     },
-    /// SLA validation: smoke chats end to end, and merging runs.
+    /// The SLA: smoke chats end to end, the report of what customers had, and merging runs.
     Sla {
         #[command(subcommand)]
         command: crate::sla::SlaCommand,
