@@ -244,10 +244,16 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
                 return Ok(Exit::Failed.code());
             }
-            let (_, before, after) =
+            let (flag, before, after) =
                 ops::set_override(c, &a.flag.flag, &a.conversation, to, a.for_, &a.change.reason, &actor(ctx)).await?;
             let report = rollout::WhichReport { flag: a.flag.flag, decisions: vec![after] };
             eprintln!("before: {}", rollout::render_why(&before));
+            let saved = format!("saved: {what} (audited)");
+            if flag.enabled {
+                eprintln!("{saved}");
+            } else {
+                eprintln!("{saved}; the flag is off, so it decides nothing until the flag is on");
+            }
             ctx.render(&report)?;
         }
     }

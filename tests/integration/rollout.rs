@@ -511,6 +511,13 @@ async fn rollback_tells_the_alert_channels_and_verifies_that_polling_answers(poo
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to change: rollback ENABLE_ABLY_REALTIME: off"), "{}", r.stderr);
     assert_eq!(audit().await, rows, "no audit row for a change that changes nothing");
+    let r = rollout(&pool, d, &["rollout", "override", "70", "on", "--reason", "vip", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("saved: override enable_ably_realtime of conversation 70 -> on (audited); the flag is off"),
+        "{}",
+        r.stderr
+    );
     let r = rollout(&pool, d, &["rollout", "set", "--percent", "10", "--reason", "  ", "--yes"], &[]).await;
     assert_eq!(r.code, 2, "an empty reason is refused: {}", r.stderr);
     at_ten_percent(&pool, d).await;
