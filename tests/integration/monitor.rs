@@ -545,3 +545,31 @@ async fn the_built_in_rules_page_for_realtime_delivery_and_sla_violations() {
     assert_eq!(texts.len(), 3, "{texts:?}");
     assert!(texts[2].contains("sla-violations") && texts[2].contains(&conv), "{texts:?}");
 }
+
+/// A wrong (or revoked) Ably key pages: `GET /time` needs no key and stays OK, but the stats
+/// request is refused with 40101, which is UNKNOWN (we could not check), and the built-in rule
+/// `ably-key-refused` sends one notice carrying Ably's code.
+#[tokio::test]
+async fn a_refused_ably_key_pages_with_ablys_code() {
+    let slack = Recorder::start().await;
+    let mut s = Setup::new("monitor-key", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    let wrong = format!("{}:wrong-secret", env.key_name());
+    s.env.retain(|(k, _)| k != "ABLY_API_KEY");
+    let s = s.env("ABLY_API_KEY", &wrong).env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/key"));
+    let sweep = || {
+        let mut cmd = bin(s.dir.path());
+        cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state"));
+        cmd.args(["-o", "json", "monitor", "--probe-timeout", "4s"]);
+        run(cmd)
+    };
+    for _ in 0..2 {
+        let r = sweep().await;
+        assert_ne!(r.code, 0, "{}", r.stdout);
+    }
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("ably-key-refused"), "{texts:?}");
+    let body = &slack.seen()[0].body;
+    assert!(body.contains("40101"), "the notice carries Ably's code: {body}");
+}
