@@ -213,7 +213,7 @@ pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 
 async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
-    if let Some(note) = ops::kill_switch_note(c) {
+    if let Some(note) = rollout::switch::kill_switch_note(c) {
         eprintln!("{note}");
     }
     match cmd {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::state::StateError;
+use super::error::StateError;
 
 /// How long a Redis lock lives without renewal (its holder died).
 pub const LOCK_TTL: Duration = Duration::from_secs(15);
@@ -42,7 +42,7 @@ impl RedisLock {
                 return Ok(lock);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StateError::Locked { place: addr.to_string() });
+                return Err(StateError::Locked { place: addr.to_string(), waited: LOCK_WAIT });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -127,7 +127,7 @@ pub async fn dir_lock(root: &Path) -> Result<std::fs::File, StateError> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked { place: root.display().to_string() });
+                return Err(StateError::Locked { place: root.display().to_string(), waited: LOCK_WAIT });
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(StateError::Dir { path: path.display().to_string(), op: "lock", source });

@@ -178,6 +178,7 @@ impl Options {
 }
 
 mod deliver;
+mod error;
 mod lock;
 mod run;
 pub use run::{dry_run, flush, outbox, send, send_all, test};

@@ -30,7 +30,7 @@ pub async fn send_all(store: &mut Store, alerts: Vec<Alert>, opts: &Options) -> 
     }
     match store.lock().await {
         Ok(()) => {}
-        Err(StateError::Locked { place }) => {
+        Err(StateError::Locked { place, .. }) => {
             let mut reports = Vec::with_capacity(alerts.len());
             for alert in alerts {
                 reports.push(queue_unlocked(store, alert, opts, place.clone()).await?);

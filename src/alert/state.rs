@@ -15,20 +15,9 @@ use sha2::{Digest, Sha256};
 
 use super::Kind;
 use super::email::Mail;
+pub use super::error::StateError;
 use super::model::Severity;
 use crate::redis_handle::Redis;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("alert state: redis {addr}: {op}: {source}")]
-    Redis { addr: String, op: &'static str, source: redis::RedisError },
-    #[error("alert state: {path}: {op}: {source}")]
-    Dir { path: String, op: &'static str, source: std::io::Error },
-    #[error("alert state: {place}: entry {entry} is not valid: {reason}")]
-    Corrupt { place: String, entry: String, reason: String },
-    #[error("alert state: {place}: another run held the lock for more than {}s", super::lock::LOCK_WAIT.as_secs())]
-    Locked { place: String },
-}
 
 /// The open incident of one dedup key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

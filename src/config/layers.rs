@@ -88,7 +88,6 @@ impl Layers {
             }
             None => None,
         };
-        check_env(&env)?;
         Ok(Layers { flags: HashMap::new(), env, file })
     }
 
@@ -202,34 +201,6 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
                 reason: format!("unknown key `{}`{hint}; docs/configuration.md lists every setting", key),
             });
         }
-    }
-    Ok(())
-}
-
-/// The tool's own variables besides the settings: where the config file is, the log filter.
-const OWN_VARS: &[&str] = &["BROKER_OPS_CONFIG", "BROKER_OPS_LOG"];
-
-/// Every `BROKER_OPS_*` variable must be one the tool reads: a misspelt one would otherwise be
-/// ignored without a word, while the same typo in the config file is refused.
-fn check_env(env: &HashMap<String, String>) -> Result<(), ConfigError> {
-    let mut known: Vec<String> = OWN_VARS.iter().map(|v| v.to_string()).collect();
-    for s in SETTINGS.iter().filter(|s| s.name.starts_with("BROKER_OPS_")) {
-        known.push(s.name.to_string());
-        if s.secret {
-            known.push(format!("{}_FILE", s.name));
-        }
-    }
-    known.extend(crate::contracts::CONTRACT_KEYS.iter().map(|(k, _)| crate::contracts::env_var(k)));
-    known.extend(super::sla::SLA_KEYS.iter().map(|(k, _)| super::sla::env_var(k)));
-    let mut ours: Vec<&String> = env.keys().filter(|k| k.starts_with("BROKER_OPS_")).collect();
-    ours.sort();
-    if let Some(unknown) = ours.into_iter().find(|k| !known.contains(k)) {
-        let near = known
-            .iter()
-            .min_by_key(|k| strsim::levenshtein(k, unknown))
-            .filter(|k| strsim::levenshtein(k, unknown) <= 3);
-        let hint = near.map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
-        return Err(ConfigError::UnknownVariable { name: unknown.clone(), hint });
     }
     Ok(())
 }

@@ -110,6 +110,7 @@ pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 impl Config {
     pub fn resolve(layers: Layers) -> Result<Self, ConfigError> {
         let l = &layers;
+        check_env(&l.env)?;
         let ably_api_key = match l.secret("ABLY_API_KEY")? {
             Some(s) => Some(parse_setting("ABLY_API_KEY", s.source, |_| AblyKey::parse(s.value.expose_secret()))?),
             None => None,
@@ -179,6 +180,34 @@ impl Config {
     pub fn file(&self) -> Option<&std::path::Path> {
         self.layers.file.as_ref().map(|(p, _)| p.as_path())
     }
+}
+
+/// The tool's own variables besides the settings: where the config file is, the log filter.
+const OWN_VARS: &[&str] = &["BROKER_OPS_CONFIG", "BROKER_OPS_LOG"];
+
+/// Every `BROKER_OPS_*` variable must be one the tool reads: a misspelt one would otherwise be
+/// ignored without a word, while the same typo in the config file is refused.
+fn check_env(env: &std::collections::HashMap<String, String>) -> Result<(), ConfigError> {
+    let mut known: Vec<String> = OWN_VARS.iter().map(|v| v.to_string()).collect();
+    for s in settings::SETTINGS.iter().filter(|s| s.name.starts_with("BROKER_OPS_")) {
+        known.push(s.name.to_string());
+        if s.secret {
+            known.push(format!("{}_FILE", s.name));
+        }
+    }
+    known.extend(crate::contracts::CONTRACT_KEYS.iter().map(|(k, _)| crate::contracts::env_var(k)));
+    known.extend(sla::SLA_KEYS.iter().map(|(k, _)| sla::env_var(k)));
+    let mut ours: Vec<&String> = env.keys().filter(|k| k.starts_with("BROKER_OPS_")).collect();
+    ours.sort();
+    if let Some(unknown) = ours.into_iter().find(|k| !known.contains(k)) {
+        let near = known
+            .iter()
+            .min_by_key(|k| strsim::levenshtein(k, unknown))
+            .filter(|k| strsim::levenshtein(k, unknown) <= 3);
+        let hint = near.map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+        return Err(ConfigError::UnknownVariable { name: unknown.to_string(), hint });
+    }
+    Ok(())
 }
 
 fn url_or(l: &Layers, name: &'static str, default: &str) -> Result<Setting<Url>, ConfigError> {

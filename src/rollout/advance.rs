@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::ops::{Planned, kill_switch};
+use super::ops::Planned;
 use super::store::Db;
+use super::switch::kill_switch;
 use super::{Action, Change, Flag, RolloutError};
 use crate::analytics::{ReportRequest, SlaReport, SourceChoice, Window};
 use crate::config::Config;

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::bucket::{self, InForce};
-use super::ops::kill_switch;
 use super::store::Db;
+use super::switch::kill_switch;
 use super::{Flag, RolloutError};
 use crate::analytics::{self, ReportRequest, SlaReport};
 use crate::config::Config;

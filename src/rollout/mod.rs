@@ -12,6 +12,7 @@ pub mod export;
 pub mod ops;
 mod render;
 pub mod store;
+pub mod switch;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

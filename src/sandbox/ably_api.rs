@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::ably_auth::{Answer, Rejected, auth, denied, request_token, version};
+use super::ably_auth::{Answer, Rejected, auth, denied, error_response, request_token, version};
 use super::{State, lock};
 use crate::ably::{ErrorInfo, Message};
 
@@ -34,18 +34,6 @@ pub fn routes() -> Router<Arc<State>> {
 pub async fn count_requests(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     lock(&state.stats).api_request(resp.status().as_u16());
-    resp
-}
-
-/// Builds Ably's error answer: the envelope plus `X-Ably-ErrorCode`/`X-Ably-ErrorMessage`.
-pub fn error_response(e: &ErrorInfo) -> Response {
-    let status = StatusCode::from_u16(e.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, axum::Json(json!({ "error": e }))).into_response();
-    let h = resp.headers_mut();
-    h.insert("x-ably-errorcode", HeaderValue::from(e.code));
-    if let Ok(v) = HeaderValue::from_str(&e.message.replace(['\r', '\n'], " ")) {
-        h.insert("x-ably-errormessage", v);
-    }
     resp
 }
 

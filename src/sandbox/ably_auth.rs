@@ -7,16 +7,27 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ably_api::error_response;
 use super::{State, lock};
 use crate::ably::ErrorInfo;
+
+/// Builds Ably's error answer: the envelope plus `X-Ably-ErrorCode`/`X-Ably-ErrorMessage`.
+pub fn error_response(e: &ErrorInfo) -> Response {
+    let status = StatusCode::from_u16(e.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(json!({ "error": e }))).into_response();
+    let h = resp.headers_mut();
+    h.insert("x-ably-errorcode", HeaderValue::from(e.code));
+    if let Ok(v) = HeaderValue::from_str(&e.message.replace(['\r', '\n'], " ")) {
+        h.insert("x-ably-errormessage", v);
+    }
+    resp
+}
 
 /// The protocol major version of a request (`X-Ably-Version` or `?v=`); 1 when absent.
 pub fn version(headers: &HeaderMap, query: &HashMap<String, String>) -> u32 {

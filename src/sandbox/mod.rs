@@ -418,7 +418,7 @@ async fn faults(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -
             return chatwoot_api::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
         lock(&state.stats).failed(0);
-        return ably_api::error_response(&ErrorInfo::new(500, 50000, "Internal error (sandbox --http-error-rate)"));
+        return ably_auth::error_response(&ErrorInfo::new(500, 50000, "Internal error (sandbox --http-error-rate)"));
     }
     next.run(req).await
 }

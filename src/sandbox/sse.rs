@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 
-use super::ably_api::error_response;
+use super::ably_auth::error_response;
 use super::ably_auth::{authenticate, denied};
 use super::channels::Stored;
 use super::{State, lock};
