@@ -35,6 +35,7 @@ pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod fsutil;
+pub mod histogram;
 pub mod http;
 pub mod mirror;
 pub mod monitor;

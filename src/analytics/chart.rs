@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 
 use super::model::SlaReport;
-use crate::sla::LatencyHistogram;
+use crate::histogram::LatencyHistogram;
 
 const SIZE: (u32, u32) = (960, 480);
 const SERIES: [(&str, RGBColor); 3] =

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::tally::{Acc, Tally};
 use super::{ReportRequest, Source};
 use crate::contracts::Contracts;
-use crate::sla::LatencyHistogram;
-use crate::sla::report::r3;
+use crate::histogram::LatencyHistogram;
+use crate::histogram::r3;
 
 pub const SCHEMA_VERSION: u32 = 1;
 

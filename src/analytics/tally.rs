@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use super::window::Window;
-use crate::sla::LatencyHistogram;
+use crate::histogram::LatencyHistogram;
 
 /// Counts of one bucket (or of the whole window, or of test traffic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::LatencyHistogram;
 use super::report::SmokeReport;
+use crate::histogram::{LatencyHistogram, histogram_text};
 use crate::output::escape;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,18 +104,6 @@ impl SmokeReport {
         // Serialising into a String cannot fail for well-formed names, which ours are.
         report.to_string().unwrap_or_default()
     }
-}
-
-/// A text histogram of `h`: one bar per bin.
-pub fn histogram_text(h: &LatencyHistogram, width: usize) -> String {
-    let bins = h.bins(12);
-    let top = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
-    let mut s = String::new();
-    for (upper, count) in bins {
-        let bar = "█".repeat(((count as f64 / top as f64) * width as f64).round() as usize);
-        s.push_str(&format!("{:>9} │{bar} {count}\n", format!("≤{:.0}ms", upper)));
-    }
-    s
 }
 
 /// Claims a unique `{dir}/{stamp}-{slug}` for a report's files: its `.md` is created

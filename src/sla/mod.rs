@@ -8,7 +8,6 @@
 pub mod chat;
 pub mod driver;
 pub mod files;
-pub mod histogram;
 pub mod merge;
 pub mod report;
 pub mod scenario;
@@ -21,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::histogram::LatencyHistogram;
 pub use chat::{ChatContext, Phase, Transport};
-pub use histogram::LatencyHistogram;
 pub use report::{SmokeReport, Verdict};
 pub use scenario::Scenario;
 pub use threshold::Threshold;

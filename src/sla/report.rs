@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::chat::{Phase, Transport};
-use super::files::histogram_text;
-use super::threshold::{Metric, Threshold, evaluate};
+pub use super::threshold::ThresholdResult;
+use super::threshold::{Threshold, evaluate};
 use super::{Aggregate, LatencyHistogram, Schedule};
+use crate::histogram::histogram_text;
+pub(crate) use crate::histogram::r3;
 use crate::output::{Render, Style, table};
 
 #[derive(Debug, Clone)]
@@ -57,10 +59,6 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
-pub(crate) fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 impl Percentiles {
     fn of(h: &LatencyHistogram) -> Option<Self> {
         (!h.is_empty()).then(|| Percentiles {
@@ -81,22 +79,6 @@ pub struct PhaseStats {
     pub name: &'static str,
     #[serde(flatten)]
     pub ms: Percentiles,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ThresholdResult {
-    pub expr: String,
-    pub metric: Metric,
-    pub passed: bool,
-    /// The observed value in the threshold's unit (ms, ratio or count); null when nothing
-    /// could be measured (no replies at all).
-    pub observed: Option<f64>,
-    /// The observed latency in ms (null for rates and counts).
-    pub observed_ms: Option<f64>,
-    pub limit: f64,
-    pub unit: &'static str,
-    /// How far the observation is from the limit (observed − limit), same unit.
-    pub margin: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -136,6 +136,22 @@ pub fn of_sla(slo: std::time::Duration, budget: f64) -> Vec<Threshold> {
     vec![p95.parse().expect("an SLO threshold"), errors.parse().expect("an error-budget threshold")]
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdResult {
+    pub expr: String,
+    pub metric: Metric,
+    pub passed: bool,
+    /// The observed value in the threshold's unit (ms, ratio or count); null when nothing
+    /// could be measured (no replies at all).
+    pub observed: Option<f64>,
+    /// The observed latency in ms (null for rates and counts).
+    pub observed_ms: Option<f64>,
+    pub limit: f64,
+    pub unit: &'static str,
+    /// How far the observation is from the limit (observed − limit), same unit.
+    pub margin: Option<f64>,
+}
+
 /// The observation a threshold is judged on.
 fn observe(t: &Threshold, agg: &super::Aggregate) -> (Option<f64>, &'static str) {
     match t.metric {
@@ -150,18 +166,18 @@ fn observe(t: &Threshold, agg: &super::Aggregate) -> (Option<f64>, &'static str)
     }
 }
 
-pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> super::report::ThresholdResult {
+pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> ThresholdResult {
     let (observed, unit) = observe(t, agg);
     let passed = observed.is_some_and(|o| t.op.holds(o, t.limit));
-    super::report::ThresholdResult {
+    ThresholdResult {
         expr: t.expr.clone(),
         metric: t.metric,
         passed,
-        observed: observed.map(super::report::r3),
-        observed_ms: if unit == "ms" { observed.map(super::report::r3) } else { None },
+        observed: observed.map(crate::histogram::r3),
+        observed_ms: if unit == "ms" { observed.map(crate::histogram::r3) } else { None },
         limit: t.limit,
         unit,
-        margin: observed.map(|o| super::report::r3(o - t.limit)),
+        margin: observed.map(|o| crate::histogram::r3(o - t.limit)),
     }
 }
 

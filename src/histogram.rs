@@ -1,10 +1,16 @@
-//! A small wrapper around [`hdrhistogram::Histogram`] for latencies: microsecond resolution,
+//! Latency histograms, shared by the smoke (`sla`) and the report (`analytics`): a small wrapper
+//! around [`hdrhistogram::Histogram`]: microsecond resolution,
 //! three significant digits, values up to one hour, and the HdrHistogram log format for
 //! `--histogram-out` / `sla merge`.
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+/// A value in ms rounded to the µs, as every report shows latencies.
+pub fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
 
 /// The largest latency recorded exactly; longer ones are clamped (and still counted).
 const MAX_US: u64 = 3_600_000_000;
@@ -142,6 +148,18 @@ impl LatencyHistogram {
         }
         out
     }
+}
+
+/// A text histogram of `h`: one bar per bin.
+pub fn histogram_text(h: &LatencyHistogram, width: usize) -> String {
+    let bins = h.bins(12);
+    let top = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let mut s = String::new();
+    for (upper, count) in bins {
+        let bar = "█".repeat(((count as f64 / top as f64) * width as f64).round() as usize);
+        s.push_str(&format!("{:>9} │{bar} {count}\n", format!("≤{:.0}ms", upper)));
+    }
+    s
 }
 
 #[cfg(test)]
