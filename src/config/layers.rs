@@ -37,6 +37,17 @@ impl fmt::Display for Source {
     }
 }
 
+/// A contract (`[contracts]`, `BROKER_OPS_CONTRACT_<KEY>`) that could not be used: which key,
+/// where its value was read, why. Defined with the layers it is read from, so that the
+/// contracts depend on the configuration's layers and never the other way round.
+#[derive(Debug, thiserror::Error)]
+#[error("contracts.{key} from {source_}: {reason}")]
+pub struct ContractsError {
+    pub key: String,
+    pub source_: Source,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("unknown environment variable {name}{hint}: docs/configuration.md lists every BROKER_OPS_* variable")]
@@ -50,7 +61,7 @@ pub enum ConfigError {
     #[error("config file {}: {reason}", crate::output::escape(&path.display().to_string()))]
     File { path: PathBuf, reason: String },
     #[error(transparent)]
-    Contracts(#[from] crate::contracts::ContractsError),
+    Contracts(#[from] ContractsError),
 }
 
 /// A value and where it came from.

@@ -6,7 +6,7 @@
 //! [`SecretString`] and no flag takes one. The contracts with the chat system (names of channels,
 //! events, keys, the table and token claims) are resolved here too ([`crate::contracts`]).
 
-mod layers;
+pub mod layers;
 pub mod settings;
 pub mod sla;
 

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use super::{Contracts, FlagTables, IdType, Pattern, ReplyMatch, RevocationKey, Table, TokenContract};
-use crate::config::{Layers, Source};
+pub use crate::config::layers::ContractsError;
+use crate::config::layers::{Layers, Source};
 
 /// Every key of the `[contracts]` table, with its default.
 pub const CONTRACT_KEYS: &[(&str, &str)] = &[
@@ -28,14 +29,6 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("flag_table", "public.feature_flags"),
     ("revocation_key", ""),
 ];
-
-#[derive(Debug, thiserror::Error)]
-#[error("contracts.{key} from {source_}: {reason}")]
-pub struct ContractsError {
-    pub key: String,
-    pub source_: Source,
-    pub reason: String,
-}
 
 /// The environment variable that overrides a contract key.
 pub fn env_var(key: &str) -> String {
