@@ -6,8 +6,7 @@
 //! [`SecretString`] and no flag takes one. The contracts with the chat system (names of channels,
 //! events, keys, the table and token claims) are resolved here too ([`crate::contracts`]).
 
-pub mod layers;
-pub mod settings;
+pub use crate::settings;
 pub mod sla;
 
 use std::fmt;
@@ -17,7 +16,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use layers::{ConfigError, Layers, MAX_FILE_BYTES, Setting, Source, read_small_file};
+pub use crate::layers::{ConfigError, Layers, MAX_FILE_BYTES, Setting, Source, read_small_file};
 
 use crate::contracts::Contracts;
 

@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::layers::Source;
+use crate::layers::Source;
 
 pub use resolve::{CONTRACT_KEYS, ContractsError, env_var, resolve};
 pub use rollout_sql::{DEFAULT_FLAG, FlagTables};

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::{Contracts, FlagTables, IdType, Pattern, ReplyMatch, RevocationKey, Table, TokenContract};
-pub use crate::config::layers::ContractsError;
-use crate::config::layers::{Layers, Source};
+pub use crate::layers::ContractsError;
+use crate::layers::{Layers, Source};
 
 /// Every key of the `[contracts]` table, with its default.
 pub const CONTRACT_KEYS: &[(&str, &str)] = &[

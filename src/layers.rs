@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
-use super::settings::{SETTINGS, is_secret};
+use crate::settings::{SETTINGS, is_secret};
 
 /// Secret and config files larger than this are refused: they are a few lines long, and a
 /// mistaken `/dev/zero` must not fill the memory.
