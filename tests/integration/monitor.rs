@@ -511,12 +511,7 @@ async fn the_built_in_rules_page_for_realtime_delivery_and_sla_violations() {
     let (code, doc) = sweep().await;
     assert_eq!(code, 2, "{doc:#}");
     let canary = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "mirror_canary").unwrap();
-    let states: Vec<(&str, &str)> = canary["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
-        .collect();
+    let states = crate::support::check_states(canary);
     assert_eq!(states, [("publish", "OK"), ("deliver", "CRITICAL"), ("redis", "OK")], "{canary:#}");
     sweep().await;
     let texts = slack_texts(&slack);

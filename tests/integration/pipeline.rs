@@ -237,12 +237,7 @@ async fn a_subscriber_that_gets_nothing_is_critical_while_the_stores_are_measure
     set_faults(&env, json!({"deliver_drop_rate": 1.0})).await;
     let (code, doc) = canary(&env, &pool, &prefix, &["--wait", "2s"]).await;
     assert_eq!(code, 2, "{doc}");
-    let states: Vec<(&str, &str)> = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
-        .collect();
+    let states = support::check_states(&doc);
     assert_eq!(states, [("publish", "OK"), ("deliver", "CRITICAL"), ("redis", "OK"), ("postgres", "OK")], "{doc}");
     let why = check(&doc, "deliver")["detail"].as_str().unwrap();
     assert!(why.contains("Ably took the publish, but its subscriber got nothing after 2.00s"), "{why}");

@@ -229,6 +229,16 @@ pub async fn run(mut cmd: tokio::process::Command) -> Run {
 }
 
 /// Validates `doc` against `docs/schemas/{name}.schema.json`, listing every violation.
+/// A probe's checks as `(name, state)`, in their order.
+pub fn check_states(probe: &Value) -> Vec<(&str, &str)> {
+    probe["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect()
+}
+
 pub fn schema_check(name: &str, doc: &Value) {
     let path = format!("{}/docs/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
