@@ -78,7 +78,12 @@ fn parse_watch_interval(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    let rules = match a.rules.as_deref().map_or_else(|| Ok(RuleSet::defaults_for(&ctx.config.sla)), RuleSet::load) {
+    let base = ctx.config.runbook_base_url.as_ref().map(|s| &s.value);
+    let rules = match a
+        .rules
+        .as_deref()
+        .map_or_else(|| Ok(RuleSet::defaults_with(&ctx.config.sla, base)), |path| RuleSet::load(path, base))
+    {
         Ok(r) => r,
         Err(m) => {
             eprintln!("error: {m}");

@@ -30,6 +30,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     secret("RESUME_TOKEN_KEYS"),
     plain("RESUME_TOKEN_KID"),
     plain("APP_BASE_URL"),
+    plain("RUNBOOK_BASE_URL"),
     secret("SLACK_WEBHOOK_URL"),
     secret("SLACK_BOT_TOKEN"),
     plain("SLACK_CHANNEL"),

@@ -74,6 +74,9 @@ pub struct Config {
     pub resume_token_keys: Option<Setting<SecretString>>,
     pub resume_token_kid: Option<Setting<String>>,
     pub app_base_url: Option<Setting<Url>>,
+    /// Where the runbooks are served (the repository's web address, a wiki): rules' runbook
+    /// paths become links under it.
+    pub runbook_base_url: Option<Setting<Url>>,
     pub slack_webhook_url: Option<Setting<SecretString>>,
     pub slack_bot_token: Option<Setting<SecretString>>,
     pub slack_channel: Option<Setting<String>>,
@@ -141,6 +144,7 @@ impl Config {
             resume_token_keys: l.secret("RESUME_TOKEN_KEYS")?,
             resume_token_kid: l.plain("RESUME_TOKEN_KID")?,
             app_base_url: opt_parse(l, "APP_BASE_URL", parse_http_url)?,
+            runbook_base_url: opt_parse(l, "RUNBOOK_BASE_URL", parse_http_url)?,
             slack_webhook_url: checked_secret_url(l, "SLACK_WEBHOOK_URL", &["https", "http"])?,
             slack_bot_token: l.secret("SLACK_BOT_TOKEN")?,
             slack_channel: l.plain("SLACK_CHANNEL")?,

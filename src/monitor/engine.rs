@@ -33,6 +33,8 @@ pub struct RuleResult {
     pub for_sweeps: u32,
     pub recover: u32,
     pub firing: bool,
+    /// When the current run of failing sweeps began.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub transition: Transition,
     pub runbook: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -57,7 +59,12 @@ pub fn verdict<'a>(rule: &Rule, sweep: &'a [ProbeOutcome]) -> (Eval, Option<&'a 
 }
 
 /// Every rule judged and stepped; `states` is updated in place and keeps only the rules in force.
-pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<String, RuleState>) -> Vec<RuleResult> {
+pub fn evaluate(
+    rules: &RuleSet,
+    sweep: &[ProbeOutcome],
+    states: &mut BTreeMap<String, RuleState>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<RuleResult> {
     states.retain(|name, _| rules.rules.iter().any(|r| &r.name == name));
     rules
         .rules
@@ -65,7 +72,7 @@ pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<S
         .map(|rule| {
             let (eval, check) = verdict(rule, sweep);
             let state = states.entry(rule.name.clone()).or_default();
-            let transition = state.step(rule, eval);
+            let transition = state.step(rule, eval, now);
             RuleResult {
                 name: rule.name.clone(),
                 check: format!("{}.{}", rule.probe.name(), rule.metric),
@@ -81,6 +88,7 @@ pub fn evaluate(rules: &RuleSet, sweep: &[ProbeOutcome], states: &mut BTreeMap<S
                 for_sweeps: rule.for_sweeps,
                 recover: rule.recover_sweeps,
                 firing: state.firing,
+                since: state.since,
                 transition,
                 runbook: rule.runbook.clone(),
                 labels: rule.labels.clone(),
@@ -96,13 +104,20 @@ pub fn dedup_key(severity: Severity) -> String {
 }
 
 /// The alert for one severity: the rules firing at it (its members), or, when none fires, the
-/// resolved notice for its incident (which says nothing when no incident is open).
-pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSource) -> Alert {
-    let firing: Vec<&RuleResult> = results.iter().filter(|r| r.firing && r.severity == severity).collect();
+/// resolved notice for its incident (which says nothing when no incident is open). `None` while
+/// no rule of the severity fires but one is failing towards it: the incident is not over (a
+/// wrong key that turns `ably-unreachable` green fails `ably-key-refused` in the same sweep),
+/// and a RESOLVED now would be followed by a new page two sweeps later.
+pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSource) -> Option<Alert> {
+    let of_severity = || results.iter().filter(|r| r.severity == severity);
+    let firing: Vec<&RuleResult> = of_severity().filter(|r| r.firing).collect();
     let name = severity.as_str();
     if firing.is_empty() {
+        if of_severity().any(|r| r.verdict == Eval::Failing) {
+            return None;
+        }
         let summary = format!("broker-ops monitor: no {name} rule is firing");
-        return Alert::new(crate::alert::Severity::Resolved, summary, source.clone(), Some(dedup_key(severity)));
+        return Some(Alert::new(crate::alert::Severity::Resolved, summary, source.clone(), Some(dedup_key(severity))));
     }
     let names: Vec<&str> = firing.iter().map(|r| r.name.as_str()).collect();
     let summary = format!(
@@ -126,10 +141,11 @@ pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSou
         }
     }
     alert.labels.insert("rules".into(), names.join(","));
-    alert
+    Some(alert)
 }
 
-/// One firing rule in a notice: what, the value now, how long, where to read.
+/// One firing rule in a notice, readable on a phone: what, the value now against the limit and
+/// what the check said (the error, Ably's code, the address), since when, and where to read.
 fn line(r: &RuleResult) -> String {
     let now = match (r.check_state, r.value) {
         (Some(s), Some(v)) => {
@@ -138,12 +154,17 @@ fn line(r: &RuleResult) -> String {
         (Some(s), None) => s.label().to_string(),
         (None, _) => "not reported this sweep".to_string(),
     };
-    let runbook = r.runbook.as_deref().map(|l| format!("; runbook {l}")).unwrap_or_default();
     let detail = r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-    format!(
-        "- {}: {} {} (now {now}{detail}; failing {} sweep(s)){runbook}",
-        r.name, r.check, r.condition, r.failing_sweeps
-    )
+    let since = r
+        .since
+        .map(|t| format!("since {} UTC ({} sweep(s))", t.format("%Y-%m-%d %H:%M"), r.failing_sweeps.max(1)))
+        .unwrap_or_else(|| format!("failing {} sweep(s)", r.failing_sweeps));
+    let runbook = match r.runbook.as_deref() {
+        Some(l) if crate::alert::check_link(l).is_ok() => format!("\n  runbook: {l}"),
+        Some(l) => format!("\n  runbook: {l} in broker-ops' docs (set RUNBOOK_BASE_URL for a link)"),
+        None => String::new(),
+    };
+    format!("- {} ({} {}): now {now}{detail}; {since}{runbook}", r.name, r.check, r.condition)
 }
 
 #[cfg(test)]
@@ -188,16 +209,17 @@ severity = "critical"
             swept(Probe::Sla, "p95", ProbeState::Critical, Some(6100.0)),
             swept(Probe::AblyHealth, "latency", ProbeState::Ok, Some(20.0)),
         ];
-        let first = evaluate(&set, &bad, &mut states);
+        let first = evaluate(&set, &bad, &mut states, chrono::Utc::now());
         assert!(!states.contains_key("gone"), "a rule no longer in force is forgotten");
         assert_eq!(
             (first[0].verdict, first[0].firing, first[0].transition),
             (Eval::Failing, false, Transition::Unchanged)
         );
-        assert_eq!(group_alert(Severity::Critical, &first, &src).severity, crate::alert::Severity::Resolved);
-        let second = evaluate(&set, &bad, &mut states);
+        // The rule is failing towards firing: its severity's incident is held, not resolved.
+        assert_eq!(group_alert(Severity::Critical, &first, &src).map(|a| a.severity), None);
+        let second = evaluate(&set, &bad, &mut states, chrono::Utc::now());
         assert_eq!((second[0].firing, second[0].transition), (true, Transition::Fired));
-        let a = group_alert(Severity::Critical, &second, &src);
+        let a = group_alert(Severity::Critical, &second, &src).unwrap();
         assert_eq!(a.summary, "broker-ops monitor: 1 critical rule firing: slow");
         assert_eq!(
             (a.members.clone(), a.dedup_key.as_str()),
@@ -206,17 +228,20 @@ severity = "critical"
         assert_eq!(a.links.runbook.as_deref(), Some("https://wiki.example/sla"));
         assert_eq!(a.labels["team"], "chat");
         assert!(a.details.contains("now CRITICAL at 6100ms"), "{}", a.details);
-        assert_eq!(group_alert(Severity::Warning, &second, &src).severity, crate::alert::Severity::Resolved);
+        assert_eq!(
+            group_alert(Severity::Warning, &second, &src).map(|a| a.severity),
+            Some(crate::alert::Severity::Resolved)
+        );
         // Ably down too: the same incident gains a member.
         let worse = vec![bad[0].clone(), swept(Probe::AblyHealth, "latency", ProbeState::Critical, None)];
-        let third = evaluate(&set, &worse, &mut states);
-        assert_eq!(group_alert(Severity::Critical, &third, &src).members, vec!["slow", "down"]);
+        let third = evaluate(&set, &worse, &mut states, chrono::Utc::now());
+        assert_eq!(group_alert(Severity::Critical, &third, &src).unwrap().members, vec!["slow", "down"]);
         // A hung SLA probe (no checks) is unknown: the rule stays firing.
         let hung = vec![ProbeOutcome { checks: vec![], status: Status::TimedOut, ..bad[0].clone() }];
-        let fourth = evaluate(&set, &hung, &mut states);
+        let fourth = evaluate(&set, &hung, &mut states, chrono::Utc::now());
         assert_eq!((fourth[0].verdict, fourth[0].firing), (Eval::Unknown, true));
         let good = vec![swept(Probe::Sla, "p95", ProbeState::Ok, Some(900.0)), bad[1].clone()];
-        let fifth = evaluate(&set, &good, &mut states);
+        let fifth = evaluate(&set, &good, &mut states, chrono::Utc::now());
         assert_eq!((fifth[0].transition, fifth[1].transition), (Transition::Resolved, Transition::Resolved));
     }
 

@@ -1,6 +1,7 @@
 //! A rule's for/recover state machine: consecutive failing sweeps before it fires, passing ones
 //! before it resolves; an UNKNOWN sweep counts neither way.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::rules::{Eval, Rule};
@@ -13,6 +14,10 @@ pub struct RuleState {
     /// Consecutive passing sweeps (0 after a failing one).
     pub passing: u32,
     pub firing: bool,
+    /// When the current run of failing sweeps began (kept while the rule fires, cleared when
+    /// it resolves): a notice says since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// What a sweep did to a rule.
@@ -27,11 +32,12 @@ pub enum Transition {
 impl RuleState {
     /// Counts the sweep's verdict: fires after `for` failing sweeps in a row, resolves after
     /// `recover` passing ones; an UNKNOWN sweep counts neither way and breaks neither run.
-    pub fn step(&mut self, rule: &Rule, verdict: Eval) -> Transition {
+    pub fn step(&mut self, rule: &Rule, verdict: Eval, now: DateTime<Utc>) -> Transition {
         match verdict {
             Eval::Unknown => Transition::Unchanged,
             Eval::Failing => {
                 (self.failing, self.passing) = (self.failing.saturating_add(1), 0);
+                self.since.get_or_insert(now);
                 if !self.firing && self.failing >= rule.for_sweeps {
                     self.firing = true;
                     return Transition::Fired;
@@ -40,8 +46,11 @@ impl RuleState {
             }
             Eval::Passing => {
                 (self.passing, self.failing) = (self.passing.saturating_add(1), 0);
+                if !self.firing {
+                    self.since = None;
+                }
                 if self.firing && self.passing >= rule.recover_sweeps {
-                    self.firing = false;
+                    (self.firing, self.since) = (false, None);
                     return Transition::Resolved;
                 }
                 Transition::Unchanged
@@ -69,7 +78,7 @@ mod tests {
         let seen: Vec<Transition> =
             [Failing, Unknown, Passing, Failing, Failing, Failing, Passing, Unknown, Passing, Passing]
                 .into_iter()
-                .map(|e| s.step(&rule, e))
+                .map(|e| s.step(&rule, e, Utc::now()))
                 .collect();
         use Transition::*;
         assert_eq!(
@@ -78,6 +87,11 @@ mod tests {
         );
         rule.for_sweeps = 1;
         let mut once = RuleState::default();
-        assert_eq!(once.step(&rule, Failing), Fired);
+        let t0 = Utc::now();
+        assert_eq!(once.step(&rule, Failing, t0), Fired);
+        assert_eq!(once.step(&rule, Failing, t0 + chrono::Duration::minutes(1)), Unchanged);
+        assert_eq!(once.since, Some(t0), "since is when the failing began");
+        assert_eq!(once.step(&rule, Unknown, t0), Unchanged);
+        assert_eq!(once.since, Some(t0));
     }
 }

@@ -75,6 +75,13 @@ impl MonitorReport {
             state.clone(),
         );
         state.set(i64::from(self.state.code()));
+        let unpaged = Gauge::<i64>::default();
+        registry.register(
+            "monitor_unpaged",
+            "1 when the last sweep was not OK and no rule was firing: nobody was paged",
+            unpaged.clone(),
+        );
+        unpaged.set(i64::from(self.state != ProbeState::Ok && !self.rules.iter().any(|r| r.firing)));
         let seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("monitor_sweep_duration_seconds", "Wall time of the last sweep", seconds.clone());
         seconds.set(self.elapsed_ms / 1000.0);

@@ -247,27 +247,37 @@ pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 impl RuleSet {
     /// The built-in set under the product's default SLA.
     pub fn defaults() -> RuleSet {
-        Self::defaults_for(&crate::config::sla::Sla::default())
+        Self::defaults_with(&crate::config::sla::Sla::default(), None)
     }
 
     /// The built-in set under the configured SLA (`[sla]`): its `{slo}` and `{error_budget}`
-    /// are the SLA's, so cron judges customers by the numbers CI and the rollout use.
-    pub fn defaults_for(sla: &crate::config::sla::Sla) -> RuleSet {
+    /// are the SLA's, so cron judges customers by the numbers CI and the rollout use; its
+    /// runbook paths made links under `base` (`RUNBOOK_BASE_URL`) when there is one.
+    pub fn defaults_with(sla: &crate::config::sla::Sla, base: Option<&url::Url>) -> RuleSet {
         let text = DEFAULT_RULES
             .replace("{slo}", &format!("{}ms", sla.slo.value.as_millis()))
             .replace("{error_budget}", &crate::config::sla::percent(sla.error_budget.value));
         // A duration and a share already checked fill a set parsed in a unit test.
-        RuleSet::parse(&text, "built-in").expect("the built-in rules parse")
+        let paths = base.map_or(Runbooks::Keep, Runbooks::Under);
+        RuleSet::parse_in(&text, "built-in", &paths).expect("the built-in rules parse")
     }
 
-    /// The rules of the file at `path` (its path, as given, is their origin in messages).
-    pub fn load(path: &std::path::Path) -> Result<RuleSet, String> {
+    /// The rules of the file at `path` (its path, as given, is their origin in messages); a
+    /// runbook given as a path is made a link under `base`, and refused without one (a path in
+    /// a notice opens nothing on a phone).
+    pub fn load(path: &std::path::Path, base: Option<&url::Url>) -> Result<RuleSet, String> {
         let shown = crate::output::escape(&path.display().to_string());
         let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
-        RuleSet::parse(&text, &shown).map_err(|e| e.to_string())
+        let paths = base.map_or(Runbooks::Refuse, Runbooks::Under);
+        RuleSet::parse_in(&text, &shown, &paths).map_err(|e| e.to_string())
     }
 
+    /// Parses rules keeping runbook paths as written.
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RulesError> {
+        Self::parse_in(text, origin, &Runbooks::Keep)
+    }
+
+    fn parse_in(text: &str, origin: &str, paths: &Runbooks) -> Result<RuleSet, RulesError> {
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_col(text, span.start);
             RulesError { origin: origin.to_string(), line, column, message }
@@ -308,7 +318,7 @@ impl RuleSet {
                 for_sweeps: sweeps(&r.for_sweeps, "for")?,
                 recover_sweeps: sweeps(&r.recover, "recover")?,
                 labels: r.labels,
-                runbook: r.runbook.map(|l| runbook(l.get_ref()).map_err(|m| at(l.span(), m))).transpose()?,
+                runbook: r.runbook.map(|l| runbook(l.get_ref(), paths).map_err(|m| at(l.span(), m))).transpose()?,
             });
         }
         if rules.is_empty() {
@@ -318,15 +328,35 @@ impl RuleSet {
     }
 }
 
+/// What becomes of a runbook written as a path.
+enum Runbooks<'a> {
+    /// Kept as written (the built-in set with no base: shown as a path in broker-ops' docs).
+    Keep,
+    /// Made a link under the base (`RUNBOOK_BASE_URL`).
+    Under(&'a url::Url),
+    /// Refused: a rules file's path with no base would open nothing.
+    Refuse,
+}
+
 /// A runbook is an http(s) link (it becomes a clickable link in Slack and the mail; a
-/// `javascript:` or `data:` one would be a trap) or a path in these docs.
-fn runbook(text: &str) -> Result<String, String> {
+/// `javascript:` or `data:` one would be a trap) or a path, made a link under the base.
+fn runbook(text: &str, paths: &Runbooks) -> Result<String, String> {
     let t = text.trim();
     let scheme = t.split_once(':').filter(|(s, _)| !s.contains('/') && !s.contains('#'));
-    match scheme {
-        Some(_) => crate::alert::check_link(t).map_err(|e| format!("runbook {t:?}: {e}")),
-        None if t.is_empty() || t.chars().any(char::is_control) => Err(format!("runbook {t:?}: not a link or a path")),
-        None => Ok(t.to_string()),
+    match (scheme, paths) {
+        (Some(_), _) => crate::alert::check_link(t).map_err(|e| format!("runbook {t:?}: {e}")),
+        (None, _) if t.is_empty() || t.chars().any(char::is_control) => {
+            Err(format!("runbook {t:?}: not a link or a path"))
+        }
+        (None, Runbooks::Keep) => Ok(t.to_string()),
+        (None, Runbooks::Under(base)) => {
+            let link = format!("{}/{}", base.as_str().trim_end_matches('/'), t.trim_start_matches('/'));
+            crate::alert::check_link(&link).map_err(|e| format!("runbook {t:?} under RUNBOOK_BASE_URL: {e}"))
+        }
+        (None, Runbooks::Refuse) => Err(format!(
+            "runbook {t:?} is a path, and RUNBOOK_BASE_URL is not set: a notice could not link it \
+             (set RUNBOOK_BASE_URL to where your docs are served, or write an https:// link)"
+        )),
     }
 }
 
@@ -384,6 +414,16 @@ mod tests {
         assert!(e.message.contains("is a duration, but waiting is not"), "{e}");
         assert!(Condition::parse("value > 5%", "p95").unwrap_err().contains("is a percentage, but p95 is not a share"));
         assert!(Condition::parse("value > 5%", "memory_used").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        std::fs::write(&file, rule("condition = \"value > 5\"\nrunbook = \"docs/q.md#x\"")).unwrap();
+        let e = RuleSet::load(&file, None).unwrap_err();
+        assert!(e.contains("RUNBOOK_BASE_URL is not set"), "{e}");
+        let base = url::Url::parse("https://git.example/ops/broker-ops/blob/main/").unwrap();
+        let set = RuleSet::load(&file, Some(&base)).unwrap();
+        assert_eq!(set.rules[0].runbook.as_deref(), Some("https://git.example/ops/broker-ops/blob/main/docs/q.md#x"));
+        let built_in = RuleSet::defaults_with(&Default::default(), Some(&base));
+        assert!(built_in.rules.iter().all(|r| r.runbook.as_deref().unwrap().starts_with("https://git.example/")));
         let e = RuleSet::parse("", "t").unwrap_err();
         assert!(e.message.contains("a monitor without rules pages nobody"), "{e}");
     }

@@ -71,11 +71,15 @@ impl MonitorReport {
             .map(|p| format!("{} {}", p.probe.name(), p.state.label()))
             .collect();
         let firing: Vec<&str> = self.rules.iter().filter(|r| r.firing).map(|r| r.name.as_str()).collect();
+        let firing = match (firing.is_empty(), self.state) {
+            (false, _) => firing.join(", "),
+            (true, ProbeState::Ok) => "none".to_string(),
+            (true, _) => "none (nobody is paged)".to_string(),
+        };
         format!(
-            "MONITOR {} - {}; firing: {}",
+            "MONITOR {} - {}; firing: {firing}",
             self.state.label(),
             if bad.is_empty() { "every probe OK".to_string() } else { bad.join(", ") },
-            if firing.is_empty() { "none".to_string() } else { firing.join(", ") }
         )
     }
 }
@@ -140,13 +144,14 @@ async fn locked(
     let mut notes: Vec<String> = fallback.into_iter().collect();
     let mut states = load_states(store, &mut notes).await?;
     let probes = sweep::sweep(config, &req.sweep, opened).await;
-    let rules = engine::evaluate(&req.rules, &probes, &mut states);
+    let rules = engine::evaluate(&req.rules, &probes, &mut states, started_at);
     // Plain data with string keys: serialising cannot fail.
     store.put_doc(STATE_DOC, &serde_json::to_string(&states).expect("rule states serialise")).await?;
     let alerts = send_alerts(store, &rules, &req.alerts, &mut notes).await;
     if probes.iter().all(|p| !p.counts()) {
         notes.push("nothing to check: every probe was skipped (see each probe's reason)".into());
     }
+    notes.extend(unpaged(MonitorReport::worst(&probes), &probes, &rules));
     Ok(MonitorReport {
         schema_version: 1,
         run_id: run_id.to_string(),
@@ -160,6 +165,39 @@ async fn locked(
         alerts,
         notes,
     })
+}
+
+/// When the sweep is not OK but no rule fires, what pages nobody and why: rules failing but not
+/// yet for long enough, and bad checks that no rule in force looks at. Said in every output, so
+/// that a CRITICAL exit is never mistaken for "someone has been told".
+fn unpaged(state: ProbeState, probes: &[ProbeOutcome], rules: &[RuleResult]) -> Option<String> {
+    if state == ProbeState::Ok || rules.iter().any(|r| r.firing) {
+        return None;
+    }
+    let pending: Vec<String> = rules
+        .iter()
+        .filter(|r| r.verdict == super::rules::Eval::Failing)
+        .map(|r| format!("{} ({}/{} sweeps)", r.name, r.failing_sweeps, r.for_sweeps))
+        .collect();
+    let uncovered: Vec<String> = probes
+        .iter()
+        .filter(|p| p.counts())
+        .flat_map(|p| p.checks.iter().map(move |c| (p.probe, c)))
+        .filter(|(_, c)| c.state != ProbeState::Ok)
+        .filter(|(p, c)| !rules.iter().any(|r| r.check == format!("{}.{}", p.name(), c.metric)))
+        .map(|(p, c)| format!("{}.{} {}", p.name(), c.metric, c.state.label()))
+        .collect();
+    let mut why = Vec::new();
+    if !pending.is_empty() {
+        why.push(format!("failing, not yet firing: {}", pending.join(", ")));
+    }
+    if !uncovered.is_empty() {
+        why.push(format!("no rule looks at: {}", uncovered.join(", ")));
+    }
+    if why.is_empty() {
+        why.push("every rule on the bad checks passes or could not judge them".into());
+    }
+    Some(format!("the sweep is {} but no rule is firing, so nobody is paged ({})", state.label(), why.join("; ")))
 }
 
 /// The rules' memory; an unreadable document is started afresh (with a note) rather than
@@ -193,10 +231,14 @@ async fn send_alerts(
         return Vec::new();
     }
     let source = AlertSource::this_host("broker-ops monitor");
-    let alerts = [Severity::Critical, Severity::Warning].map(|s| engine::group_alert(s, rules, &source));
+    // A severity held (a rule failing towards firing, none firing yet) is left as it is.
+    let alerts: Vec<_> = [Severity::Critical, Severity::Warning]
+        .into_iter()
+        .filter_map(|s| engine::group_alert(s, rules, &source))
+        .collect();
     // One lock and one flush of the outbox for both severities, not one each: what waits for a
     // channel that is down is retried once per run.
-    match alert::send_all(store, alerts.into(), opts).await {
+    match alert::send_all(store, alerts, opts).await {
         Ok(reports) => reports,
         Err(e) => {
             notes.push(format!("alerts not handled: {e}"));

@@ -542,8 +542,10 @@ async fn the_built_in_rules_page_for_realtime_delivery_and_sla_violations() {
 }
 
 /// A wrong (or revoked) Ably key pages: `GET /time` needs no key and stays OK, but the stats
-/// request is refused with 40101, which is UNKNOWN (we could not check), and the built-in rule
-/// `ably-key-refused` sends one notice carrying Ably's code.
+/// request and the canary's publish are refused with 40101, which is UNKNOWN (we could not
+/// check). The first sweep says that nobody is paged yet and why; the second sends one notice
+/// naming both built-in rules with Ably's code, since when, and runbook links under
+/// `RUNBOOK_BASE_URL`.
 #[tokio::test]
 async fn a_refused_ably_key_pages_with_ablys_code() {
     let slack = Recorder::start().await;
@@ -551,20 +553,36 @@ async fn a_refused_ably_key_pages_with_ablys_code() {
     let (_sb, env) = mirrored(&mut s).await;
     let wrong = format!("{}:wrong-secret", env.key_name());
     s.env.retain(|(k, _)| k != "ABLY_API_KEY");
-    let s = s.env("ABLY_API_KEY", &wrong).env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/key"));
+    let s = s
+        .env("ABLY_API_KEY", &wrong)
+        .env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/key"))
+        .env("RUNBOOK_BASE_URL", "https://git.example/acme/broker-ops/blob/main");
     let sweep = || {
         let mut cmd = bin(s.dir.path());
         cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state"));
         cmd.args(["-o", "json", "monitor", "--probe-timeout", "4s"]);
         run(cmd)
     };
-    for _ in 0..2 {
-        let r = sweep().await;
-        assert_ne!(r.code, 0, "{}", r.stdout);
-    }
+    let first = sweep().await;
+    assert_ne!(first.code, 0, "{}", first.stdout);
+    let doc: Value = serde_json::from_str(&first.stdout).unwrap();
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("nobody is paged") && notes.contains("ably-key-refused (1/2 sweeps)"),
+        "a bad sweep with no rule firing says so: {notes}"
+    );
+    assert!(notes.contains("ably-publish-failed (1/2 sweeps)"), "{notes}");
+    assert!(slack_texts(&slack).is_empty(), "nothing fires on the first sweep");
+    let second = sweep().await;
+    assert_ne!(second.code, 0, "{}", second.stdout);
     let texts = slack_texts(&slack);
     assert_eq!(texts.len(), 1, "{texts:?}");
-    assert!(texts[0].contains("ably-key-refused"), "{texts:?}");
+    assert!(texts[0].contains("ably-key-refused") && texts[0].contains("ably-publish-failed"), "{texts:?}");
     let body = &slack.seen()[0].body;
     assert!(body.contains("40101"), "the notice carries Ably's code: {body}");
+    assert!(body.contains("since 20") && body.contains(" UTC (2 sweep(s))"), "since when: {body}");
+    assert!(
+        body.contains("https://git.example/acme/broker-ops/blob/main/docs/monitor.md#ably-publish-failed"),
+        "runbook links that open: {body}"
+    );
 }
