@@ -124,6 +124,14 @@ fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
 
 pub use progress::{cancel_on_ctrl_c, wait_for_shutdown};
 
+/// The width tables must fit: `COLUMNS` when set (as shells and `less` set it), else the
+/// terminal's when stdout is one; none for a pipe or a file, which keep whole lines.
+fn table_width(env: &HashMap<String, String>) -> Option<u16> {
+    let columns = env.get("COLUMNS").and_then(|c| c.trim().parse::<u16>().ok()).filter(|w| *w >= 20);
+    columns
+        .or_else(|| std::io::stdout().is_terminal().then(|| crossterm::terminal::size().ok().map(|(w, _)| w)).flatten())
+}
+
 async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
@@ -142,6 +150,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     layers.flag("BROKER_OPS_TIMEOUT", "--timeout", cli.global.timeout.clone());
     let config = Config::resolve(layers)?;
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
+    broker_ops::output::set_table_width(table_width(&env));
     let ctx = Ctx { config, format: cli.global.output, style, argv };
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,

@@ -99,14 +99,61 @@ pub fn write(r: &dyn Render, format: Format, style: Style, w: &mut dyn Write) ->
     Ok(())
 }
 
-/// A table in the house style: no outer frame, a rule under the header.
+/// The width tables must fit, set once by the binary (the terminal's, or `COLUMNS`); 0 is
+/// none (output to a file or a pipe keeps whole lines).
+static TABLE_WIDTH: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// Tables from now on fit `width` columns (long cells wrap), or keep whole lines with `None`.
+pub fn set_table_width(width: Option<u16>) {
+    TABLE_WIDTH.store(width.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A table in the house style: no outer frame, a rule under the header; within the width the
+/// binary set, the widest cells (an error's detail) wrap instead of pushing the row past the
+/// terminal's edge. Colour codes do not count towards a cell's width.
 pub fn table(header: &[&str]) -> Table {
+    let width = TABLE_WIDTH.load(std::sync::atomic::Ordering::Relaxed);
+    table_within(header, (width > 0).then_some(width))
+}
+
+/// `text` as lines within the width tables fit (none set: one line), broken at spaces, each
+/// line after the first indented by `indent` spaces; a word longer than a line stays whole.
+pub fn wrap(text: &str, indent: usize) -> String {
+    match TABLE_WIDTH.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => text.to_string(),
+        w => wrap_within(text, usize::from(w), indent),
+    }
+}
+
+fn wrap_within(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0usize;
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        if line > indent && line + 1 + n > width {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            line = indent;
+        } else if !out.is_empty() {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
+    out
+}
+
+fn table_within(header: &[&str], width: Option<u16>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_style(TableComponent::HeaderLines, '─')
         .set_style(TableComponent::MiddleHeaderIntersections, '─')
-        .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().copied());
+    match width {
+        None => t.set_content_arrangement(ContentArrangement::Disabled),
+        Some(w) => t.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
+    };
     t
 }
 /// Makes untrusted text safe to show on a terminal: control characters (ESC, BEL, CR, DEL, C1
@@ -151,6 +198,50 @@ pub fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The columns' start positions in each line, as characters after colour codes are removed.
+    fn plain(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_long_detail_wraps_within_the_width_and_colour_keeps_alignment() {
+        let detail = "ably: POST /channels/x/messages: HTTP 500, code 50000: ".repeat(6);
+        let mut t = table_within(&["probe", "check", "state", "detail"], Some(100));
+        t.add_row(vec!["mirror_canary", "publish_latency", "CRITICAL", detail.as_str()]);
+        let text = t.to_string();
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        assert!(text.replace(['\n', ' '], "").contains(&detail.replace(' ', "")), "nothing is lost: {text}");
+        let style = Style { color: true };
+        let rows = |cells: [String; 2]| {
+            let mut t = table_within(&["state", "check"], Some(100));
+            t.add_row(vec![cells[0].clone(), "latency".to_string()]);
+            t.add_row(vec!["OK".to_string(), "skew".to_string()]);
+            t.to_string()
+        };
+        let coloured = rows([style.bad("CRITICAL"), String::new()]);
+        let bare = rows(["CRITICAL".to_string(), String::new()]);
+        assert_eq!(plain(&coloured), bare, "colour codes take no column");
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_within_the_width() {
+        let text = "note: the sweep is CRITICAL but no rule is firing, so nobody is paged";
+        let w = wrap_within(text, 30, 6);
+        assert!(w.lines().all(|l| l.chars().count() <= 30), "{w}");
+        assert!(w.lines().skip(1).all(|l| l.starts_with("      ") && !l[6..].starts_with(' ')), "{w}");
+        assert_eq!(w.split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(wrap_within("short", 30, 2), "short");
+    }
 
     #[test]
     fn truncation_counts_characters_and_marks_the_cut() {

@@ -72,7 +72,7 @@ pub async fn run_on(
     let (watch, unusable) = Watch::of(config, opened).await;
     let mut checks: Vec<Check> = Vec::new();
     for u in &unusable {
-        checks.push(rules.failed(u.store.name(), &metric(u.store), Unit::Ms, u.fault, u.reason.clone()));
+        checks.push(rules.failed(&metric(u.store), Unit::Ms, u.fault, u.reason.clone()));
     }
     let stores: Vec<Store> = [Store::Redis, Store::Postgres].into_iter().filter(|s| watch.watches(*s)).collect();
     if stores.is_empty() {
@@ -97,14 +97,14 @@ pub async fn run_on(
     let mut results = match published {
         Err(e) => {
             let why = format!("canary {id} on {}: {e}", c.canary_channel);
-            let mut out = vec![rules.failed("publish", "publish_latency", Unit::Ms, e.fault(), why)];
-            out.push(rules.unknown("deliver", "deliver_latency", Unit::Ms, "not published"));
-            out.extend(stores.iter().map(|s| rules.unknown(s.name(), &metric(*s), Unit::Ms, "not published")));
+            let mut out = vec![rules.failed("publish_latency", Unit::Ms, e.fault(), why)];
+            out.push(rules.unknown("deliver_latency", Unit::Ms, "not published"));
+            out.extend(stores.iter().map(|s| rules.unknown(&metric(*s), Unit::Ms, "not published")));
             out
         }
         Ok(_) => {
             let detail = format!("canary {id} on {}", c.canary_channel);
-            let mut out = vec![rules.check("publish", "publish_latency", publish_ms, Unit::Ms, detail)];
+            let mut out = vec![rules.check("publish_latency", publish_ms, Unit::Ms, detail)];
             let deadline = sent + req.timeout;
             let waits = stores.iter().map(|s| wait(&watch, *s, &id, sent, deadline, &rules));
             let (delivered, stored) =
@@ -137,11 +137,10 @@ async fn deliver(
     deadline: Instant,
     rules: &Rules,
 ) -> Check {
-    const NAME: &str = "deliver";
     const METRIC: &str = "deliver_latency";
     let mut sub = match subscriber {
         Ok(s) => s,
-        Err((fault, why)) => return rules.failed(NAME, METRIC, Unit::Ms, fault, why),
+        Err((fault, why)) => return rules.failed(METRIC, Unit::Ms, fault, why),
     };
     let seen = async {
         while let Some(ev) = sub.rx.recv().await {
@@ -156,13 +155,13 @@ async fn deliver(
     match tokio::time::timeout_at(deadline, seen).await {
         Ok(Ok(at)) => {
             let at = Instant::from_std(at);
-            rules.check(NAME, METRIC, ms(at.saturating_duration_since(sent)), Unit::Ms, "to an SSE subscriber")
+            rules.check(METRIC, ms(at.saturating_duration_since(sent)), Unit::Ms, "to an SSE subscriber")
         }
-        Ok(Err(e)) => rules.critical(NAME, METRIC, Unit::Ms, format!("the subscriber got no canary: {e}")),
+        Ok(Err(e)) => rules.critical(METRIC, Unit::Ms, format!("the subscriber got no canary: {e}")),
         Err(_) => {
             let waited = crate::duration::format_duration(deadline - sent);
             let why = format!("Ably took the publish, but its subscriber got nothing after {waited}");
-            rules.critical(NAME, METRIC, Unit::Ms, why)
+            rules.critical(METRIC, Unit::Ms, why)
         }
     }
 }
@@ -177,19 +176,18 @@ fn ms(d: Duration) -> f64 {
 
 /// Waits for the canary in one store: its latency from `sent`, or CRITICAL at the deadline.
 async fn wait(watch: &Watch, store: Store, id: &str, sent: Instant, deadline: Instant, rules: &Rules) -> Check {
-    let name = store.name();
     let where_ = match store {
         Store::Redis => format!("stream {}", watch.contracts.stream_key(&watch.contracts.canary_conversation())),
         Store::Postgres => format!("table {}", watch.contracts.table),
     };
     match Watch::until(deadline, || watch.holds(store, id)).await {
-        Ok(Some(at)) => rules.check(name, &metric(store), ms(at - sent), Unit::Ms, format!("in {where_}")),
+        Ok(Some(at)) => rules.check(&metric(store), ms(at - sent), Unit::Ms, format!("in {where_}")),
         Ok(None) => {
             let waited = crate::duration::format_duration(deadline - sent);
-            rules.critical(name, &metric(store), Unit::Ms, format!("not in {where_} after {waited}"))
+            rules.critical(&metric(store), Unit::Ms, format!("not in {where_} after {waited}"))
         }
         // The store was opened for this run: failing now is the store's own failure.
-        Err(e) => rules.critical(name, &metric(store), Unit::Ms, e),
+        Err(e) => rules.critical(&metric(store), Unit::Ms, e),
     }
 }
 

@@ -209,7 +209,7 @@ impl Render for WebhookTestReport {
             let result = if c.pass { style.good("PASS") } else { style.bad("FAIL") };
             let name =
                 serde_json::to_value(c.name).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-            t.add_row(vec![name.replace('_', " "), c.expect.to_string(), status, mirrored, result]);
+            t.add_row(vec![name, c.expect.to_string(), status, mirrored, result]);
         }
         writeln!(w, "{t}")?;
         let stores = if self.stores.is_empty() { "no store configured".into() } else { self.stores.join(", ") };

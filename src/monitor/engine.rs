@@ -48,7 +48,7 @@ pub fn verdict<'a>(rule: &Rule, sweep: &'a [ProbeOutcome]) -> (Eval, Option<&'a 
         .iter()
         .filter(|p| p.probe == rule.probe)
         .flat_map(|p| p.checks.iter())
-        .filter(|c| c.metric == rule.metric)
+        .filter(|c| c.name == rule.metric)
         .map(|c| (rule.condition.eval(c.state, c.value), c))
         // The first of the worst verdicts, with the check it was taken on.
         .reduce(|a, b| if b.0 > a.0 { b } else { a });
@@ -176,7 +176,7 @@ mod tests {
 
     fn swept(probe: Probe, metric: &str, state: ProbeState, value: Option<f64>) -> ProbeOutcome {
         let rules = Rules::default();
-        let mut c = rules.unknown(metric, metric, Unit::Ms, "x");
+        let mut c = rules.unknown(metric, Unit::Ms, "x");
         (c.state, c.value) = (state, value);
         ProbeOutcome { probe, status: Status::Ran, state, elapsed_ms: 1.0, reason: None, checks: vec![c] }
     }

@@ -21,7 +21,7 @@ impl MonitorReport {
                     escape(l.check),
                     l.state_cell(style),
                     l.value_text(),
-                    escape(l.detail),
+                    escape(&l.detail_text()),
                 ];
                 t.add_row(row.to_vec());
             }
@@ -100,7 +100,7 @@ impl MonitorReport {
             .probes
             .iter()
             .flat_map(|p| p.checks.iter().map(move |c| (p, c)))
-            .filter_map(|(p, c)| crate::probe::perfdata(c, &format!("{}.{}", p.probe.name(), c.name)))
+            .filter_map(|(p, c)| crate::probe::perfdata(c, &format!("{}.{}", p.probe.name(), c.label())))
             .collect();
         // Monitoring plugins must not put '|' in the text part.
         format!("{} | {}", escape(&self.summary()).replace('|', "/"), perf.join(" "))
@@ -128,11 +128,10 @@ impl Render for MonitorReport {
             writeln!(w, "alert {key}: {}{sent}", decision.as_str())?;
         }
         for n in &self.notes {
-            writeln!(w, "note: {}", escape(n))?;
+            writeln!(w, "{}", crate::output::wrap(&format!("note: {}", escape(n)), 6))?;
         }
         let counted = self.probes.iter().filter(|p| p.counts()).count();
-        writeln!(
-            w,
+        let last = format!(
             "MONITOR {}: {counted} probe(s) ran, {} skipped, {} rule(s) firing, in {:.0} ms (run {})",
             match self.state {
                 ProbeState::Ok => style.good("OK"),
@@ -142,7 +141,8 @@ impl Render for MonitorReport {
             self.rules.iter().filter(|r| r.firing).count(),
             self.elapsed_ms,
             self.run_id
-        )
+        );
+        writeln!(w, "{}", crate::output::wrap(&last, 2))
     }
 
     fn json(&self) -> Value {

@@ -184,8 +184,8 @@ fn unpaged(state: ProbeState, probes: &[ProbeOutcome], rules: &[RuleResult]) -> 
         .filter(|p| p.counts())
         .flat_map(|p| p.checks.iter().map(move |c| (p.probe, c)))
         .filter(|(_, c)| c.state != ProbeState::Ok)
-        .filter(|(p, c)| !rules.iter().any(|r| r.check == format!("{}.{}", p.name(), c.metric)))
-        .map(|(p, c)| format!("{}.{} {}", p.name(), c.metric, c.state.label()))
+        .filter(|(p, c)| !rules.iter().any(|r| r.check == format!("{}.{}", p.name(), c.name)))
+        .map(|(p, c)| format!("{}.{} {}", p.name(), c.name, c.state.label()))
         .collect();
     let mut why = Vec::new();
     if !pending.is_empty() {

@@ -71,12 +71,21 @@ impl ProbeOutcome {
         if self.checks.is_empty() {
             let (check, detail) = ("-", self.reason.as_deref().unwrap_or(""));
             let skipped = self.status == Status::Skipped;
-            return vec![Line { check, state: self.state, skipped, value: None, unit: Unit::Count, detail }];
+            return vec![Line {
+                check,
+                target: None,
+                state: self.state,
+                skipped,
+                value: None,
+                unit: Unit::Count,
+                detail,
+            }];
         }
         self.checks
             .iter()
             .map(|c| Line {
                 check: c.name.as_str(),
+                target: c.target.as_deref(),
                 state: c.state,
                 skipped: false,
                 value: c.value,
@@ -91,6 +100,8 @@ impl ProbeOutcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Line<'a> {
     pub check: &'a str,
+    /// What the check was measured on, when the probe measures it on several.
+    pub target: Option<&'a str>,
     pub state: ProbeState,
     pub skipped: bool,
     pub value: Option<f64>,
@@ -99,6 +110,14 @@ pub struct Line<'a> {
 }
 
 impl Line<'_> {
+    /// The detail as a table shows it: the target first, when there is one.
+    pub fn detail_text(&self) -> String {
+        match self.target {
+            Some(t) => format!("{t}: {}", self.detail),
+            None => self.detail.to_string(),
+        }
+    }
+
     /// The state for a table: green OK, red otherwise, dim `skipped`.
     pub fn state_cell(&self, style: crate::output::Style) -> String {
         match (self.skipped, self.state) {
@@ -278,9 +297,9 @@ pub fn sla_checks(r: &crate::analytics::SlaReport, rules: &Rules) -> Vec<Check> 
         .into_iter()
         .map(|(metric, v, unit)| match v {
             Some(v) if metric == "violations" && v > 0.0 => {
-                rules.check(metric, metric, v, unit, format!("{summary}; {}", worst_named(r)))
+                rules.check(metric, v, unit, format!("{summary}; {}", worst_named(r)))
             }
-            Some(v) => rules.check(metric, metric, v, unit, summary.clone()),
+            Some(v) => rules.check(metric, v, unit, summary.clone()),
             None => quiet(rules, metric, unit, "no replies in the window"),
         })
         .collect()
@@ -310,7 +329,7 @@ fn worst_named(r: &crate::analytics::SlaReport) -> String {
 
 /// A check with nothing to measure (no traffic): OK, without a value, so no rule can judge it.
 fn quiet(rules: &Rules, metric: &str, unit: Unit, why: &str) -> Check {
-    Check { state: ProbeState::Ok, ..rules.unknown(metric, metric, unit, why) }
+    Check { state: ProbeState::Ok, ..rules.unknown(metric, unit, why) }
 }
 
 pub const SMOKE_WARN: &[&str] = &[];
@@ -351,11 +370,11 @@ pub fn smoke_checks(r: &crate::sla::SmokeReport) -> Vec<Check> {
     let mut out: Vec<Check> = match &r.reply_ms {
         Some(p) => [("p50", p.p50), ("p95", p.p95), ("p99", p.p99)]
             .into_iter()
-            .map(|(m, v)| rules.check(m, m, v, Unit::Ms, detail.clone()))
+            .map(|(m, v)| rules.check(m, v, Unit::Ms, detail.clone()))
             .collect(),
-        None => ["p50", "p95", "p99"].into_iter().map(|m| rules.critical(m, m, Unit::Ms, "no reply arrived")).collect(),
+        None => ["p50", "p95", "p99"].into_iter().map(|m| rules.critical(m, Unit::Ms, "no reply arrived")).collect(),
     };
-    out.push(rules.check("error_rate", "error_rate", r.error_rate, Unit::Ratio, detail));
+    out.push(rules.check("error_rate", r.error_rate, Unit::Ratio, detail));
     out
 }
 

@@ -16,6 +16,7 @@ pub const SPARK_WIDTH: usize = 20;
 struct Row {
     probe: &'static str,
     check: String,
+    target: Option<String>,
     state: ProbeState,
     skipped: bool,
     since: DateTime<Utc>,
@@ -28,7 +29,9 @@ struct Row {
 impl Row {
     fn line(&self) -> Line<'_> {
         let (check, detail) = (self.check.as_str(), self.detail.as_str());
-        Line { check, state: self.state, skipped: self.skipped, value: self.value, unit: self.unit, detail }
+        // The row's detail already starts with its target.
+        let (state, skipped, value, unit) = (self.state, self.skipped, self.value, self.unit);
+        Line { check, target: None, state, skipped, value, unit, detail }
     }
 }
 
@@ -61,13 +64,18 @@ impl History {
     }
 
     fn update(&mut self, probe: &'static str, l: Line<'_>, at: DateTime<Utc>) -> usize {
-        let i = match self.rows.iter().position(|r| r.probe == probe && r.check == l.check) {
+        let i = match self
+            .rows
+            .iter()
+            .position(|r| r.probe == probe && r.check == l.check && r.target.as_deref() == l.target)
+        {
             Some(i) => i,
             None => {
                 let values = VecDeque::from(vec![None; self.sweeps.saturating_sub(1).min(SPARK_WIDTH - 1)]);
                 self.rows.push(Row {
                     probe,
                     check: l.check.into(),
+                    target: l.target.map(str::to_string),
                     state: l.state,
                     skipped: l.skipped,
                     since: at,
@@ -84,7 +92,7 @@ impl History {
             row.since = at;
         }
         (row.state, row.skipped, row.value, row.unit) = (l.state, l.skipped, l.value, l.unit);
-        row.detail = l.detail.to_string();
+        row.detail = l.detail_text();
         push(&mut row.values, l.value);
         i
     }
@@ -103,7 +111,7 @@ impl History {
                 l.value_text(),
                 format!("{since} ago"),
                 sparkline(&values),
-                escape(&crate::output::truncate(l.detail, 60)),
+                escape(&crate::output::truncate(&l.detail_text(), 60)),
             ]);
         }
         let head = match self.last {
@@ -126,7 +134,7 @@ pub fn plain_lines(probes: &[ProbeOutcome], at: DateTime<Utc>) -> Vec<String> {
     for p in probes {
         for l in p.lines() {
             let state = if l.skipped { "SKIPPED" } else { l.state.label() };
-            let (name, check, v, detail) = (p.probe.name(), escape(l.check), l.value_text(), escape(l.detail));
+            let (name, check, v, detail) = (p.probe.name(), escape(l.check), l.value_text(), escape(&l.detail_text()));
             out.push(format!("{t} {name} {check} {state} {v} {detail}"));
         }
     }
@@ -180,7 +188,7 @@ mod tests {
         let rules = Rules::default();
         let at = |s: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + s, 0).unwrap();
         let probe = |state: ProbeState, v: f64| {
-            let mut c = rules.unknown("latency", "latency", Unit::Ms, "");
+            let mut c = rules.unknown("latency", Unit::Ms, "");
             (c.state, c.value) = (state, Some(v));
             vec![ProbeOutcome {
                 probe: Probe::AblyHealth,

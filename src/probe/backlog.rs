@@ -95,12 +95,12 @@ pub async fn run_on(
         Ok(r) => r,
         Err(e) => {
             // Without Redis nothing else can be read (the mirror check starts from its active set).
-            let check = opts.rules.failed("waiting", "waiting", Unit::Count, e.fault, e.reason);
+            let check = opts.rules.failed("waiting", Unit::Count, e.fault, e.reason);
             return Ok(ProbeReport { kind: "ably_backlog", checks: vec![check] });
         }
     };
     let pg = opened.postgres.clone().transpose().unwrap_or_else(|e| {
-        unknown.push(opts.rules.failed("mirror_lag postgres", "mirror_lag", Unit::S, e.fault, e.reason));
+        unknown.push(opts.rules.failed("mirror_lag", Unit::S, e.fault, e.reason).at("postgres"));
         None
     });
     let ably = match &config.ably_api_key {
@@ -140,7 +140,7 @@ pub async fn backlog(stores: Stores<'_>, opts: &BacklogOptions) -> ProbeReport {
     let mut checks = Vec::new();
     let Stores { redis, postgres, ably } = stores;
     match redis {
-        None => checks.push(opts.rules.unknown("queue", "waiting", Unit::Count, "REDIS_URL is not set")),
+        None => checks.push(opts.rules.unknown("waiting", Unit::Count, "REDIS_URL is not set")),
         Some(redis) => {
             let (queue, queue_here) = queue_checks(redis, opts, now).await;
             checks.extend(queue);
@@ -158,30 +158,23 @@ async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> (Ve
     let addr = redis.addr.clone();
     let c = match counts::read(redis, &opts.keys, now).await {
         Ok(c) => c,
-        Err(e) => return (vec![r.failed("waiting", "waiting", Unit::Count, e.fault(), e.to_string())], false),
+        Err(e) => return (vec![r.failed("waiting", Unit::Count, e.fault(), e.to_string())], false),
     };
     if !c.exists {
         let why = format!("queue {q} has no keys in Redis at {addr} (does it exist?)");
-        return (vec![r.unknown("waiting", "waiting", Unit::Count, why)], false);
+        return (vec![r.unknown("waiting", Unit::Count, why)], false);
     }
     let mut out = vec![
-        r.check("waiting", "waiting", c.waiting as f64, Unit::Count, format!("{q}:wait")),
-        r.check("active", "active", c.active as f64, Unit::Count, format!("{q}:active")),
-        r.check("delayed", "delayed", c.delayed as f64, Unit::Count, format!("{q}:delayed")),
-        r.check("overdue", "overdue", c.overdue as f64, Unit::Count, "delayed jobs already due: is a worker running?"),
-        r.check("prioritized", "prioritized", c.prioritized as f64, Unit::Count, format!("{q}:prioritized")),
-        r.check("paused", "paused", c.paused as f64, Unit::Count, format!("{q}:paused (v4/v5 layout)")),
-        r.check("failed", "failed", c.failed as f64, Unit::Count, format!("{q}:failed")),
-        r.check("completed", "completed", c.completed as f64, Unit::Count, format!("{q}:completed")),
+        r.check("waiting", c.waiting as f64, Unit::Count, format!("{q}:wait")),
+        r.check("active", c.active as f64, Unit::Count, format!("{q}:active")),
+        r.check("delayed", c.delayed as f64, Unit::Count, format!("{q}:delayed")),
+        r.check("overdue", c.overdue as f64, Unit::Count, "delayed jobs already due: is a worker running?"),
+        r.check("prioritized", c.prioritized as f64, Unit::Count, format!("{q}:prioritized")),
+        r.check("paused", c.paused as f64, Unit::Count, format!("{q}:paused (v4/v5 layout)")),
+        r.check("failed", c.failed as f64, Unit::Count, format!("{q}:failed")),
+        r.check("completed", c.completed as f64, Unit::Count, format!("{q}:completed")),
+        r.check("waiting_children", c.waiting_children as f64, Unit::Count, format!("{q}:waiting-children")),
         r.check(
-            "waiting-children",
-            "waiting_children",
-            c.waiting_children as f64,
-            Unit::Count,
-            format!("{q}:waiting-children"),
-        ),
-        r.check(
-            "queue_paused",
             "queue_paused",
             if c.queue_paused { 1.0 } else { 0.0 },
             Unit::Count,
@@ -191,10 +184,10 @@ async fn queue_checks(redis: &mut Redis, opts: &BacklogOptions, now: i64) -> (Ve
     out.push(match (c.oldest_wait_ms, &c.oldest_problem) {
         (Some(ms), _) => {
             let detail = c.oldest_job.as_ref().map_or("no job waiting".to_string(), |j| format!("job {j}"));
-            r.check("oldest_wait", "oldest_wait", ms as f64 / 1000.0, Unit::S, detail)
+            r.check("oldest_wait", ms as f64 / 1000.0, Unit::S, detail)
         }
-        (None, Some(p)) => r.unknown("oldest_wait", "oldest_wait", Unit::S, p.clone()),
-        (None, None) => r.unknown("oldest_wait", "oldest_wait", Unit::S, "unknown"),
+        (None, Some(p)) => r.unknown("oldest_wait", Unit::S, p.clone()),
+        (None, None) => r.unknown("oldest_wait", Unit::S, "unknown"),
     });
     (out, true)
 }
@@ -289,7 +282,7 @@ async fn mirror_checks(
     let conversations = if opts.conversations.is_empty() {
         match most_active(redis, opts).await {
             Ok(c) => c,
-            Err(why) => return vec![r.unknown("mirror_lag redis", "mirror_lag", Unit::S, why)],
+            Err(why) => return vec![r.unknown("mirror_lag", Unit::S, why).at("redis")],
         }
     } else {
         opts.conversations.clone()
@@ -332,11 +325,10 @@ async fn mirror_checks(
                 }
             }
         }
-        let (lag_name, miss_name) = (format!("mirror_lag {store}"), format!("missing {store}"));
         match problem {
             Some(p) => {
-                out.push(r.unknown(lag_name, "mirror_lag", Unit::S, p.clone()));
-                out.push(r.unknown(miss_name, "missing", Unit::Count, p));
+                out.push(r.unknown("mirror_lag", Unit::S, p.clone()).at(store));
+                out.push(r.unknown("missing", Unit::Count, p).at(store));
             }
             None => {
                 let mut detail = match (&worst.1, conversations.len()) {
@@ -351,14 +343,11 @@ async fn mirror_checks(
                          there cannot be seen from history; `broker-ops mirror canary` checks the pipeline itself"
                     ));
                 }
-                out.push(r.check(lag_name, "mirror_lag", worst.0, Unit::S, detail));
-                out.push(r.check(
-                    miss_name,
-                    "missing",
-                    missing as f64,
-                    Unit::Count,
-                    "Ably messages newer than the mirror's newest",
-                ));
+                out.push(r.check("mirror_lag", worst.0, Unit::S, detail).at(store));
+                out.push(
+                    r.check("missing", missing as f64, Unit::Count, "Ably messages newer than the mirror's newest")
+                        .at(store),
+                );
             }
         }
     }

@@ -104,9 +104,8 @@ async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
             let skew_s = (server_ms - local_mid) as f64 / 1000.0;
             let rtt_ms = rtt.as_secs_f64() * 1000.0;
             vec![
-                rules.check("latency", "latency", (rtt_ms * 10.0).round() / 10.0, Unit::Ms, "GET /time round trip"),
+                rules.check("latency", (rtt_ms * 10.0).round() / 10.0, Unit::Ms, "GET /time round trip"),
                 rules.check(
-                    "skew",
                     "skew",
                     (skew_s.abs() * 1000.0).round() / 1000.0,
                     Unit::S,
@@ -120,7 +119,7 @@ async fn time(client: &AblyClient, rules: &Rules) -> Vec<Check> {
         }
         Err(e) => {
             let (r, f) = (e.to_string(), e.fault());
-            vec![rules.failed("latency", "latency", Unit::Ms, f, r.clone()), rules.unknown("skew", "skew", Unit::S, r)]
+            vec![rules.failed("latency", Unit::Ms, f, r.clone()), rules.unknown("skew", Unit::S, r)]
         }
     }
 }
@@ -160,7 +159,7 @@ async fn stats(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
     match client.get_all::<Value>("GET /stats", url, 10).await {
         Ok((items, _)) if items.iter().any(|i| i.get("entries").is_none()) => names
             .iter()
-            .map(|n| opts.rules.unknown(*n, n, Unit::Count, "GET /stats answered the legacy (protocol 1) shape"))
+            .map(|n| opts.rules.unknown(n, Unit::Count, "GET /stats answered the legacy (protocol 1) shape"))
             .collect(),
         Ok((items, _)) => {
             let t = totals(&items);
@@ -171,11 +170,11 @@ async fn stats(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
                         "connections" | "channels" => format!("peak over the last {window}"),
                         _ => format!("total over the last {window}"),
                     };
-                    opts.rules.check(*n, n, t.get(n).copied().unwrap_or(0.0), Unit::Count, what)
+                    opts.rules.check(n, t.get(n).copied().unwrap_or(0.0), Unit::Count, what)
                 })
                 .collect()
         }
-        Err(e) => names.iter().map(|n| opts.rules.failed(*n, n, Unit::Count, e.fault(), e.to_string())).collect(),
+        Err(e) => names.iter().map(|n| opts.rules.failed(n, Unit::Count, e.fault(), e.to_string())).collect(),
     }
 }
 
@@ -192,13 +191,11 @@ async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
             match client.get_page::<Value>("GET /channels", client.url(&format!("channels?{q}"))).await {
                 Ok(page) => page.items.iter().filter_map(|v| v.as_str().map(str::to_string)).take(*limit).collect(),
                 Err(e) => {
-                    return vec![opts.rules.failed(
-                        format!("channels {prefix}*"),
-                        "subscribers",
-                        Unit::Count,
-                        e.fault(),
-                        e.to_string(),
-                    )];
+                    return vec![
+                        opts.rules
+                            .failed("subscribers", Unit::Count, e.fault(), e.to_string())
+                            .at(format!("{prefix}*")),
+                    ];
                 }
             }
         }
@@ -221,11 +218,9 @@ async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
                     m["publishers"].as_u64().unwrap_or(0),
                     m["presenceMembers"].as_u64().unwrap_or(0)
                 );
-                opts.rules.check(format!("occupancy {name}"), "subscribers", subs, Unit::Count, detail)
+                opts.rules.check("subscribers", subs, Unit::Count, detail).at(name.as_str())
             }
-            Err(e) => {
-                opts.rules.failed(format!("occupancy {name}"), "subscribers", Unit::Count, e.fault(), e.to_string())
-            }
+            Err(e) => opts.rules.failed("subscribers", Unit::Count, e.fault(), e.to_string()).at(name.as_str()),
         })
         .collect()
 }
@@ -253,11 +248,10 @@ async fn status(opts: &HealthOptions) -> Vec<Check> {
     match result {
         Ok(up) => vec![rules.check(
             "status",
-            "status",
             if up { 1.0 } else { 0.0 },
             Unit::Count,
             format!("{url} says {}", if up { "operational" } else { "NOT operational" }),
         )],
-        Err(e) => vec![rules.unknown("status", "status", Unit::Count, e)],
+        Err(e) => vec![rules.unknown("status", Unit::Count, e)],
     }
 }

@@ -42,9 +42,13 @@ impl Unit {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The check's one name: the same in tables, rules (`<probe>.<name>`), JSON, perfdata and
+    /// Prometheus.
     pub name: String,
-    #[serde(skip)]
-    pub metric: String,
+    /// What it was measured on when a probe measures the same thing on several (a channel's
+    /// subscribers, a store's mirror lag): its own field, so the name stays the rule's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub state: ProbeState,
     pub value: Option<f64>,
     pub unit: Unit,
@@ -54,6 +58,22 @@ pub struct Check {
     #[serde(skip)]
     pub ranges: (String, String),
     pub detail: String,
+}
+
+impl Check {
+    /// The check as measured on `target`.
+    pub fn at(self, target: impl Into<String>) -> Check {
+        Check { target: Some(target.into()), ..self }
+    }
+
+    /// The name with its target, for a label that must be unique in a report
+    /// (`subscribers@conversation:1`).
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{}@{t}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,10 +99,10 @@ impl ProbeReport {
             .checks
             .iter()
             .filter(|c| c.state != ProbeState::Ok)
-            .map(|c| format!("{} {}: {}", escape(&c.name), c.state.label(), escape(&c.detail)))
+            .map(|c| format!("{} {}: {}", escape(&c.label()), c.state.label(), escape(&c.detail)))
             .collect();
         let summary = if bad.is_empty() { format!("{} checks OK", self.checks.len()) } else { bad.join("; ") };
-        let perf: Vec<String> = self.checks.iter().filter_map(|c| perfdata(c, &c.name)).collect();
+        let perf: Vec<String> = self.checks.iter().filter_map(|c| perfdata(c, &c.label())).collect();
         // Monitoring plugins must not put '|' in the text part.
         let summary = summary.replace('|', "/");
         format!("{} {} - {} | {}", self.title(), state.label(), summary, perf.join(" "))
@@ -131,7 +151,9 @@ impl Gauges {
 
     pub fn add(&self, report: &ProbeReport) {
         for c in &report.checks {
-            let labels = vec![("probe".to_string(), report.kind.to_string()), ("check".to_string(), c.name.clone())];
+            let mut labels =
+                vec![("probe".to_string(), report.kind.to_string()), ("check".to_string(), c.name.clone())];
+            labels.extend(c.target.iter().map(|t| ("target".to_string(), t.clone())));
             if let Some(v) = c.value {
                 let mut l = labels.clone();
                 l.push(("unit".to_string(), format!("{:?}", c.unit).to_lowercase()));
@@ -182,7 +204,7 @@ impl Render for ProbeReport {
                 shown(c.warn, c.unit),
                 shown(c.crit, c.unit),
                 state,
-                escape(&c.detail),
+                escape(&c.target.as_ref().map_or_else(|| c.detail.clone(), |t| format!("{t}: {}", c.detail))),
             ]);
         }
         writeln!(w, "{t}")?;
@@ -222,7 +244,7 @@ pub async fn within(
         Ok(r) => r,
         Err(_) => {
             let why = format!("the probe did not finish within {}", crate::duration::format_duration(limit));
-            ProbeReport { kind, checks: vec![rules.critical(metric, metric, unit, why)] }
+            ProbeReport { kind, checks: vec![rules.critical(metric, unit, why)] }
         }
     }
 }

@@ -63,8 +63,8 @@ async fn expiry(redis: &mut Redis, contracts: &Contracts, rules: &Rules) -> Vec<
         Err(e) => {
             let f = e.fault();
             return vec![
-                rules.failed("no_expiry", "no_expiry", Unit::Count, f, e.to_string()),
-                rules.failed("long_expiry", "long_expiry", Unit::Count, f, e.to_string()),
+                rules.failed("no_expiry", Unit::Count, f, e.to_string()),
+                rules.failed("long_expiry", Unit::Count, f, e.to_string()),
             ];
         }
     };
@@ -81,8 +81,8 @@ async fn expiry(redis: &mut Redis, contracts: &Contracts, rules: &Rules) -> Vec<
                 let e = redis.err("TTL")(e);
                 let why = format!("{e} (stream keys of {active})");
                 return vec![
-                    rules.failed("no_expiry", "no_expiry", Unit::Count, e.fault(), why.clone()),
-                    rules.failed("long_expiry", "long_expiry", Unit::Count, e.fault(), why),
+                    rules.failed("no_expiry", Unit::Count, e.fault(), why.clone()),
+                    rules.failed("long_expiry", Unit::Count, e.fault(), why),
                 ];
             }
         }
@@ -109,8 +109,8 @@ async fn expiry(redis: &mut Redis, contracts: &Contracts, rules: &Rules) -> Vec<
         None => format!("none of {of} expires later than the contract's lifetime"),
     };
     vec![
-        rules.check("no_expiry", "no_expiry", e.without as f64, Unit::Count, without),
-        rules.check("long_expiry", "long_expiry", e.too_long as f64, Unit::Count, long),
+        rules.check("no_expiry", e.without as f64, Unit::Count, without),
+        rules.check("long_expiry", e.too_long as f64, Unit::Count, long),
     ]
 }
 
@@ -141,8 +141,8 @@ async fn memory(redis: &mut Redis, queue_here: bool, rules: &Rules) -> Vec<Check
             // A managed Redis may refuse INFO: we could not look, which is not Redis failing.
             let why = format!("{} (a managed Redis may not allow INFO)", redis.err("INFO memory")(e));
             return vec![
-                rules.unknown("memory_used", "memory_used", Unit::Ratio, why.clone()),
-                rules.unknown("evicting", "evicting", Unit::Count, why),
+                rules.unknown("memory_used", Unit::Ratio, why.clone()),
+                rules.unknown("evicting", Unit::Count, why),
             ];
         }
     };
@@ -153,7 +153,6 @@ async fn memory(redis: &mut Redis, queue_here: bool, rules: &Rules) -> Vec<Check
     let memory = match (used, max) {
         (Some(u), Some(m)) if m > 0 => rules.check(
             "memory_used",
-            "memory_used",
             u as f64 / m as f64,
             Unit::Ratio,
             format!("{} of maxmemory {}", bytes(u), bytes(m)),
@@ -162,12 +161,11 @@ async fn memory(redis: &mut Redis, queue_here: bool, rules: &Rules) -> Vec<Check
             state: ProbeState::Ok,
             ..rules.unknown(
                 "memory_used",
-                "memory_used",
                 Unit::Ratio,
                 format!("{} used; no maxmemory is set: Redis grows until the machine runs out", bytes(u)),
             )
         },
-        _ => rules.unknown("memory_used", "memory_used", Unit::Ratio, "INFO memory has no used_memory"),
+        _ => rules.unknown("memory_used", Unit::Ratio, "INFO memory has no used_memory"),
     };
     vec![memory, eviction(policy, queue_here, rules)]
 }
@@ -182,7 +180,7 @@ fn eviction(policy: &str, queue_here: bool, rules: &Rules) -> Check {
         ),
         (true, false) => format!("maxmemory-policy {policy}: mirror streams may be evicted before their expiry"),
     };
-    let check = rules.check("evicting", "evicting", if evicts { 1.0 } else { 0.0 }, Unit::Count, detail);
+    let check = rules.check("evicting", if evicts { 1.0 } else { 0.0 }, Unit::Count, detail);
     // Without a queue here an evicting policy only shortens the mirror: a warning, not a page.
     if evicts && !queue_here { Check { state: check.state.min(ProbeState::Warning), ..check } } else { check }
 }

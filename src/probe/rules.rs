@@ -128,14 +128,7 @@ impl Rules {
     }
 
     /// A check of `metric` with `value`, its state decided by the rules.
-    pub fn check(
-        &self,
-        name: impl Into<String>,
-        metric: &str,
-        value: f64,
-        unit: Unit,
-        detail: impl Into<String>,
-    ) -> Check {
+    pub fn check(&self, metric: &str, value: f64, unit: Unit, detail: impl Into<String>) -> Check {
         let warn = Self::find(&self.warn, metric);
         let crit = Self::find(&self.crit, metric);
         let state = if crit.is_some_and(|r| r.breached(value)) {
@@ -146,8 +139,8 @@ impl Rules {
             ProbeState::Ok
         };
         Check {
-            name: name.into(),
-            metric: metric.to_string(),
+            name: metric.to_string(),
+            target: None,
             state,
             value: Some(value),
             unit,
@@ -159,28 +152,21 @@ impl Rules {
     }
 
     /// A check that failed without a value (the thing measured never happened).
-    pub fn critical(&self, name: impl Into<String>, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
-        Check { state: ProbeState::Critical, ..self.unknown(name, metric, unit, reason) }
+    pub fn critical(&self, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
+        Check { state: ProbeState::Critical, ..self.unknown(metric, unit, reason) }
     }
 
     /// A check whose measurement failed: CRITICAL when the service failed, UNKNOWN when the
     /// check could not be made on our side ([`crate::exit::Fault`]).
-    pub fn failed(
-        &self,
-        name: impl Into<String>,
-        metric: &str,
-        unit: Unit,
-        fault: crate::exit::Fault,
-        reason: impl Into<String>,
-    ) -> Check {
-        Check { state: fault.state(), ..self.unknown(name, metric, unit, reason) }
+    pub fn failed(&self, metric: &str, unit: Unit, fault: crate::exit::Fault, reason: impl Into<String>) -> Check {
+        Check { state: fault.state(), ..self.unknown(metric, unit, reason) }
     }
 
     /// A check that could not decide.
-    pub fn unknown(&self, name: impl Into<String>, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
+    pub fn unknown(&self, metric: &str, unit: Unit, reason: impl Into<String>) -> Check {
         Check {
-            name: name.into(),
-            metric: metric.to_string(),
+            name: metric.to_string(),
+            target: None,
             state: ProbeState::Unknown,
             value: None,
             unit,
@@ -219,10 +205,10 @@ mod tests {
             &["latency"],
         )
         .unwrap();
-        assert_eq!(rules.check("time", "latency", 100.0, Unit::Ms, "").state, ProbeState::Ok);
-        assert_eq!(rules.check("time", "latency", 400.0, Unit::Ms, "").state, ProbeState::Warning);
+        assert_eq!(rules.check("latency", 100.0, Unit::Ms, "").state, ProbeState::Ok);
+        assert_eq!(rules.check("latency", 400.0, Unit::Ms, "").state, ProbeState::Warning);
         assert_eq!(
-            rules.check("time", "latency", 600.0, Unit::Ms, "").state,
+            rules.check("latency", 600.0, Unit::Ms, "").state,
             ProbeState::Critical,
             "the given crit replaced the default"
         );

@@ -40,7 +40,7 @@ fn value(doc: &Value, name: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == name)
+        .find(|c| crate::support::check_label(c) == name)
         .unwrap_or_else(|| panic!("no check {name}: {doc}"))
         .clone()
 }
@@ -62,7 +62,7 @@ async fn counts_equal_bullmqs_own_get_job_counts_running_and_paused() {
             ("failed", "failed"),
             ("completed", "completed"),
             ("paused", "paused"),
-            ("waiting-children", "waiting-children"),
+            ("waiting_children", "waiting-children"),
         ] {
             assert_eq!(
                 value(&doc, ours)["value"].as_f64().unwrap() as u64,
@@ -150,18 +150,18 @@ async fn mirror_lag_compares_redis_and_postgres_with_ably_history(pool: PgPool) 
     let out = run(probe(&env)).await;
     let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}{}", out.stdout, out.stderr));
     for store in ["redis", "postgres"] {
-        let lag = value(&doc, &format!("mirror_lag {store}"));
+        let lag = value(&doc, &format!("mirror_lag@{store}"));
         assert_eq!((lag["state"].as_str(), lag["value"].as_f64()), (Some("OK"), Some(0.0)), "{lag}");
-        assert_eq!(value(&doc, &format!("missing {store}"))["value"], 0.0);
+        assert_eq!(value(&doc, &format!("missing@{store}"))["value"], 0.0);
     }
     // Redis loses the conversation (flushed): the messages are in Ably's history but not mirrored.
     let mut r = support::redis().await;
     let _: () = r.del(format!("{prefix}chat:events:{conv}")).await.unwrap();
     let out = run(probe(&env)).await;
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
-    let missing = value(&doc, "missing redis");
+    let missing = value(&doc, "missing@redis");
     assert_eq!((missing["value"].as_f64(), missing["state"].as_str()), (Some(2.0), Some("WARNING")), "{missing}");
-    assert_eq!(value(&doc, "missing postgres")["value"], 0.0, "Postgres still has both");
+    assert_eq!(value(&doc, "missing@postgres")["value"], 0.0, "Postgres still has both");
     assert_eq!(out.code, 1);
     sb.shutdown().await;
 }

@@ -20,7 +20,7 @@ fn checks(doc: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["name"].as_str().unwrap().to_string(), c["state"].as_str().unwrap().to_string()))
+        .map(|c| (crate::support::check_label(c), c["state"].as_str().unwrap().to_string()))
         .collect()
 }
 
@@ -47,7 +47,7 @@ async fn a_healthy_sandbox_is_ok_with_occupancy_and_status() {
             "channels",
             "failed",
             "refused",
-            "occupancy conversation:1",
+            "subscribers@conversation:1",
             "status"
         ]
     );

@@ -94,9 +94,11 @@ async fn a_stack_named_differently_works_end_to_end_with_its_config(pool: PgPool
     let r = run(cmd(d, &env, &prefix, &db, true, &["ably", "backlog", "-o", "json"])).await;
     let doc = json(&r.stdout);
     let checks = doc["checks"].as_array().unwrap();
-    let lag = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name}: {doc}"));
-    assert_eq!(lag("missing redis")["value"], 0.0, "{doc}");
-    assert_eq!(lag("missing postgres")["value"], 0.0, "{doc}");
+    let lag = |name: &str| {
+        checks.iter().find(|c| crate::support::check_label(c) == name).unwrap_or_else(|| panic!("{name}: {doc}"))
+    };
+    assert_eq!(lag("missing@redis")["value"], 0.0, "{doc}");
+    assert_eq!(lag("missing@postgres")["value"], 0.0, "{doc}");
     assert_eq!(lag("waiting")["state"], "OK", "{doc}");
 
     let issued = run(cmd(

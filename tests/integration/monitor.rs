@@ -512,7 +512,11 @@ async fn the_built_in_rules_page_for_realtime_delivery_and_sla_violations() {
     assert_eq!(code, 2, "{doc:#}");
     let canary = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "mirror_canary").unwrap();
     let states = crate::support::check_states(canary);
-    assert_eq!(states, [("publish", "OK"), ("deliver", "CRITICAL"), ("redis", "OK")], "{canary:#}");
+    assert_eq!(
+        states,
+        [("publish_latency", "OK"), ("deliver_latency", "CRITICAL"), ("redis_latency", "OK")],
+        "{canary:#}"
+    );
     sweep().await;
     let texts = slack_texts(&slack);
     assert_eq!(texts.len(), 1, "{texts:?}");
@@ -585,4 +589,44 @@ async fn a_refused_ably_key_pages_with_ablys_code() {
         body.contains("https://git.example/acme/broker-ops/blob/main/docs/monitor.md#ably-publish-failed"),
         "runbook links that open: {body}"
     );
+}
+
+/// One spelling: every check a sweep's table shows is accepted, as shown, in a rule; and the
+/// table fits a 100-column terminal even when Ably's errors fill the detail.
+#[tokio::test]
+async fn table_names_are_rule_names_and_rows_fit_the_width() {
+    let mut s = Setup::new("monitor-names", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let mut cmd = bin(s.dir.path());
+    cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state")).env("COLUMNS", "100");
+    cmd.args(["monitor", "--probe-timeout", "4s"]);
+    let r = run(cmd).await;
+    assert!(r.stdout.contains("HTTP 500"), "the errors are in the table: {}", r.stdout);
+    let long: Vec<&str> = r.stdout.lines().filter(|l| l.chars().count() > 100).collect();
+    assert!(long.is_empty(), "lines past 100 columns: {long:#?}\n{}", r.stdout);
+    let probes = ["ably_health", "ably_backlog", "mirror_canary", "sla"];
+    let shown: Vec<(String, String)> = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (p, c) = (words.next()?, words.next()?);
+            (probes.contains(&p) && c != "-").then(|| (p.to_string(), c.to_string()))
+        })
+        .collect();
+    assert!(shown.iter().any(|(p, c)| p == "ably_backlog" && c == "waiting_children"), "{shown:?}");
+    assert!(shown.iter().any(|(p, c)| p == "mirror_canary" && c == "publish_latency"), "{shown:?}");
+    let rules: String = shown
+        .iter()
+        .enumerate()
+        .map(|(i, (p, c))| {
+            format!("[[rules]]\nname = \"r{i}\"\ncheck = \"{p}.{c}\"\ncondition = \"state >= CRITICAL\"\nseverity = \"warning\"\n")
+        })
+        .collect();
+    std::fs::write(s.dir.path().join("shown.toml"), rules).unwrap();
+    let mut check = bin(s.dir.path());
+    check.args(["monitor", "rules", "--rules", "shown.toml"]);
+    let r = run(check).await;
+    assert_eq!(r.code, 0, "a rule copied from the table is accepted: {}{}", r.stdout, r.stderr);
 }

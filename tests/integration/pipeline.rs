@@ -186,15 +186,15 @@ async fn the_canary_times_its_way_through_the_pipeline_as_the_sandbox_recorded_i
     support::schema_check("probe", &doc);
     assert_eq!((code, doc["kind"].as_str(), doc["state"].as_str()), (0, Some("mirror_canary"), Some("OK")), "{doc}");
     let names: Vec<&str> = doc["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["publish", "deliver", "redis", "postgres"]);
-    let deliver = check(&doc, "deliver")["value"].as_f64().unwrap();
-    assert!(deliver >= 0.0 && check(&doc, "deliver")["detail"] == "to an SSE subscriber", "{doc}");
-    let detail = check(&doc, "publish")["detail"].as_str().unwrap();
+    assert_eq!(names, ["publish_latency", "deliver_latency", "redis_latency", "postgres_latency"]);
+    let deliver = check(&doc, "deliver_latency")["value"].as_f64().unwrap();
+    assert!(deliver >= 0.0 && check(&doc, "deliver_latency")["detail"] == "to an SSE subscriber", "{doc}");
+    let detail = check(&doc, "publish_latency")["detail"].as_str().unwrap();
     let id = detail.split_whitespace().nth(1).unwrap();
     assert!(id.starts_with("broker-ops-canary-"), "{detail}");
     let record = support::get_json(format!("{}/_sandbox/mirror?id={id}", env.base)).await["record"].clone();
     for store in ["redis", "postgres"] {
-        let reported = check(&doc, store)["value"].as_f64().unwrap();
+        let reported = check(&doc, &format!("{store}_latency"))["value"].as_f64().unwrap();
         let truth = record[format!("{store}_ms")].as_f64().unwrap();
         // The canary's clock starts before the sandbox's and stops at its next poll after it.
         assert!(reported + 1.0 >= truth, "{store}: reported {reported} ms, sandbox {truth} ms");
@@ -238,8 +238,17 @@ async fn a_subscriber_that_gets_nothing_is_critical_while_the_stores_are_measure
     let (code, doc) = canary(&env, &pool, &prefix, &["--wait", "2s"]).await;
     assert_eq!(code, 2, "{doc}");
     let states = support::check_states(&doc);
-    assert_eq!(states, [("publish", "OK"), ("deliver", "CRITICAL"), ("redis", "OK"), ("postgres", "OK")], "{doc}");
-    let why = check(&doc, "deliver")["detail"].as_str().unwrap();
+    assert_eq!(
+        states,
+        [
+            ("publish_latency", "OK"),
+            ("deliver_latency", "CRITICAL"),
+            ("redis_latency", "OK"),
+            ("postgres_latency", "OK")
+        ],
+        "{doc}"
+    );
+    let why = check(&doc, "deliver_latency")["detail"].as_str().unwrap();
     assert!(why.contains("Ably took the publish, but its subscriber got nothing after 2.00s"), "{why}");
     set_faults(&env, json!({"deliver_drop_rate": 0.0})).await;
     assert_eq!(canary(&env, &pool, &prefix, &[]).await.0, 0, "healed");
@@ -261,13 +270,13 @@ async fn the_canary_is_critical_for_the_store_the_pipeline_lost(pool: PgPool) {
         set_faults(&env, faults.clone()).await;
         let (code, doc) = canary(&env, &pool, &prefix, &["--wait", "1s"]).await;
         assert_eq!(code, 2, "{faults}: {doc}");
-        assert_eq!(check(&doc, "publish")["state"], "OK");
+        assert_eq!(check(&doc, "publish_latency")["state"], "OK");
         assert_eq!(
-            (check(&doc, "redis")["state"].as_str(), check(&doc, "postgres")["state"].as_str()),
+            (check(&doc, "redis_latency")["state"].as_str(), check(&doc, "postgres_latency")["state"].as_str()),
             (Some(redis), Some(postgres)),
             "{faults}: {doc}"
         );
-        let lost = check(&doc, "postgres")["detail"].as_str().unwrap();
+        let lost = check(&doc, "postgres_latency")["detail"].as_str().unwrap();
         assert!(lost.contains("not in table public.chat_events after 1.00s"), "{lost}");
         // Faults gone, the webhook's retries (Ably's backoff) deliver what failed.
         set_faults(&env, clear.clone()).await;
@@ -284,10 +293,10 @@ async fn the_canary_is_critical_for_the_store_the_pipeline_lost(pool: PgPool) {
     let wrong = Env { key: format!("{}:wrong-secret", env.key_name()), ..Env::of(&sb) };
     let (code, doc) = canary(&wrong, &pool, &prefix, &[]).await;
     assert_eq!(code, 3, "{doc}");
-    let publish = check(&doc, "publish");
+    let publish = check(&doc, "publish_latency");
     assert_eq!(publish["state"], "UNKNOWN");
     assert!(publish["detail"].as_str().unwrap().contains("40101"), "{publish}");
-    assert_eq!(check(&doc, "redis")["state"], "UNKNOWN");
+    assert_eq!(check(&doc, "redis_latency")["state"], "UNKNOWN");
 
     // Nowhere to look: UNKNOWN (exit 3) naming the setting, and nothing published.
     let dir = tempfile::tempdir().unwrap();

@@ -230,6 +230,14 @@ pub async fn run(mut cmd: tokio::process::Command) -> Run {
 
 /// Validates `doc` against `docs/schemas/{name}.schema.json`, listing every violation.
 /// A probe's checks as `(name, state)`, in their order.
+/// A check's name, with `@target` when it was measured on one of several (as perfdata labels it).
+pub fn check_label(c: &Value) -> String {
+    match c["target"].as_str() {
+        Some(t) => format!("{}@{t}", c["name"].as_str().unwrap()),
+        None => c["name"].as_str().unwrap().to_string(),
+    }
+}
+
 pub fn check_states(probe: &Value) -> Vec<(&str, &str)> {
     probe["checks"]
         .as_array()
