@@ -36,6 +36,10 @@ pub struct BacklogArgs {
     /// A conversation last mirrored before that cannot show its lag (see `mirror canary`).
     #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DUR")]
     pub history_window: Duration,
+    /// Instead of the probe: list the N latest failed jobs (newest first) with BullMQ's
+    /// failedReason and attempts, read-only (at most 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub failed: Option<u16>,
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
@@ -96,6 +100,11 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 crit: a.probe.crit.clone(),
             };
             (health::run(&ctx.config, req).await?, a.probe)
+        }
+        AblyCommand::Backlog(a) if a.failed.is_some() => {
+            let n = a.failed.map_or(0, usize::from);
+            ctx.render(&backlog::failed(&ctx.config, a.queue, n).await?)?;
+            return Ok(broker_ops::exit::Exit::Ok.code());
         }
         AblyCommand::Backlog(a) => {
             let req = BacklogRequest {

@@ -29,6 +29,12 @@ pub fn formats(argv: &[OsString]) -> &'static [Format] {
     let words: Vec<&str> = path.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["monitor", "rules", ..] => DOCS,
+        // A list of failed jobs is not a probe's verdict.
+        ["ably", "backlog", ..]
+            if argv.iter().any(|a| a == "--failed" || a.to_string_lossy().starts_with("--failed=")) =>
+        {
+            DOCS
+        }
         ["sla", "report", ..] => REPORT,
         _ if is_probe(argv) => ALL,
         _ => DOCS,

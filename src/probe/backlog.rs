@@ -117,6 +117,21 @@ pub async fn run_on(
     Ok(report)
 }
 
+/// `ably backlog --failed N`: the queue's `n` latest failed jobs with BullMQ's `failedReason`
+/// and attempts, read-only (nothing is retried or removed).
+pub async fn failed(
+    config: &Config,
+    queue: Option<String>,
+    n: usize,
+) -> Result<crate::queue::failed::FailedReport, ProbeError> {
+    let url = config.require("REDIS_URL", &config.redis_url)?;
+    let t = config.timeout.value;
+    let mut redis = Redis::connect(secrecy::ExposeSecret::expose_secret(&url.value), "", t).await?;
+    let keys =
+        QueueKeys::new(config.bull_prefix.value.clone(), queue.unwrap_or_else(|| config.broker_queue.value.clone()));
+    Ok(crate::queue::failed::report(&mut redis, &keys, n).await?)
+}
+
 pub struct BacklogOptions {
     pub keys: QueueKeys,
     pub contracts: Contracts,

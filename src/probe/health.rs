@@ -47,6 +47,8 @@ pub enum ProbeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ably(#[from] AblyError),
+    #[error(transparent)]
+    Redis(#[from] crate::redis_handle::RedisError),
 }
 
 /// `ably health` from the configuration: the whole probe finishes within the time-out,

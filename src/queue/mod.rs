@@ -26,3 +26,4 @@ impl QueueKeys {
 }
 
 pub mod counts;
+pub mod failed;

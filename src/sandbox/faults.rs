@@ -46,6 +46,15 @@ pub struct Faults {
     pub postgres_write_fail: bool,
     /// The receiver stops checking signatures: a broken route, for `mirror webhook-test` to catch.
     pub receiver_skip_signature: bool,
+    /// The worker takes no job (BullMQ's `worker.pause()`): jobs wait in `wait` and are taken
+    /// when it resumes.
+    pub worker_paused: bool,
+    /// The worker process is gone: no job is taken, and the jobs it held stay `active` with no
+    /// reply (stalled) while it is down.
+    pub worker_down: bool,
+    /// Share of jobs whose handler throws on every attempt: they end in `failed` with BullMQ's
+    /// `failedReason`, `stacktrace` and `attemptsMade`, and no reply.
+    pub job_failure_rate: f64,
 }
 
 /// No fault, and the AI answering as `--ai-latency` does by default (P50 800 ms, P95 2.5 s).
@@ -65,6 +74,9 @@ impl Default for Faults {
             redis_write_fail: false,
             postgres_write_fail: false,
             receiver_skip_signature: false,
+            worker_paused: false,
+            worker_down: false,
+            job_failure_rate: 0.0,
         }
     }
 }
@@ -89,6 +101,9 @@ pub struct FaultsPatch {
     pub redis_write_fail: Option<bool>,
     pub postgres_write_fail: Option<bool>,
     pub receiver_skip_signature: Option<bool>,
+    pub worker_paused: Option<bool>,
+    pub worker_down: Option<bool>,
+    pub job_failure_rate: Option<f64>,
 }
 
 fn rate(key: &str, v: f64) -> Result<(), String> {
@@ -150,6 +165,9 @@ impl Faults {
         f.redis_write_fail = patch.redis_write_fail.unwrap_or(f.redis_write_fail);
         f.postgres_write_fail = patch.postgres_write_fail.unwrap_or(f.postgres_write_fail);
         f.receiver_skip_signature = patch.receiver_skip_signature.unwrap_or(f.receiver_skip_signature);
+        f.worker_paused = patch.worker_paused.unwrap_or(f.worker_paused);
+        f.worker_down = patch.worker_down.unwrap_or(f.worker_down);
+        f.job_failure_rate = patch.job_failure_rate.unwrap_or(f.job_failure_rate);
         f.checked()
     }
 
@@ -161,6 +179,7 @@ impl Faults {
             ("deliver_drop_rate", self.deliver_drop_rate),
             ("webhook_drop_rate", self.webhook_drop_rate),
             ("receiver_error_rate", self.receiver_error_rate),
+            ("job_failure_rate", self.job_failure_rate),
         ];
         for (key, v) in rates {
             rate(key, v)?;
@@ -190,6 +209,9 @@ impl Faults {
             "redis_write_fail": self.redis_write_fail,
             "postgres_write_fail": self.postgres_write_fail,
             "receiver_skip_signature": self.receiver_skip_signature,
+            "worker_paused": self.worker_paused,
+            "worker_down": self.worker_down,
+            "job_failure_rate": self.job_failure_rate,
         })
     }
 }

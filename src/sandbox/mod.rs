@@ -74,6 +74,21 @@ pub struct TruthRecord {
     pub sla_violation: bool,
 }
 
+impl TruthRecord {
+    /// A message that got no reply, for `outcome`.
+    pub fn unanswered(conversation_id: u64, message_id: u64, outcome: &'static str) -> TruthRecord {
+        TruthRecord {
+            conversation_id,
+            message_id,
+            reply_id: None,
+            latency_us: None,
+            outcome,
+            sla_warning: false,
+            sla_violation: false,
+        }
+    }
+}
+
 /// Counters of what the mirror and queue writers did.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
@@ -106,6 +121,8 @@ pub(crate) struct State {
     stores: Option<tokio::sync::Mutex<receiver::Stores>>,
     pipeline: Mutex<receiver::PipelineLog>,
     receiver: ReceiverCounters,
+    /// Set by `shutdown`: jobs waiting for a paused worker give up.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Locks a mutex; a poisoned lock means a handler panicked mid-update, after which the
@@ -242,6 +259,7 @@ impl Sandbox {
             stores: started.stores.map(tokio::sync::Mutex::new),
             pipeline: Mutex::default(),
             receiver: ReceiverCounters::default(),
+            stopping: Default::default(),
             opts,
         });
         let (shutdown, mut rx) = watch::channel(false);
@@ -345,6 +363,7 @@ impl Sandbox {
             }
         }
         let _ = self.shutdown.send(true);
+        self.state.stopping.store(true, Ordering::Relaxed);
         let Sandbox { server, sink_task, emitter_task, state, .. } = self;
         // Open SSE streams hold the server open; give them a moment, then stop regardless.
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

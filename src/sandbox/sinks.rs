@@ -18,10 +18,27 @@ use crate::replay::to_store::{PostgresTarget, RedisTarget};
 
 #[derive(Debug)]
 pub enum JobOp {
-    Added { id: String, data: String, at_ms: i64 },
-    Active { id: String, at_ms: i64 },
-    Completed { id: String, at_ms: i64, result: String },
-    Failed { id: String, at_ms: i64, reason: String },
+    Added {
+        id: String,
+        data: String,
+        at_ms: i64,
+    },
+    Active {
+        id: String,
+        at_ms: i64,
+    },
+    Completed {
+        id: String,
+        at_ms: i64,
+        result: String,
+    },
+    /// Failed after `attempts` attempts, each throwing `reason`.
+    Failed {
+        id: String,
+        at_ms: i64,
+        reason: String,
+        attempts: u32,
+    },
 }
 
 pub struct Started {
@@ -137,14 +154,21 @@ impl Writer {
                     )
                     .ignore();
                 }
-                JobOp::Failed { id, at_ms, reason } => {
+                JobOp::Failed { id, at_ms, reason, attempts } => {
                     pipe.lrem(k.key("active"), 1, id).ignore();
                     pipe.zadd(k.key("failed"), id, at_ms).ignore();
-                    pipe.hset_multiple(
-                        k.job(id),
-                        &[("finishedOn", at_ms.to_string()), ("failedReason", reason.clone()), ("atm", "1".into())],
-                    )
-                    .ignore();
+                    // As BullMQ's moveToFinished writes a failure: the reason, one stack line
+                    // per attempt (a JSON array), the attempts made.
+                    let stack: Vec<String> =
+                        (0..*attempts).map(|_| format!("Error: {reason}\n    at handler (sandbox worker)")).collect();
+                    let stack = serde_json::to_string(&stack).unwrap_or_default();
+                    let fields = [
+                        ("finishedOn", at_ms.to_string()),
+                        ("failedReason", reason.clone()),
+                        ("stacktrace", stack),
+                        ("atm", attempts.to_string()),
+                    ];
+                    pipe.hset_multiple(k.job(id), &fields).ignore();
                 }
             }
         }

@@ -42,31 +42,62 @@ pub fn on_customer_message(state: &Arc<State>, msg: &ChatMessage) {
         let data = json!({"conversationId": msg.conversation_id, "messageId": msg.id, "content": msg.content});
         let _ = sink.send(JobOp::Added { id: job_id.clone(), data: data.to_string(), at_ms: State::now_ms() });
     }
-    let (latency, fails) = {
-        let faults = state.faults();
-        let mut rng = lock(&state.rng);
-        let latency = faults.ai_latency.sample(&mut *rng);
-        let fails = faults.ai_error_rate > 0.0 && rand::Rng::random::<f64>(&mut *rng) < faults.ai_error_rate;
-        (latency, fails)
-    };
     let state = state.clone();
     let (conv, msg_id) = (msg.conversation_id, msg.id);
     tokio::spawn(async move {
+        // A paused or stopped worker takes no job: it waits in `wait`, as BullMQ keeps it.
+        if !taken(&state).await {
+            return;
+        }
+        let (latency, fails, throws) = {
+            let faults = state.faults();
+            let mut rng = lock(&state.rng);
+            let latency = faults.ai_latency.sample(&mut *rng);
+            let mut draw = |p: f64| p > 0.0 && rand::Rng::random::<f64>(&mut *rng) < p;
+            (latency, draw(faults.ai_error_rate), draw(faults.job_failure_rate))
+        };
         if let Some(sink) = &state.sink {
             let _ = sink.send(JobOp::Active { id: job_id.clone(), at_ms: State::now_ms() });
         }
+        if throws {
+            let reason =
+                format!("Chatwoot API: POST conversations/{conv}/messages answered 502 (sandbox job_failure_rate)");
+            if let Some(sink) = &state.sink {
+                let _ = sink.send(JobOp::Failed { id: job_id, at_ms: State::now_ms(), reason, attempts: 1 });
+            }
+            lock(&state.truth).push(TruthRecord::unanswered(conv, msg_id, "job_failed"));
+            return;
+        }
         let outcome = run_job(&state, &channel, conv, msg_id, received, latency, fails).await;
-        if let Some(sink) = &state.sink {
+        if let Some(sink) = state.sink.as_ref().filter(|_| outcome.outcome != "worker_down") {
             let at_ms = State::now_ms();
             let _ = sink.send(match outcome.reply_id {
                 Some(r) => JobOp::Completed { id: job_id, at_ms, result: json!({"replyId": r}).to_string() },
-                None => {
-                    JobOp::Failed { id: job_id, at_ms, reason: "AI provider error (sandbox --ai-error-rate)".into() }
-                }
+                None => JobOp::Failed {
+                    id: job_id,
+                    at_ms,
+                    reason: "AI provider error (sandbox --ai-error-rate)".into(),
+                    attempts: 1,
+                },
             });
         }
         lock(&state.truth).push(outcome);
     });
+}
+
+/// Waits until the worker takes jobs (neither paused nor down); false when the sandbox stops
+/// first. Polled: the faults change through the control route at any time.
+async fn taken(state: &State) -> bool {
+    loop {
+        if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let f = state.faults();
+        if !f.worker_paused && !f.worker_down {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn user_data(msg: &ChatMessage) -> serde_json::Value {
@@ -107,15 +138,7 @@ async fn run_job(
     fails: bool,
 ) -> TruthRecord {
     let (warn, viol) = (state.opts.sla_warning, state.opts.sla_violation);
-    let mut record = TruthRecord {
-        conversation_id: conv,
-        message_id: msg_id,
-        reply_id: None,
-        latency_us: None,
-        outcome: "ai_error",
-        sla_warning: false,
-        sla_violation: false,
-    };
+    let mut record = TruthRecord::unanswered(conv, msg_id, "ai_error");
     let mut due = received + latency;
     loop {
         let now = Instant::now();
@@ -150,6 +173,11 @@ async fn run_job(
                 break;
             }
         }
+    }
+    if state.faults().worker_down {
+        // The process died holding the job: it stays `active`, unanswered (stalled).
+        record.outcome = "worker_down";
+        return record;
     }
     let content = ANSWERS[(msg_id as usize) % ANSWERS.len()];
     let reply = {

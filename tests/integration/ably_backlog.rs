@@ -255,3 +255,50 @@ async fn streams_without_expiry_and_an_evicting_redis_under_the_queue_are_critic
     let used = value(&doc, "memory_used");
     assert!(used["detail"].as_str().unwrap().contains("no maxmemory is set"), "{used}");
 }
+
+/// `--failed 5` lists exactly what BullMQ's own `getFailed(0, 4)` returns, newest first, with
+/// `failedReason` and `attemptsMade` (a job retried once shows 2), and changes nothing.
+#[tokio::test]
+async fn failed_jobs_are_listed_as_bullmqs_get_failed_returns_them() {
+    let prefix = format!("{}bull", support::prefix("failed"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+    let out = tokio::process::Command::new("node")
+        .args(["bullmq-state.js", &support::redis_url(), &prefix, "broker", "failed"])
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "bullmq-state.js: {}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut before = support::redis().await;
+    let keys_before: Vec<String> = before.keys(format!("{prefix}:*")).await.unwrap();
+    let mut cmd = backlog(tmp.path(), &prefix, "broker");
+    cmd.args(["--failed", "5"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let ours: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(ours["failed_total"], theirs["failed"], "{ours:#}");
+    let jobs = ours["jobs"].as_array().unwrap();
+    let expected = theirs["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5);
+    for (o, t) in jobs.iter().zip(expected) {
+        for key in ["id", "name", "failed_reason", "attempts_made", "finished_on", "timestamp", "data"] {
+            assert_eq!(o[key], t[key], "{key}: ours {o:#} bullmq {t:#}");
+        }
+    }
+    let keys_after: Vec<String> = before.keys(format!("{prefix}:*")).await.unwrap();
+    assert_eq!(keys_before.len(), keys_after.len(), "read-only");
+    let listing = |format: &str| {
+        let mut c = bin(tmp.path());
+        c.args(["-o", format, "ably", "backlog", "--failed", "2"])
+            .env("REDIS_URL", support::redis_url())
+            .env("BULL_PREFIX", &prefix)
+            .env("BROKER_QUEUE", "broker");
+        c
+    };
+    let r = run(listing("table")).await;
+    assert!(r.stdout.contains("Chatwoot API answered") && r.stdout.contains("7 failed job(s)"), "{}", r.stdout);
+    let r = run(listing("nagios")).await;
+    assert_eq!(r.code, 3, "a list is not a probe line: {}{}", r.stdout, r.stderr);
+}

@@ -630,3 +630,42 @@ async fn table_names_are_rule_names_and_rows_fit_the_width() {
     let r = run(check).await;
     assert_eq!(r.code, 0, "a rule copied from the table is accepted: {}{}", r.stdout, r.stderr);
 }
+
+/// Rehearsable queue trouble: with the sandbox's worker paused, customers' jobs wait in BullMQ's
+/// `wait` list; past 500 for two sweeps the built-in `queue-backing-up` pages; resumed, the
+/// worker takes them all and the queue drains.
+#[tokio::test]
+async fn a_paused_worker_grows_waiting_and_trips_queue_backing_up() {
+    let slack = Recorder::start().await;
+    let mut s = Setup::new("monitor-paused", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    let s = s.env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/queue"));
+    faults(&env, json!({"worker_paused": true})).await;
+    let (contact, conv) = crate::support::new_chat(&env).await;
+    for chunk in 0..11 {
+        let texts: Vec<String> = (0..50).map(|i| format!("question {chunk}-{i}")).collect();
+        futures::future::join_all(texts.iter().map(|t| crate::support::say(&env, &contact, conv, t))).await;
+    }
+    let sweep = || {
+        let mut cmd = bin(s.dir.path());
+        cmd.envs(s.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", s.dir.path().join("state"));
+        cmd.args(["-o", "json", "monitor", "--probe-timeout", "4s"]);
+        run(cmd)
+    };
+    let waiting = |doc: &Value| {
+        let backlog = doc["probes"].as_array().unwrap().iter().find(|p| p["probe"] == "ably_backlog").unwrap();
+        backlog["checks"].as_array().unwrap().iter().find(|c| c["name"] == "waiting").unwrap()["value"].clone()
+    };
+    let first: Value = serde_json::from_str(&sweep().await.stdout).unwrap();
+    assert_eq!(waiting(&first), 550.0, "every job waits for the paused worker");
+    let second: Value = serde_json::from_str(&sweep().await.stdout).unwrap();
+    assert_eq!(rule(&second, "queue-backing-up")["transition"], "fired", "{:#}", rule(&second, "queue-backing-up"));
+    let texts = slack_texts(&slack);
+    assert!(texts.iter().any(|t| t.contains("queue-backing-up")), "{texts:?}");
+    faults(&env, json!({"worker_paused": false, "ai_latency": "fixed:1ms"})).await;
+    until("the resumed worker drains the queue", || async {
+        let doc: Value = serde_json::from_str(&sweep().await.stdout).unwrap();
+        waiting(&doc) == 0.0
+    })
+    .await;
+}

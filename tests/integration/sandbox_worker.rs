@@ -119,3 +119,48 @@ async fn a_stall_holds_requests_and_replies_until_it_ends() {
     // Once the stall is over, requests are answered again (`say` asserts the 200).
     support::say(&env, &contact, conv, "after the stall").await;
 }
+
+/// The queue faults, as BullMQ keeps the jobs: a handler that throws leaves the job in `failed`
+/// with its `failedReason` (read back by `ably backlog --failed`); a worker that goes down while
+/// holding a job leaves it `active`, unanswered.
+#[tokio::test]
+async fn job_failures_and_a_worker_down_leave_the_queue_as_bullmq_would() {
+    let prefix = format!("{}bull", support::prefix("qfaults"));
+    let mut opts = support::options();
+    opts.redis_url = Some(secrecy::SecretString::from(support::redis_url()));
+    opts.bull_prefix = prefix.clone();
+    opts.faults.job_failure_rate = 1.0;
+    let (sb, env) = support::start(opts).await;
+    let (contact, conv) = support::new_chat(&env).await;
+    support::say(&env, &contact, conv, "will this fail?").await;
+    support::until("the job fails", || async { sb.ground_truth().iter().any(|t| t.outcome == "job_failed") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backlog = |args: &[&str]| {
+        let mut c = support::bin(dir.path());
+        c.args(["-o", "json", "ably", "backlog"])
+            .args(args)
+            .env("REDIS_URL", support::redis_url())
+            .env("BULL_PREFIX", &prefix);
+        c
+    };
+    let doc: Value = support::until_value("the failed job is written", || async {
+        let r = support::run(backlog(&["--failed", "1"])).await;
+        serde_json::from_str::<Value>(&r.stdout).ok().filter(|d| d["failed_total"] == 1)
+    })
+    .await;
+    let job = &doc["jobs"][0];
+    assert!(job["failed_reason"].as_str().unwrap().contains("answered 502"), "{job}");
+    assert_eq!(job["attempts_made"], 1);
+    sb.set_faults(serde_json::from_value(json!({"job_failure_rate": 0.0, "ai_latency": "fixed:400ms"})).unwrap())
+        .unwrap();
+    support::say(&env, &contact, conv, "and this?").await;
+    sb.set_faults(serde_json::from_value(json!({"worker_down": true})).unwrap()).unwrap();
+    support::until("the held job is abandoned", || async {
+        sb.ground_truth().iter().any(|t| t.outcome == "worker_down")
+    })
+    .await;
+    let r = support::run(backlog(&[])).await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let active = doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "active").unwrap();
+    assert_eq!(active["value"], 1.0, "the job the worker held stays active: {doc:#}");
+}

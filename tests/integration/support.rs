@@ -124,6 +124,22 @@ where
     panic!("never happened within 30 s: {what}");
 }
 
+/// Polls `get` until it yields a value (within 30 s), and returns it.
+pub async fn until_value<T, F, Fut>(what: &str, mut get: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = get().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened within 30 s: {what}");
+}
+
 /// The library's Redis handle on the test Redis, with `prefix`.
 pub async fn redis_handle(prefix: &str) -> broker_ops::redis_handle::Redis {
     broker_ops::redis_handle::Redis::connect(&redis_url(), prefix, Duration::from_secs(10))

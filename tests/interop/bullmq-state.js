@@ -1,7 +1,8 @@
 // Makes real BullMQ queue state with the real `bullmq` package, then prints what BullMQ's own
 // getJobCounts() says, so broker-ops' read-only counts can be compared with it.
-// Usage: node bullmq-state.js REDIS_URL PREFIX QUEUE [pause|empty]   (prints one JSON line)
+// Usage: node bullmq-state.js REDIS_URL PREFIX QUEUE [pause|empty|failed]   (prints one JSON line)
 // `empty`: a queue that exists (BullMQ's own keys) with no job in it, as a worker's idle queue.
+// `failed`: seven jobs fail (one after two attempts), then what getFailed(0, 4) returns.
 const { Queue, Worker } = require('bullmq');
 
 async function main() {
@@ -13,6 +14,26 @@ async function main() {
     const job = await queue.add('message_created', {});
     await job.remove();
     process.stdout.write(JSON.stringify(await queue.getJobCounts()) + '\n');
+    await queue.close();
+    return;
+  }
+  if (pause === 'failed') {
+    const worker = new Worker(name, null, { connection, prefix, autorun: false });
+    const token = 'broker-ops-test';
+    await queue.add('message_created', { retried: true }, { attempts: 2 });
+    for (let i = 0; i < 6; i++) await queue.add('message_created', { i });
+    for (let i = 0; i < 8; i++) {
+      const job = await worker.getNextJob(token);
+      if (!job) break;
+      await job.moveToFailed(new Error(`Chatwoot API answered 50${i % 4} (attempt ${job.attemptsMade + 1})`), token, false);
+      await new Promise((r) => setTimeout(r, 3)); // distinct finishedOn scores
+    }
+    await worker.close();
+    const jobs = (await queue.getFailed(0, 4)).map((j) => ({
+      id: j.id, name: j.name, failed_reason: j.failedReason, attempts_made: j.attemptsMade,
+      finished_on: j.finishedOn, timestamp: j.timestamp, data: JSON.stringify(j.data),
+    }));
+    process.stdout.write(JSON.stringify({ jobs, failed: (await queue.getJobCounts('failed')).failed }) + '\n');
     await queue.close();
     return;
   }
