@@ -62,6 +62,10 @@ pub enum Command {
     Monitor(Box<crate::monitor::MonitorArgs>),
     /// The ENABLE_ABLY_REALTIME rollout: status, which, set, override, history, rollback, advance, export.
     Rollout {
+        /// Who makes the change, for the audit (default BROKER_OPS_ACTOR, else $USER@host): name
+        /// the person or the pipeline when it runs from cron, CI or Kubernetes.
+        #[arg(long, global = true, value_name = "NAME", value_parser = crate::rollout::parse_actor)]
+        by: Option<String>,
         #[command(subcommand)]
         command: crate::rollout::RolloutCommand,
     },

@@ -160,7 +160,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
         Command::Ably { command } => ably::run(command, &ctx).await,
         Command::Mirror { command } => mirror::run(command, &ctx).await,
         Command::Monitor(args) => monitor::run(*args, &ctx).await,
-        Command::Rollout { command } => rollout::run(command, &ctx).await,
+        Command::Rollout { by, command } => rollout::run(command, by, &ctx).await,
         Command::Alert { command } => alert::run(command, &ctx).await,
         Command::Sla { command } => sla::run(command, &ctx).await,
         Command::Token { command } => token::run(command, &ctx).await,

@@ -193,8 +193,8 @@ pub struct RollbackArgs {
     pub change: ChangeArgs,
 }
 
-pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
-    match execute(cmd, ctx).await {
+pub async fn run(cmd: RolloutCommand, by: Option<String>, ctx: &Ctx) -> anyhow::Result<i32> {
+    match execute(cmd, actor(ctx, by.as_deref()), ctx).await {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast::<RolloutError>() {
             Ok(r) if r.exit() == Exit::Ok => {
@@ -211,7 +211,7 @@ pub async fn run(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     }
 }
 
-async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+async fn execute(cmd: RolloutCommand, actor: Actor, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
     if let Some(note) = rollout::switch::kill_switch_note(c) {
         eprintln!("{note}");
@@ -222,16 +222,15 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         RolloutCommand::History(a) => ctx.render(&ops::history(c, &a.flag.flag, a.limit).await?)?,
         RolloutCommand::Set(a) => {
             let p = rollout::percent(a.percent)?;
-            let actor = actor(ctx);
             let planned = ops::plan_set(c, &a.flag.flag, p, &a.change.reason, a.create.then_some(&actor)).await?;
             return apply(planned, &a.change, &actor, ctx).await;
         }
-        RolloutCommand::Advance(a) => return advance(a, ctx).await,
+        RolloutCommand::Advance(a) => return advance(a, actor, ctx).await,
         RolloutCommand::Export(a) => {
             let doc = rollout::export::unleash(c, &a.flag.flag, &a.project, &a.environment).await?;
             crate::print_json(&mut std::io::stdout().lock(), &doc, broker_ops::output::Format::Json)?;
         }
-        RolloutCommand::Rollback(a) => return rollback(a, ctx).await,
+        RolloutCommand::Rollback(a) => return rollback(a, actor, ctx).await,
         RolloutCommand::Override(a) => {
             let to = match a.to {
                 OverrideValue::On => OverrideTo::On,
@@ -245,7 +244,7 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 return Ok(Exit::Failed.code());
             }
             let (flag, before, after) =
-                ops::set_override(c, &a.flag.flag, &a.conversation, to, a.for_, &a.change.reason, &actor(ctx)).await?;
+                ops::set_override(c, &a.flag.flag, &a.conversation, to, a.for_, &a.change.reason, &actor).await?;
             let report = rollout::WhichReport { flag: a.flag.flag, decisions: vec![after] };
             eprintln!("before: {}", rollout::render_why(&before));
             let saved = format!("saved: {what} (audited)");
@@ -263,10 +262,10 @@ async fn execute(cmd: RolloutCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 /// The flag off, then the notice, then (with `--verify`) the polling smoke, shown together
 /// once every step has run. The rollback stands whatever follows it: a notice that cannot be
 /// sent waits in the outbox, and a failed verify exits 1 with the rollback done.
-async fn rollback(a: RollbackArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+async fn rollback(a: RollbackArgs, actor: Actor, ctx: &Ctx) -> anyhow::Result<i32> {
     let c = &ctx.config;
     let planned = ops::plan_rollback(c, &a.flag.flag, &a.change.reason).await?;
-    let Some(change) = confirm_and_apply(planned, &a.change, &actor(ctx)).await? else {
+    let Some(change) = confirm_and_apply(planned, &a.change, &actor).await? else {
         return Ok(Exit::Failed.code());
     };
     let report = rollout::aftermath::after_rollback(c, change, &ctx.command_line(), a.verify).await;
@@ -274,7 +273,7 @@ async fn rollback(a: RollbackArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     Ok(if report.passed() { Exit::Ok } else { Exit::Failed }.code())
 }
 
-async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+async fn advance(a: AdvanceArgs, actor: Actor, ctx: &Ctx) -> anyhow::Result<i32> {
     let sla = &ctx.config.sla;
     let slo = Sla::or_flag(&sla.slo, "--slo", a.slo);
     let min_replies = Sla::or_flag(&sla.min_replies, "--min-replies", a.min_replies);
@@ -311,7 +310,7 @@ async fn advance(a: AdvanceArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         eprintln!("error: not confirmed: {what}: pass --yes (no terminal to ask on)");
         return Ok(Exit::Failed.code());
     }
-    report.applied = Some(planned.apply(&actor(ctx)).await?.after);
+    report.applied = Some(planned.apply(&actor).await?.after);
     ctx.render(&report)?;
     Ok(Exit::Ok.code())
 }
@@ -357,11 +356,21 @@ async fn confirm_and_apply(
     Ok(Some(planned.apply(actor).await?))
 }
 
-/// Who runs this: `$USER@host`, and the command line, for the audit.
-fn actor(ctx: &Ctx) -> Actor {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown-host".into());
-    Actor { who: format!("{user}@{host}"), command: ctx.command_line() }
+/// Who runs this, for the audit: `--by`, else `BROKER_OPS_ACTOR`, else `$USER@host`; and the
+/// command line.
+fn actor(ctx: &Ctx, by: Option<&str>) -> Actor {
+    let named = by.map(str::to_string).or_else(|| ctx.config.actor.as_ref().map(|s| s.value.clone()));
+    let who = named.unwrap_or_else(|| {
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown-host".into());
+        format!("{user}@{host}")
+    });
+    Actor { who, command: ctx.command_line() }
+}
+
+/// `--by NAME`: one line, not empty, at most 200 characters.
+pub fn parse_actor(s: &str) -> Result<String, String> {
+    broker_ops::config::actor_name(s)
 }
 
 /// The ids given, with `-` replaced by stdin's lines.

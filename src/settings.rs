@@ -47,6 +47,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     plain("BROKER_OPS_TIMEOUT"),
     secret("BROKER_OPS_SANDBOX_KEY"),
     plain("BROKER_OPS_SANDBOX_INBOX"),
+    plain("BROKER_OPS_ACTOR"),
 ];
 
 pub fn is_secret(name: &str) -> bool {

@@ -101,6 +101,8 @@ pub struct Config {
     /// The web app's kill switch as its environment has it, as text: the app's code treats only
     /// the exact string `false` as off (docs/rollout.md), and so does this tool.
     pub enable_ably_realtime: Option<Setting<String>>,
+    /// Who makes rollout changes, for the audit (`BROKER_OPS_ACTOR`), when `--by` is not given.
+    pub actor: Option<Setting<String>>,
     pub contracts: Contracts,
     /// The one SLA (`[sla]`): every command that judges the SLA starts from it.
     pub sla: sla::Sla,
@@ -168,6 +170,7 @@ impl Config {
             sandbox_key: l.secret("BROKER_OPS_SANDBOX_KEY")?,
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
             enable_ably_realtime: l.plain("ENABLE_ABLY_REALTIME")?,
+            actor: opt_parse(l, "BROKER_OPS_ACTOR", actor_name)?,
             contracts,
             sla: sla::resolve(l)?,
             layers,
@@ -183,6 +186,16 @@ impl Config {
     pub fn file(&self) -> Option<&std::path::Path> {
         self.layers.file.as_ref().map(|(p, _)| p.as_path())
     }
+}
+
+/// A name for the rollout audit (`--by`, `BROKER_OPS_ACTOR`): one line, not empty, at most 200
+/// characters.
+pub fn actor_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+        return Err(format!("{t:?}: name who makes the change in one line of 1 to 200 characters"));
+    }
+    Ok(t.to_string())
 }
 
 /// The tool's own variables besides the settings: where the config file is, the log filter.

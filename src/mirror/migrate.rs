@@ -23,6 +23,9 @@ pub struct MigrateReport {
     pub statements: Vec<String>,
     /// Whether the table existed before (`None` on a dry run).
     pub existed: Option<bool>,
+    /// What the run created and what it found in place, each `(kind, name)` (empty on a dry run).
+    pub created: Vec<(String, String)>,
+    pub found: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
             dry_run,
             statements,
             existed: None,
+            created: Vec::new(),
+            found: Vec::new(),
         });
     }
     config.require("DATABASE_URL", &config.database_url)?;
@@ -68,40 +73,52 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
     if !differences.is_empty() {
         return Err(MigrateError::Shape { addr, differences });
     }
-    let statements = super::postgres::run_migration(&pool, &addr, statements).await?;
+    let done = super::postgres::run_migration(&pool, &addr, statements).await?;
     pool.close().await;
     Ok(MigrateReport {
         table: table.to_string(),
         flag_table,
         database: Some(addr),
         dry_run,
-        statements,
+        statements: done.statements,
         existed: Some(existed),
+        created: done.created,
+        found: done.found,
     })
 }
 
 impl Render for MigrateReport {
-    fn table(&self, w: &mut dyn Write, _style: Style) -> io::Result<()> {
-        for s in &self.statements {
-            writeln!(w, "{s};")?;
-        }
-        match (&self.database, self.existed) {
-            (None, _) => writeln!(w, "-- dry run: nothing was sent to any database"),
-            (Some(db), Some(true)) => writeln!(
-                w,
-                "-- {} already existed at {}: missing indexes and the rollout tables ({}, if missing) were added",
-                self.table,
-                escape(db),
-                self.flag_table
-            ),
-            (Some(db), _) => {
-                writeln!(w, "-- created {} and the rollout tables ({}) at {}", self.table, self.flag_table, escape(db))
+    /// A dry run prints the SQL; a real run says what it created and what it found in place
+    /// (the SQL it ran is in `-o json`).
+    fn table(&self, w: &mut dyn Write, style: Style) -> io::Result<()> {
+        let Some(db) = &self.database else {
+            for s in &self.statements {
+                writeln!(w, "{s};")?;
             }
+            return writeln!(w, "-- dry run: nothing was sent to any database");
+        };
+        let mut t = crate::output::table(&["", "kind", "name"]);
+        for (kind, name) in &self.created {
+            t.add_row(vec![style.good("created"), kind.clone(), escape(name)]);
         }
+        for (kind, name) in &self.found {
+            t.add_row(vec!["in place".to_string(), kind.clone(), escape(name)]);
+        }
+        writeln!(w, "{t}")?;
+        let verdict = if self.created.is_empty() { "nothing to create, everything was in place" } else { "done" };
+        writeln!(
+            w,
+            "db migrate at {}: {} created, {} in place: {verdict}",
+            escape(db),
+            self.created.len(),
+            self.found.len()
+        )
     }
 
     fn json(&self) -> Value {
         json!({"schema_version": 1, "kind": "db_migrate", "table": self.table, "flag_table": self.flag_table, "database": self.database,
-               "dry_run": self.dry_run, "existed": self.existed, "statements": self.statements})
+               "dry_run": self.dry_run, "existed": self.existed, "statements": self.statements,
+               "created": self.created.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>(),
+               "found": self.found.iter().map(|(k, n)| json!({"kind": k, "name": n})).collect::<Vec<_>>()})
     }
 }

@@ -100,7 +100,7 @@ pub fn migration(table: &Table) -> Vec<String> {
 }
 
 /// Creates the mirror table of the contract (schema, table, indexes) when missing. Idempotent.
-pub async fn migrate(pool: &PgPool, addr: &str, table: &Table) -> Result<Vec<String>, MirrorError> {
+pub async fn migrate(pool: &PgPool, addr: &str, table: &Table) -> Result<Migrated, MirrorError> {
     run_migration(pool, addr, table.migration()).await
 }
 
@@ -110,7 +110,49 @@ pub const MIGRATION_LOCK: i64 = 0x6272_6f6b_6d69_6772;
 
 /// Runs migration statements in one transaction, under [`MIGRATION_LOCK`]: all or nothing, one
 /// run at a time.
-pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Vec<String>, MirrorError> {
+/// What a migration did to each object it names: created, or found in place.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Migrated {
+    pub statements: Vec<String>,
+    /// `(kind, name)`: `("table", "public.chat_events")`, `("index", ...)`, `("trigger", ...)`.
+    pub created: Vec<(String, String)>,
+    pub found: Vec<(String, String)>,
+}
+
+/// Every table, index, sequence, view, trigger, function and schema outside Postgres' own,
+/// as `(kind, schema-qualified name, bare name)`.
+const CATALOG_SQL: &str = "\
+SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' \
+       WHEN 'v' THEN 'view' ELSE 'relation' END, n.nspname || '.' || c.relname, c.relname::text \
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+UNION ALL SELECT 'trigger', n.nspname || '.' || c.relname || ' ' || t.tgname, t.tgname::text \
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+ WHERE NOT t.tgisinternal \
+UNION ALL SELECT 'function', n.nspname || '.' || p.proname, p.proname::text \
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+UNION ALL SELECT 'schema', n.nspname, n.nspname::text FROM pg_namespace n \
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_%'";
+
+async fn catalog(
+    tx: &mut sqlx::PgConnection,
+    addr: &str,
+    limit: std::time::Duration,
+) -> Result<std::collections::BTreeSet<(String, String, String)>, MirrorError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(CATALOG_SQL)
+        .persistent(false)
+        .fetch_all(tx)
+        .within(limit)
+        .await
+        .map_err(MirrorError::pg("read the catalog", addr))?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Runs the migration in one transaction under its advisory lock, and says what it created and
+/// what it found in place (the objects its statements name, read from the catalog before and
+/// after).
+pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Migrated, MirrorError> {
     let limit = limit_of(pool);
     let mut tx = pool.begin().within(limit).await.map_err(MirrorError::pg("BEGIN", addr))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -119,12 +161,24 @@ pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -
         .within(limit)
         .await
         .map_err(MirrorError::pg("the migration's advisory lock", addr))?;
+    let before = catalog(&mut tx, addr, limit).await?;
     for sql in &statements {
         let q = sqlx::query(sql).persistent(false);
         q.execute(&mut *tx).within(limit).await.map_err(MirrorError::pg("migrate", addr))?;
     }
+    let after = catalog(&mut tx, addr, limit).await?;
     tx.commit().within(limit).await.map_err(MirrorError::pg("COMMIT", addr))?;
-    Ok(statements)
+    let text = statements.join("\n");
+    let mut done = Migrated { statements, ..Migrated::default() };
+    for (kind, name, bare) in after {
+        let key = (kind.clone(), name.clone(), bare.clone());
+        if !before.contains(&key) {
+            done.created.push((kind, name));
+        } else if kind != "schema" && text.contains(bare.as_str()) {
+            done.found.push((kind, name));
+        }
+    }
+    Ok(done)
 }
 
 /// How `table` differs from `shape` (each difference named); `None` when it does not exist.

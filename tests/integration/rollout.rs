@@ -128,10 +128,28 @@ async fn db_migrate_creates_the_flag_off_and_an_audit_that_cannot_be_rewritten(p
     let r = rollout(&pool, dir.path(), &["rollout", "status"], &[]).await;
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("broker-ops db migrate") && r.stderr.contains("127.0.0.1"), "{}", r.stderr);
+    let mut runs = Vec::new();
     for _ in 0..2 {
-        let m = rollout(&pool, dir.path(), &["db", "migrate"], &[]).await;
+        let m = rollout(&pool, dir.path(), &["-o", "json", "db", "migrate"], &[]).await;
         assert_eq!(m.code, 0, "{}", m.stderr);
+        runs.push(json_of(&m));
     }
+    // The first run says what it created; the second finds the same objects in place.
+    let names = |doc: &Value, key: &str| -> Vec<String> {
+        doc[key].as_array().unwrap().iter().map(|o| format!("{} {}", o["kind"], o["name"])).collect()
+    };
+    let created = names(&runs[0], "created");
+    assert!(created.contains(&r#""table" "public.feature_flags_audit""#.to_string()), "{created:?}");
+    assert!(created.iter().any(|c| c.starts_with(r#""trigger""#)), "{created:?}");
+    assert!(names(&runs[1], "created").is_empty(), "{:#}", runs[1]);
+    let found = names(&runs[1], "found");
+    let named: Vec<&String> =
+        created.iter().filter(|c| c.starts_with(r#""table""#) || c.contains("append_only")).collect();
+    assert!(named.iter().all(|c| found.contains(c)), "the second run finds in place {named:?}: {found:?}");
+    assert!(found.iter().all(|f| created.contains(f)), "nothing found that the first run did not create");
+    let m = rollout(&pool, dir.path(), &["db", "migrate"], &[]).await;
+    assert!(m.stdout.contains("0 created") && m.stdout.contains("in place"), "{}", m.stdout);
+    assert!(!m.stdout.contains("CREATE TABLE"), "a real run says what it did, not the SQL: {}", m.stdout);
     let flag: (bool, i32, i64) = sqlx::query_as(
         "SELECT enabled, rollout_percent, version FROM feature_flags WHERE name = 'ENABLE_ABLY_REALTIME'",
     )
@@ -678,4 +696,23 @@ async fn tables_of_the_wrong_shape_are_named_and_nothing_is_created_around_them(
     let doc: Value = serde_json::from_str(&r.stdout).unwrap();
     let row = doc["contracts"].as_array().unwrap().iter().find(|c| c["key"] == "table").unwrap().clone();
     assert!(row.to_string().contains("column data is text, expected jsonb"), "{row}");
+}
+
+/// Under cron or Kubernetes there is no `$USER`: the audit names whoever `BROKER_OPS_ACTOR` or
+/// `--by` says, and an empty name is refused before anything changes.
+#[sqlx::test(migrations = false)]
+async fn the_audit_names_the_actor_given_by_flag_or_environment(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(rollout(&pool, d, &["db", "migrate"], &[]).await.code, 0);
+    let set = ["rollout", "set", "--percent", "10", "--reason", "soak", "--yes"];
+    let r = rollout(&pool, d, &set, &[("BROKER_OPS_ACTOR", "deploy-pipeline")]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = rollout(&pool, d, &["rollout", "--by", "", "rollback", "--reason", "x", "--yes"], &[]).await;
+    assert_eq!(r.code, 2, "an empty name is refused: {}", r.stderr);
+    let r = rollout(&pool, d, &["rollout", "rollback", "--by", "ana (on call)", "--reason", "p95", "--yes"], &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history"], &[]).await);
+    let actors: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors[..2], ["ana (on call)", "deploy-pipeline"], "{h:#}");
 }
