@@ -99,7 +99,10 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 warn: a.probe.warn.clone(),
                 crit: a.probe.crit.clone(),
             };
-            (health::run(&ctx.config, req).await?, a.probe)
+            let waiting = crate::progress::Waiting::start("ably health", ctx.config.timeout.value);
+            let report = health::run(&ctx.config, req).await?;
+            drop(waiting);
+            (report, a.probe)
         }
         AblyCommand::Backlog(a) if a.failed.is_some() => {
             let n = a.failed.map_or(0, usize::from);

@@ -47,18 +47,19 @@ pub struct Global {
 pub enum Command {
     /// Local stand-in for Chatwoot + Ably + the AI worker (demo, tests, drills).
     Sandbox(Box<crate::sandbox::SandboxArgs>),
-    /// Probes for on-call and cron (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    /// Probes for on-call and cron: health, backlog (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Ably {
         #[command(subcommand)]
         command: crate::ably::AblyCommand,
     },
-    /// The Ably webhook -> Redis -> Postgres mirror, end to end: a canary, the route's signature checks.
+    /// The Ably webhook -> Redis -> Postgres mirror, end to end: canary, webhook-test (the route's
+    /// signature checks).
     Mirror {
         #[command(subcommand)]
         command: crate::mirror::MirrorCommand,
     },
-    /// One cron-ready sweep of every probe: rules, grouped alerts, a lock, metrics
-    /// (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    /// One cron-ready sweep of every probe: rules (`monitor rules` lists them), grouped alerts, a
+    /// lock, metrics (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Monitor(Box<crate::monitor::MonitorArgs>),
     /// The ENABLE_ABLY_REALTIME rollout: status, which, set, override, history, rollback, advance, export.
     Rollout {
@@ -69,22 +70,24 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::rollout::RolloutCommand,
     },
-    /// The SLA: smoke chats end to end, the report of what customers had, and merging runs.
+    /// The SLA: smoke (chats end to end), report (what customers had), merge (several runs).
     Sla {
         #[command(subcommand)]
         command: crate::sla::SlaCommand,
     },
-    /// Mirrored events: a timeline, re-published to Ably, or backfilled into the other mirror.
+    /// Mirrored events: replay them as a timeline, re-published to Ably, or backfilled into the
+    /// other mirror.
     Events {
         #[command(subcommand)]
         command: crate::events::EventsCommand,
     },
-    /// Alerts to Slack and email: once per incident, reminders, resolved notices, an outbox.
+    /// Alerts to Slack and email: send, test, outbox, flush; once per incident, reminders,
+    /// resolved notices.
     Alert {
         #[command(subcommand)]
         command: crate::alert::AlertCommand,
     },
-    /// Resume tokens: issue, verify, inspect, revoke.
+    /// Resume tokens: issue, verify, inspect, revoke, revoked.
     Token {
         #[command(subcommand)]
         command: crate::token::TokenCommand,
@@ -92,7 +95,7 @@ pub enum Command {
     /// Check configuration, reach every configured dependency, and check the contracts
     /// (channel, event, key and table names) against what the stores really hold.
     Doctor,
-    /// The Postgres mirror table: created only when asked.
+    /// The Postgres tables: migrate creates them, only when asked.
     Db {
         #[command(subcommand)]
         command: crate::db::DbCommand,

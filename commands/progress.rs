@@ -13,11 +13,29 @@ pub struct Chats {
 }
 
 impl Chats {
+    /// A bar on a terminal; off one (CI, cron), a plain line every [`EVERY`], so a long run is
+    /// never silent.
     pub fn start(planned: usize) -> Chats {
-        if !std::io::stderr().is_terminal() {
-            return Chats { bar: None };
-        }
         let (tx, mut rx) = tokio::sync::watch::channel(sla::Progress::default());
+        if !std::io::stderr().is_terminal() {
+            let started = std::time::Instant::now();
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+                loop {
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { break },
+                        _ = tick.tick() => {
+                            let p = *rx.borrow();
+                            eprintln!(
+                                "sla smoke: {}/{planned} chats done, {} failed, p95 {:.0}ms, {}s elapsed",
+                                p.done, p.failed, p.p95_ms, started.elapsed().as_secs()
+                            );
+                        }
+                    }
+                }
+            });
+            return Chats { bar: Some((tx, task)) };
+        }
         let bar = indicatif::ProgressBar::new(planned as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} chats {msg} [{elapsed_precise}, ETA {eta}]")
@@ -42,6 +60,47 @@ impl Chats {
         if let Some((tx, task)) = self.bar {
             drop(tx);
             let _ = task.await;
+        }
+    }
+}
+
+/// How often a long wait says it is still waiting when stderr is not a terminal.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// While `what` runs: a spinner on a terminal, else a line every [`EVERY`] saying it is still
+/// waiting and for how long each request may take. Stops when dropped.
+pub struct Waiting(Option<tokio::task::JoinHandle<()>>, Option<indicatif::ProgressBar>);
+
+impl Waiting {
+    pub fn start(what: &'static str, per_request: std::time::Duration) -> Waiting {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!("{what}…"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            return Waiting(None, Some(bar));
+        }
+        let started = std::time::Instant::now();
+        let limit = broker_ops::duration::format_duration(per_request);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+            loop {
+                tick.tick().await;
+                eprintln!(
+                    "{what}: still waiting after {}s (each request may take up to {limit}, BROKER_OPS_TIMEOUT)",
+                    started.elapsed().as_secs()
+                );
+            }
+        });
+        Waiting(Some(task), None)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+        if let Some(b) = self.1.take() {
+            b.finish_and_clear();
         }
     }
 }

@@ -61,7 +61,11 @@ pub struct Faults {
 impl Default for Faults {
     fn default() -> Self {
         Faults {
-            ai_latency: LatencyModel::LogNormal { p50: Duration::from_millis(800), p95: Duration::from_millis(2500) },
+            ai_latency: LatencyModel::LogNormal {
+                p50: Duration::from_millis(800),
+                p95: Duration::from_millis(2500),
+                max: Some(Duration::from_secs(4)),
+            },
             ai_error_rate: 0.0,
             http_error_rate: 0.0,
             stall: None,

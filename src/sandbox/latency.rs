@@ -9,15 +9,18 @@ use rand_distr::{Distribution, LogNormal};
 
 use crate::duration::{format_duration, parse_duration};
 
-/// `fixed:800ms`, `uniform:200ms..2s`, `lognormal:p50=800ms,p95=2500ms`.
+/// `fixed:800ms`, `uniform:200ms..2s`, `lognormal:p50=800ms,p95=2500ms[,max=4s]`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LatencyModel {
     Fixed(Duration),
     Uniform(Duration, Duration),
-    /// A log-normal distribution with the given median and 95th percentile.
+    /// A log-normal distribution with the given median and 95th percentile, cut at `max` when
+    /// given (the sandbox's default is cut at 4 s, so a default run never breaches the 5 s SLA
+    /// unless a fault asks for it).
     LogNormal {
         p50: Duration,
         p95: Duration,
+        max: Option<Duration>,
     },
 }
 
@@ -32,12 +35,14 @@ impl LatencyModel {
                 let (lo, hi) = (lo.as_secs_f64(), hi.as_secs_f64());
                 Duration::from_secs_f64(rng.random_range(lo..=hi))
             }
-            LatencyModel::LogNormal { p50, p95 } => {
+            LatencyModel::LogNormal { p50, p95, max } => {
                 let mu = p50.as_secs_f64().ln();
                 let sigma = (p95.as_secs_f64().ln() - mu) / Z95;
                 // The parameters were validated at parse time (p95 > p50 > 0), so sigma > 0.
                 let dist = LogNormal::new(mu, sigma).expect("validated log-normal parameters");
-                Duration::from_secs_f64(dist.sample(rng))
+                // A draw far in the tail can exceed what a Duration holds: cap it first.
+                let drawn = Duration::from_secs_f64(dist.sample(rng).min(86_400.0));
+                max.map_or(drawn, |m| drawn.min(m))
             }
         }
     }
@@ -63,13 +68,17 @@ impl FromStr for LatencyModel {
                 Ok(LatencyModel::Uniform(lo, hi))
             }
             "lognormal" => {
-                let mut p50 = None;
-                let mut p95 = None;
+                let (mut p50, mut p95, mut max) = (None, None, None);
                 for part in rest.split(',') {
                     match part.split_once('=') {
                         Some(("p50", v)) => p50 = Some(parse_duration(v)?),
                         Some(("p95", v)) => p95 = Some(parse_duration(v)?),
-                        _ => return Err(format!("invalid lognormal parameter {part:?}: expected p50=DUR or p95=DUR")),
+                        Some(("max", v)) => max = Some(parse_duration(v)?),
+                        _ => {
+                            return Err(format!(
+                                "invalid lognormal parameter {part:?}: expected p50=DUR, p95=DUR or max=DUR"
+                            ));
+                        }
                     }
                 }
                 let (Some(p50), Some(p95)) = (p50, p95) else {
@@ -78,7 +87,10 @@ impl FromStr for LatencyModel {
                 if p50.is_zero() || p95 <= p50 {
                     return Err("lognormal latency needs 0 < p50 < p95".into());
                 }
-                Ok(LatencyModel::LogNormal { p50, p95 })
+                if max.is_some_and(|m| m < p95) {
+                    return Err("lognormal latency needs max >= p95".into());
+                }
+                Ok(LatencyModel::LogNormal { p50, p95, max })
             }
             other => Err(format!("unknown latency model {other:?}: expected fixed, uniform or lognormal")),
         }
@@ -90,8 +102,12 @@ impl fmt::Display for LatencyModel {
         match self {
             LatencyModel::Fixed(d) => write!(f, "fixed:{}", format_duration(*d)),
             LatencyModel::Uniform(a, b) => write!(f, "uniform:{}..{}", format_duration(*a), format_duration(*b)),
-            LatencyModel::LogNormal { p50, p95 } => {
-                write!(f, "lognormal:p50={},p95={}", format_duration(*p50), format_duration(*p95))
+            LatencyModel::LogNormal { p50, p95, max } => {
+                write!(f, "lognormal:p50={},p95={}", format_duration(*p50), format_duration(*p95))?;
+                match max {
+                    Some(m) => write!(f, ",max={}", format_duration(*m)),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -127,6 +143,9 @@ mod tests {
         assert!("lognormal:p50=2s,p95=1s".parse::<LatencyModel>().is_err());
         assert!("uniform:2s..1s".parse::<LatencyModel>().is_err());
         assert!("gaussian:1s".parse::<LatencyModel>().is_err());
+        assert!("lognormal:p50=800ms,p95=2500ms,max=2s".parse::<LatencyModel>().is_err(), "max below p95");
+        let capped: LatencyModel = "lognormal:p50=800ms,p95=2500ms,max=4s".parse().unwrap();
+        assert_eq!(capped.to_string().parse::<LatencyModel>().unwrap(), capped, "{capped} reads back");
         assert_eq!("3s@10s".parse::<Stall>().unwrap().after, Duration::from_secs(10));
     }
 
@@ -140,5 +159,9 @@ mod tests {
         let p95 = v[95_000];
         assert!((p50 - 0.8).abs() < 0.02, "p50 {p50}");
         assert!((p95 - 2.5).abs() < 0.08, "p95 {p95}");
+        assert!(v[99_999] > 5.0, "uncut, the tail passes the 5 s SLA");
+        // The sandbox's default is cut at 4 s: a default run never breaches the SLA by chance.
+        let default = crate::sandbox::Faults::default().ai_latency;
+        assert!((0..100_000).all(|_| default.sample(&mut rng) <= Duration::from_secs(4)));
     }
 }

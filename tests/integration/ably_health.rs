@@ -178,3 +178,18 @@ async fn prometheus_output_parses_back_and_the_textfile_is_written() {
         .collect();
     assert!(leftovers.is_empty(), "the temporary file was renamed into place");
 }
+
+/// Off a terminal (CI, cron) a long wait is never silent: a line on stderr every few seconds
+/// says the probe is still waiting and how long a request may take; stdout keeps the verdict.
+#[tokio::test]
+async fn a_long_wait_says_so_on_stderr_off_a_terminal() {
+    let hang = support::Hang::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(dir.path());
+    cmd.env("ABLY_REST_URL", format!("http://{}", hang.addr)).env("ABLY_API_KEY", "app.key:secret");
+    cmd.args(["--timeout", "6s", "-o", "nagios", "ably", "health", "--no-status"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("ably health: still waiting after 5s (each request may take up to 6"), "{}", r.stderr);
+    assert!(r.stdout.starts_with("ABLY HEALTH CRITICAL"), "{}", r.stdout);
+}

@@ -403,3 +403,59 @@ async fn a_misspelt_broker_ops_variable_is_refused_with_a_suggestion() {
     c.args(["monitor", "rules"]).env("BROKER_OPS_LOG", "warn").env("BROKER_OPS_SLA_SLO", "4s");
     assert_eq!(run(c).await.code, 0, "the tool's own variables pass");
 }
+
+/// The commands a help text lists, with their one-line descriptions (continuation lines joined).
+fn listed(help: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let section = help.split("\nCommands:\n").nth(1).unwrap_or("");
+    for line in section.lines().take_while(|l| !l.is_empty()) {
+        match line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+            Some(entry) => {
+                let (name, about) = entry.split_once(' ').unwrap_or((entry, ""));
+                out.push((name.to_string(), about.trim().to_string()));
+            }
+            None => {
+                if let Some(last) = out.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            }
+        }
+    }
+    out.retain(|(name, _)| name != "help");
+    out
+}
+
+/// A test walks the command tree: every command with subcommands names each of them in the
+/// description its parent's help shows, so `broker-ops --help` never hides one.
+#[tokio::test]
+async fn every_help_names_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |path: Vec<String>| {
+        let mut cmd = bin(dir.path());
+        cmd.args(&path).arg("--help");
+        run(cmd)
+    };
+    let mut queue = vec![(Vec::<String>::new(), String::new())];
+    let mut walked = 0;
+    while let Some((path, about)) = queue.pop() {
+        let r = help(path.clone()).await;
+        assert_eq!(r.code, 0, "{path:?}: {}", r.stderr);
+        let children = listed(&r.stdout);
+        if !path.is_empty() && !children.is_empty() {
+            let words: Vec<&str> = about.split(|c: char| !c.is_alphanumeric() && c != '-').collect();
+            for (child, _) in &children {
+                assert!(
+                    words.contains(&child.as_str()),
+                    "`broker-ops {}` is described as {about:?}: it does not name `{child}`",
+                    path.join(" ")
+                );
+            }
+        }
+        for (child, about) in children {
+            queue.push(([path.clone(), vec![child]].concat(), about));
+        }
+        walked += 1;
+    }
+    assert!(walked > 30, "the whole tree was walked ({walked} commands)");
+}
