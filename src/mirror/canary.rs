@@ -78,7 +78,7 @@ pub async fn run_on(
     if stores.is_empty() {
         // Nothing could observe the canary: publishing it would only leave a message behind.
         // No `publish` row either: the stores' rows say why, and a `publish` UNKNOWN would
-        // read as Ably refusing us (and fire `ably-publish-failed`).
+        // read as Ably refusing us (and fire `ably-publish-refused`).
         return Ok(ProbeReport { kind: KIND, checks });
     }
     for problem in watch.trim(config.timeout.value).await {

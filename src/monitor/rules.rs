@@ -113,10 +113,12 @@ impl Condition {
     /// as the probes' own rules take them; `5%` is 0.05).
     pub fn parse(text: &str, metric: &str) -> Result<Condition, String> {
         let t = text.trim();
-        let (subject, cmp, limit) = [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)]
+        let (subject, cmp, limit) = Cmp::WRITTEN
             .iter()
             .find_map(|(op, c)| t.split_once(op).map(|(a, b)| (a.trim(), *c, b.trim())))
-            .ok_or_else(|| format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=)"))?;
+            .ok_or_else(|| {
+                format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=, ==)")
+            })?;
         let limit = match subject {
             "state" => Limit::State(match limit.to_ascii_uppercase().as_str() {
                 "OK" => ProbeState::Ok,
@@ -135,12 +137,6 @@ impl Condition {
 
     /// The verdict on a check's state and value.
     pub fn eval(&self, state: ProbeState, value: Option<f64>) -> Eval {
-        let holds = |a: f64, b: f64| match self.cmp {
-            Cmp::Gt => a > b,
-            Cmp::Ge => a >= b,
-            Cmp::Lt => a < b,
-            Cmp::Le => a <= b,
-        };
         let (a, b) = match (self.limit, state, value) {
             // A condition that names UNKNOWN is about it: `state >= UNKNOWN` holds for UNKNOWN
             // and CRITICAL (the order of severity), so "could not reach it" can fire a rule.
@@ -149,7 +145,7 @@ impl Condition {
             (Limit::State(limit), _, _) => (severity(state), severity(limit)),
             (Limit::Value(limit), _, Some(v)) => (v, limit),
         };
-        if holds(a, b) { Eval::Failing } else { Eval::Passing }
+        if self.cmp.holds(a, b) { Eval::Failing } else { Eval::Passing }
     }
 }
 
@@ -445,6 +441,9 @@ mod tests {
         assert_eq!(u.eval(ProbeState::Unknown, None), Eval::Failing, "a condition naming UNKNOWN judges it");
         assert_eq!(u.eval(ProbeState::Critical, Some(2000.0)), Eval::Failing);
         assert_eq!(u.eval(ProbeState::Warning, Some(400.0)), Eval::Passing);
+        let only = Condition::parse("state == UNKNOWN", "messages").unwrap();
+        assert_eq!(only.eval(ProbeState::Unknown, None), Eval::Failing, "refused: we could not check");
+        assert_eq!(only.eval(ProbeState::Critical, None), Eval::Passing, "down is another rule's");
         for bad in ["value = 3", "state >= BROKEN", "p95 > 5s", "value > soon", "value > inf"] {
             assert!(Condition::parse(bad, "p95").is_err(), "{bad}");
         }

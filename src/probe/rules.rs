@@ -19,6 +19,24 @@ pub enum Cmp {
     Lt,
     #[serde(rename = "<=")]
     Le,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Cmp {
+    /// The comparisons as written, the two-character ones first so that `>=` is not read as `>`.
+    pub const WRITTEN: [(&'static str, Cmp); 5] =
+        [("==", Cmp::Eq), (">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)];
+
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Eq => a == b,
+        }
+    }
 }
 
 /// `latency>300ms`, `skew>2s`, `refused>0`, `subscribers<1`: a metric, a comparison, a limit.
@@ -37,10 +55,12 @@ impl FromStr for Rule {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let (metric, cmp, value) = [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)]
+        let (metric, cmp, value) = Cmp::WRITTEN
             .iter()
             .find_map(|(op, c)| t.split_once(op).map(|(a, b)| (a.trim(), *c, b.trim())))
-            .ok_or_else(|| format!("invalid rule {s:?}: expected METRIC>VALUE (or >=, <, <=), e.g. latency>300ms"))?;
+            .ok_or_else(|| {
+                format!("invalid rule {s:?}: expected METRIC>VALUE (or >=, <, <=, ==), e.g. latency>300ms")
+            })?;
         if metric.is_empty() || !metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid rule {s:?}: {metric:?} is not a metric name"));
         }
@@ -71,16 +91,12 @@ impl Rule {
         match self.cmp {
             Cmp::Gt | Cmp::Ge => fmt_num(self.limit),
             Cmp::Lt | Cmp::Le => format!("{}:", fmt_num(self.limit)),
+            Cmp::Eq => format!("@{0}:{0}", fmt_num(self.limit)),
         }
     }
 
     fn breached(&self, v: f64) -> bool {
-        match self.cmp {
-            Cmp::Gt => v > self.limit,
-            Cmp::Ge => v >= self.limit,
-            Cmp::Lt => v < self.limit,
-            Cmp::Le => v <= self.limit,
-        }
+        self.cmp.holds(v, self.limit)
     }
 }
 

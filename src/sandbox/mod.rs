@@ -17,6 +17,7 @@ pub mod latency;
 mod options;
 pub mod receiver;
 mod sinks;
+mod slack;
 mod sse;
 mod stats;
 mod store;
@@ -121,6 +122,8 @@ pub(crate) struct State {
     stores: Option<tokio::sync::Mutex<receiver::Stores>>,
     pipeline: Mutex<receiver::PipelineLog>,
     receiver: ReceiverCounters,
+    /// What was posted to the Slack stand-in.
+    slack: Mutex<Vec<serde_json::Value>>,
     /// Set by `shutdown`: jobs waiting for a paused worker give up.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -260,6 +263,7 @@ impl Sandbox {
             pipeline: Mutex::default(),
             receiver: ReceiverCounters::default(),
             stopping: Default::default(),
+            slack: Mutex::new(Vec::new()),
             opts,
         });
         let (shutdown, mut rx) = watch::channel(false);
@@ -395,6 +399,8 @@ fn sandbox_routes() -> Router<Arc<State>> {
         .route("/_sandbox/health", get(|| async { "ok" }))
         .route("/_sandbox/faults", get(faults::get_faults).post(faults::set_faults))
         .route("/_sandbox/mirror", get(receiver::report))
+        .route("/_sandbox/slack", get(slack::list))
+        .route(slack::PATH, axum::routing::post(slack::post))
 }
 
 async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {

@@ -575,18 +575,18 @@ async fn a_refused_ably_key_pages_with_ablys_code() {
         notes.contains("nobody is paged") && notes.contains("ably-key-refused (1/2 sweeps)"),
         "a bad sweep with no rule firing says so: {notes}"
     );
-    assert!(notes.contains("ably-publish-failed (1/2 sweeps)"), "{notes}");
+    assert!(notes.contains("ably-publish-refused (1/2 sweeps)"), "{notes}");
     assert!(slack_texts(&slack).is_empty(), "nothing fires on the first sweep");
     let second = sweep().await;
     assert_ne!(second.code, 0, "{}", second.stdout);
     let texts = slack_texts(&slack);
     assert_eq!(texts.len(), 1, "{texts:?}");
-    assert!(texts[0].contains("ably-key-refused") && texts[0].contains("ably-publish-failed"), "{texts:?}");
+    assert!(texts[0].contains("ably-key-refused") && texts[0].contains("ably-publish-refused"), "{texts:?}");
     let body = &slack.seen()[0].body;
     assert!(body.contains("40101"), "the notice carries Ably's code: {body}");
     assert!(body.contains("since 20") && body.contains(" UTC (2 sweep(s))"), "since when: {body}");
     assert!(
-        body.contains("https://git.example/acme/broker-ops/blob/main/docs/monitor.md#ably-publish-failed"),
+        body.contains("https://git.example/acme/broker-ops/blob/main/docs/monitor.md#ably-publish-refused"),
         "runbook links that open: {body}"
     );
 }
