@@ -10,6 +10,7 @@ mod alert;
 mod cli;
 mod contracts;
 mod doctor;
+mod drills;
 mod events_replay;
 mod events_targets;
 mod faults;
