@@ -117,7 +117,13 @@ fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
     let filter = env
         .get("BROKER_OPS_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+        // The TLS libraries' own lines (a refused certificate, logged by the platform verifier as
+        // an ERROR) stay out of the default output: the error that ends the command says it in
+        // one line, in words. `-vv` shows them.
+        .unwrap_or_else(|| {
+            let quiet_tls = if verbose >= 2 { "" } else { ",rustls=off,rustls_platform_verifier=off" };
+            tracing_subscriber::EnvFilter::new(format!("{level}{quiet_tls}"))
+        });
     let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
 }
@@ -151,6 +157,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     let config = Config::resolve(layers)?;
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
     broker_ops::output::set_table_width(table_width(&env));
+    broker_ops::tls::install(config.tls_ca_file.as_ref().map(|s| s.value.clone()).unwrap_or_default());
     let ctx = Ctx { config, format: cli.global.output, style, argv };
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,

@@ -9,6 +9,7 @@ use broker_ops::config::Config;
 use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::exit::Exit;
 use broker_ops::output::Format;
+use broker_ops::sandbox::tls::TlsIdentity;
 use broker_ops::sandbox::{Faults, LatencyModel, Sandbox, SandboxOptions, Stall};
 
 use crate::Ctx;
@@ -36,6 +37,13 @@ pub struct SandboxArgs {
     /// [default: REDIS_KEY_PREFIX].
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); clients trust it through TLS_CA_FILE or
+    /// SSL_CERT_FILE.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub pipeline: Pipeline,
 }
@@ -136,6 +144,12 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         opts.contracts.redis_prefix = p.clone();
     }
     opts.mirror_from(&ctx.config, args.redis_url.as_deref(), args.database_url.as_deref(), args.mirror)?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |p: &std::path::Path| {
+            broker_ops::config::read_small_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        };
+        opts.tls = Some(TlsIdentity { cert_pem: read(cert)?.into_bytes(), key_pem: read(key)?.into_bytes() });
+    }
     let p = args.pipeline;
     opts.webhook_url = p.webhook_url;
     opts.webhook_interval = p.webhook_interval;

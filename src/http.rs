@@ -21,7 +21,7 @@ pub fn ensure_crypto_provider() {
 /// Ably's `httpOpenTimeout`).
 pub fn client(timeout: Duration) -> reqwest::Client {
     ensure_crypto_provider();
-    reqwest::Client::builder()
+    builder()
         .user_agent(concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeout.min(Duration::from_secs(4)))
         .timeout(timeout)
@@ -35,11 +35,18 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 /// the reader enforces its own idle time-out.
 pub fn streaming_client(connect_timeout: Duration) -> reqwest::Client {
     ensure_crypto_provider();
-    reqwest::Client::builder()
+    builder()
         .user_agent(concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         .build()
         .expect("HTTP client")
+}
+
+/// A builder under the trust policy ([`crate::tls`]): the platform's verifier (the OS store,
+/// `SSL_CERT_FILE`) with `TLS_CA_FILE`'s roots merged in.
+fn builder() -> reqwest::ClientBuilder {
+    let extra = crate::tls::trust().extra.iter().filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok());
+    reqwest::Client::builder().tls_certs_merge(extra)
 }
 
 /// Whether a host is a loopback address (or `localhost`), where plain HTTP cannot be sniffed.
@@ -72,5 +79,5 @@ pub fn describe(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {}", crate::tls::with_reason(&detail)) }
 }

@@ -52,6 +52,7 @@ pub mod sandbox;
 pub mod settings;
 pub mod sla;
 pub mod smtp;
+pub mod tls;
 pub mod token;
 pub mod webhook;
 

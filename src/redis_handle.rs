@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
-#[error("Redis {op} at {addr}: {source}")]
+#[error("Redis {op} at {addr}: {}", crate::tls::with_reason(&source.to_string()))]
 pub struct RedisError {
     pub op: String,
     pub addr: String,
@@ -42,6 +42,17 @@ pub struct Redis {
     pub timeout: Duration,
 }
 
+/// The client for `url`; over TLS (`rediss://`, `valkeys://`) under the trust policy
+/// ([`crate::tls`]): the platform's roots and `TLS_CA_FILE`'s.
+fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
+    if !tls {
+        return redis::Client::open(url);
+    }
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(crate::tls::roots_pem()) };
+    redis::Client::build_with_tls(url, certs)
+}
+
 impl Redis {
     /// Connects to `url`. Every command then has `timeout` as its whole budget: one attempt,
     /// no hidden retry that would double it.
@@ -49,7 +60,7 @@ impl Redis {
         crate::http::ensure_crypto_provider();
         let addr = crate::redact::url(url);
         let err = |op: &str, source| RedisError { op: op.into(), addr: addr.clone(), source };
-        let client = redis::Client::open(url).map_err(|e| err("open", e))?;
+        let client = client(url).map_err(|e| err("open", e))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

@@ -48,6 +48,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     secret("BROKER_OPS_SANDBOX_KEY"),
     plain("BROKER_OPS_SANDBOX_INBOX"),
     plain("BROKER_OPS_ACTOR"),
+    plain("TLS_CA_FILE"),
 ];
 
 pub fn is_secret(name: &str) -> bool {

@@ -73,15 +73,41 @@ impl Smtp {
         }
     }
 
+    /// The transport the URL describes, its TLS under the trust policy ([`crate::tls`]): with
+    /// `TLS_CA_FILE` set, its roots are added to the platform's for STARTTLS (`?tls=required`,
+    /// or opportunistic) and for SMTPS alike.
+    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::from_url(&self.url)
+            .map_err(|e| format!("invalid SMTP_URL: {e}"))?
+            .timeout(Some(self.timeout));
+        let extra = &crate::tls::trust().extra;
+        let u = url::Url::parse(&self.url).map_err(|e| format!("invalid SMTP_URL: {e}"))?;
+        if let (false, Some(host)) = (extra.is_empty(), u.host_str()) {
+            let mut p = TlsParameters::builder(host.trim_matches(['[', ']']).to_string());
+            for c in extra {
+                p = p.add_root_certificate(Certificate::from_der(c.to_vec()).map_err(|e| format!("TLS_CA_FILE: {e}"))?);
+            }
+            let params = p.build_rustls().map_err(|e| format!("SMTP TLS: {e}"))?;
+            let required = u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+            b = match (u.scheme(), required) {
+                ("smtps", _) => b.tls(Tls::Wrapper(params)),
+                (_, true) => b.tls(Tls::Required(params)),
+                _ if u.query_pairs().any(|(k, v)| k == "tls" && v == "opportunistic") => {
+                    b.tls(Tls::Opportunistic(params))
+                }
+                _ => b,
+            };
+        }
+        Ok(b.build())
+    }
+
     /// One attempt: connect, greet, (STARTTLS, AUTH,) send. Each read and write has the
     /// time-out, and the whole attempt at most twice it (a server that answers each step just
     /// in time cannot stretch it further).
     pub async fn send(&self, msg: Message) -> Result<(), SmtpFailure> {
         crate::http::ensure_crypto_provider();
-        let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(&self.url)
-            .map_err(|e| SmtpFailure::Rejected(e.to_string()))?
-            .timeout(Some(self.timeout))
-            .build();
+        let transport = self.transport().map_err(SmtpFailure::Rejected)?;
         let whole = self.timeout * 2;
         match tokio::time::timeout(whole, transport.send(msg)).await {
             Ok(Ok(_)) => Ok(()),
@@ -97,10 +123,7 @@ impl Smtp {
     /// EHLO and NOOP, within the time-out (for `doctor`).
     pub async fn check(&self) -> Result<(), String> {
         crate::http::ensure_crypto_provider();
-        let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(&self.url)
-            .map_err(|e| format!("invalid SMTP_URL: {e}"))?
-            .timeout(Some(self.timeout))
-            .build();
+        let transport = self.transport()?;
         match tokio::time::timeout(self.timeout, transport.test_connection()).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err("the server did not answer NOOP".into()),

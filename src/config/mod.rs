@@ -101,6 +101,9 @@ pub struct Config {
     /// The web app's kill switch as its environment has it, as text: the app's code treats only
     /// the exact string `false` as off (docs/rollout.md), and so does this tool.
     pub enable_ably_realtime: Option<Setting<String>>,
+    /// Roots added to the trust store of every TLS connection (`TLS_CA_FILE`, PEM), read and
+    /// checked here so that a bad file stops the command before it connects anywhere.
+    pub tls_ca_file: Option<Setting<crate::tls::Trust>>,
     /// Who makes rollout changes, for the audit (`BROKER_OPS_ACTOR`), when `--by` is not given.
     pub actor: Option<Setting<String>>,
     pub contracts: Contracts,
@@ -171,6 +174,7 @@ impl Config {
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
             enable_ably_realtime: l.plain("ENABLE_ABLY_REALTIME")?,
             actor: opt_parse(l, "BROKER_OPS_ACTOR", actor_name)?,
+            tls_ca_file: opt_parse(l, "TLS_CA_FILE", ca_file)?,
             contracts,
             sla: sla::resolve(l)?,
             layers,
@@ -186,6 +190,13 @@ impl Config {
     pub fn file(&self) -> Option<&std::path::Path> {
         self.layers.file.as_ref().map(|(p, _)| p.as_path())
     }
+}
+
+/// `TLS_CA_FILE`: a PEM file of one or more CA certificates.
+fn ca_file(path: &str) -> Result<crate::tls::Trust, String> {
+    let bytes = read_small_file(std::path::Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+    let extra = crate::tls::read_pem_certificates(bytes.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+    Ok(crate::tls::Trust { extra, ca_file: Some(path.to_string()) })
 }
 
 /// A name for the rollout audit (`--by`, `BROKER_OPS_ACTOR`): one line, not empty, at most 200

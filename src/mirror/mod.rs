@@ -31,7 +31,7 @@ pub struct MirroredEvent {
 pub enum MirrorError {
     #[error(transparent)]
     Redis(#[from] crate::redis_handle::RedisError),
-    #[error("Postgres {op} at {addr}: {source}")]
+    #[error("Postgres {op} at {addr}: {}", crate::tls::with_reason(&source.to_string()))]
     Postgres {
         op: String,
         addr: String,

@@ -64,6 +64,12 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, 
     // A session left inside a transaction (its client stalled or gone) is ended by the server
     // rather than holding locks: nothing broker-ops does waits between a transaction's statements.
     let idle = (timeout * 3).max(std::time::Duration::from_secs(10)).as_millis().to_string();
+    // The trust policy: the platform's roots, plus TLS_CA_FILE unless the URL's own
+    // `sslrootcert` names the CA (Postgres' own parameters win for Postgres).
+    let opts = match &crate::tls::trust().ca_file {
+        Some(ca) if !url.contains("sslrootcert=") => opts.ssl_root_cert(ca),
+        _ => opts,
+    };
     let opts = opts
         .statement_cache_capacity(0)
         .log_slow_statements(log::LevelFilter::Off, timeout)

@@ -21,6 +21,7 @@ mod slack;
 mod sse;
 mod stats;
 mod store;
+pub mod tls;
 pub mod webhook;
 mod worker;
 
@@ -181,6 +182,8 @@ impl State {
 /// A running sandbox.
 pub struct Sandbox {
     pub addr: SocketAddr,
+    /// `https` when it serves TLS, else `http`.
+    scheme: &'static str,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -214,13 +217,15 @@ impl Sandbox {
             .await
             .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+        let acceptor = opts.tls.as_ref().map(tls::acceptor).transpose().map_err(SandboxError::Option)?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         // A `--stall` counts from the start.
         live.stall_from = Some(Instant::now());
         let faults = Arc::new(Mutex::new(live));
         let target = match (&opts.webhook_url, &started.stores) {
             (Some(u), _) => Some(u.clone()),
             // `http://` and a socket address always make a valid URL.
-            (None, Some(_)) => Some(url::Url::parse(&format!("http://{addr}{}", receiver::PATH)).expect("a URL")),
+            (None, Some(_)) => Some(url::Url::parse(&format!("{scheme}://{addr}{}", receiver::PATH)).expect("a URL")),
             (None, None) => None,
         };
         let (emitter, emitter_task) = match target {
@@ -269,6 +274,16 @@ impl Sandbox {
         let (shutdown, mut rx) = watch::channel(false);
         let app = router(state.clone());
         let server = tokio::spawn(async move {
+            if let Some(acceptor) = acceptor {
+                let listener = tls::TlsListener { inner: listener, acceptor };
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("sandbox server stopped: {e}");
+                }
+                return;
+            }
             // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and
             // delayed ACKs add ~40 ms to a reply, which would falsify every measurement.
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -283,11 +298,11 @@ impl Sandbox {
                 tracing::error!("sandbox server stopped: {e}");
             }
         });
-        Ok(Sandbox { addr, state, shutdown, server, sink_task: started.task, emitter_task })
+        Ok(Sandbox { addr, scheme, state, shutdown, server, sink_task: started.task, emitter_task })
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The base URL, parsed.

@@ -42,6 +42,8 @@ pub struct SandboxOptions {
     pub webhook_interval: Duration,
     /// The faults at start, the services' and the mirror pipeline's (changeable at run time).
     pub faults: super::Faults,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<super::tls::TlsIdentity>,
 }
 
 impl SandboxOptions {
@@ -89,6 +91,7 @@ impl Default for SandboxOptions {
             webhook_url: None,
             webhook_interval: Duration::ZERO,
             faults: super::Faults::default(),
+            tls: None,
         }
     }
 }
@@ -168,9 +171,7 @@ impl Summary {
         if let Some(w) = &self.webhook {
             mirrors.push_str(&format!(" through the webhook to {w}"));
         }
-        format!(
-            "broker-ops sandbox listening on http://{} (AI latency {}{mirrors}); Ctrl-C stops it",
-            self.listen, self.ai_latency
-        )
+        let base = self.env.iter().find(|(k, _)| *k == "ABLY_REST_URL").map_or(String::new(), |(_, v)| v.clone());
+        format!("broker-ops sandbox listening on {base} (AI latency {}{mirrors}); Ctrl-C stops it", self.ai_latency)
     }
 }

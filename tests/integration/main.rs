@@ -26,4 +26,5 @@ mod sandbox_worker;
 mod sla_report;
 mod sla_smoke;
 mod states;
+mod tls;
 mod token;

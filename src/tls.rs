@@ -1,0 +1,120 @@
+//! One trust policy for every TLS connection the tool makes (HTTP to Ably, Chatwoot, Slack and
+//! the web app; Redis; Postgres; SMTP): the operating system's roots, which `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` replace as OpenSSL-based tools read them, plus the certificates of
+//! `TLS_CA_FILE` (a PEM file, several certificates allowed), added for every connection. The
+//! binary installs the policy once, from the configuration, before the first connection.
+//!
+//! A refused certificate is said in one line, in words: which dependency, where, and why.
+
+use std::sync::OnceLock;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// The extra roots (`TLS_CA_FILE`) in force, and the file they came from.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub extra: Vec<CertificateDer<'static>>,
+    pub ca_file: Option<String>,
+}
+
+static TRUST: OnceLock<Trust> = OnceLock::new();
+
+/// Installs the trust policy; the first call wins (the binary makes it once, before any
+/// connection).
+pub fn install(trust: Trust) {
+    let _ = TRUST.set(trust);
+}
+
+/// The policy in force (no extra roots when none was installed).
+pub fn trust() -> &'static Trust {
+    TRUST.get_or_init(Trust::default)
+}
+
+/// The certificates of a PEM file: one or more `CERTIFICATE` blocks, nothing else counted.
+pub fn read_pem_certificates(text: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut out = Vec::new();
+    for c in CertificateDer::pem_slice_iter(text) {
+        out.push(c.map_err(|e| format!("not a PEM certificate file: {e}"))?);
+    }
+    if out.is_empty() {
+        return Err("no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(out)
+}
+
+/// The platform's roots (or `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus the extra ones. A platform
+/// store that cannot be read leaves the extra roots alone in force.
+pub fn roots() -> RootCertStore {
+    let mut store = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!("trust store: {e}");
+    }
+    let (added, ignored) = store.add_parsable_certificates(native.certs);
+    tracing::debug!("trust store: {added} platform roots ({ignored} unusable)");
+    store.add_parsable_certificates(trust().extra.iter().cloned());
+    store
+}
+
+/// [`roots`] as one PEM bundle, for clients that take their roots as PEM (Redis).
+pub fn roots_pem() -> Vec<u8> {
+    use base64::Engine;
+    let native = rustls_native_certs::load_native_certs();
+    let mut out = String::new();
+    for der in native.certs.iter().chain(trust().extra.iter()) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out.into_bytes()
+}
+
+/// The number right after `marker` in `text`.
+fn after(text: &str, marker: &str) -> Option<i64> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// `text` with the refused certificate's reason in words before it, when it is one.
+pub fn with_reason(text: &str) -> String {
+    match explain(text) {
+        Some(why) => format!("{why} ({text})"),
+        None => text.to_string(),
+    }
+}
+
+/// What a TLS library's words for a refused certificate mean, and what to do, when `text` (an
+/// error and its causes) holds one; `None` for any other error.
+pub fn explain(text: &str) -> Option<String> {
+    let t = text;
+    if t.contains("UnknownIssuer") || t.contains("unable to get local issuer") || t.contains("self-signed") {
+        return Some(
+            "the server's certificate was signed by a CA this host does not trust: set TLS_CA_FILE to the CA that \
+             signed it (PEM)"
+                .into(),
+        );
+    }
+    if t.contains("Expired") || t.contains("certificate expired") || t.contains("certificate has expired") {
+        let on = after(t, "not valid after ")
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            .map(|d| format!(" on {}", d.format("%Y-%m-%d")))
+            .unwrap_or_default();
+        return Some(format!("the server's certificate has expired{on} (or this host's clock is wrong)"));
+    }
+    if t.contains("NotValidYet") || t.contains("not valid yet") {
+        return Some("the server's certificate is not valid yet (or this host's clock is wrong)".into());
+    }
+    if t.contains("NotValidForName") || t.contains("not valid for name") || t.contains("hostname mismatch") {
+        return Some("the server's certificate is for another name than the one connected to".into());
+    }
+    if t.contains("invalid peer certificate") || t.contains("InvalidCertificate") {
+        return Some("the server's certificate was refused".into());
+    }
+    None
+}
