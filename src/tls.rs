@@ -118,3 +118,61 @@ pub fn explain(text: &str) -> Option<String> {
     }
     None
 }
+
+/// What a TLS server presented: the protocol agreed, the leaf certificate's issuer and subject,
+/// and when it expires.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Peer {
+    pub protocol: String,
+    pub issuer: String,
+    pub subject: String,
+    pub not_after: chrono::DateTime<chrono::Utc>,
+}
+
+impl Peer {
+    /// Whole days left before the certificate expires (negative once it has).
+    pub fn days_left(&self, now: chrono::DateTime<chrono::Utc>) -> i64 {
+        (self.not_after - now).num_days()
+    }
+}
+
+/// Connects to `host:port` under the trust policy, completes the handshake and reads the leaf
+/// certificate; the refusal in words when the certificate is not trusted.
+pub async fn inspect(host: &str, port: u16, timeout: std::time::Duration) -> Result<Peer, String> {
+    use rustls::pki_types::ServerName;
+    crate::http::ensure_crypto_provider();
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots()).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(|e| format!("{host}: {e}"))?;
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+        connector.connect(name, tcp).await
+    };
+    let tls = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(format!("TLS to {host}:{port}: {}", with_reason(&e.to_string()))),
+        Err(_) => {
+            let waited = crate::duration::format_duration(timeout);
+            return Err(format!("TLS to {host}:{port}: no answer within {waited}"));
+        }
+    };
+    let (_, conn) = tls.get_ref();
+    let protocol = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "unknown".to_string(),
+    };
+    let leaf = conn.peer_certificates().and_then(|c| c.first()).ok_or(format!("{host}:{port}: no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| format!("{host}:{port}: the certificate does not parse: {e}"))?;
+    let not_after = chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+        .ok_or(format!("{host}:{port}: the certificate's expiry is out of range"))?;
+    Ok(Peer { protocol, issuer: cert.issuer().to_string(), subject: cert.subject().to_string(), not_after })
+}
+
+/// `host` and port of an `https` URL (`None` for any other scheme).
+pub fn https_target(url: &url::Url) -> Option<(String, u16)> {
+    (url.scheme() == "https")
+        .then(|| (url.host_str().unwrap_or_default().to_string(), url.port_or_known_default().unwrap_or(443)))
+}

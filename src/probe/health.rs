@@ -15,11 +15,23 @@ use crate::config::{Config, ConfigError, DEFAULT_ABLY_REST_URL};
 /// Ably's public status document, checked only for the default endpoint unless asked.
 pub const STATUS_URL: &str = "https://ably.com/status/up.json";
 
-pub const DEFAULT_WARN: &[&str] = &["latency>300ms", "skew>2s", "failed>0", "refused>0"];
-pub const DEFAULT_CRIT: &[&str] = &["latency>1s", "skew>5s"];
+/// A certificate is a WARNING with under 21 days left and CRITICAL under 7, as Gatus's
+/// `[CERTIFICATE_EXPIRATION]` is used: three weeks to renew, one week before it is an outage.
+pub const DEFAULT_WARN: &[&str] = &["latency>300ms", "skew>2s", "failed>0", "refused>0", "cert_expiry<21"];
+pub const DEFAULT_CRIT: &[&str] = &["latency>1s", "skew>5s", "cert_expiry<7"];
 /// The metrics a rule of this probe may name.
-pub const METRICS: &[&str] =
-    &["latency", "skew", "messages", "connections", "channels", "failed", "refused", "subscribers", "status"];
+pub const METRICS: &[&str] = &[
+    "latency",
+    "skew",
+    "messages",
+    "connections",
+    "channels",
+    "failed",
+    "refused",
+    "subscribers",
+    "status",
+    "cert_expiry",
+];
 
 /// What `ably health` was asked.
 #[derive(Debug, Clone)]
@@ -66,7 +78,13 @@ pub async fn run(config: &Config, req: HealthRequest) -> Result<ProbeReport, Pro
         StatusCheck::Default if default_endpoint => Some(Url::parse(STATUS_URL).expect("constant URL")),
         StatusCheck::Default => None,
     };
-    let opts = HealthOptions { window: req.window, channels: req.channels, status_url, rules, timeout: t };
+    // The certificates customers' browsers and our clients meet: Ably's endpoint and the web
+    // app's (APP_BASE_URL), when they are HTTPS.
+    let mut certificates: Vec<Url> = vec![config.ably_rest_url.value.clone()];
+    certificates.extend(config.app_base_url.as_ref().map(|s| s.value.clone()));
+    certificates.retain(|u| u.scheme() == "https");
+    let opts =
+        HealthOptions { window: req.window, channels: req.channels, status_url, rules, timeout: t, certificates };
     let limit = t + Duration::from_millis(500);
     Ok(super::within("ably_health", limit, &opts.rules, ("latency", Unit::Ms), health(&client, &opts)).await)
 }
@@ -87,15 +105,23 @@ pub struct HealthOptions {
     pub status_url: Option<Url>,
     pub rules: Rules,
     pub timeout: Duration,
+    /// HTTPS endpoints whose certificate's expiry is checked (`cert_expiry`).
+    pub certificates: Vec<Url>,
 }
 
 pub async fn health(client: &AblyClient, opts: &HealthOptions) -> ProbeReport {
-    let (time, stats, occupancy, status) =
-        tokio::join!(time(client, &opts.rules), stats(client, opts), occupancy(client, opts), status(opts));
+    let (time, stats, occupancy, status, certificates) = tokio::join!(
+        time(client, &opts.rules),
+        stats(client, opts),
+        occupancy(client, opts),
+        status(opts),
+        certificates(opts)
+    );
     let mut checks = time;
     checks.extend(stats);
     checks.extend(occupancy);
     checks.extend(status);
+    checks.extend(certificates);
     ProbeReport { kind: "ably_health", checks }
 }
 
@@ -225,6 +251,29 @@ async fn occupancy(client: &AblyClient, opts: &HealthOptions) -> Vec<Check> {
             Err(e) => opts.rules.failed("subscribers", Unit::Count, e.fault(), e.to_string()).at(name.as_str()),
         })
         .collect()
+}
+
+/// `cert_expiry`: whole days before each endpoint's certificate expires, measured on it; a
+/// certificate that is refused (expired, untrusted, another name) is CRITICAL: customers'
+/// browsers refuse it too.
+async fn certificates(opts: &HealthOptions) -> Vec<Check> {
+    let each = opts.certificates.iter().filter_map(crate::tls::https_target).map(|(host, port)| async move {
+        let target = if port == 443 { host.clone() } else { format!("{host}:{port}") };
+        match crate::tls::inspect(&host, port, opts.timeout).await {
+            Ok(peer) => {
+                let days = peer.days_left(chrono::Utc::now());
+                let detail = format!(
+                    "{}, issued by {}, expires {}",
+                    peer.protocol,
+                    peer.issuer,
+                    peer.not_after.format("%Y-%m-%d")
+                );
+                opts.rules.check("cert_expiry", days as f64, Unit::Count, detail).at(target)
+            }
+            Err(e) => opts.rules.failed("cert_expiry", Unit::Count, crate::exit::Fault::Service, e).at(target),
+        }
+    });
+    futures::future::join_all(each).await
 }
 
 async fn status(opts: &HealthOptions) -> Vec<Check> {

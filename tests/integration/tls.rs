@@ -25,20 +25,29 @@ impl Pki {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
         let issuer = Issuer::new(ca, ca_key);
-        let leaf = |name: &str, sans: Vec<String>, expired: bool| {
+        // Expiring `days` from now (`None`: rcgen's far future; negative: expired).
+        let leaf = |name: &str, sans: Vec<String>, days: Option<i64>| {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::new(sans).unwrap();
             p.distinguished_name.push(DnType::CommonName, name);
-            if expired {
-                (p.not_before, p.not_after) = (rcgen::date_time_ymd(2020, 1, 1), rcgen::date_time_ymd(2021, 1, 1));
+            if let Some(days) = days {
+                use chrono::Datelike;
+                let at =
+                    |d: chrono::DateTime<chrono::Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+                let now = chrono::Utc::now();
+                (p.not_before, p.not_after) =
+                    (at(now - chrono::Duration::days(400)), at(now + chrono::Duration::days(days)));
             }
             let cert = p.signed_by(&key, &issuer).unwrap();
             std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
         };
-        leaf("server", vec!["127.0.0.1".into(), "localhost".into()], false);
-        leaf("expired", vec!["127.0.0.1".into(), "localhost".into()], true);
-        leaf("other", vec!["chat.example.com".into()], false);
+        let here = || vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        leaf("server", here(), None);
+        leaf("expired", here(), Some(-30));
+        leaf("other", vec!["chat.example.com".into()], None);
+        leaf("renew-soon", here(), Some(15));
+        leaf("renew-now", here(), Some(4));
         Pki { dir }
     }
 
@@ -110,7 +119,8 @@ async fn expired_and_wrong_name_certificates_are_named_as_such() {
     let ca = [("TLS_CA_FILE", pki.path("ca.pem"))];
     let (_old, exports) = https_sandbox(&pki, "expired").await;
     let r = health(pki.dir.path(), &exports, &ca).await;
-    assert!(r.stdout.contains("certificate has expired on 2021-01-01"), "{}", r.stdout);
+    let on = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+    assert!(r.stdout.contains(&format!("certificate has expired on {on}")), "{}", r.stdout);
     let (_other, exports) = https_sandbox(&pki, "other").await;
     let r = health(pki.dir.path(), &exports, &ca).await;
     assert!(r.stdout.contains("for another name") && r.stdout.contains("chat.example.com"), "{}", r.stdout);
@@ -184,4 +194,22 @@ async fn rediss_trusts_tls_ca_file_or_ssl_cert_file_and_says_why_not() {
     let w = waiting(&refused);
     assert!(w["detail"].as_str().unwrap().contains("set TLS_CA_FILE to the CA that signed it"), "{w}");
     assert!(!refused.stderr.contains("rustls"), "{}", refused.stderr);
+}
+
+/// `cert_expiry` on the Ably endpoint: OK far from expiry, WARNING under 21 days, CRITICAL under
+/// 7 (Gatus's use of `[CERTIFICATE_EXPIRATION]`), with the protocol and the issuer in the detail.
+#[tokio::test]
+async fn cert_expiry_warns_under_21_days_and_is_critical_under_7() {
+    let pki = Pki::new();
+    let ca = [("TLS_CA_FILE", pki.path("ca.pem"))];
+    for (cert, code, state) in [("server", 0, "OK"), ("renew-soon", 1, "WARNING"), ("renew-now", 2, "CRITICAL")] {
+        let (_sb, exports) = https_sandbox(&pki, cert).await;
+        let r = health(pki.dir.path(), &exports, &ca).await;
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}{}", r.stdout, r.stderr));
+        let c = doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "cert_expiry").unwrap();
+        assert_eq!((r.code, c["state"].as_str()), (code, Some(state)), "{cert}: {c}");
+        assert!(c["target"].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
+        let detail = c["detail"].as_str().unwrap();
+        assert!(detail.starts_with("TLSv1.3, issued by CN=broker-ops test CA"), "{detail}");
+    }
 }
