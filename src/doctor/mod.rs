@@ -5,6 +5,7 @@
 //! and none of them writes anything.
 
 pub mod evidence;
+pub mod tls;
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -50,6 +51,8 @@ impl Check {
 pub struct DoctorReport {
     pub checks: Vec<Check>,
     pub contracts: Vec<evidence::ContractRow>,
+    /// Each TLS dependency's protocol, issuer and days left.
+    pub tls: Vec<tls::TlsRow>,
 }
 
 impl DoctorReport {
@@ -91,14 +94,15 @@ where
 /// time-out when something hangs.
 pub async fn run(config: &Config) -> DoctorReport {
     let t = config.timeout.value;
-    let (ably, chatwoot, redis, postgres, slack, smtp, contracts) = tokio::join!(
+    let (ably, chatwoot, redis, postgres, slack, smtp, contracts, tls) = tokio::join!(
         ably(config, t),
         chatwoot(config, t),
         redis(config, t),
         postgres(config, t),
         slack(config, t),
         smtp(config, t),
-        tokio::time::timeout(t, contract_evidence(config, t))
+        tokio::time::timeout(t, contract_evidence(config, t)),
+        tls::rows(config, t)
     );
     let contracts = contracts.unwrap_or_else(|_| {
         let why = format!("the look at the stores did not finish within {}", crate::duration::format_duration(t));
@@ -114,7 +118,7 @@ pub async fn run(config: &Config) -> DoctorReport {
             })
             .collect()
     });
-    DoctorReport { checks: vec![ably, chatwoot, redis, postgres, slack, smtp], contracts }
+    DoctorReport { checks: vec![ably, chatwoot, redis, postgres, slack, smtp], contracts, tls }
 }
 
 /// Connects to what is configured (what does not answer is simply not looked at: the checks
@@ -317,6 +321,26 @@ impl Render for DoctorReport {
             t.add_row(vec![r.key.to_string(), escape(&r.value), escape(&r.source), found]);
         }
         writeln!(w, "{t}")?;
+        if !self.tls.is_empty() {
+            let mut t = table(&["TLS", "target", "protocol", "issuer", "expires", "days left"]);
+            for r in &self.tls {
+                let days = match r.days_left {
+                    Some(d) if d < 7 => style.bad(&d.to_string()),
+                    Some(d) => d.to_string(),
+                    None => "-".into(),
+                };
+                let issuer = r.issuer.as_deref().or(r.note.as_deref()).unwrap_or("-");
+                t.add_row(vec![
+                    r.dependency.to_string(),
+                    escape(&r.target),
+                    r.protocol.clone().unwrap_or_else(|| "-".into()),
+                    escape(issuer),
+                    r.expires.clone().unwrap_or_else(|| "-".into()),
+                    days,
+                ]);
+            }
+            writeln!(w, "\n{t}")?;
+        }
         let mismatches = self.mismatches();
         if !self.reachable() {
             writeln!(w, "{}", style.bad("some configured dependencies are NOT reachable"))?;
@@ -334,7 +358,7 @@ impl Render for DoctorReport {
 
     fn json(&self) -> Value {
         json!({"schema_version": 1, "kind": "doctor", "healthy": self.healthy(), "checks": self.checks,
-               "contracts": self.contracts})
+               "contracts": self.contracts, "tls": self.tls})
     }
 
     fn ndjson(&self) -> Vec<Value> {

@@ -213,3 +213,27 @@ async fn cert_expiry_warns_under_21_days_and_is_critical_under_7() {
         assert!(detail.starts_with("TLSv1.3, issued by CN=broker-ops test CA"), "{detail}");
     }
 }
+
+/// `doctor` shows, per TLS dependency, the protocol, the issuer and the days left.
+#[tokio::test]
+async fn doctor_shows_each_tls_dependency_with_its_days_left() {
+    let pki = Pki::new();
+    let (_sb, exports) = https_sandbox(&pki, "renew-soon").await;
+    let redis = TlsRedis::start(&pki).await;
+    let mut cmd = bin(pki.dir.path());
+    cmd.envs(env_of(&exports))
+        .env("TLS_CA_FILE", pki.path("ca.pem"))
+        .env("REDIS_URL", format!("rediss://127.0.0.1:{}", redis.port))
+        .args(["--timeout", "5s", "-o", "json", "doctor"]);
+    let r = run(cmd).await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}{}", r.stdout, r.stderr));
+    support::schema_check("doctor", &doc);
+    let row = |dep: &str| doc["tls"].as_array().unwrap().iter().find(|t| t["dependency"] == dep).cloned().unwrap();
+    let ably = row("ably");
+    assert_eq!(ably["protocol"], "TLSv1.3", "{ably}");
+    assert!((13..=15).contains(&ably["days_left"].as_i64().unwrap()), "15 days from now, in whole days: {ably}");
+    assert!(ably["issuer"].as_str().unwrap().contains("broker-ops test CA"), "{ably}");
+    let redis_row = row("redis");
+    assert!(redis_row["protocol"].as_str().is_some_and(|p| p.starts_with("TLSv1.")), "{redis_row}");
+    assert!(redis_row["days_left"].as_i64().unwrap() > 1000, "{redis_row}");
+}
