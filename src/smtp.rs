@@ -112,6 +112,10 @@ impl Smtp {
         match tokio::time::timeout(whole, transport.send(msg)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => Err(SmtpFailure::Rejected(e.to_string())),
+            // A refused certificate is said in words (and retrying will not change it).
+            Ok(Err(e)) if crate::tls::explain(&e.to_string()).is_some() => {
+                Err(SmtpFailure::Rejected(crate::tls::with_reason(&e.to_string())))
+            }
             Ok(Err(e)) => Err(SmtpFailure::Transient(e.to_string())),
             Err(_) => Err(SmtpFailure::Transient(format!(
                 "the server did not finish the exchange within {}",
@@ -127,7 +131,7 @@ impl Smtp {
         match tokio::time::timeout(self.timeout, transport.test_connection()).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err("the server did not answer NOOP".into()),
-            Ok(Err(e)) => Err(format!("SMTP {}: {e}", self.addr)),
+            Ok(Err(e)) => Err(format!("SMTP {}: {}", self.addr, crate::tls::with_reason(&e.to_string()))),
             Err(_) => Err(format!(
                 "SMTP {}: no answer within {}",
                 self.addr,

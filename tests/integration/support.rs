@@ -285,12 +285,18 @@ pub struct MailDev {
 
 impl MailDev {
     pub async fn start() -> MailDev {
+        Self::start_with(&[]).await
+    }
+
+    /// With more of maildev's options (`--incoming-secure`, `--incoming-cert`, ...).
+    pub async fn start_with(extra: &[std::ffi::OsString]) -> MailDev {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
         let exe = std::path::Path::new(dir).join("node_modules/.bin/maildev");
         assert!(exe.exists(), "maildev is not installed: run `npm ci` in tests/interop (scripts/test does)");
         let (smtp_port, web_port) = (free_port(), free_port());
         let child = tokio::process::Command::new(exe)
             .args(["--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--ip", "127.0.0.1"])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

@@ -237,3 +237,171 @@ async fn doctor_shows_each_tls_dependency_with_its_days_left() {
     assert!(redis_row["protocol"].as_str().is_some_and(|p| p.starts_with("TLSv1.")), "{redis_row}");
     assert!(redis_row["days_left"].as_i64().unwrap() > 1000, "{redis_row}");
 }
+
+/// A second PostgreSQL cluster of its own with `ssl = on`, its certificate signed by the test CA
+/// (started as the `postgres` user when the tests run as root: initdb refuses root).
+struct TlsPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl TlsPostgres {
+    fn as_owner(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        if nix_is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    async fn start(pki: &Pki) -> TlsPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries (Debian's postgresql package)")
+            .map(|e| e.unwrap().path().join("bin"))
+            .max()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pg = TlsPostgres { dir, bin, port: support::free_port() };
+        std::fs::copy(pki.path("server.pem"), pg.dir.path().join("server.crt")).unwrap();
+        std::fs::copy(pki.path("server.key"), pg.dir.path().join("server.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(pg.dir.path().join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        if nix_is_root() {
+            let chown =
+                std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status();
+            assert!(chown.unwrap().success());
+        }
+        let init = pg.as_owner("initdb").args(["-U", "postgres", "--auth=trust", "-D"]).arg(&data).output().unwrap();
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let conf = format!(
+            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            pg.port,
+            pg.dir.path().display(),
+            pg.dir.path().join("server.crt").display(),
+            pg.dir.path().join("server.key").display()
+        );
+        let mut c = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut c, conf.as_bytes()).unwrap();
+        let log = pg.dir.path().join("log");
+        let start =
+            pg.as_owner("pg_ctl").args(["-w", "-D"]).arg(&data).arg("-l").arg(&log).arg("start").output().unwrap();
+        assert!(start.status.success(), "pg_ctl start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        pg
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_owner("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .output();
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Postgres with `ssl = on`: `sslmode=require` encrypts, `verify-full` checks the certificate
+/// against `sslrootcert` (which wins for Postgres) or, without it, `TLS_CA_FILE`; without either
+/// the refusal says why in one line.
+#[tokio::test]
+async fn postgres_over_tls_honours_sslmode_sslrootcert_and_tls_ca_file() {
+    let pki = Pki::new();
+    let pg = TlsPostgres::start(&pki).await;
+    let migrate = |query: String, extra: &[(&str, PathBuf)]| {
+        let mut cmd = bin(pki.dir.path());
+        cmd.env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{}/postgres?{query}", pg.port))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.args(["--timeout", "5s", "db", "migrate"]);
+        run(cmd)
+    };
+    let r = migrate("sslmode=require".into(), &[]).await;
+    assert_eq!(r.code, 0, "require: encrypted, not verified: {}", r.stderr);
+    let root = format!("sslmode=verify-full&sslrootcert={}", pki.path("ca.pem").display());
+    let r = migrate(root, &[]).await;
+    assert_eq!(r.code, 0, "verify-full with sslrootcert: {}", r.stderr);
+    let r = migrate("sslmode=verify-full".into(), &[("TLS_CA_FILE", pki.path("ca.pem"))]).await;
+    assert_eq!(r.code, 0, "verify-full with TLS_CA_FILE: {}", r.stderr);
+    let r = migrate("sslmode=verify-full".into(), &[]).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("set TLS_CA_FILE to the CA that signed it"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+}
+
+/// SMTP over implicit TLS (`smtps://`, maildev serving the test CA's certificate) and STARTTLS
+/// (`?tls=required`, Debian's aiosmtpd requiring it): delivered with `TLS_CA_FILE` (or
+/// `SSL_CERT_FILE`), refused without, saying why.
+#[tokio::test]
+async fn smtp_over_tls_and_starttls_trusts_the_same_roots() {
+    let pki = Pki::new();
+    let secure: Vec<std::ffi::OsString> = vec![
+        "--incoming-secure".into(),
+        "--incoming-cert".into(),
+        pki.path("server.pem").into(),
+        "--incoming-key".into(),
+        pki.path("server.key").into(),
+    ];
+    let smtps = support::MailDev::start_with(&secure).await;
+    let starttls_port = support::free_port();
+    let log = std::fs::File::create(pki.path("aiosmtpd.log")).unwrap();
+    let _aiosmtpd = tokio::process::Command::new("/usr/bin/python3")
+        .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{starttls_port}"), "--tlscert"])
+        .arg(pki.path("server.pem"))
+        .arg("--tlskey")
+        .arg(pki.path("server.key"))
+        .stdout(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aiosmtpd (Debian's python3-aiosmtpd; scripts/test installs it)");
+    support::until("aiosmtpd listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", starttls_port)).await.is_ok()
+    })
+    .await;
+    let send = |url: String, extra: Vec<(&'static str, PathBuf)>, key: &'static str| {
+        let mut cmd = bin(pki.dir.path());
+        cmd.env("SMTP_URL", url)
+            .env("ALERT_EMAIL_FROM", "ops@example.com")
+            .env("ALERT_EMAIL_TO", "oncall@example.com")
+            .env("BROKER_OPS_STATE_DIR", pki.dir.path().join(key))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .envs(extra)
+            .args(["--timeout", "5s", "-o", "json", "alert", "send", "--retry-for", "1s", "--severity", "critical"])
+            .args(["--summary", &format!("tls drill {key}"), "--dedup-key", key]);
+        run(cmd)
+    };
+    let implicit = format!("smtps://127.0.0.1:{}", smtps.smtp_port);
+    let required = format!("smtp://127.0.0.1:{starttls_port}?tls=required");
+    let ca = || vec![("TLS_CA_FILE", pki.path("ca.pem"))];
+    let r = send(implicit.clone(), ca(), "smtps-ca").await;
+    assert_eq!(r.code, 0, "smtps with TLS_CA_FILE: {}{}", r.stdout, r.stderr);
+    let r = send(required.clone(), ca(), "starttls-ca").await;
+    assert_eq!(r.code, 0, "STARTTLS with TLS_CA_FILE: {}{}", r.stdout, r.stderr);
+    let r = send(required.clone(), vec![("SSL_CERT_FILE", pki.path("ca.pem"))], "starttls-ssl").await;
+    assert_eq!(r.code, 0, "STARTTLS with SSL_CERT_FILE: {}{}", r.stdout, r.stderr);
+    support::until("maildev got its mail", || async { smtps.emails().await.len() == 1 }).await;
+    support::until("aiosmtpd got both", || async {
+        let got = std::fs::read_to_string(pki.path("aiosmtpd.log")).unwrap_or_default();
+        got.contains("tls drill starttls-ca") && got.contains("tls drill starttls-ssl")
+    })
+    .await;
+    for (url, key) in [(implicit, "smtps-none"), (required, "starttls-none")] {
+        let r = send(url.clone(), vec![], key).await;
+        assert_ne!(r.code, 0, "{url}: {}", r.stdout);
+        assert!(r.stdout.contains("set TLS_CA_FILE to the CA that signed it"), "{url}: {}{}", r.stdout, r.stderr);
+        assert!(!r.stderr.contains("rustls"), "{}", r.stderr);
+    }
+}
