@@ -157,7 +157,9 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     let config = Config::resolve(layers)?;
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
     broker_ops::output::set_table_width(table_width(&env));
-    broker_ops::tls::install(config.tls_ca_file.as_ref().map(|s| s.value.clone()).unwrap_or_default());
+    let mut trust = config.tls_ca_file.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+    trust.client = config.tls_client.as_ref().map(|s| s.value.clone());
+    broker_ops::tls::install(trust);
     let ctx = Ctx { config, format: cli.global.output, style, argv };
     match cli.command {
         Command::Sandbox(args) => sandbox::run(*args, &ctx).await,

@@ -1,21 +1,9 @@
 //! The one place HTTP clients are built: the TLS crypto provider is installed once, and every
 //! client has a connect time-out and a whole-request time-out.
 
-use std::sync::Once;
 use std::time::Duration;
 
-static PROVIDER: Once = Once::new();
-
-/// Installs rustls' ring provider as the process default. reqwest, redis and lettre are built
-/// without a provider of their own so that exactly one is linked in; this must run before the
-/// first TLS connection.
-pub fn ensure_crypto_provider() {
-    PROVIDER.call_once(|| {
-        // Err means another provider was installed first (by an embedding program); that one
-        // serves equally well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+pub use crate::tls::ensure_crypto_provider;
 
 /// A client whose requests give up after `timeout` (and whose connects after at most 4 s, as
 /// Ably's `httpOpenTimeout`).

@@ -49,7 +49,12 @@ fn client(url: &str) -> redis::RedisResult<redis::Client> {
     if !tls {
         return redis::Client::open(url);
     }
-    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(crate::tls::roots_pem()) };
+    use secrecy::ExposeSecret;
+    let client_tls = crate::tls::trust().client.as_ref().map(|c| redis::ClientTlsConfig {
+        client_cert: c.cert_pem.clone(),
+        client_key: c.key_pem.expose_secret().to_vec(),
+    });
+    let certs = redis::TlsCertificates { client_tls, root_cert: Some(crate::tls::roots_pem()) };
     redis::Client::build_with_tls(url, certs)
 }
 

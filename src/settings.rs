@@ -49,6 +49,8 @@ pub const SETTINGS: &[SettingInfo] = &[
     plain("BROKER_OPS_SANDBOX_INBOX"),
     plain("BROKER_OPS_ACTOR"),
     plain("TLS_CA_FILE"),
+    plain("TLS_CLIENT_CERT"),
+    plain("TLS_CLIENT_KEY"),
 ];
 
 pub fn is_secret(name: &str) -> bool {

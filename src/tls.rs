@@ -17,9 +17,58 @@ use rustls::pki_types::pem::PemObject;
 pub struct Trust {
     pub extra: Vec<CertificateDer<'static>>,
     pub ca_file: Option<String>,
+    /// The client certificate and key shown to a Redis or Postgres that asks for one
+    /// (`TLS_CLIENT_CERT`, `TLS_CLIENT_KEY`).
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key: their files, and their PEM text.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_file: String,
+    pub key_file: String,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: secrecy::SecretSlice<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientIdentity({}, key {})", self.cert_file, self.key_file)
+    }
+}
+
+impl ClientIdentity {
+    /// Reads and checks both files: the certificate holds a certificate, the key a private key.
+    pub fn read(cert_file: &str, key_file: &str) -> Result<ClientIdentity, String> {
+        use rustls::pki_types::PrivateKeyDer;
+        let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
+        let cert_pem = read(cert_file)?;
+        read_pem_certificates(&cert_pem).map_err(|e| format!("TLS_CLIENT_CERT {cert_file}: {e}"))?;
+        let key_pem = read(key_file)?;
+        PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| format!("TLS_CLIENT_KEY {key_file}: not a PEM private key ({e})"))?;
+        Ok(ClientIdentity {
+            cert_file: cert_file.to_string(),
+            key_file: key_file.to_string(),
+            cert_pem,
+            key_pem: key_pem.into(),
+        })
+    }
 }
 
 static TRUST: OnceLock<Trust> = OnceLock::new();
+static PROVIDER: std::sync::Once = std::sync::Once::new();
+
+/// Installs rustls' ring provider as the process default. reqwest, redis and lettre are built
+/// without a provider of their own so that exactly one is linked in; this must run before the
+/// first TLS connection.
+pub fn ensure_crypto_provider() {
+    PROVIDER.call_once(|| {
+        // Err means another provider was installed first (by an embedding program); that one
+        // serves equally well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// Installs the trust policy; the first call wins (the binary makes it once, before any
 /// connection).
@@ -140,7 +189,7 @@ impl Peer {
 /// certificate; the refusal in words when the certificate is not trusted.
 pub async fn inspect(host: &str, port: u16, timeout: std::time::Duration) -> Result<Peer, String> {
     use rustls::pki_types::ServerName;
-    crate::http::ensure_crypto_provider();
+    ensure_crypto_provider();
     let config = rustls::ClientConfig::builder().with_root_certificates(roots()).with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(|e| format!("{host}: {e}"))?;

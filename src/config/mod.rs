@@ -104,6 +104,9 @@ pub struct Config {
     /// Roots added to the trust store of every TLS connection (`TLS_CA_FILE`, PEM), read and
     /// checked here so that a bad file stops the command before it connects anywhere.
     pub tls_ca_file: Option<Setting<crate::tls::Trust>>,
+    /// The client certificate for a Redis or Postgres that asks for one (`TLS_CLIENT_CERT`
+    /// with `TLS_CLIENT_KEY`), read and checked here.
+    pub tls_client: Option<Setting<crate::tls::ClientIdentity>>,
     /// Who makes rollout changes, for the audit (`BROKER_OPS_ACTOR`), when `--by` is not given.
     pub actor: Option<Setting<String>>,
     pub contracts: Contracts,
@@ -175,6 +178,7 @@ impl Config {
             enable_ably_realtime: l.plain("ENABLE_ABLY_REALTIME")?,
             actor: opt_parse(l, "BROKER_OPS_ACTOR", actor_name)?,
             tls_ca_file: opt_parse(l, "TLS_CA_FILE", ca_file)?,
+            tls_client: client_identity(l)?,
             contracts,
             sla: sla::resolve(l)?,
             layers,
@@ -196,7 +200,26 @@ impl Config {
 fn ca_file(path: &str) -> Result<crate::tls::Trust, String> {
     let bytes = read_small_file(std::path::Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
     let extra = crate::tls::read_pem_certificates(bytes.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
-    Ok(crate::tls::Trust { extra, ca_file: Some(path.to_string()) })
+    Ok(crate::tls::Trust { extra, ca_file: Some(path.to_string()), client: None })
+}
+
+/// `TLS_CLIENT_CERT` and `TLS_CLIENT_KEY`: both or neither.
+fn client_identity(l: &Layers) -> Result<Option<Setting<crate::tls::ClientIdentity>>, ConfigError> {
+    match (l.plain("TLS_CLIENT_CERT")?, l.plain("TLS_CLIENT_KEY")?) {
+        (None, None) => Ok(None),
+        (Some(c), Some(k)) => {
+            parse_setting("TLS_CLIENT_CERT", c.source, |_| crate::tls::ClientIdentity::read(&c.value, &k.value))
+                .map(Some)
+        }
+        (Some(c), None) => {
+            parse_setting("TLS_CLIENT_CERT", c.source, |_| Err::<(), _>("needs TLS_CLIENT_KEY too".to_string()))?;
+            Ok(None)
+        }
+        (None, Some(k)) => {
+            parse_setting("TLS_CLIENT_KEY", k.source, |_| Err::<(), _>("needs TLS_CLIENT_CERT too".to_string()))?;
+            Ok(None)
+        }
+    }
 }
 
 /// A name for the rollout audit (`--by`, `BROKER_OPS_ACTOR`): one line, not empty, at most 200

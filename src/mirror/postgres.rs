@@ -70,6 +70,11 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, 
         Some(ca) if !url.contains("sslrootcert=") => opts.ssl_root_cert(ca),
         _ => opts,
     };
+    // And the client certificate, for a server that asks for one, unless the URL names its own.
+    let opts = match &crate::tls::trust().client {
+        Some(c) if !url.contains("sslcert=") => opts.ssl_client_cert(&c.cert_file).ssl_client_key(&c.key_file),
+        _ => opts,
+    };
     let opts = opts
         .statement_cache_capacity(0)
         .log_slow_statements(log::LevelFilter::Off, timeout)

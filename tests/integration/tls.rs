@@ -48,6 +48,7 @@ impl Pki {
         leaf("other", vec!["chat.example.com".into()], None);
         leaf("renew-soon", here(), Some(15));
         leaf("renew-now", here(), Some(4));
+        leaf("client", vec!["broker-ops.client".into()], None);
         Pki { dir }
     }
 
@@ -142,6 +143,11 @@ impl Drop for TlsRedis {
 
 impl TlsRedis {
     async fn start(pki: &Pki) -> TlsRedis {
+        Self::start_asking(pki, false).await
+    }
+
+    /// With `ask`, the server requires a client certificate signed by the test CA.
+    async fn start_asking(pki: &Pki, ask: bool) -> TlsRedis {
         let port = support::free_port();
         let child = std::process::Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string(), "--save", "", "--appendonly", "no"])
@@ -151,7 +157,7 @@ impl TlsRedis {
             .arg(pki.path("server.key"))
             .arg("--tls-ca-cert-file")
             .arg(pki.path("ca.pem"))
-            .args(["--tls-auth-clients", "no", "--dir"])
+            .args(["--tls-auth-clients", if ask { "yes" } else { "no" }, "--dir"])
             .arg(pki.dir.path())
             .stdout(Stdio::null())
             .spawn()
@@ -404,4 +410,37 @@ async fn smtp_over_tls_and_starttls_trusts_the_same_roots() {
         assert!(r.stdout.contains("set TLS_CA_FILE to the CA that signed it"), "{url}: {}{}", r.stdout, r.stderr);
         assert!(!r.stderr.contains("rustls"), "{}", r.stderr);
     }
+}
+
+/// A Redis that asks for a client certificate gets the one `TLS_CLIENT_CERT`/`TLS_CLIENT_KEY`
+/// name; without it the handshake is refused. Half a pair is refused before anything connects.
+#[tokio::test]
+async fn a_client_certificate_is_shown_to_a_redis_that_asks() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start_asking(&pki, true).await;
+    let backlog = |extra: Vec<(&'static str, PathBuf)>| {
+        let mut cmd = bin(pki.dir.path());
+        cmd.env("REDIS_URL", format!("rediss://127.0.0.1:{}", redis.port))
+            .env("REDIS_KEY_PREFIX", support::prefix("mtls"))
+            .env("TLS_CA_FILE", pki.path("ca.pem"))
+            .envs(extra)
+            .args(["--timeout", "5s", "-o", "json", "ably", "backlog"]);
+        run(cmd)
+    };
+    let detail = |r: &support::Run| -> String {
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}{}", r.stdout, r.stderr));
+        doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "waiting").unwrap()["detail"].to_string()
+    };
+    let with =
+        backlog(vec![("TLS_CLIENT_CERT", pki.path("client.pem")), ("TLS_CLIENT_KEY", pki.path("client.key"))]).await;
+    assert!(detail(&with).contains("has no keys"), "reached with the client certificate: {}", with.stdout);
+    let without = backlog(vec![]).await;
+    assert!(!detail(&without).contains("has no keys"), "refused without: {}", without.stdout);
+    let half = backlog(vec![("TLS_CLIENT_CERT", pki.path("client.pem"))]).await;
+    assert_eq!(half.code, 3, "{}", half.stderr);
+    assert!(
+        half.stderr.contains("TLS_CLIENT_CERT") && half.stderr.contains("needs TLS_CLIENT_KEY too"),
+        "{}",
+        half.stderr
+    );
 }
