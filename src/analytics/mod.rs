@@ -19,7 +19,7 @@ pub use window::{Window, parse_when};
 
 use crate::config::Config;
 use crate::contracts::Contracts;
-use crate::mirror::MirrorError;
+use crate::store::MirrorError;
 
 /// Which mirror to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn empty(config: &Config, req: &ReportRequest, source: Source) -> Result<Sla
 
 pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, ReportError> {
     let pg = use_postgres(config, req);
-    let opened = crate::mirror::stores::Opened::open_only(config, !pg, pg).await;
+    let opened = crate::store::opened::Opened::open_only(config, !pg, pg).await;
     run_on(config, req, &opened).await
 }
 
@@ -118,7 +118,7 @@ pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, Repo
 pub async fn run_on(
     config: &Config,
     req: &ReportRequest,
-    opened: &crate::mirror::stores::Opened,
+    opened: &crate::store::opened::Opened,
 ) -> Result<SlaReport, ReportError> {
     let c = &config.contracts;
     let started = std::time::Instant::now();

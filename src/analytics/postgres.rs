@@ -11,8 +11,8 @@ use super::tally::{Tally, Worst};
 use super::{ReportError, ReportRequest};
 use crate::contracts::Contracts;
 use crate::contracts::report_sql::Pairing;
-use crate::mirror::MirrorError;
-use crate::mirror::postgres::{Deadline, limit_of};
+use crate::store::MirrorError;
+use crate::store::postgres::{Deadline, limit_of};
 
 /// Each partition's statement runs in a transaction with these: read-only; enough memory for
 /// the final grouping (a few thousand groups) to stay in memory; parallel workers off when the
@@ -35,7 +35,7 @@ pub async fn tally(
     contracts: &Contracts,
     req: &ReportRequest,
 ) -> Result<Tally, ReportError> {
-    crate::mirror::postgres::require_table(pool, addr, &contracts.table).await?;
+    crate::store::postgres::require_table(pool, addr, &contracts.table).await?;
     let parts = req.partitions.max(1);
     let runs = (0..parts).map(|i| partition(pool, addr, contracts, req, parts, i));
     let work = try_join_all(runs);

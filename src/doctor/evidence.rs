@@ -11,8 +11,8 @@ use sqlx::PgPool;
 
 use crate::ably::AblyClient;
 use crate::contracts::{Contracts, EventKind, id_text};
-use crate::mirror::postgres::{Deadline, limit_of};
 use crate::redis_handle::Redis;
+use crate::store::postgres::{Deadline, limit_of};
 
 /// What the stores say about one contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -208,13 +208,13 @@ type Sampled = (Option<String>, String, Value);
 
 async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, Vec<Sampled>) {
     let t = &c.table;
-    match crate::mirror::postgres::table_exists(pool, addr, t).await {
+    match crate::store::postgres::table_exists(pool, addr, t).await {
         Err(e) => return (Evidence::NoEvidence(e.to_string()), Vec::new()),
         Ok(false) => return (Evidence::Mismatch(missing_table(pool, c).await), Vec::new()),
         Ok(true) => {}
     }
     // A table of the wrong shape: the mirror's reads fail on it, so it is no match.
-    match crate::mirror::postgres::shape_of(pool, addr, t, crate::contracts::MIRROR_SHAPE).await {
+    match crate::store::postgres::shape_of(pool, addr, t, crate::contracts::MIRROR_SHAPE).await {
         Ok(Some(d)) if !d.is_empty() => return (Evidence::Mismatch(d.join("; ")), Vec::new()),
         Err(e) => return (Evidence::NoEvidence(e.to_string()), Vec::new()),
         _ => {}

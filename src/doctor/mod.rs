@@ -125,7 +125,7 @@ pub async fn run(config: &Config) -> DoctorReport {
 /// above already report it) and gathers the evidence.
 async fn contract_evidence(config: &Config, t: Duration) -> Vec<evidence::ContractRow> {
     let mut redis = crate::redis_handle::Redis::from_config(config).await.ok().flatten();
-    let pg = crate::mirror::postgres::from_config(config).await.ok().flatten();
+    let pg = crate::store::postgres::from_config(config).await.ok().flatten();
     let ably = config
         .ably_api_key
         .as_ref()
@@ -228,13 +228,13 @@ async fn postgres(config: &Config, t: Duration) -> Check {
     let addr = crate::redact::url(&url);
     let table = config.contracts.table.clone();
     timed("postgres", addr.clone(), t, async move {
-        let pool = crate::mirror::postgres::connect(&url, t).await.map_err(|e| e.to_string())?;
+        let pool = crate::store::postgres::connect(&url, t).await.map_err(|e| e.to_string())?;
         let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .persistent(false)
             .fetch_one(&pool)
             .await
             .map_err(|e| format!("Postgres query at {addr}: {e}"))?;
-        let present = crate::mirror::postgres::table_exists(&pool, &addr, &table).await.map_err(|e| e.to_string())?;
+        let present = crate::store::postgres::table_exists(&pool, &addr, &table).await.map_err(|e| e.to_string())?;
         pool.close().await;
         let mirror = if present {
             format!("{table} present")

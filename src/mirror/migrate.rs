@@ -8,9 +8,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::MirrorError;
 use crate::config::{Config, ConfigError};
 use crate::output::{Render, Style, escape};
+use crate::store::MirrorError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateReport {
@@ -42,7 +42,7 @@ pub enum MigrateError {
 pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, MigrateError> {
     let table = &config.contracts.table;
     let flag_table = config.contracts.flags.flags.to_string();
-    let mut statements = super::postgres::migration(table);
+    let mut statements = crate::store::postgres::migration(table);
     statements.extend(config.contracts.flags.migration());
     if dry_run {
         return Ok(MigrateReport {
@@ -58,8 +58,8 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
     }
     config.require("DATABASE_URL", &config.database_url)?;
     // Required just above, so the configured Postgres exists.
-    let (pool, addr) = super::postgres::from_config(config).await?.expect("DATABASE_URL is set");
-    let existed = super::postgres::table_exists(&pool, &addr, table).await?;
+    let (pool, addr) = crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set");
+    let existed = crate::store::postgres::table_exists(&pool, &addr, table).await?;
     let flags = &config.contracts.flags;
     let mut differences = Vec::new();
     for (t, shape) in [
@@ -68,12 +68,12 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
         (&flags.overrides, crate::contracts::OVERRIDES_SHAPE),
         (&flags.audit, crate::contracts::AUDIT_SHAPE),
     ] {
-        differences.extend(super::postgres::shape_of(&pool, &addr, t, shape).await?.unwrap_or_default());
+        differences.extend(crate::store::postgres::shape_of(&pool, &addr, t, shape).await?.unwrap_or_default());
     }
     if !differences.is_empty() {
         return Err(MigrateError::Shape { addr, differences });
     }
-    let done = super::postgres::run_migration(&pool, &addr, statements).await?;
+    let done = crate::store::postgres::run_migration(&pool, &addr, statements).await?;
     pool.close().await;
     Ok(MigrateReport {
         table: table.to_string(),

@@ -1,82 +1,11 @@
 //! The event mirror: every Ably message of a conversation, in a Redis stream (24 h) and a
-//! Postgres table (for good). Writes are idempotent on the Ably message id.
+//! Postgres table (for good). Writes are idempotent on the Ably message id. The stores
+//! themselves (the Postgres handle, the Redis stream, the stores a run opens) live below, in
+//! [`crate::store`], for every capability to share.
 
 pub mod canary;
 pub mod migrate;
-pub mod postgres;
-pub mod redis;
-pub mod stores;
 pub mod watch;
 pub mod webhook_test;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// One mirrored channel message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MirroredEvent {
-    /// The Ably message id.
-    pub id: String,
-    pub conversation_id: String,
-    pub channel: String,
-    pub name: String,
-    /// The decoded payload (JSON).
-    pub data: Value,
-    pub client_id: Option<String>,
-    /// Ably timestamp, ms since the epoch.
-    pub timestamp_ms: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MirrorError {
-    #[error(transparent)]
-    Redis(#[from] crate::redis_handle::RedisError),
-    #[error("Postgres {op} at {addr}: {}", crate::tls::with_reason(&source.to_string()))]
-    Postgres {
-        op: String,
-        addr: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("replay checkpoint: {0}")]
-    Cursor(String),
-    #[error(
-        "Postgres at {addr}: the mirror table {table} does not exist (create it with `broker-ops db migrate`, \
-         or set contracts.table to the table the webhook writes)"
-    )]
-    NoTable { addr: String, table: String },
-}
-
-impl MirrorError {
-    /// Whose failure this is (see [`crate::exit::Fault`]).
-    pub fn fault(&self) -> crate::exit::Fault {
-        match self {
-            MirrorError::Redis(e) => e.fault(),
-            MirrorError::Postgres { source, .. } => pg_fault(source),
-            MirrorError::Cursor(_) | MirrorError::NoTable { .. } => crate::exit::Fault::Ours,
-        }
-    }
-
-    /// A Postgres error of operation `op` at `addr`, for `map_err`.
-    pub fn pg<O: Into<String>>(op: O, addr: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<O> {
-        let (op, addr) = (op.into(), addr.to_string());
-        move |source| MirrorError::Postgres { op, addr, source }
-    }
-}
-
-/// Whose failure a Postgres error is: a server that refuses, resets, times out, cannot be
-/// resolved, is shutting down or out of connections is the service's; a password refused, a
-/// database or table that does not exist, a permission or a URL we got wrong is ours.
-pub fn pg_fault(e: &sqlx::Error) -> crate::exit::Fault {
-    use crate::exit::Fault;
-    match e {
-        sqlx::Error::Configuration(_) => Fault::Ours,
-        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| c.get(..2).unwrap_or(c)) {
-            // 08 connection exception, 53 insufficient resources, 57 operator intervention
-            // (shutdown, statement time-out), 58 system error, XX internal error.
-            Some("08" | "53" | "57" | "58" | "XX") => Fault::Service,
-            _ => Fault::Ours,
-        },
-        _ => Fault::Service,
-    }
-}
+pub use crate::event::MirroredEvent;

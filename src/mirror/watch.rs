@@ -9,8 +9,8 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::contracts::Contracts;
-use crate::mirror::postgres::{Deadline, limit_of};
 use crate::redis_handle::Redis;
+use crate::store::postgres::{Deadline, limit_of};
 
 /// How long a canary entry is kept in either store.
 pub const KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -61,25 +61,26 @@ impl Watch {
     /// The configured stores. One that is unset is left out; one that cannot be reached, or a
     /// table that does not exist, is left out with the reason.
     pub async fn open(config: &crate::config::Config) -> (Watch, Vec<Unusable>) {
-        Self::of(config, &super::stores::Opened::open(config).await).await
+        Self::of(config, &crate::store::opened::Opened::open(config).await).await
     }
 
     /// A watch on stores already opened (shared with other probes).
-    pub async fn of(config: &crate::config::Config, opened: &super::stores::Opened) -> (Watch, Vec<Unusable>) {
+    pub async fn of(config: &crate::config::Config, opened: &crate::store::opened::Opened) -> (Watch, Vec<Unusable>) {
         let mut unusable = Vec::new();
         let redis = opened.redis.clone().transpose().unwrap_or_else(|u| {
             unusable.push(Unusable { store: Store::Redis, reason: u.reason, fault: u.fault });
             None
         });
         let postgres = match opened.postgres.clone().transpose() {
-            Ok(Some((pool, addr))) => match super::postgres::require_table(&pool, &addr, &config.contracts.table).await
-            {
-                Ok(()) => Some((pool, addr)),
-                Err(e) => {
-                    unusable.push(Unusable { store: Store::Postgres, reason: e.to_string(), fault: e.fault() });
-                    None
+            Ok(Some((pool, addr))) => {
+                match crate::store::postgres::require_table(&pool, &addr, &config.contracts.table).await {
+                    Ok(()) => Some((pool, addr)),
+                    Err(e) => {
+                        unusable.push(Unusable { store: Store::Postgres, reason: e.to_string(), fault: e.fault() });
+                        None
+                    }
                 }
-            },
+            }
             Ok(None) => None,
             Err(u) => {
                 unusable.push(Unusable { store: Store::Postgres, reason: u.reason, fault: u.fault });

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::rules::{Probe, SLA_METRICS, SMOKE_METRICS};
 use crate::config::{Config, ConfigError};
 use crate::exit::ProbeState;
-use crate::mirror::stores::Opened;
 use crate::probe::{Check, ProbeReport, Rules, Unit};
+use crate::store::opened::Opened;
 
 /// What a sweep checks.
 #[derive(Debug, Clone)]

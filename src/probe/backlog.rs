@@ -13,9 +13,9 @@ use super::{Check, ProbeReport, Rule, Rules, Unit};
 use crate::ably::AblyClient;
 use crate::config::Config;
 use crate::contracts::Contracts;
-use crate::mirror::postgres::{Deadline, limit_of};
 use crate::queue::{QueueKeys, counts};
 use crate::redis_handle::Redis;
+use crate::store::postgres::{Deadline, limit_of};
 
 pub const DEFAULT_WARN: &[&str] = &[
     "waiting>100",
@@ -69,14 +69,14 @@ pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(120);
 /// `ably backlog` from the configuration. A store that cannot be reached becomes an UNKNOWN
 /// check and the others still report; the whole probe is bounded by 3 x the time-out.
 pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, ProbeError> {
-    run_on(config, req, &crate::mirror::stores::Opened::open(config).await).await
+    run_on(config, req, &crate::store::opened::Opened::open(config).await).await
 }
 
 /// `ably backlog` on stores already opened (a `monitor` sweep shares them).
 pub async fn run_on(
     config: &Config,
     req: BacklogRequest,
-    opened: &crate::mirror::stores::Opened,
+    opened: &crate::store::opened::Opened,
 ) -> Result<ProbeReport, ProbeError> {
     let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
     let t = config.timeout.value;

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use super::QueueKeys;
-use crate::mirror::MirrorError;
 use crate::redis_handle::{Redis, RedisError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -36,12 +35,12 @@ fn is_marker(id: &Option<String>) -> bool {
 }
 
 /// Reads the counts of the queue `keys` at `now_ms`.
-pub async fn read(redis: &mut Redis, keys: &QueueKeys, now_ms: i64) -> Result<JobCounts, MirrorError> {
+pub async fn read(redis: &mut Redis, keys: &QueueKeys, now_ms: i64) -> Result<JobCounts, RedisError> {
     let addr = redis.addr.clone();
     let err = |op: &str| {
         let op = op.to_string();
         let addr = addr.clone();
-        move |source| MirrorError::Redis(RedisError { op, addr, source })
+        move |source| RedisError { op, addr, source }
     };
     // Delayed scores are (due ms) * 4096 + sequence; everything at or below this is due.
     let due_max = (now_ms + 1) * 4096 - 1;
@@ -63,13 +62,13 @@ pub async fn read(redis: &mut Redis, keys: &QueueKeys, now_ms: i64) -> Result<Jo
         .exists(keys.key("meta"))
         .exists(keys.key("id"));
     let v: Vec<redis::Value> = pipe.query_async(&mut redis.conn).await.map_err(err("count pipeline"))?;
-    let n = |i: usize| -> Result<u64, MirrorError> {
+    let n = |i: usize| -> Result<u64, RedisError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
-    let s = |i: usize| -> Result<Option<String>, MirrorError> {
+    let s = |i: usize| -> Result<Option<String>, RedisError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
-    let b = |i: usize| -> Result<bool, MirrorError> {
+    let b = |i: usize| -> Result<bool, RedisError> {
         redis::from_redis_value_ref(&v[i]).map_err(|e| err("count pipeline")(e.into()))
     };
     if v.len() != 16 {

@@ -28,7 +28,7 @@ pub use to_store::{PostgresTarget, RedisTarget};
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(transparent)]
-    Store(#[from] crate::mirror::MirrorError),
+    Store(#[from] crate::store::MirrorError),
     #[error(transparent)]
     Ably(#[from] crate::ably::AblyError),
     #[error("Ably batch publish: gave up after {attempts} attempt(s): {reason}")]

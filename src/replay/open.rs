@@ -10,8 +10,8 @@ use super::{
     Target,
 };
 use crate::config::{Config, ConfigError};
-use crate::mirror::MirrorError;
 use crate::redis_handle::Redis;
+use crate::store::MirrorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -51,8 +51,8 @@ pub enum OpenError {
     Usage(String),
 }
 
-impl From<crate::mirror::MirrorError> for OpenError {
-    fn from(e: crate::mirror::MirrorError) -> Self {
+impl From<crate::store::MirrorError> for OpenError {
+    fn from(e: crate::store::MirrorError) -> Self {
         OpenError::Replay(e.into())
     }
 }
@@ -118,7 +118,7 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     let pg = || async {
         config.require("DATABASE_URL", &config.database_url)?;
         // Required just above, so the configured Postgres exists.
-        Ok::<_, OpenError>(crate::mirror::postgres::from_config(config).await?.expect("DATABASE_URL is set"))
+        Ok::<_, OpenError>(crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set"))
     };
     let at: &Cursor = &checkpoint.cursor;
     let source = match from {

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::{Malformed, Source};
 use crate::contracts::{Contracts, EventKind, id_text};
-use crate::mirror::MirrorError;
 use crate::mirror::MirroredEvent;
 use crate::output::Format;
+use crate::store::MirrorError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {

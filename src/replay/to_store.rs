@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 
 use crate::contracts::{Contracts, Table};
-use crate::mirror::postgres::{Deadline, limit_of, stalled_after};
-use crate::mirror::{MirrorError, MirroredEvent};
+use crate::event::MirroredEvent;
 use crate::redis_handle::Redis;
+use crate::store::MirrorError;
+use crate::store::postgres::{Deadline, limit_of, stalled_after};
 
 /// What one write did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -196,7 +197,7 @@ impl PostgresTarget {
     /// The table must exist, dry run or not: a replay never creates tables in someone's
     /// database (`broker-ops db migrate` does, when asked).
     pub async fn new(pool: PgPool, addr: String, table: Table, dry_run: bool) -> Result<Self, MirrorError> {
-        crate::mirror::postgres::require_table(&pool, &addr, &table).await?;
+        crate::store::postgres::require_table(&pool, &addr, &table).await?;
         Ok(PostgresTarget { pool, addr, table, dry_run })
     }
 
@@ -213,7 +214,7 @@ impl PostgresTarget {
                 .map_err(MirrorError::pg(format!("SELECT count(*) FROM {}", self.table), &self.addr))?;
             n - present.max(0) as u64
         } else {
-            let insert = crate::mirror::postgres::insert(&self.pool, &self.addr, &self.table, events);
+            let insert = crate::store::postgres::insert(&self.pool, &self.addr, &self.table, events);
             stalled_after(limit_of(&self.pool), &format!("INSERT INTO {}", self.table), &self.addr, insert).await?
         };
         Ok(Written { written, skipped: n - written, expired: 0 })

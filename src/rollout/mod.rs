@@ -22,7 +22,7 @@ pub use bucket::{Decision, Evaluator, Reason};
 pub use render::{ChangeReport, HistoryReport, StatusReport, WhichReport, why as render_why};
 
 use crate::config::ConfigError;
-use crate::mirror::MirrorError;
+use crate::store::MirrorError;
 
 /// A flag as its row holds it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

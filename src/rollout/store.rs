@@ -12,8 +12,8 @@ use sqlx::{PgPool, Row};
 use super::bucket::InForce;
 use super::{Actor, Change, Flag, RolloutError};
 use crate::contracts::FlagTables;
-use crate::mirror::MirrorError;
-use crate::mirror::postgres::{Deadline, limit_of};
+use crate::store::MirrorError;
+use crate::store::postgres::{Deadline, limit_of};
 
 /// The rollout's database: a pool, its address (password removed) and the tables.
 pub struct Db {
@@ -29,7 +29,7 @@ impl Db {
     pub async fn open(config: &crate::config::Config) -> Result<Db, RolloutError> {
         config.require("DATABASE_URL", &config.database_url)?;
         // Required just above.
-        let (pool, addr) = crate::mirror::postgres::from_config(config).await?.expect("DATABASE_URL is set");
+        let (pool, addr) = crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set");
         let tables = config.contracts.flags.clone();
         let (a, b, c): (bool, bool, bool) = sqlx::query_as(&tables.exist_sql())
             .persistent(false)

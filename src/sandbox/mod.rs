@@ -46,7 +46,7 @@ pub use options::{SandboxOptions, Summary};
 
 use crate::ably::{ErrorInfo, Message};
 use crate::config::AblyKey;
-use crate::mirror::MirrorError;
+use crate::store::MirrorError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

@@ -11,10 +11,10 @@ use tokio::sync::mpsc;
 
 use super::receiver::Stores;
 use super::{SandboxOptions, SinkCounters};
-use crate::mirror;
 use crate::queue::QueueKeys;
 use crate::redis_handle::Redis;
 use crate::replay::to_store::{PostgresTarget, RedisTarget};
+use crate::store;
 
 #[derive(Debug)]
 pub enum JobOp {
@@ -50,7 +50,7 @@ pub struct Started {
 }
 
 /// Connects what was configured (failing loudly when it cannot) and starts the queue writer.
-pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError> {
+pub async fn start(opts: &SandboxOptions) -> Result<Started, store::MirrorError> {
     let counters = Arc::new(SinkCounters::default());
     if opts.redis_url.is_none() && opts.database_url.is_none() {
         return Ok(Started { sink: None, task: None, counters, stores: None });
@@ -66,9 +66,9 @@ pub async fn start(opts: &SandboxOptions) -> Result<Started, mirror::MirrorError
         Some(u) => {
             let url = u.expose_secret();
             let addr = crate::redact::url(url);
-            let pool = mirror::postgres::connect(url, opts.connect_timeout).await?;
+            let pool = store::postgres::connect(url, opts.connect_timeout).await?;
             // The sandbox stands in for the app, whose deployment owns the table: it makes its own.
-            mirror::postgres::migrate(&pool, &addr, &opts.contracts.table).await?;
+            store::postgres::migrate(&pool, &addr, &opts.contracts.table).await?;
             Some((pool, addr))
         }
         None => None,

@@ -157,7 +157,7 @@ impl SmokeReport {
     /// The percentile spectrum of every phase measured (HdrHistogram's plot), as SVG.
     pub fn spectrum_svg(&self) -> Result<String, String> {
         let phases: Vec<(&str, &LatencyHistogram)> = self.aggregate.phases.iter().map(|(p, h)| (p.name(), h)).collect();
-        crate::analytics::chart::spectrum_svg("Latency by percentile, per phase (ms)", &phases)
+        crate::chart::spectrum_svg("Latency by percentile, per phase (ms)", &phases)
     }
 }
 

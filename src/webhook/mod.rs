@@ -17,7 +17,7 @@ pub use sign::{Refusal, sign, verify};
 
 use crate::ably::Message;
 use crate::contracts::Contracts;
-use crate::mirror::MirroredEvent;
+use crate::event::MirroredEvent;
 
 /// Headers of a batched webhook request.
 pub const HEADER_KEY: &str = "x-ably-key";

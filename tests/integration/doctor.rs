@@ -12,7 +12,7 @@ fn database_url() -> String {
 async fn all_green_against_the_sandbox_redis_and_postgres(pool: sqlx::PgPool) {
     let db = crate::mirror::url_of(&pool);
     let table = broker_ops::contracts::Contracts::default().table;
-    broker_ops::mirror::postgres::migrate(&pool, "test", &table).await.unwrap();
+    broker_ops::store::postgres::migrate(&pool, "test", &table).await.unwrap();
     let prefix = support::prefix("doctor");
     let (_sb, env) = support::sandbox().await;
     let dir = tempfile::tempdir().unwrap();

@@ -35,9 +35,9 @@ fn fixture(convs: usize, per: usize, ago_ms: i64) -> Vec<MirroredEvent> {
 
 async fn to_postgres(pool: &PgPool, events: &[MirroredEvent]) {
     let table = Contracts::default().table;
-    broker_ops::mirror::postgres::migrate(pool, "test", &table).await.unwrap();
+    broker_ops::store::postgres::migrate(pool, "test", &table).await.unwrap();
     for chunk in events.chunks(5000) {
-        broker_ops::mirror::postgres::insert(pool, "test", &table, chunk).await.unwrap();
+        broker_ops::store::postgres::insert(pool, "test", &table, chunk).await.unwrap();
     }
 }
 
@@ -45,7 +45,7 @@ async fn to_redis(prefix: &str, events: &[MirroredEvent]) {
     let mut redis = support::redis_handle(prefix).await;
     let contracts = Contracts::with_redis_prefix(prefix);
     for chunk in events.chunks(5000) {
-        broker_ops::mirror::redis::append(&mut redis, &contracts, chunk).await.unwrap();
+        broker_ops::store::redis::append(&mut redis, &contracts, chunk).await.unwrap();
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use broker_ops::contracts::Contracts;
-use broker_ops::mirror::{self, MirroredEvent};
+use broker_ops::mirror::MirroredEvent;
 use broker_ops::sandbox::SandboxOptions;
 use redis::AsyncCommands;
 use secrecy::SecretString;
@@ -101,7 +101,7 @@ async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool)
         })
         .collect();
     assert_eq!(
-        mirror::postgres::insert(&pool, "test", &broker_ops::contracts::Contracts::default().table, &again)
+        broker_ops::store::postgres::insert(&pool, "test", &broker_ops::contracts::Contracts::default().table, &again)
             .await
             .unwrap(),
         0

@@ -365,7 +365,7 @@ async fn fill_mirror(pool: &PgPool, rt_ms: i64, polling_ms: i64, pairs: usize) -
             rt_replies += u64::from(rt);
         }
     }
-    broker_ops::mirror::postgres::insert(pool, "test", &table, &events).await.unwrap();
+    broker_ops::store::postgres::insert(pool, "test", &table, &events).await.unwrap();
     rt_replies
 }
 

@@ -240,7 +240,7 @@ async fn empty_windows_bad_windows_and_a_missing_table(pool: PgPool) {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("broker-ops db migrate") && r.stderr.contains("127.0.0.1"), "{}", r.stderr);
 
-    broker_ops::mirror::postgres::migrate(&pool, "test", &Contracts::default().table).await.unwrap();
+    broker_ops::store::postgres::migrate(&pool, "test", &Contracts::default().table).await.unwrap();
     let r = run(report(dir.path(), &db, &prefix, window, &[])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("no events between"), "{}", r.stderr);
@@ -266,11 +266,11 @@ async fn empty_windows_bad_windows_and_a_missing_table(pool: PgPool) {
 async fn filled(pool: &PgPool, name: &str) -> (String, String, (i64, i64), Expected) {
     let prefix = support::prefix(name);
     let contracts = Contracts::with_redis_prefix(&prefix);
-    broker_ops::mirror::postgres::migrate(pool, "test", &contracts.table).await.unwrap();
+    broker_ops::store::postgres::migrate(pool, "test", &contracts.table).await.unwrap();
     let (events, window, exp) = mirror_data(chrono::Utc::now().timestamp_millis());
-    broker_ops::mirror::postgres::insert(pool, "test", &contracts.table, &events).await.unwrap();
+    broker_ops::store::postgres::insert(pool, "test", &contracts.table, &events).await.unwrap();
     let mut redis = support::redis_handle(&prefix).await;
-    broker_ops::mirror::redis::append(&mut redis, &contracts, &events).await.unwrap();
+    broker_ops::store::redis::append(&mut redis, &contracts, &events).await.unwrap();
     (prefix, crate::mirror::url_of(pool), window, exp)
 }
 

@@ -7,7 +7,8 @@ pub use postgres::{Order, PostgresSource};
 pub use redis::RedisSource;
 
 use super::Malformed;
-use crate::mirror::{MirrorError, MirroredEvent};
+use crate::event::MirroredEvent;
+use crate::store::MirrorError;
 
 /// One page of events (in order) and the malformed entries met on the way.
 #[derive(Debug, Default)]

@@ -7,9 +7,9 @@ use sqlx::{PgPool, Row};
 use super::{Cursor, Page, PageSender};
 use crate::contracts::Table;
 use crate::contracts::sql::{After, ReadOrder};
-use crate::mirror::MirrorError;
-use crate::mirror::postgres::{Deadline, limit_of};
 use crate::replay::{Malformed, Selection};
+use crate::store::MirrorError;
+use crate::store::postgres::{Deadline, limit_of};
 
 /// The order Postgres rows are read in: by time (timelines), or conversation by conversation
 /// (backfilling Redis, which writes one stream at a time).

@@ -3,9 +3,10 @@
 
 use super::{Cursor, Page};
 use crate::contracts::Contracts;
-use crate::mirror::{MirrorError, MirroredEvent};
+use crate::event::MirroredEvent;
 use crate::redis_handle::Redis;
 use crate::replay::{Malformed, Selection};
+use crate::store::MirrorError;
 
 pub struct RedisSource {
     redis: Redis,

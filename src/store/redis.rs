@@ -2,8 +2,9 @@
 //! `clientId`, `timestamp`), expiring 24 h after its last write, and the sorted set of active
 //! conversations scored by last event time. Key names come from the contracts.
 
-use super::{MirrorError, MirroredEvent};
+use super::MirrorError;
 use crate::contracts::Contracts;
+use crate::event::MirroredEvent;
 use crate::redis_handle::Redis;
 
 /// Appends events to their conversations' streams in one pipeline, without looking for ids

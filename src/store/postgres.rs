@@ -6,8 +6,9 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgExecutor, PgPool};
 
-use super::{MirrorError, MirroredEvent};
+use super::MirrorError;
 use crate::contracts::Table;
+use crate::event::MirroredEvent;
 
 /// A deadline on one Postgres round trip. The connect is bounded by the pool; a server (or a
 /// network, or a pooler) that stalls *after* the connection is made would otherwise hold a
