@@ -271,33 +271,9 @@ impl Sandbox {
             slack: Mutex::new(Vec::new()),
             opts,
         });
-        let (shutdown, mut rx) = watch::channel(false);
+        let (shutdown, rx) = watch::channel(false);
         let app = router(state.clone());
-        let server = tokio::spawn(async move {
-            if let Some(acceptor) = acceptor {
-                let listener = tls::TlsListener { inner: listener, acceptor };
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!("sandbox server stopped: {e}");
-                }
-                return;
-            }
-            // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and
-            // delayed ACKs add ~40 ms to a reply, which would falsify every measurement.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!("sandbox: TCP_NODELAY: {e}");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("sandbox server stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(serve(listener, acceptor, app, rx));
         Ok(Sandbox { addr, scheme, state, shutdown, server, sink_task: started.task, emitter_task })
     }
 
@@ -391,6 +367,37 @@ impl Sandbox {
         for t in [sink_task, emitter_task].into_iter().flatten() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+    }
+}
+
+/// Serves `app` on `listener` (over TLS with `acceptor`) until the shutdown signal.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let served = match acceptor {
+        Some(acceptor) => {
+            let listener = tls::TlsListener { inner: listener, acceptor };
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+        }
+        None => {
+            // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and
+            // delayed ACKs add ~40 ms to a reply, which would falsify every measurement.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("sandbox: TCP_NODELAY: {e}");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+        }
+    };
+    if let Err(e) = served {
+        tracing::error!("sandbox server stopped: {e}");
     }
 }
 

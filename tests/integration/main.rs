@@ -15,6 +15,7 @@ mod events_replay;
 mod events_targets;
 mod faults;
 mod hardening;
+mod layering;
 mod mirror;
 mod monitor;
 mod pipeline;
