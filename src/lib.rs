@@ -30,6 +30,7 @@ pub mod alert;
 pub mod analytics;
 pub mod chart;
 pub mod chatwoot;
+pub mod compare;
 pub mod config;
 pub mod contracts;
 pub mod doctor;

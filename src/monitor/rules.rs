@@ -113,12 +113,9 @@ impl Condition {
     /// as the probes' own rules take them; `5%` is 0.05).
     pub fn parse(text: &str, metric: &str) -> Result<Condition, String> {
         let t = text.trim();
-        let (subject, cmp, limit) = Cmp::WRITTEN
-            .iter()
-            .find_map(|(op, c)| t.split_once(op).map(|(a, b)| (a.trim(), *c, b.trim())))
-            .ok_or_else(|| {
-                format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=, ==)")
-            })?;
+        let (subject, cmp, limit) = crate::compare::split(t).ok_or_else(|| {
+            format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=, ==)")
+        })?;
         let limit = match subject {
             "state" => Limit::State(match limit.to_ascii_uppercase().as_str() {
                 "OK" => ProbeState::Ok,

@@ -9,35 +9,7 @@ use serde::Serialize;
 use super::{Check, Unit, fmt_num};
 use crate::exit::ProbeState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Cmp {
-    #[serde(rename = ">")]
-    Gt,
-    #[serde(rename = ">=")]
-    Ge,
-    #[serde(rename = "<")]
-    Lt,
-    #[serde(rename = "<=")]
-    Le,
-    #[serde(rename = "==")]
-    Eq,
-}
-
-impl Cmp {
-    /// The comparisons as written, the two-character ones first so that `>=` is not read as `>`.
-    pub const WRITTEN: [(&'static str, Cmp); 5] =
-        [("==", Cmp::Eq), (">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)];
-
-    pub fn holds(self, a: f64, b: f64) -> bool {
-        match self {
-            Cmp::Gt => a > b,
-            Cmp::Ge => a >= b,
-            Cmp::Lt => a < b,
-            Cmp::Le => a <= b,
-            Cmp::Eq => a == b,
-        }
-    }
-}
+pub use crate::compare::Cmp;
 
 /// `latency>300ms`, `skew>2s`, `refused>0`, `subscribers<1`: a metric, a comparison, a limit.
 /// Durations are kept in the metric's unit (ms for latencies, s for skews and ages).
@@ -55,12 +27,9 @@ impl FromStr for Rule {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let (metric, cmp, value) = Cmp::WRITTEN
-            .iter()
-            .find_map(|(op, c)| t.split_once(op).map(|(a, b)| (a.trim(), *c, b.trim())))
-            .ok_or_else(|| {
-                format!("invalid rule {s:?}: expected METRIC>VALUE (or >=, <, <=, ==), e.g. latency>300ms")
-            })?;
+        let (metric, cmp, value) = crate::compare::split(t).ok_or_else(|| {
+            format!("invalid rule {s:?}: expected METRIC>VALUE (or >=, <, <=, ==), e.g. latency>300ms")
+        })?;
         if metric.is_empty() || !metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid rule {s:?}: {metric:?} is not a metric name"));
         }

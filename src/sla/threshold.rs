@@ -32,25 +32,9 @@ impl Metric {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Op {
-    #[serde(rename = "<")]
-    Lt,
-    #[serde(rename = "<=")]
-    Le,
-    #[serde(rename = "==")]
-    Eq,
-}
-
-impl Op {
-    pub fn holds(self, observed: f64, limit: f64) -> bool {
-        match self {
-            Op::Lt => observed < limit,
-            Op::Le => observed <= limit,
-            Op::Eq => (observed - limit).abs() < f64::EPSILON,
-        }
-    }
-}
+/// A threshold's comparison is the one every limit uses; a threshold says what passes, so it
+/// takes `<`, `<=` and `==` only (a smoke that passes when P95 is *over* a limit means nothing).
+pub use crate::compare::Cmp as Op;
 
 /// A parsed threshold. `limit` is in milliseconds for latencies, a fraction (0..1) for the
 /// error rate, and a count for SLA events.
@@ -67,10 +51,10 @@ impl FromStr for Threshold {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let expr = s.trim().to_string();
-        let (name, op, value) = ["<=", "==", "<"]
-            .iter()
-            .find_map(|op| expr.split_once(op).map(|(a, b)| (a.trim(), *op, b.trim())))
-            .ok_or_else(|| format!("invalid threshold {s:?}: expected METRIC<VALUE, METRIC<=VALUE or METRIC==VALUE"))?;
+        let expected = || format!("invalid threshold {s:?}: expected METRIC<VALUE, METRIC<=VALUE or METRIC==VALUE");
+        let (name, op, value) = crate::compare::split(&expr)
+            .filter(|(_, op, _)| matches!(op, Op::Lt | Op::Le | Op::Eq))
+            .ok_or_else(expected)?;
         let metric = match name {
             "p50" => Metric::P50,
             "p90" => Metric::P90,
@@ -85,11 +69,6 @@ impl FromStr for Threshold {
                     "invalid threshold {s:?}: unknown metric {other:?} (p50, p90, p95, p99, max, error_rate, violations, warnings)"
                 ));
             }
-        };
-        let op = match op {
-            "<" => Op::Lt,
-            "<=" => Op::Le,
-            _ => Op::Eq,
         };
         let limit = match metric {
             Metric::ErrorRate => {
@@ -185,7 +164,9 @@ pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> ThresholdResult {
 pub fn cannot_pass(t: &Threshold, agg: &super::Aggregate, planned_chats: usize, planned_samples: u64) -> bool {
     let over = |count: f64, limit: f64, op: Op| match op {
         Op::Lt => count >= limit,
+        // `>`/`>=` are refused at parse time; were one here, it could not fail early either.
         Op::Le | Op::Eq => count > limit,
+        Op::Gt | Op::Ge => false,
     };
     match t.metric {
         Metric::ErrorRate => over(agg.failed as f64 / planned_chats.max(1) as f64, t.limit, t.op),
