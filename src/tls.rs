@@ -93,26 +93,29 @@ pub fn read_pem_certificates(text: &[u8]) -> Result<Vec<CertificateDer<'static>>
     Ok(out)
 }
 
-/// The platform's roots (or `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus the extra ones. A platform
-/// store that cannot be read leaves the extra roots alone in force.
-pub fn roots() -> RootCertStore {
-    let mut store = RootCertStore::empty();
+/// Every trusted root: the platform's (or `SSL_CERT_FILE`/`SSL_CERT_DIR`'s), then the extra
+/// ones. A platform store that cannot be read leaves the extra roots alone in force.
+fn certificates() -> Vec<CertificateDer<'static>> {
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
         tracing::debug!("trust store: {e}");
     }
-    let (added, ignored) = store.add_parsable_certificates(native.certs);
-    tracing::debug!("trust store: {added} platform roots ({ignored} unusable)");
-    store.add_parsable_certificates(trust().extra.iter().cloned());
+    native.certs.into_iter().chain(trust().extra.iter().cloned()).collect()
+}
+
+/// The trusted roots as rustls takes them.
+pub fn roots() -> RootCertStore {
+    let mut store = RootCertStore::empty();
+    let (added, ignored) = store.add_parsable_certificates(certificates());
+    tracing::debug!("trust store: {added} roots ({ignored} unusable)");
     store
 }
 
-/// [`roots`] as one PEM bundle, for clients that take their roots as PEM (Redis).
+/// The trusted roots as one PEM bundle, for clients that take their roots as PEM (Redis).
 pub fn roots_pem() -> Vec<u8> {
     use base64::Engine;
-    let native = rustls_native_certs::load_native_certs();
     let mut out = String::new();
-    for der in native.certs.iter().chain(trust().extra.iter()) {
+    for der in certificates() {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
         out.push_str("-----BEGIN CERTIFICATE-----\n");
         for chunk in b64.as_bytes().chunks(64) {

@@ -126,7 +126,7 @@ pub const MIGRATION_LOCK: i64 = 0x6272_6f6b_6d69_6772;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Migrated {
     pub statements: Vec<String>,
-    /// `(kind, name)`: `("table", "public.chat_events")`, `("index", ...)`, `("trigger", ...)`.
+    /// `(kind, name)`: `("table", "<schema>.<table>")`, `("index", ...)`, `("trigger", ...)`.
     pub created: Vec<(String, String)>,
     pub found: Vec<(String, String)>,
 }

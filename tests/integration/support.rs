@@ -114,14 +114,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never happened within 30 s: {what}");
+    until_value(what, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await
 }
 
 /// Polls `get` until it yields a value (within 30 s), and returns it.
