@@ -11,6 +11,8 @@ use broker_ops::probe::backlog::{self, BacklogRequest};
 use broker_ops::probe::health::{self, Channels, HealthRequest, StatusCheck};
 use broker_ops::probe::{ProbeReport, Rule};
 
+use broker_ops::exit::Outcome;
+
 use crate::Ctx;
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +83,7 @@ pub struct HealthArgs {
     pub probe: ProbeArgs,
 }
 
-pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let (report, probe) = match cmd {
         AblyCommand::Health(a) => {
             let req = HealthRequest {
@@ -107,7 +109,7 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         AblyCommand::Backlog(a) if a.failed.is_some() => {
             let n = a.failed.map_or(0, usize::from);
             ctx.render(&backlog::failed(&ctx.config, a.queue, n).await?)?;
-            return Ok(broker_ops::exit::Exit::Ok.code());
+            return Ok(Outcome::Done);
         }
         AblyCommand::Backlog(a) => {
             let req = BacklogRequest {
@@ -125,24 +127,24 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<i32> {
 }
 
 /// Renders a probe in the chosen format, writes the textfile, and returns the state's exit code.
-pub fn finish(report: &ProbeReport, probe: &ProbeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+pub fn finish(report: &ProbeReport, probe: &ProbeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     ctx.render(report)?;
     if let Some(path) = &probe.textfile
         && let Err(e) = broker_ops::probe::write_atomically(path, &report.prometheus())
     {
         return Ok(textfile_failed(path, &e, report.state()));
     }
-    Ok(report.state().code())
+    Ok(Outcome::Probe(report.state()))
 }
 
 /// The textfile was not written: both things are said, the checks' own state and that the
 /// collector now reads a stale file, and the run exits UNKNOWN so the scheduler sees it.
-pub fn textfile_failed(path: &std::path::Path, e: &std::io::Error, state: broker_ops::exit::ProbeState) -> i32 {
+pub fn textfile_failed(path: &std::path::Path, e: &std::io::Error, state: broker_ops::exit::ProbeState) -> Outcome {
     let shown = broker_ops::output::escape(&path.display().to_string());
     eprintln!(
         "error: textfile {shown} not written: {e}; the checks themselves are {} (above), but the collector keeps \
          reading the old file",
         state.label()
     );
-    broker_ops::exit::ProbeState::Unknown.code()
+    Outcome::Probe(broker_ops::exit::ProbeState::Unknown)
 }

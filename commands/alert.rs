@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use broker_ops::alert::{self, Alert, AlertSource, Options, RetryPolicy, Severity};
-use broker_ops::exit::Exit;
+use broker_ops::exit::Outcome;
 
 use crate::Ctx;
 pub use crate::alert_args::*;
 
-pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let c = &ctx.config;
     let report = match cmd {
         AlertCommand::Send(a) => {
@@ -26,7 +26,7 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 // shows the renderings when it cannot.
                 let mut store = alert::open_store(c, a.state.state_dir.as_deref()).await.ok();
                 ctx.render(&alert::dry_run(store.as_mut().map(|(s, _)| s), alert, &opts).await?)?;
-                return Ok(Exit::Ok.code());
+                return Ok(Outcome::Done);
             }
             let (mut store, warning) = alert::open_store(c, a.state.state_dir.as_deref()).await?;
             let mut report = alert::send(&mut store, alert, &opts).await?;
@@ -50,7 +50,7 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             let mut report = alert::outbox(&mut store).await?;
             report.warnings.extend(warning);
             ctx.render(&report)?;
-            return Ok(Exit::Ok.code());
+            return Ok(Outcome::Done);
         }
         AlertCommand::Flush(a) => {
             let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
@@ -59,11 +59,11 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<i32> {
             report.warnings.extend(warning);
             let waiting = !report.outbox.is_empty();
             ctx.render(&report)?;
-            return Ok(if waiting || report.undelivered() { Exit::Failed } else { Exit::Ok }.code());
+            return Ok(Outcome::passed(!(waiting || report.undelivered())));
         }
     };
     ctx.render(&report)?;
-    Ok(if report.undelivered() { Exit::Failed } else { Exit::Ok }.code())
+    Ok(Outcome::passed(!(report.undelivered())))
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(4 * 3600);

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use broker_ops::exit::Exit;
+use broker_ops::exit::Outcome;
 
 use crate::Ctx;
 
@@ -16,12 +16,12 @@ pub enum DbCommand {
     },
 }
 
-pub async fn run(cmd: DbCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: DbCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         DbCommand::Migrate { dry_run } => {
             let report = broker_ops::mirror::migrate::run(&ctx.config, dry_run).await?;
             ctx.render(&report)?;
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
     }
 }

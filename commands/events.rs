@@ -4,16 +4,16 @@
 use std::io::Write;
 use std::num::NonZeroUsize;
 
-use broker_ops::exit::Exit;
+use broker_ops::exit::{NotConfirmed, Outcome, UsageError};
 use broker_ops::output::Format;
-use broker_ops::replay::open::{self, OpenError, Store as FromStore, To};
+use broker_ops::replay::open::{self, Store as FromStore, To};
 use broker_ops::replay::request::Ask;
 use broker_ops::replay::timeline;
 
 use crate::Ctx;
 pub use crate::events_args::*;
 
-pub async fn run(cmd: EventsCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: EventsCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         EventsCommand::Replay(a) => replay(a, ctx).await,
     }
@@ -45,30 +45,18 @@ fn ask(a: &ReplayArgs, ctx: &Ctx) -> Ask {
     }
 }
 
-async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    let usage = |m: String| {
-        eprintln!("error: {m}");
-        Ok(Exit::Usage.code())
-    };
-    let req = match ask(&a, ctx).request(chrono::Utc::now(), ctx.config.timeout.value) {
-        Ok(r) => r,
-        Err(m) => return usage(m),
-    };
+async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let req = ask(&a, ctx).request(chrono::Utc::now(), ctx.config.timeout.value).map_err(UsageError)?;
     if let (Target::Ably, Some(w)) = (a.to, a.events.warning(&ctx.config.contracts)) {
         eprintln!("{w}");
     }
-    let opened = match open::open(&ctx.config, req).await {
-        Ok(o) => o,
-        Err(OpenError::Usage(m)) => return usage(m),
-        Err(e) => return Err(e.into()),
-    };
-    let open::Opened { from, mut source, target, mut checkpoint, resumed } = opened;
+    let open::Opened { from, mut source, target, mut checkpoint, resumed } = open::open(&ctx.config, req).await?;
     let Some(mut target) = target else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let summary = timeline::write(source, &ctx.config.contracts, ctx.format, &mut out).await?;
         out.flush()?;
         eprintln!("{}", summary.describe(from, &a.conversations));
-        return Ok(Exit::Ok.code());
+        return Ok(Outcome::Done);
     };
     let left = source.estimate().await?;
     if !a.dry_run
@@ -77,10 +65,8 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         && !a.yes
         && !crate::confirmed(&format!("Write about {left} events to {}", target.name()))?
     {
-        return usage(format!(
-            "about {left} events would be written to {}: pass --yes (or --dry-run to see what would be written)",
-            target.name()
-        ));
+        let what = format!("about {left} events would be written to {}", target.name());
+        return Err(NotConfirmed { what }.into());
     }
     let bar = crate::progress::events(left + checkpoint.counts.read, checkpoint.counts.read);
     let mut on_progress = |c: &broker_ops::replay::Counts| bar.set_position(c.read);
@@ -91,5 +77,5 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     summary.resumed = resumed;
     summary.checkpoint = checkpoint.path().map(|p| p.display().to_string());
     ctx.render(&summary)?;
-    Ok(if summary.counts.failed > 0 { Exit::Failed } else { Exit::Ok }.code())
+    Ok(Outcome::passed(summary.counts.failed == 0))
 }

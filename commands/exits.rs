@@ -1,11 +1,18 @@
-//! How the binary ends: which commands are probes (whose usage errors exit UNKNOWN), an error
-//! written as one line with each cause once, and a closed pipe that is not an error.
+//! How the binary ends: which commands are probes (whose usage errors exit UNKNOWN), which
+//! formats each renders, what kind of error ended it (asked of the library's errors), an error
+//! written as one line with each cause once, and a closed pipe that is not an error. The codes
+//! themselves are `broker_ops::exit::code`'s.
 
 use std::ffi::OsString;
 
 use clap::CommandFactory;
 
+use broker_ops::analytics::ReportError;
+use broker_ops::exit::{Classified, ErrorKind, NotConfirmed, UsageError};
 use broker_ops::output::{self, Format};
+use broker_ops::probe::health::ProbeError;
+use broker_ops::replay::open::OpenError;
+use broker_ops::rollout::RolloutError;
 
 use crate::cli::Cli;
 
@@ -30,15 +37,18 @@ pub fn formats(argv: &[OsString]) -> &'static [Format] {
     match words.as_slice() {
         ["monitor", "rules", ..] => DOCS,
         // A list of failed jobs is not a probe's verdict.
-        ["ably", "backlog", ..]
-            if argv.iter().any(|a| a == "--failed" || a.to_string_lossy().starts_with("--failed=")) =>
-        {
-            DOCS
-        }
+        ["ably", "backlog", ..] if has(argv, "--failed") => DOCS,
         ["sla", "report", ..] => REPORT,
+        // One verdict a line, as it reads them.
+        ["token", "verify", ..] if has(argv, "--batch") => &[Format::Table, Format::Ndjson],
         _ if is_probe(argv) => ALL,
         _ => DOCS,
     }
+}
+
+/// Whether the long flag `name` is given (alone or as `name=value`).
+fn has(argv: &[OsString], name: &str) -> bool {
+    argv.iter().any(|a| a == name || a.to_string_lossy().strip_prefix(name).is_some_and(|r| r.starts_with('=')))
 }
 
 fn subcommand_path(argv: &[OsString]) -> Vec<String> {
@@ -70,6 +80,24 @@ fn subcommand_path(argv: &[OsString]) -> Vec<String> {
         }
     }
     path
+}
+
+/// What kind of error this is: the first cause in the chain that knows (a library error that
+/// implements `Classified`); an error none classifies could not run.
+pub fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    e.chain().find_map(classified).unwrap_or(ErrorKind::CouldNotRun)
+}
+
+fn classified(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    macro_rules! first_of {
+        ($($t:ty),+) => {{
+            $(if let Some(e) = cause.downcast_ref::<$t>() {
+                return Some(Classified::kind(e));
+            })+
+            None
+        }};
+    }
+    first_of!(UsageError, NotConfirmed, RolloutError, OpenError, ProbeError, ReportError)
 }
 
 /// The error and its causes on one line, each cause once: an error whose message already quotes

@@ -15,6 +15,7 @@ mod monitor;
 mod monitor_watch;
 mod progress;
 mod rollout;
+mod rollout_args;
 mod sandbox;
 mod sla;
 mod sla_args;
@@ -28,7 +29,7 @@ use std::io::{IsTerminal, Write};
 use clap::{CommandFactory, Parser};
 
 use broker_ops::config::{Config, Layers};
-use broker_ops::exit::{Exit, PROBE_USAGE};
+use broker_ops::exit::{self, Convention, ErrorKind, Outcome};
 use broker_ops::output::{self, Format, Render, Style};
 
 use cli::{Cli, Command};
@@ -84,7 +85,7 @@ impl Ctx {
 }
 
 /// Asks `question? [y/N]` on the terminal; without one, the answer is no.
-pub fn confirmed(question: &str) -> anyhow::Result<bool> {
+pub fn confirmed(question: &str) -> std::io::Result<bool> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         return Ok(false);
@@ -138,16 +139,16 @@ fn table_width(env: &HashMap<String, String>) -> Option<u16> {
         .or_else(|| std::io::stdout().is_terminal().then(|| crossterm::terminal::size().ok().map(|(w, _)| w)).flatten())
 }
 
-async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<i32> {
+async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<Outcome> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "broker-ops", &mut out);
-            return Ok(Exit::Ok.code());
+            return Ok(Outcome::Done);
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            return Ok(Exit::Ok.code());
+            return Ok(Outcome::Done);
         }
         _ => {}
     }
@@ -180,17 +181,14 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
 fn main() -> std::process::ExitCode {
     purge_at_once();
     let argv: Vec<OsString> = std::env::args_os().collect();
+    let convention = if exits::is_probe(&argv) { Convention::Probe } else { Convention::Ordinary };
+    let end = |ended: Result<Outcome, ErrorKind>| std::process::ExitCode::from(exit::code(ended, convention) as u8);
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are "errors" that print to stdout and exit 0.
             let _ = e.print();
-            let code = match (e.use_stderr(), exits::is_probe(&argv)) {
-                (false, _) => 0,
-                (true, true) => PROBE_USAGE,
-                (true, false) => Exit::Usage.code(),
-            };
-            return std::process::ExitCode::from(code as u8);
+            // --help and --version are "errors" that print to stdout and exit 0.
+            return end(if e.use_stderr() { Err(ErrorKind::Usage) } else { Ok(Outcome::Done) });
         }
     };
     // Before anything runs: a format the command cannot render changes nothing.
@@ -202,8 +200,7 @@ fn main() -> std::process::ExitCode {
             format!("{:?}", cli.global.output).to_lowercase(),
             names.join(", ")
         );
-        let code = if exits::is_probe(&argv) { PROBE_USAGE } else { Exit::Usage.code() };
-        return std::process::ExitCode::from(code as u8);
+        return end(Err(ErrorKind::Usage));
     }
     let env: HashMap<String, String> = std::env::vars().collect();
     init_logging(cli.global.verbose, cli.global.quiet, &env);
@@ -211,20 +208,23 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(Exit::CouldNotRun.code() as u8);
+            return end(Err(ErrorKind::CouldNotRun));
         }
     };
     let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let code = match runtime.block_on(dispatch(cli, env, argv)) {
-        Ok(code) => code,
+    let ended = match runtime.block_on(dispatch(cli, env, argv)) {
+        Ok(outcome) => Ok(outcome),
         // A reader that went away (`| head`) is not an error worth a message, as in ripgrep.
-        Err(e) if exits::is_broken_pipe(&e) => Exit::Ok.code(),
+        Err(e) if exits::is_broken_pipe(&e) => Ok(Outcome::Done),
         Err(e) => {
-            eprintln!("error: {}", exits::error_text(&e));
-            Exit::CouldNotRun.code()
+            let kind = exits::kind_of(&e);
+            // "Nothing to change" is an answer, not an error.
+            let prefix = if kind == ErrorKind::NothingToChange { "" } else { "error: " };
+            eprintln!("{prefix}{}", exits::error_text(&e));
+            Err(kind)
         }
     };
     // Background tasks (open SSE streams, pools) must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    std::process::ExitCode::from(code as u8)
+    end(ended)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use broker_ops::duration::parse_positive_duration;
-use broker_ops::exit::Exit;
+use broker_ops::exit::{Outcome, UsageError};
 use broker_ops::mirror::canary::{self, CanaryRequest};
 use broker_ops::mirror::webhook_test::{self, WebhookTestRequest};
 
@@ -42,7 +42,7 @@ pub struct WebhookTestArgs {
     pub wait: Duration,
 }
 
-pub async fn run(cmd: MirrorCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: MirrorCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         MirrorCommand::Canary(a) => {
             let req = CanaryRequest { timeout: a.wait, warn: a.probe.warn.clone(), crit: a.probe.crit.clone() };
@@ -51,11 +51,12 @@ pub async fn run(cmd: MirrorCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         }
         MirrorCommand::WebhookTest(a) => {
             if !matches!(a.url.scheme(), "http" | "https") {
-                anyhow::bail!("webhook-test: {} is not an http(s) URL", broker_ops::redact::url(a.url.as_str()));
+                let url = broker_ops::redact::url(a.url.as_str());
+                return Err(UsageError(format!("webhook-test: {url} is not an http(s) URL")).into());
             }
             let report = webhook_test::run(&ctx.config, WebhookTestRequest { url: a.url, timeout: a.wait }).await?;
             ctx.render(&report)?;
-            Ok(if report.passed() { Exit::Ok } else { Exit::Failed }.code())
+            Ok(Outcome::passed(report.passed()))
         }
     }
 }

@@ -10,10 +10,10 @@ use clap::{Args, Subcommand};
 
 use broker_ops::alert::{Options, RetryPolicy};
 use broker_ops::duration::parse_positive_duration;
-use broker_ops::exit::{Exit, PROBE_USAGE};
+use broker_ops::exit::{Outcome, UsageError};
 use broker_ops::monitor::ping::Pinger;
 use broker_ops::monitor::sweep::SweepRequest;
-use broker_ops::monitor::{MonitorRequest, Outcome, RuleSet, run};
+use broker_ops::monitor::{MonitorRequest, Ran, RuleSet, once};
 use broker_ops::output::escape;
 
 use crate::Ctx;
@@ -77,7 +77,7 @@ fn parse_watch_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let base = ctx.config.runbook_base_url.as_ref().map(|s| &s.value);
     let rules = match a
         .rules
@@ -85,14 +85,11 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         .map_or_else(|| Ok(RuleSet::defaults_with(&ctx.config.sla, base)), |path| RuleSet::load(path, base))
     {
         Ok(r) => r,
-        Err(m) => {
-            eprintln!("error: {m}");
-            return Ok(PROBE_USAGE);
-        }
+        Err(m) => return Err(UsageError(m).into()),
     };
     if let Some(MonitorCommand::Rules) = a.command {
         ctx.render(&rules)?;
-        return Ok(Exit::Ok.code());
+        return Ok(Outcome::Done);
     }
     let sweep = SweepRequest {
         sla_window: a.sla_window,
@@ -113,25 +110,25 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<i32> {
 }
 
 /// One cron run: its report and textfile, or who holds the lock.
-async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ctx) -> anyhow::Result<i32> {
-    match run::run(&ctx.config, req).await? {
-        Outcome::Swept(report) => {
+async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    match once::sweep_once(&ctx.config, req).await? {
+        Ran::Swept(report) => {
             ctx.render(&*report)?;
             if let Some(path) = textfile
                 && let Err(e) = report.write_textfile(path)
             {
                 return Ok(crate::ably::textfile_failed(path, &e, report.state));
             }
-            Ok(report.state.code())
+            Ok(Outcome::Probe(report.state))
         }
-        Outcome::LockedOut { holder, place } => {
+        Ran::LockedOut { holder, place } => {
             let locked = broker_ops::monitor::report::LockedOut { holder, place };
             // On stderr for people, and in the chosen format for whatever reads stdout.
             eprintln!("{}", escape(&locked.text()));
             if ctx.format != broker_ops::output::Format::Table {
                 ctx.render(&locked)?;
             }
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
     }
 }

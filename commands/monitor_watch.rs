@@ -4,13 +4,13 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use broker_ops::exit::Exit;
+use broker_ops::exit::Outcome;
 use broker_ops::monitor::sweep::{self, SweepRequest};
 use broker_ops::monitor::watch::{History, plain_lines};
 
 use crate::Ctx;
 
-pub async fn run(req: &SweepRequest, every: Duration, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(req: &SweepRequest, every: Duration, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let every_text = broker_ops::duration::format_duration(every);
     let screen = if std::io::stdout().is_terminal() { Some(Screen::enter()?) } else { None };
     let quit = match &screen {
@@ -36,13 +36,13 @@ async fn sweep_loop(
     redraw: bool,
     mut quit: tokio::sync::mpsc::Receiver<()>,
     ctx: &Ctx,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Outcome> {
     let mut history = History::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = quit.recv() => return Ok(Exit::Ok.code()),
+            _ = quit.recv() => return Ok(Outcome::Done),
             _ = tick.tick() => {}
         }
         if redraw {
@@ -51,7 +51,7 @@ async fn sweep_loop(
         let at = chrono::Utc::now();
         let started = std::time::Instant::now();
         let probes = tokio::select! {
-            _ = quit.recv() => return Ok(Exit::Ok.code()),
+            _ = quit.recv() => return Ok(Outcome::Done),
             p = sweep::sweep_alone(&ctx.config, req) => p,
         };
         history.add(&probes, at, started.elapsed().as_secs_f64() * 1000.0);

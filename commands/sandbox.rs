@@ -7,7 +7,7 @@ use clap::Args;
 
 use broker_ops::config::Config;
 use broker_ops::duration::{parse_duration, parse_positive_duration};
-use broker_ops::exit::Exit;
+use broker_ops::exit::Outcome;
 use broker_ops::output::Format;
 use broker_ops::sandbox::tls::TlsIdentity;
 use broker_ops::sandbox::{Faults, LatencyModel, Sandbox, SandboxOptions, Stall};
@@ -136,7 +136,7 @@ impl Behaviour {
     }
 }
 
-pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut opts = args.behaviour.options(&ctx.config);
     opts.listen = args.listen;
     opts.allow_remote = args.allow_remote;
@@ -177,7 +177,7 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     crate::wait_for_shutdown().await;
     eprintln!("broker-ops sandbox: stopping");
     sandbox.shutdown().await;
-    Ok(Exit::Ok.code())
+    Ok(Outcome::Done)
 }
 
 /// A fraction from 0 to 1.

@@ -1,14 +1,14 @@
 //! `broker-ops sla smoke` and `sla merge`: arguments in, one library call, reports out.
 
 use broker_ops::config::sla::Sla;
-use broker_ops::exit::Exit;
+use broker_ops::exit::Outcome;
 use broker_ops::sandbox::Sandbox;
 use broker_ops::sla::{self, Scenario, Schedule, SmokeReport, Target, Threshold, Transport, Verdict};
 
 use crate::Ctx;
 pub use crate::sla_args::*;
 
-pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         SlaCommand::Smoke(args) => smoke(*args, ctx).await,
         SlaCommand::Report(args) => crate::sla_report::run(*args, ctx).await,
@@ -35,7 +35,7 @@ fn thresholds(o: &Outputs, ctx: &Ctx) -> Vec<Threshold> {
     sla::threshold::of_sla(s.slo.value, s.error_budget.value)
 }
 
-async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let c = &ctx.config;
     let scenario = args.scenario.as_deref().map(Scenario::load).transpose()?.unwrap_or_default();
     let reply_timeout = Sla::or_flag(&c.sla.reply_timeout, "--reply-timeout", args.reply_timeout);
@@ -93,7 +93,7 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<i32> {
 }
 
 /// Renders, writes the report files and the JUnit file, and picks the exit code.
-fn finish(report: &SmokeReport, outputs: &Outputs, slug: &str, ctx: &Ctx) -> anyhow::Result<i32> {
+fn finish(report: &SmokeReport, outputs: &Outputs, slug: &str, ctx: &Ctx) -> anyhow::Result<Outcome> {
     ctx.render(report)?;
     if let Some(path) = &outputs.junit {
         sla::files::write_junit(report, path)?;
@@ -103,8 +103,8 @@ fn finish(report: &SmokeReport, outputs: &Outputs, slug: &str, ctx: &Ctx) -> any
         eprintln!("report: {}", broker_ops::output::escape(&written.display().to_string()));
     }
     match report.verdict() {
-        Verdict::Passed => Ok(Exit::Ok.code()),
-        Verdict::Failed => Ok(Exit::Failed.code()),
+        Verdict::Passed => Ok(Outcome::Done),
+        Verdict::Failed => Ok(Outcome::Failed),
         Verdict::CouldNotRun(why) => anyhow::bail!("{why}"),
     }
 }

@@ -7,8 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use broker_ops::duration::{parse_duration, parse_positive_duration, parse_time};
-use broker_ops::exit::Exit;
-use broker_ops::output::Format;
+use broker_ops::exit::{Outcome, UsageError};
 use broker_ops::token::ops::{self, RevokeWhat};
 use broker_ops::token::render::{Inspected, IssuedView, RevokedList, VerdictView};
 use broker_ops::token::{self, IssueRequest};
@@ -73,7 +72,7 @@ pub struct RevokeArgs {
     pub until: Option<String>,
 }
 
-pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let c = &ctx.config;
     let now = chrono::Utc::now().timestamp();
     match cmd {
@@ -83,44 +82,42 @@ pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<i32> {
                 IssueRequest { conversation_id: &a.conversation, email: &a.email, ttl: a.ttl, now, app_base_url: base };
             let (issued, sent_to) = ops::issue(c, req, a.send).await?;
             ctx.render(&IssuedView { issued: &issued, now, sent_to })?;
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
         TokenCommand::Verify(a) if a.batch => {
-            if !matches!(ctx.format, Format::Ndjson | Format::Table) {
-                anyhow::bail!("token verify --batch writes NDJSON (one verdict per line)");
-            }
             let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
             let sum = ops::verify_lines(c, &mut input, &mut out, a.leeway).await?;
             eprintln!("{} tokens: {} valid, {} invalid", sum.total, sum.valid, sum.invalid);
-            Ok(if sum.invalid == 0 { Exit::Ok } else { Exit::Failed }.code())
+            Ok(Outcome::passed(sum.invalid == 0))
         }
         TokenCommand::Verify(a) => {
             let input = read_arg(a.token)?;
             let v = ops::verify(c, input.trim_ascii(), a.leeway).await?;
             ctx.render(&VerdictView { verdict: &v, now })?;
-            Ok(if v.valid { Exit::Ok } else { Exit::Failed }.code())
+            Ok(Outcome::passed(v.valid))
         }
         TokenCommand::Inspect { token } => {
             let text = read_arg(Some(token))?;
             ctx.render(&Inspected::of(&String::from_utf8_lossy(&text), now))?;
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
         TokenCommand::Revoke(a) => {
             let what = match (a.token, a.jti, a.until) {
                 (Some(tok), _, _) => RevokeWhat::Token(read_arg(Some(tok))?),
                 (None, Some(jti), Some(until)) => {
-                    let until = parse_time(&until, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+                    let until =
+                        parse_time(&until, chrono::Utc::now()).map_err(|e| UsageError(format!("--until: {e}")))?;
                     RevokeWhat::Id { jti, until }
                 }
-                _ => anyhow::bail!("give a token, or --jti with --until"),
+                _ => return Err(UsageError("give a token, or --jti with --until".into()).into()),
             };
             ctx.render(&ops::revoke(c, what).await?)?;
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
         TokenCommand::Revoked => {
             ctx.render(&RevokedList(ops::revoked(c).await?))?;
-            Ok(Exit::Ok.code())
+            Ok(Outcome::Done)
         }
     }
 }

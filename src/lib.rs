@@ -26,6 +26,7 @@
 //! - [`doctor`]: configuration check and reachability of every dependency.
 
 pub mod ably;
+pub mod actor;
 pub mod alert;
 pub mod analytics;
 pub mod chart;

@@ -89,6 +89,15 @@ pub enum ReportError {
     Histogram(String),
 }
 
+impl crate::exit::Classified for ReportError {
+    fn kind(&self) -> crate::exit::ErrorKind {
+        match self {
+            ReportError::BeyondRedis(_) => crate::exit::ErrorKind::Usage,
+            _ => crate::exit::ErrorKind::CouldNotRun,
+        }
+    }
+}
+
 /// Which mirror the report reads.
 fn use_postgres(config: &Config, req: &ReportRequest) -> bool {
     match req.source {

@@ -114,6 +114,12 @@ impl FlagTables {
         format!("SELECT {FLAG_COLUMNS} FROM {} WHERE name = $1", self.flags.quoted())
     }
 
+    /// Flag `$1` locked for the rest of the transaction, read for its version: a change that
+    /// depends on the flag as it was shown (an override) is refused when it moved since.
+    pub fn lock_flag_sql(&self) -> String {
+        format!("SELECT version FROM {} WHERE name = $1 FOR UPDATE", self.flags.quoted())
+    }
+
     /// Creates flag `$1` (group id the same) off at 0 %, by `$2`, for `$3`.
     pub fn create_sql(&self) -> String {
         format!(

@@ -14,13 +14,13 @@
 
 pub mod engine;
 pub mod machine;
+pub mod once;
 pub mod ping;
 pub mod report;
 pub mod rules;
-pub mod run;
 pub mod sweep;
 pub mod watch;
 
 pub use machine::{RuleState, Transition};
+pub use once::{MonitorError, MonitorReport, MonitorRequest, Ran};
 pub use rules::{Eval, Probe, Rule, RuleSet, RulesError, Severity};
-pub use run::{MonitorError, MonitorReport, MonitorRequest, Outcome};

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::run::MonitorReport;
+use super::once::MonitorReport;
 use crate::exit::ProbeState;
 use crate::output::{Render, Style, escape, table};
 

@@ -47,7 +47,7 @@ impl History {
     /// Adds one sweep taken at `at` that lasted `elapsed_ms`.
     pub fn add(&mut self, probes: &[ProbeOutcome], at: DateTime<Utc>, elapsed_ms: f64) {
         self.sweeps += 1;
-        let worst = super::run::MonitorReport::worst(probes);
+        let worst = super::once::MonitorReport::worst(probes);
         self.last = Some((at, elapsed_ms, worst));
         let mut seen = Vec::new();
         for p in probes {

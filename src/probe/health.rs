@@ -63,6 +63,15 @@ pub enum ProbeError {
     Redis(#[from] crate::redis_handle::RedisError),
 }
 
+impl crate::exit::Classified for ProbeError {
+    fn kind(&self) -> crate::exit::ErrorKind {
+        match self {
+            ProbeError::Usage(_) => crate::exit::ErrorKind::Usage,
+            _ => crate::exit::ErrorKind::CouldNotRun,
+        }
+    }
+}
+
 /// `ably health` from the configuration: the whole probe finishes within the time-out,
 /// whatever hangs (what did not answer is UNKNOWN).
 pub async fn run(config: &Config, req: HealthRequest) -> Result<ProbeReport, ProbeError> {

@@ -51,6 +51,15 @@ pub enum OpenError {
     Usage(String),
 }
 
+impl crate::exit::Classified for OpenError {
+    fn kind(&self) -> crate::exit::ErrorKind {
+        match self {
+            OpenError::Usage(_) => crate::exit::ErrorKind::Usage,
+            _ => crate::exit::ErrorKind::CouldNotRun,
+        }
+    }
+}
+
 impl From<crate::store::MirrorError> for OpenError {
     fn from(e: crate::store::MirrorError) -> Self {
         OpenError::Replay(e.into())

@@ -16,11 +16,32 @@ use super::bucket::{InForce, STICKINESS};
 use super::store::Db;
 use crate::config::Config;
 
-pub async fn unleash(config: &Config, flag: &str, project: &str, environment: &str) -> Result<Value, RolloutError> {
+/// The import document. It is a file for Unleash whatever the format: the table and `-o json`
+/// write it indented, `-o ndjson` on one line; no `schema_version` is added (Unleash would refuse
+/// a key it does not know).
+pub struct UnleashImport(pub Value);
+
+impl crate::output::Render for UnleashImport {
+    fn table(&self, w: &mut dyn std::io::Write, _: crate::output::Style) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, &self.0).map_err(std::io::Error::from)?;
+        writeln!(w)
+    }
+
+    fn json(&self) -> Value {
+        self.0.clone()
+    }
+}
+
+pub async fn unleash(
+    config: &Config,
+    flag: &str,
+    project: &str,
+    environment: &str,
+) -> Result<UnleashImport, RolloutError> {
     let db = Db::open(config).await?;
     let f = db.flag(flag).await?;
     let overrides = db.overrides(flag, None).await?;
-    Ok(document(&f, &overrides, project, environment))
+    Ok(UnleashImport(document(&f, &overrides, project, environment)))
 }
 
 /// The import document of `flag` with the overrides in force.

@@ -13,6 +13,7 @@ pub mod ops;
 mod render;
 pub mod store;
 pub mod switch;
+pub mod workflow;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -62,11 +63,7 @@ impl Flag {
 }
 
 /// Who changes something, and with what command line (for the audit).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub who: String,
-    pub command: String,
-}
+pub use crate::actor::Actor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -90,17 +87,21 @@ pub enum RolloutError {
     /// The change asked for is already in force: nothing written, exit 0.
     #[error("nothing to change: {0}")]
     NothingToChange(String),
+    /// The change was shown and not confirmed: exit 1, nothing changed.
+    #[error(transparent)]
+    NotConfirmed(#[from] crate::exit::NotConfirmed),
 }
 
-impl RolloutError {
-    /// The exit code: 2 for bad input, 1 for a lost race, 3 when it could not run.
-    pub fn exit(&self) -> crate::exit::Exit {
-        use crate::exit::Exit;
+impl crate::exit::Classified for RolloutError {
+    fn kind(&self) -> crate::exit::ErrorKind {
+        use crate::exit::ErrorKind;
         match self {
-            RolloutError::Usage(_) => Exit::Usage,
-            RolloutError::Conflict { .. } => Exit::Failed,
-            RolloutError::NothingToChange(_) => Exit::Ok,
-            _ => Exit::CouldNotRun,
+            RolloutError::Usage(_) => ErrorKind::Usage,
+            RolloutError::Conflict { .. } => ErrorKind::Conflict,
+            RolloutError::NothingToChange(_) => ErrorKind::NothingToChange,
+            RolloutError::NotConfirmed(_) => ErrorKind::NotConfirmed,
+            RolloutError::Report(e) => crate::exit::Classified::kind(e),
+            _ => ErrorKind::CouldNotRun,
         }
     }
 }

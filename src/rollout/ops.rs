@@ -121,34 +121,48 @@ pub enum OverrideTo {
     Clear,
 }
 
-/// Sets an override for `conversation` (for `duration`, else until cleared); returns the
-/// decision before and after.
-pub async fn set_override(
-    config: &Config,
-    flag: &str,
-    conversation: &str,
-    to: OverrideTo,
-    duration: Option<Duration>,
-    reason: &str,
-    actor: &Actor,
-) -> Result<(Flag, bucket::Decision, bucket::Decision), RolloutError> {
+/// An override about to be set: the flag and the conversation's decision as read.
+pub struct OverrideRead {
+    db: Db,
+    flag: Flag,
+    kill_switch: bool,
+    conversation: String,
+    /// The override in force now, if any.
+    pub existing: Option<bucket::InForce>,
+}
+
+/// Reads the flag and the override of `conversation` (nothing written).
+pub async fn read_override(config: &Config, flag: &str, conversation: &str) -> Result<OverrideRead, RolloutError> {
     let db = Db::open(config).await?;
     let f = db.flag(flag).await?;
-    let ks = kill_switch(config, flag);
+    let kill_switch = kill_switch(config, flag);
     let ids = [conversation.to_string()];
     let existing = db.overrides(flag, Some(&ids)).await?.get(conversation).copied();
-    let before = bucket::decide(&f, ks, existing, conversation);
-    if matches!(to, OverrideTo::Clear) && existing.is_none() {
-        // Nothing to clear: nothing written, no audit row.
-        return Err(RolloutError::NothingToChange(format!("conversation {conversation} has no override of {flag}")));
+    Ok(OverrideRead { db, flag: f, kill_switch, conversation: conversation.to_string(), existing })
+}
+
+impl OverrideRead {
+    /// Saves it (for `duration`, else until cleared) under the flag's version as read; returns
+    /// the flag and the decision before and after.
+    pub async fn save(
+        self,
+        to: OverrideTo,
+        duration: Option<Duration>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<(Flag, bucket::Decision, bucket::Decision), RolloutError> {
+        let (f, ks, id) = (&self.flag, self.kill_switch, self.conversation.as_str());
+        let before = bucket::decide(f, ks, self.existing, id);
+        let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        let enabled = match to {
+            OverrideTo::On => Some(true),
+            OverrideTo::Off => Some(false),
+            OverrideTo::Clear => None,
+        };
+        self.db.set_override(f, id, enabled, expires, reason, actor).await?;
+        let ids = [id.to_string()];
+        let now = self.db.overrides(&f.name, Some(&ids)).await?.get(id).copied();
+        let after = bucket::decide(f, ks, now, id);
+        Ok((self.flag, before, after))
     }
-    let expires = duration.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
-    let enabled = match to {
-        OverrideTo::On => Some(true),
-        OverrideTo::Off => Some(false),
-        OverrideTo::Clear => None,
-    };
-    db.set_override(&f, conversation, enabled, expires, reason, actor).await?;
-    let after = bucket::decide(&f, ks, db.overrides(flag, Some(&ids)).await?.get(conversation).copied(), conversation);
-    Ok((f, before, after))
 }

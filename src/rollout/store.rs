@@ -176,6 +176,26 @@ impl Db {
         actor: &Actor,
     ) -> Result<(), RolloutError> {
         let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
+        // The same optimistic check as a change of the flag: the override was shown and
+        // confirmed against this version of the flag.
+        let version: Option<i64> = sqlx::query_scalar(&self.tables.lock_flag_sql())
+            .persistent(false)
+            .bind(&flag.name)
+            .fetch_optional(&mut *tx)
+            .within(self.limit)
+            .await
+            .map_err(self.err("SELECT flag FOR UPDATE"))?;
+        if version != Some(flag.version) {
+            drop(tx);
+            let now = self.flag(&flag.name).await?;
+            return Err(RolloutError::Conflict {
+                flag: flag.name.clone(),
+                by: now.updated_by,
+                at: now.updated_at,
+                read: flag.version,
+                now: now.version,
+            });
+        }
         let after = match enabled {
             Some(on) => {
                 sqlx::query(&self.tables.override_sql())

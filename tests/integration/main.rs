@@ -13,6 +13,7 @@ mod doctor;
 mod drills;
 mod events_replay;
 mod events_targets;
+mod exit_codes;
 mod faults;
 mod hardening;
 mod layering;

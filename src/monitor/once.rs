@@ -31,7 +31,7 @@ pub struct MonitorRequest {
 }
 
 /// What a run came to.
-pub enum Outcome {
+pub enum Ran {
     Swept(Box<MonitorReport>),
     /// Another run holds the lock: this one did nothing.
     LockedOut {
@@ -99,7 +99,7 @@ pub fn holder(run_id: &str) -> String {
 }
 
 /// One cron run. The lock is released on every way out.
-pub async fn run(config: &Config, req: &MonitorRequest) -> Result<Outcome, MonitorError> {
+pub async fn sweep_once(config: &Config, req: &MonitorRequest) -> Result<Ran, MonitorError> {
     // A UUID, as the ping protocol wants its run id.
     let run_id = uuid::Uuid::new_v4().to_string();
     let run_id = run_id.as_str();
@@ -111,7 +111,7 @@ pub async fn run(config: &Config, req: &MonitorRequest) -> Result<Outcome, Monit
         alert::open_store_on(config, req.state_dir.as_deref(), opened.redis_or_reason()).await?;
     let lock = match store.try_lock_named(LOCK_NAME, &holder(run_id)).await? {
         TryLock::Held(lock) => lock,
-        TryLock::Busy { holder, place } => return Ok(Outcome::LockedOut { holder, place }),
+        TryLock::Busy { holder, place } => return Ok(Ran::LockedOut { holder, place }),
     };
     // Pinged only here, by the run that holds the lock: a run locked out must not tell the
     // switch that all is well while the holder may be stuck.
@@ -131,7 +131,7 @@ pub async fn run(config: &Config, req: &MonitorRequest) -> Result<Outcome, Monit
     let mut report = result?;
     report.notes.extend(ping_notes);
     released?;
-    Ok(Outcome::Swept(Box::new(report)))
+    Ok(Ran::Swept(Box::new(report)))
 }
 
 async fn locked(

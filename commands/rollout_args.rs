@@ -1,0 +1,192 @@
+//! `broker-ops rollout`'s arguments.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use broker_ops::config::sla::parse_share;
+use broker_ops::contracts::DEFAULT_FLAG;
+use broker_ops::duration::{parse_duration, parse_positive_duration};
+use broker_ops::rollout;
+use broker_ops::rollout::advance;
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// The flag: on/off, percentage, since when, active conversations on and off, last changes.
+    Status(StatusArgs),
+    /// Whether each conversation is on real-time, and why (kill switch, flag off, override, bucket).
+    Which(WhichArgs),
+    /// Switch the flag on at a percentage.
+    Set(SetArgs),
+    /// Force one conversation on or off (or clear its override), optionally for a while.
+    Override(OverrideArgs),
+    /// The audit: every change, who, when, from, to, why.
+    History(HistoryArgs),
+    /// Switch the flag off: every conversation back to polling. No gate; needs only Postgres.
+    Rollback(RollbackArgs),
+    /// Move to the next step of the plan, only when every gate passes (soak, replies, P95 within
+    /// the SLO, no regression against polling); says which gate failed otherwise (exit 1).
+    Advance(AdvanceArgs),
+    /// The flag in Unleash's feature import format (percentage, group id, overrides), as JSON.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Unleash's import format (the only one).
+    #[arg(long, required = true)]
+    pub unleash: bool,
+    /// The Unleash project to import into.
+    #[arg(long, default_value = "default")]
+    pub project: String,
+    /// The Unleash environment the flag's state goes to.
+    #[arg(long, default_value = "production")]
+    pub environment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AdvanceArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// The plan's percentages, increasing.
+    #[arg(long, default_value = advance::DEFAULT_STEPS)]
+    pub steps: String,
+    /// The current step must have lasted this long (from the audit).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DUR")]
+    pub min_soak: Duration,
+    /// The cohorts are measured over this window, ending now.
+    #[arg(long, default_value = "1h", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub window: Duration,
+    /// The reply-time objective the real-time cohort's P95 must meet [default: the SLA's slo, 5s].
+    #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
+    pub slo: Option<Duration>,
+    /// How much higher the real-time cohort's breach rate may be than polling's (e.g. 1%).
+    #[arg(long, default_value = "1%", value_parser = parse_share)]
+    pub max_regression: f64,
+    /// The real-time cohort needs at least this many replies in the window [default: the SLA's
+    /// min_replies, 100].
+    #[arg(long)]
+    pub min_replies: Option<u64>,
+    /// Also require three smoke chats on Ably (SSE) against the configured Chatwoot to pass.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Show the gates and their figures; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// A reason for the audit: something a reader can act on, not empty, not a page long.
+fn parse_reason(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("the reason must not be empty: say why, it is kept in the audit".into());
+    }
+    if t.chars().count() > 1000 {
+        return Err("the reason is longer than 1,000 characters".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the reason must be one line without control characters".into());
+    }
+    Ok(t.to_string())
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FlagArg {
+    /// The flag.
+    #[arg(long, default_value = DEFAULT_FLAG, value_parser = rollout::flag_name)]
+    pub flag: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChangeArgs {
+    /// Why (kept in the audit; not empty, at most 1,000 characters).
+    #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+    pub reason: String,
+    /// Do not ask (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Conversations with an event this recent count as active.
+    #[arg(long, default_value = "15m", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub active_window: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WhichArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Conversation ids; `-` reads more from stdin, one a line.
+    #[arg(required = true, value_name = "CONVERSATION")]
+    pub conversations: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Percentage of conversations on real-time (0 to 100).
+    #[arg(long, allow_negative_numbers = true)]
+    pub percent: i64,
+    /// Create the flag (off at 0 %) when it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OverrideValue {
+    On,
+    Off,
+    Clear,
+}
+
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    #[arg(value_parser = rollout::conversation_id)]
+    pub conversation: String,
+    #[arg(value_enum)]
+    pub to: OverrideValue,
+    /// The override ends after this long (default: until cleared).
+    #[arg(long = "for", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub for_: Option<Duration>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// How many changes, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Then run three smoke chats on the polling transport against Chatwoot: does the fallback answer?
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `--by NAME`: one line, not empty, at most 200 characters.
+pub fn parse_actor(s: &str) -> Result<String, String> {
+    broker_ops::config::actor_name(s)
+}
