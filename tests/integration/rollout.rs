@@ -335,6 +335,24 @@ async fn two_operators_changing_the_flag_at_once_one_wins_the_other_is_told_who(
     assert_eq!(audits, 1, "only the winner's change is in the audit");
 }
 
+/// An override is confirmed against the flag as it was shown, like `set`: a rollback between the
+/// read and the save refuses it, naming who, and writes nothing.
+#[sqlx::test(migrations = false)]
+async fn an_override_shown_before_a_rollback_is_refused_with_who_changed_it(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(rollout(&pool, dir.path(), &["db", "migrate"], &[]).await.code, 0);
+    let c = config(&pool, &[]);
+    let alice = Actor { who: "alice@ops".into(), command: "broker-ops rollout override c-7 on".into() };
+    let bob = Actor { who: "bob@ops".into(), command: "broker-ops rollout rollback".into() };
+    let read = ops::read_override(&c, "ENABLE_ABLY_REALTIME", "c-7").await.unwrap();
+    ops::plan_rollback(&c, "ENABLE_ABLY_REALTIME", "stop").await.unwrap().apply(&bob).await.unwrap();
+    let lost = read.save(ops::OverrideTo::On, None, "vip", &alice).await.unwrap_err();
+    assert!(matches!(&lost, RolloutError::Conflict { by, .. } if by == "bob@ops"), "{lost}");
+    let overrides: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM feature_flags_overrides").fetch_one(&pool).await.unwrap();
+    assert_eq!(overrides, 0, "nothing saved");
+}
+
 /// Mirrors `pairs` message/reply pairs in the last half hour for each of 400 conversations,
 /// the real-time cohort's replies taking `rt_ms`, the polling cohort's `polling_ms`; returns
 /// how many replies the real-time cohort got (the flag at 10 %).
