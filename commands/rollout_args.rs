@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use broker_ops::config::sla::parse_share;
 use broker_ops::contracts::DEFAULT_FLAG;
 use broker_ops::duration::{parse_duration, parse_positive_duration};
 use broker_ops::rollout;
@@ -63,7 +62,7 @@ pub struct AdvanceArgs {
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub slo: Option<Duration>,
     /// How much higher the real-time cohort's breach rate may be than polling's (e.g. 1%).
-    #[arg(long, default_value = "1%", value_parser = parse_share)]
+    #[arg(long, default_value = "1%", value_parser = broker_ops::compare::share)]
     pub max_regression: f64,
     /// The real-time cohort needs at least this many replies in the window [default: the SLA's
     /// min_replies, 100].

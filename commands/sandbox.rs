@@ -59,14 +59,14 @@ pub struct Pipeline {
     /// Least time between two webhook requests (Ably sends at most one a second per instance).
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
     pub webhook_interval: std::time::Duration,
-    /// Fault: fraction of webhook items lost before sending (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    /// Fault: fraction of webhook items lost before sending (0 to 1, or a percentage).
+    #[arg(long, default_value_t = 0.0, value_parser = broker_ops::compare::share)]
     pub webhook_drop_rate: f64,
     /// Fault: wait this long before every webhook request.
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
     pub webhook_delay: std::time::Duration,
-    /// Fault: fraction of webhook requests the receiver answers with 500 (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    /// Fault: fraction of webhook requests the receiver answers with 500 (0 to 1, or a percentage).
+    #[arg(long, default_value_t = 0.0, value_parser = broker_ops::compare::share)]
     pub receiver_error_rate: f64,
     /// Fault: the receiver's Redis writes fail.
     #[arg(long)]
@@ -89,14 +89,14 @@ pub struct Behaviour {
     /// Publish sla:violation when a reply is later than this.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub sla_violation: std::time::Duration,
-    /// Fraction of messages the AI never answers (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    /// Fraction of messages the AI never answers (0 to 1, or a percentage).
+    #[arg(long, default_value_t = 0.0, value_parser = broker_ops::compare::share)]
     pub ai_error_rate: f64,
     /// Nothing answers for DUR, starting AFTER after start (e.g. 3s@10s).
     #[arg(long, value_parser = str::parse::<Stall>, value_name = "DUR@AFTER")]
     pub stall: Option<Stall>,
-    /// Fraction of API requests answered with a 5xx (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    /// Fraction of API requests answered with a 5xx (0 to 1, or a percentage).
+    #[arg(long, default_value_t = 0.0, value_parser = broker_ops::compare::share)]
     pub http_error_rate: f64,
     /// Seed for the random draws, for repeatable runs.
     #[arg(long)]
@@ -107,9 +107,9 @@ pub struct Behaviour {
     /// Close every SSE stream this long after it opened (clients must resume with lastEvent).
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub sse_drop_after: Option<std::time::Duration>,
-    /// Fault: fraction of deliveries to realtime subscribers that never happen (0 to 1); Ably
+    /// Fault: fraction of deliveries to realtime subscribers that never happen (0 to 1, or a percentage); Ably
     /// still accepts the publish and mirrors it through the webhook.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, default_value_t = 0.0, value_parser = broker_ops::compare::share)]
     pub deliver_drop_rate: f64,
 }
 
@@ -178,12 +178,4 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     eprintln!("broker-ops sandbox: stopping");
     sandbox.shutdown().await;
     Ok(Outcome::Done)
-}
-
-/// A fraction from 0 to 1.
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a fraction from 0 to 1")),
-    }
 }

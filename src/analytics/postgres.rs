@@ -61,7 +61,7 @@ async fn partition(
     let limit = limit_of(pool);
     let mut tx = pool.begin().within(limit).await.map_err(pg("begin"))?;
     for s in settings(req) {
-        sqlx::query(&s).execute(&mut *tx).within(limit).await.map_err(pg("settings"))?;
+        crate::store::postgres::statement(&s).execute(&mut *tx).within(limit).await.map_err(pg("settings"))?;
     }
     let pairing = match c.reply.field() {
         Some(_) => Pairing::Field,
@@ -70,7 +70,7 @@ async fn partition(
     let sql = c.table.report_sql(pairing);
     let w = &req.window;
     let convs = (!req.conversations.is_empty()).then(|| req.conversations.clone());
-    let mut q = sqlx::query(&sql)
+    let mut q = crate::store::postgres::statement(&sql)
         .bind(w.since)
         .bind(w.until)
         .bind(w.by.as_secs_f64())
@@ -155,7 +155,7 @@ pub async fn active_now(
 ) -> Result<(u64, u64), ReportError> {
     let now = chrono::Utc::now();
     let since = now - chrono::Duration::from_std(req.active_window).unwrap_or(chrono::Duration::MAX);
-    let rows: Vec<(bool, i64)> = sqlx::query_as(&c.table.active_sql())
+    let rows: Vec<(bool, i64)> = crate::store::postgres::statement_as(&c.table.active_sql())
         .bind(since)
         .bind(now)
         .bind(req.test_prefix(c).map(|_| c.synthetic_like()))

@@ -69,19 +69,6 @@ pub fn env_var(key: &str) -> String {
     format!("BROKER_OPS_SLA_{}", key.to_ascii_uppercase())
 }
 
-/// `1%`, `0.5 %` or `0.01`: a share from 0 to 1.
-pub fn parse_share(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let v = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => t.parse::<f64>(),
-    };
-    match v {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a share from 0 to 100 % (e.g. 1% or 0.01)")),
-    }
-}
-
 pub(super) fn resolve(layers: &Layers) -> Result<Sla, ConfigError> {
     let table = file_table(layers)?;
     let mut raw = Vec::with_capacity(SLA_KEYS.len());
@@ -123,7 +110,7 @@ fn build(raw: Raw) -> Result<Sla, ConfigError> {
     };
     Ok(Sla {
         slo: field(&raw, "slo", positive)?,
-        error_budget: field(&raw, "error_budget", parse_share)?,
+        error_budget: field(&raw, "error_budget", crate::compare::share)?,
         reply_timeout: field(&raw, "reply_timeout", positive)?,
         min_replies: field(&raw, "min_replies", |v| {
             v.trim().parse::<u64>().map_err(|_| format!("expected a whole number, got {v:?}"))
@@ -175,7 +162,7 @@ mod tests {
         assert_eq!(s.reply_timeout.value, Duration::from_secs(30));
         assert_eq!(s.min_replies.value, 100);
         assert_eq!(percent(0.005), "0.5%");
-        assert!(parse_share("101%").is_err() && parse_share("x").is_err());
+        assert!(crate::compare::share("101%").is_err() && crate::compare::share("x").is_err());
     }
 
     #[test]

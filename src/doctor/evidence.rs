@@ -220,14 +220,12 @@ async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, 
         _ => {}
     }
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
-    let rows: Result<i64, _> = sqlx::query_scalar(&t.recent_count_sql())
-        .persistent(false)
+    let rows: Result<i64, _> = crate::store::postgres::scalar(&t.recent_count_sql())
         .bind(since)
         .fetch_one(pool)
         .within(limit_of(pool))
         .await;
-    let sample: Vec<(String, String, Option<Value>)> = sqlx::query_as(&t.recent_sample_sql())
-        .persistent(false)
+    let sample: Vec<(String, String, Option<Value>)> = crate::store::postgres::statement_as(&t.recent_sample_sql())
         .bind(since)
         .bind(200i64)
         .fetch_all(pool)
@@ -243,13 +241,12 @@ async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, 
 
 /// The table is missing: name the tables that have the mirror's columns, if any.
 async fn missing_table(pool: &PgPool, c: &Contracts) -> String {
-    let candidates: Vec<String> = sqlx::query_scalar(
+    let candidates: Vec<String> = crate::store::postgres::scalar(
         "SELECT table_schema || '.' || table_name FROM information_schema.columns \
          WHERE column_name IN ('id', 'conversation_id', 'channel', 'name', 'data', 'occurred_at') \
          AND table_schema NOT IN ('pg_catalog', 'information_schema') \
          GROUP BY 1 HAVING count(*) = 6 ORDER BY 1 LIMIT 5",
     )
-    .persistent(false)
     .fetch_all(pool)
     .within(limit_of(pool))
     .await

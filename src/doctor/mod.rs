@@ -229,8 +229,7 @@ async fn postgres(config: &Config, t: Duration) -> Check {
     let table = config.contracts.table.clone();
     timed("postgres", addr.clone(), t, async move {
         let pool = crate::store::postgres::connect(&url, t).await.map_err(|e| e.to_string())?;
-        let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
-            .persistent(false)
+        let version: String = crate::store::postgres::scalar("SELECT current_setting('server_version')")
             .fetch_one(&pool)
             .await
             .map_err(|e| format!("Postgres query at {addr}: {e}"))?;

@@ -130,8 +130,7 @@ impl Watch {
     pub async fn in_postgres(&self, id: &str) -> Result<bool, String> {
         let Some((pool, addr)) = &self.postgres else { return Ok(false) };
         let table = &self.contracts.table;
-        sqlx::query_scalar(&table.has_id_sql())
-            .persistent(false)
+        crate::store::postgres::scalar(&table.has_id_sql())
             .bind(id)
             .fetch_one(pool)
             .within(limit_of(pool))
@@ -194,8 +193,7 @@ impl Watch {
         }
         if let Some((pool, addr)) = &self.postgres {
             let c = &self.contracts;
-            let r = sqlx::query(&c.table.trim_canary_sql())
-                .persistent(false)
+            let r = crate::store::postgres::statement(&c.table.trim_canary_sql())
                 .bind(c.canary_conversation())
                 .bind(&c.canary_event)
                 .bind(cutoff)

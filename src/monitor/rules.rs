@@ -113,21 +113,24 @@ impl Condition {
     /// as the probes' own rules take them; `5%` is 0.05).
     pub fn parse(text: &str, metric: &str) -> Result<Condition, String> {
         let t = text.trim();
-        let (subject, cmp, limit) = crate::compare::split(t).ok_or_else(|| {
+        let e = crate::compare::Expr::parse(t).ok_or_else(|| {
             format!("condition {t:?}: expected `state >= CRITICAL` or `value > 1000` (>, >=, <, <=, ==)")
         })?;
-        let limit = match subject {
-            "state" => Limit::State(match limit.to_ascii_uppercase().as_str() {
-                "OK" => ProbeState::Ok,
-                "WARNING" => ProbeState::Warning,
-                "UNKNOWN" => ProbeState::Unknown,
-                "CRITICAL" => ProbeState::Critical,
-                other => {
-                    return Err(format!("condition {t:?}: {other:?} is not a state (OK, WARNING, UNKNOWN, CRITICAL)"));
-                }
-            }),
-            "value" => Limit::Value(value(limit, metric).map_err(|e| format!("condition {t:?}: {e}"))?),
-            other => return Err(format!("condition {t:?}: {other:?} is neither `state` nor `value`")),
+        let cmp = e.cmp;
+        let limit = match e.left {
+            "state" => Limit::State(
+                crate::compare::state(e.right).map_err(|m| format!("condition {t:?}: {}", e.at(e.right, &m)))?,
+            ),
+            "value" => Limit::Value(
+                e.limit(crate::compare::Kind::of_metric(metric), metric)
+                    .map_err(|m| format!("condition {t:?}: {m}"))?,
+            ),
+            other => {
+                return Err(format!(
+                    "condition {t:?}: {}",
+                    e.at(other, &format!("{other:?} is neither `state` nor `value`"))
+                ));
+            }
         };
         Ok(Condition { cmp, limit, text: t.to_string() })
     }
@@ -150,45 +153,6 @@ impl Condition {
 /// is declared in that order).
 fn severity(s: ProbeState) -> f64 {
     f64::from(s as u8)
-}
-
-/// What a metric measures, so that a limit in another kind is refused: a duration compared
-/// with a count, or a percentage with milliseconds, would never mean what it says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Duration,
-    Share,
-    Count,
-}
-
-fn kind_of(metric: &str) -> Kind {
-    let percentile = metric.strip_prefix('p').is_some_and(|n| n.parse::<u8>().is_ok());
-    if percentile || metric.contains("latency") || matches!(metric, "skew" | "oldest_wait" | "mirror_lag") {
-        Kind::Duration
-    } else if matches!(metric, "error_rate" | "memory_used") {
-        Kind::Share
-    } else {
-        Kind::Count
-    }
-}
-
-fn value(text: &str, metric: &str) -> Result<f64, String> {
-    let kind = kind_of(metric);
-    let v = if let Some(p) = text.strip_suffix('%') {
-        if kind != Kind::Share {
-            return Err(format!("{text:?} is a percentage, but {metric} is not a share"));
-        }
-        p.trim().parse::<f64>().map_err(|_| format!("{text:?} is not a number"))? / 100.0
-    } else if let Ok(n) = text.parse::<f64>() {
-        n
-    } else {
-        let d = crate::duration::parse_duration(text)?;
-        if kind != Kind::Duration {
-            return Err(format!("{text:?} is a duration, but {metric} is not (compare it with a number)"));
-        }
-        crate::probe::in_unit_of(metric, d)
-    };
-    if v.is_finite() { Ok(v) } else { Err(format!("{text:?} is not a finite number")) }
 }
 
 /// A refused rules file: where and why.

@@ -223,8 +223,7 @@ async fn redis_newest(redis: &mut Redis, contracts: &Contracts, conv: &str) -> R
 }
 
 async fn postgres_newest(pool: &PgPool, addr: &str, contracts: &Contracts, conv: &str) -> Result<Option<i64>, String> {
-    let t: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&contracts.table.newest_of_conversation_sql())
-        .persistent(false)
+    let t: Option<chrono::DateTime<chrono::Utc>> = crate::store::postgres::scalar(&contracts.table.newest_of_conversation_sql())
         .bind(conv)
         .fetch_one(pool)
         .within(limit_of(pool))

@@ -17,7 +17,7 @@ pub mod health;
 pub mod redis_health;
 mod rules;
 
-pub use rules::{Cmp, Rule, Rules, in_unit_of};
+pub use rules::{Cmp, Rule, Rules};
 
 /// The unit of a check's value, as perfdata writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -27,30 +27,17 @@ impl FromStr for Rule {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let (metric, cmp, value) = crate::compare::split(t).ok_or_else(|| {
+        let e = crate::compare::Expr::parse(t).ok_or_else(|| {
             format!("invalid rule {s:?}: expected METRIC>VALUE (or >=, <, <=, ==), e.g. latency>300ms")
         })?;
+        let (metric, cmp) = (e.left, e.cmp);
         if metric.is_empty() || !metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid rule {s:?}: {metric:?} is not a metric name"));
+            return Err(format!("invalid rule {s:?}: {}", e.at(metric, &format!("{metric:?} is not a metric name"))));
         }
-        let limit = match value.parse::<f64>() {
-            Ok(v) if !v.is_finite() => return Err(format!("invalid rule {s:?}: the limit must be a finite number")),
-            Ok(v) if v < 0.0 => return Err(format!("invalid rule {s:?}: the limit must not be negative")),
-            Ok(v) => v,
-            Err(_) => {
-                let d = crate::duration::parse_duration(value).map_err(|e| format!("invalid rule {s:?}: {e}"))?;
-                in_unit_of(metric, d)
-            }
-        };
+        let kind = crate::compare::Kind::of_metric(metric);
+        let limit = e.limit(kind, metric).map_err(|m| format!("invalid rule {s:?}: {m}"))?;
         Ok(Rule { metric: metric.to_string(), cmp, limit, text: t.to_string() })
     }
-}
-
-/// A duration limit in the unit `metric` is reported in: milliseconds for latencies and reply
-/// percentiles (`p95`), seconds for skews and ages.
-pub fn in_unit_of(metric: &str, d: std::time::Duration) -> f64 {
-    let percentile = metric.strip_prefix('p').is_some_and(|n| n.parse::<u8>().is_ok());
-    if metric.contains("latency") || percentile { d.as_secs_f64() * 1000.0 } else { d.as_secs_f64() }
 }
 
 impl Rule {

@@ -205,8 +205,7 @@ impl PostgresTarget {
         let n = events.len() as u64;
         let written = if self.dry_run {
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-            let present: i64 = sqlx::query_scalar(&self.table.count_ids_sql())
-                .persistent(false)
+            let present: i64 = crate::store::postgres::scalar(&self.table.count_ids_sql())
                 .bind(&ids)
                 .fetch_one(&self.pool)
                 .within(limit_of(&self.pool))

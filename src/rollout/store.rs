@@ -31,8 +31,7 @@ impl Db {
         // Required just above.
         let (pool, addr) = crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set");
         let tables = config.contracts.flags.clone();
-        let (a, b, c): (bool, bool, bool) = sqlx::query_as(&tables.exist_sql())
-            .persistent(false)
+        let (a, b, c): (bool, bool, bool) = crate::store::postgres::statement_as(&tables.exist_sql())
             .fetch_one(&pool)
             .within(limit_of(&pool))
             .await
@@ -51,8 +50,7 @@ impl Db {
 
     /// Every flag.
     pub async fn flags(&self) -> Result<Vec<Flag>, RolloutError> {
-        let rows = sqlx::query(&self.tables.list_sql())
-            .persistent(false)
+        let rows = crate::store::postgres::statement(&self.tables.list_sql())
             .fetch_all(&self.pool)
             .within(self.limit)
             .await
@@ -62,8 +60,7 @@ impl Db {
 
     /// Flag `name`; an unknown one is a usage error naming the known ones.
     pub async fn flag(&self, name: &str) -> Result<Flag, RolloutError> {
-        let row = sqlx::query(&self.tables.flag_sql())
-            .persistent(false)
+        let row = crate::store::postgres::statement(&self.tables.flag_sql())
             .bind(name)
             .fetch_optional(&self.pool)
             .within(self.limit)
@@ -83,8 +80,7 @@ impl Db {
     /// Creates flag `name` off at 0 % with its audit row; an existing one is left as it is.
     pub async fn create(&self, name: &str, actor: &Actor, reason: &str) -> Result<Flag, RolloutError> {
         let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
-        let row = sqlx::query(&self.tables.create_sql())
-            .persistent(false)
+        let row = crate::store::postgres::statement(&self.tables.create_sql())
             .bind(name)
             .bind(&actor.who)
             .bind(reason)
@@ -106,8 +102,7 @@ impl Db {
     pub async fn apply(&self, change: &Change, actor: &Actor) -> Result<Flag, RolloutError> {
         let b = &change.before;
         let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
-        let row = sqlx::query(&self.tables.update_sql())
-            .persistent(false)
+        let row = crate::store::postgres::statement(&self.tables.update_sql())
             .bind(&b.name)
             .bind(b.version)
             .bind(change.enabled)
@@ -149,8 +144,7 @@ impl Db {
         reason: &str,
         actor: &Actor,
     ) -> Result<(), RolloutError> {
-        sqlx::query(&self.tables.audit_sql())
-            .persistent(false)
+        crate::store::postgres::statement(&self.tables.audit_sql())
             .bind(flag)
             .bind(&actor.who)
             .bind(action)
@@ -178,8 +172,7 @@ impl Db {
         let mut tx = self.pool.begin().within(self.limit).await.map_err(self.err("BEGIN"))?;
         // The same optimistic check as a change of the flag: the override was shown and
         // confirmed against this version of the flag.
-        let version: Option<i64> = sqlx::query_scalar(&self.tables.lock_flag_sql())
-            .persistent(false)
+        let version: Option<i64> = crate::store::postgres::scalar(&self.tables.lock_flag_sql())
             .bind(&flag.name)
             .fetch_optional(&mut *tx)
             .within(self.limit)
@@ -198,8 +191,7 @@ impl Db {
         }
         let after = match enabled {
             Some(on) => {
-                sqlx::query(&self.tables.override_sql())
-                    .persistent(false)
+                crate::store::postgres::statement(&self.tables.override_sql())
                     .bind(&flag.name)
                     .bind(conversation)
                     .bind(on)
@@ -213,8 +205,7 @@ impl Db {
                 Some(serde_json::json!({"conversation": conversation, "enabled": on, "expires_at": expires}))
             }
             None => {
-                sqlx::query(&self.tables.clear_override_sql())
-                    .persistent(false)
+                crate::store::postgres::statement(&self.tables.clear_override_sql())
                     .bind(&flag.name)
                     .bind(conversation)
                     .execute(&mut *tx)
@@ -235,8 +226,7 @@ impl Db {
         flag: &str,
         ids: Option<&[String]>,
     ) -> Result<HashMap<String, InForce>, RolloutError> {
-        let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(&self.tables.overrides_sql())
-            .persistent(false)
+        let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = crate::store::postgres::statement_as(&self.tables.overrides_sql())
             .bind(flag)
             .bind(Utc::now())
             .bind(ids)
@@ -249,8 +239,7 @@ impl Db {
 
     /// The newest `limit` audit rows of `flag`.
     pub async fn history(&self, flag: &str, limit: i64) -> Result<Vec<AuditRow>, RolloutError> {
-        let rows = sqlx::query(&self.tables.history_sql())
-            .persistent(false)
+        let rows = crate::store::postgres::statement(&self.tables.history_sql())
             .bind(flag)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -262,8 +251,7 @@ impl Db {
 
     /// When the flag's current step (percentage and on/off) began.
     pub async fn step_started(&self, flag: &str) -> Result<Option<DateTime<Utc>>, RolloutError> {
-        sqlx::query_scalar(&self.tables.step_started_sql())
-            .persistent(false)
+        crate::store::postgres::scalar(&self.tables.step_started_sql())
             .bind(flag)
             .fetch_one(&self.pool)
             .within(self.limit)
@@ -278,8 +266,7 @@ impl Db {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<String>, RolloutError> {
-        sqlx::query_scalar(&contracts.table.active_ids_sql())
-            .persistent(false)
+        crate::store::postgres::scalar(&contracts.table.active_ids_sql())
             .bind(since)
             .bind(contracts.synthetic_like())
             .bind(until)

@@ -52,9 +52,10 @@ impl FromStr for Threshold {
     fn from_str(s: &str) -> Result<Self, String> {
         let expr = s.trim().to_string();
         let expected = || format!("invalid threshold {s:?}: expected METRIC<VALUE, METRIC<=VALUE or METRIC==VALUE");
-        let (name, op, value) = crate::compare::split(&expr)
-            .filter(|(_, op, _)| matches!(op, Op::Lt | Op::Le | Op::Eq))
+        let e = crate::compare::Expr::parse(&expr)
+            .filter(|e| matches!(e.cmp, Op::Lt | Op::Le | Op::Eq))
             .ok_or_else(expected)?;
+        let (name, op) = (e.left, e.cmp);
         let metric = match name {
             "p50" => Metric::P50,
             "p90" => Metric::P90,
@@ -70,26 +71,13 @@ impl FromStr for Threshold {
                 ));
             }
         };
-        let limit = match metric {
-            Metric::ErrorRate => {
-                let v = value
-                    .strip_suffix('%')
-                    .ok_or_else(|| format!("invalid threshold {s:?}: error_rate takes a percentage like 1%"))?;
-                match v.trim().parse::<f64>() {
-                    Ok(p) if (0.0..=100.0).contains(&p) => p / 100.0,
-                    _ => return Err(format!("invalid threshold {s:?}: {value:?} is not a percentage from 0% to 100%")),
-                }
-            }
-            Metric::Violations | Metric::Warnings => {
-                value.parse::<u64>().map_err(|_| format!("invalid threshold {s:?}: {value:?} is not a count"))? as f64
-            }
-            _ => {
-                crate::duration::parse_duration(value)
-                    .map_err(|e| format!("invalid threshold {s:?}: {e}"))?
-                    .as_secs_f64()
-                    * 1000.0
-            }
-        };
+        if metric == Metric::ErrorRate && !e.right.ends_with('%') {
+            // A bare `1` could mean 1 % or 100 %: the smoke's error rate is written as k6 writes it.
+            return Err(format!("invalid threshold {s:?}: {}", e.at(e.right, "error_rate takes a percentage like 1%")));
+        }
+        let limit = e
+            .limit(crate::compare::Kind::of_metric(name), name)
+            .map_err(|m| format!("invalid threshold {s:?}: {m}"))?;
         Ok(Threshold { expr, metric, op, limit })
     }
 }

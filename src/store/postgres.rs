@@ -10,6 +10,30 @@ use super::MirrorError;
 use crate::contracts::Table;
 use crate::event::MirroredEvent;
 
+/// Every statement broker-ops sends is made here, unnamed (`persistent(false)`): a
+/// transaction-mode pooler (Supavisor, PgBouncer) hands each transaction another server
+/// connection, where a named statement prepared on the last one does not exist. Held by
+/// `tests/integration/layering.rs`: no `sqlx::query` anywhere else in `src/`.
+pub fn statement(sql: &str) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql).persistent(false)
+}
+
+/// [`statement`] read into `O` (a row type or a tuple).
+pub fn statement_as<'q, O>(sql: &'q str) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    sqlx::query_as(sql).persistent(false)
+}
+
+/// [`statement`] read as its first column.
+pub fn scalar<'q, O>(sql: &'q str) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+where
+    (O,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    sqlx::query_scalar(sql).persistent(false)
+}
+
 /// A deadline on one Postgres round trip. The connect is bounded by the pool; a server (or a
 /// network, or a pooler) that stalls *after* the connection is made would otherwise hold a
 /// statement, and the command, forever: `statement_timeout` is the server's own word, which a
@@ -152,8 +176,7 @@ async fn catalog(
     addr: &str,
     limit: std::time::Duration,
 ) -> Result<std::collections::BTreeSet<(String, String, String)>, MirrorError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(CATALOG_SQL)
-        .persistent(false)
+    let rows: Vec<(String, String, String)> = statement_as(CATALOG_SQL)
         .fetch_all(tx)
         .within(limit)
         .await
@@ -167,7 +190,7 @@ async fn catalog(
 pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -> Result<Migrated, MirrorError> {
     let limit = limit_of(pool);
     let mut tx = pool.begin().within(limit).await.map_err(MirrorError::pg("BEGIN", addr))?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    statement("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .within(limit)
@@ -175,7 +198,7 @@ pub async fn run_migration(pool: &PgPool, addr: &str, statements: Vec<String>) -
         .map_err(MirrorError::pg("the migration's advisory lock", addr))?;
     let before = catalog(&mut tx, addr, limit).await?;
     for sql in &statements {
-        let q = sqlx::query(sql).persistent(false);
+        let q = statement(sql);
         q.execute(&mut *tx).within(limit).await.map_err(MirrorError::pg("migrate", addr))?;
     }
     let after = catalog(&mut tx, addr, limit).await?;
@@ -200,8 +223,7 @@ pub async fn shape_of(
     table: &Table,
     shape: &[(&str, &str)],
 ) -> Result<Option<Vec<String>>, MirrorError> {
-    let found: Vec<(String, String)> = sqlx::query_as(Table::columns_sql())
-        .persistent(false)
+    let found: Vec<(String, String)> = statement_as(Table::columns_sql())
         .bind(&table.schema)
         .bind(&table.name)
         .fetch_all(pool)
@@ -216,8 +238,7 @@ pub async fn shape_of(
 
 /// Whether the table exists.
 pub async fn table_exists(pool: &PgPool, addr: &str, table: &Table) -> Result<bool, MirrorError> {
-    let found: Option<String> = sqlx::query_scalar(&table.exists_sql())
-        .persistent(false)
+    let found: Option<String> = scalar(&table.exists_sql())
         .fetch_one(pool)
         .within(limit_of(pool))
         .await
@@ -260,8 +281,7 @@ pub async fn insert<'e, E: PgExecutor<'e>>(
         clients.push(e.client_id.clone());
         times.push(chrono::DateTime::from_timestamp_millis(e.timestamp_ms).unwrap_or_default());
     }
-    let done = sqlx::query(&table.insert_sql())
-        .persistent(false)
+    let done = statement(&table.insert_sql())
         .bind(&ids)
         .bind(&convs)
         .bind(&channels)

@@ -106,3 +106,31 @@ fn no_module_imports_one_above_it_and_none_import_each_other() {
         }
     }
 }
+
+/// One place for each idea: every Postgres statement is made by `store::postgres` (unnamed, for
+/// poolers), every comparison of a figure with a limit goes through `compare`.
+#[test]
+fn statements_and_limits_have_one_maker_each() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut offenders = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            if rel != "store/postgres.rs" && (code.contains("sqlx::query") || code.contains(".persistent(")) {
+                offenders.push(format!("{rel}: makes a statement itself (use store::postgres::statement)"));
+            }
+            if rel != "compare.rs" && code.contains("strip_suffix('%')") {
+                offenders.push(format!("{rel}: parses a percentage itself (use compare::limit or compare::share)"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}

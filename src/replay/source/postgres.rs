@@ -47,8 +47,7 @@ impl PostgresSource {
 
     /// The number of rows in the window (what a replay will read, malformed ones included).
     pub async fn estimate(&self) -> Result<u64, MirrorError> {
-        let n: i64 = sqlx::query_scalar(&self.table.count_window_sql())
-            .persistent(false)
+        let n: i64 = crate::store::postgres::scalar(&self.table.count_window_sql())
             .bind(self.sel.since)
             .bind(self.sel.until)
             .bind(self.conversations())
@@ -82,7 +81,7 @@ impl PostgresSource {
                 }
                 _ => (None, None, None),
             };
-            let mut q = sqlx::query(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations());
+            let mut q = crate::store::postgres::statement(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations());
             if at.is_some() {
                 q = q.bind(at).bind(id);
             }
@@ -102,12 +101,12 @@ impl PostgresSource {
                 }
             };
             for setting in crate::contracts::sql::STABLE_PLAN {
-                if let Err(source) = sqlx::query(setting).persistent(false).execute(&mut *txn).within(limit).await {
+                if let Err(source) = crate::store::postgres::statement(setting).execute(&mut *txn).within(limit).await {
                     let _ = tx.send(Err(self.err("SET LOCAL")(source))).await;
                     return;
                 }
             }
-            let mut rows = q.bind(chunk).persistent(false).fetch(&mut *txn);
+            let mut rows = q.bind(chunk).fetch(&mut *txn);
             let mut in_chunk = 0;
             loop {
                 // A stall between rows ends the read as a stall anywhere else does.
