@@ -130,7 +130,7 @@ pub async fn run(cmd: AblyCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
 pub fn finish(report: &ProbeReport, probe: &ProbeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     ctx.render(report)?;
     if let Some(path) = &probe.textfile
-        && let Err(e) = broker_ops::probe::write_atomically(path, &report.prometheus())
+        && let Err(e) = broker_ops::fsutil::write_shared(path, &report.prometheus())
     {
         return Ok(textfile_failed(path, &e, report.state()));
     }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use broker_ops::duration::parse_positive_duration;
 use broker_ops::exit::{Outcome, UsageError};
 use broker_ops::mirror::canary::{self, CanaryRequest};
-use broker_ops::mirror::webhook_test::{self, WebhookTestRequest};
+use broker_ops::mirror::webhook_route::{self, WebhookTestRequest};
 
 use crate::Ctx;
 use crate::ably::ProbeArgs;
@@ -54,7 +54,7 @@ pub async fn run(cmd: MirrorCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
                 let url = broker_ops::redact::url(a.url.as_str());
                 return Err(UsageError(format!("webhook-test: {url} is not an http(s) URL")).into());
             }
-            let report = webhook_test::run(&ctx.config, WebhookTestRequest { url: a.url, timeout: a.wait }).await?;
+            let report = webhook_route::run(&ctx.config, WebhookTestRequest { url: a.url, timeout: a.wait }).await?;
             ctx.render(&report)?;
             Ok(Outcome::passed(report.passed()))
         }

@@ -17,7 +17,7 @@ pub enum Access {
 }
 
 /// Writes `text` to `path` readable by others (textfiles, reports).
-pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+pub fn write_shared(path: &Path, text: &str) -> io::Result<()> {
     write_file(path, text, Access::Shared)
 }
 
@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
-        write_atomically(&target, "x").unwrap();
+        write_shared(&target, "x").unwrap();
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
     }
 
@@ -123,14 +123,14 @@ mod tests {
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
         for (path, kind) in [(&link, "a symbolic link"), (&fifo, "a FIFO"), (&sub, "a directory")] {
-            let e = write_atomically(path, "x").unwrap_err().to_string();
+            let e = write_shared(path, "x").unwrap_err().to_string();
             assert!(e.contains(kind) && e.contains("refusing to replace it"), "{e}");
         }
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         use std::os::unix::fs::FileTypeExt;
         assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
-        let e = write_atomically(Path::new("/dev/null"), "x").unwrap_err().to_string();
+        let e = write_shared(Path::new("/dev/null"), "x").unwrap_err().to_string();
         assert!(e.contains("a character device"), "{e}");
     }
 }

@@ -84,6 +84,14 @@ impl Redis {
     }
 
     /// The configured Redis (`REDIS_URL`, `REDIS_KEY_PREFIX`, `--timeout`), `None` when unset.
+    /// The Redis of a setting the caller required (`config.require("REDIS_URL", ..)`).
+    pub async fn of_setting(
+        config: &Config,
+        url: &crate::config::Setting<secrecy::SecretString>,
+    ) -> Result<Redis, RedisError> {
+        Redis::connect(url.value.expose_secret(), &config.redis_key_prefix.value, config.timeout.value).await
+    }
+
     pub async fn from_config(config: &Config) -> Result<Option<Redis>, RedisError> {
         match &config.redis_url {
             None => Ok(None),

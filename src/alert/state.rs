@@ -247,7 +247,7 @@ impl Store {
                 .set(Self::key(prefix, &format!("incident:{}", incident.dedup_key)), doc)
                 .await
                 .map_err(|source| StateError::Redis { addr: addr.clone(), op: "SET incident", source }),
-            Store::Dir { root, .. } => write_atomically(&Self::file_of(root, &incident.dedup_key), &doc),
+            Store::Dir { root, .. } => write_state(&Self::file_of(root, &incident.dedup_key), &doc),
         }
     }
 
@@ -324,7 +324,7 @@ impl Store {
                 .rpush(Self::key(prefix, "outbox"), doc)
                 .await
                 .map_err(|source| StateError::Redis { addr: addr.clone(), op: "RPUSH outbox", source }),
-            Store::Dir { root, .. } => write_atomically(&root.join("outbox").join(format!("{}.json", entry.id)), &doc),
+            Store::Dir { root, .. } => write_state(&root.join("outbox").join(format!("{}.json", entry.id)), &doc),
         }
     }
 
@@ -361,7 +361,7 @@ impl Store {
     }
 }
 
-fn write_atomically(path: &Path, doc: &str) -> Result<(), StateError> {
+fn write_state(path: &Path, doc: &str) -> Result<(), StateError> {
     crate::fsutil::write_private(path, doc).map_err(|source| StateError::Dir {
         path: path.display().to_string(),
         op: "write",

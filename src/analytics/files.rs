@@ -9,7 +9,7 @@ use crate::sla::files::{FileError, at};
 /// Writes the chart to `path` (atomically).
 pub fn write_chart(r: &SlaReport, path: &Path) -> Result<(), FileError> {
     let svg = super::chart::report_svg(r).map_err(|e| at(path)(std::io::Error::other(e)))?;
-    crate::fsutil::write_atomically(path, &svg).map_err(at(path))
+    crate::fsutil::write_shared(path, &svg).map_err(at(path))
 }
 
 /// Writes `{dir}/{stamp}-sla-report.md`, `.json` and `.svg`; returns the Markdown path.
@@ -19,10 +19,10 @@ pub fn write_report(r: &SlaReport, dir: &Path) -> Result<PathBuf, FileError> {
     write_chart(r, &svg)?;
     let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned());
     let md = crate::sla::files::beside(&stem, "md");
-    crate::fsutil::write_atomically(&md, &r.markdown(svg_name.as_deref())).map_err(at(&md))?;
+    crate::fsutil::write_shared(&md, &r.markdown(svg_name.as_deref())).map_err(at(&md))?;
     let json = crate::sla::files::beside(&stem, "json");
     let mut body = serde_json::to_string_pretty(&crate::output::Render::json(r)).map_err(|e| at(&json)(e.into()))?;
     body.push('\n');
-    crate::fsutil::write_atomically(&json, &body).map_err(at(&json))?;
+    crate::fsutil::write_shared(&json, &body).map_err(at(&json))?;
     Ok(md)
 }

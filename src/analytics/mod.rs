@@ -119,7 +119,7 @@ pub fn empty(config: &Config, req: &ReportRequest, source: Source) -> Result<Sla
 
 pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, ReportError> {
     let pg = use_postgres(config, req);
-    let opened = crate::store::opened::Opened::open_only(config, !pg, pg).await;
+    let opened = crate::store::opened::Connections::open_only(config, !pg, pg).await;
     run_on(config, req, &opened).await
 }
 
@@ -127,13 +127,13 @@ pub async fn run(config: &Config, req: &ReportRequest) -> Result<SlaReport, Repo
 pub async fn run_on(
     config: &Config,
     req: &ReportRequest,
-    opened: &crate::store::opened::Opened,
+    opened: &crate::store::opened::Connections,
 ) -> Result<SlaReport, ReportError> {
     let c = &config.contracts;
     let started = std::time::Instant::now();
     let (source, tally, active) = if use_postgres(config, req) {
         config.require("DATABASE_URL", &config.database_url)?;
-        let (pool, addr) = opened
+        let crate::store::postgres::Pg { pool, addr } = opened
             .postgres
             .clone()
             .transpose()

@@ -42,7 +42,7 @@ pub async fn contracts(
     c: &Contracts,
     bull_prefix: &str,
     redis: Option<&mut Redis>,
-    pg: Option<(&PgPool, String)>,
+    pg: Option<&crate::store::postgres::Pg>,
     ably: Option<&AblyClient>,
 ) -> Vec<ContractRow> {
     let mut found: BTreeMap<&'static str, Evidence> = BTreeMap::new();
@@ -53,8 +53,8 @@ pub async fn contracts(
         found.insert("redis_active", active_evidence(r, c, &bull).await);
     }
     let mut sample = Vec::new();
-    if let Some((pool, addr)) = &pg {
-        let (ev, rows) = table_evidence(pool, addr, c).await;
+    if let Some(pg) = pg {
+        let (ev, rows) = table_evidence(&pg.pool, &pg.addr, c).await;
         found.insert("table", ev);
         sample = rows;
     }
@@ -220,11 +220,8 @@ async fn table_evidence(pool: &PgPool, addr: &str, c: &Contracts) -> (Evidence, 
         _ => {}
     }
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
-    let rows: Result<i64, _> = crate::store::postgres::scalar(&t.recent_count_sql())
-        .bind(since)
-        .fetch_one(pool)
-        .within(limit_of(pool))
-        .await;
+    let rows: Result<i64, _> =
+        crate::store::postgres::scalar(&t.recent_count_sql()).bind(since).fetch_one(pool).within(limit_of(pool)).await;
     let sample: Vec<(String, String, Option<Value>)> = crate::store::postgres::statement_as(&t.recent_sample_sql())
         .bind(since)
         .bind(200i64)

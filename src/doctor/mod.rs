@@ -125,21 +125,16 @@ pub async fn run(config: &Config) -> DoctorReport {
 /// above already report it) and gathers the evidence.
 async fn contract_evidence(config: &Config, t: Duration) -> Vec<evidence::ContractRow> {
     let mut redis = crate::redis_handle::Redis::from_config(config).await.ok().flatten();
-    let pg = crate::store::postgres::from_config(config).await.ok().flatten();
+    let pg = crate::store::postgres::Pg::from_config(config).await.ok().flatten();
     let ably = config
         .ably_api_key
         .as_ref()
         .and_then(|k| AblyClient::new(config.ably_rest_url.value.clone(), Some(k.value.clone()), t).ok());
-    let rows = evidence::contracts(
-        &config.contracts,
-        &config.bull_prefix.value,
-        redis.as_mut(),
-        pg.as_ref().map(|(p, a)| (p, a.clone())),
-        ably.as_ref(),
-    )
-    .await;
-    if let Some((pool, _)) = pg {
-        pool.close().await;
+    let rows =
+        evidence::contracts(&config.contracts, &config.bull_prefix.value, redis.as_mut(), pg.as_ref(), ably.as_ref())
+            .await;
+    if let Some(pg) = pg {
+        pg.pool.close().await;
     }
     rows
 }

@@ -54,14 +54,14 @@ pub fn fresh_id(contracts: &Contracts, what: &str) -> String {
 }
 
 pub async fn run(config: &Config, req: CanaryRequest) -> Result<ProbeReport, ProbeError> {
-    run_on(config, req, &crate::store::opened::Opened::open(config).await).await
+    run_on(config, req, &crate::store::opened::Connections::open(config).await).await
 }
 
 /// The canary on stores already opened (a `monitor` sweep shares them).
 pub async fn run_on(
     config: &Config,
     req: CanaryRequest,
-    opened: &crate::store::opened::Opened,
+    opened: &crate::store::opened::Connections,
 ) -> Result<ProbeReport, ProbeError> {
     let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
     let key = config.require("ABLY_API_KEY", &config.ably_api_key)?;

@@ -56,9 +56,7 @@ pub async fn run(config: &Config, dry_run: bool) -> Result<MigrateReport, Migrat
             found: Vec::new(),
         });
     }
-    config.require("DATABASE_URL", &config.database_url)?;
-    // Required just above, so the configured Postgres exists.
-    let (pool, addr) = crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set");
+    let crate::store::postgres::Pg { pool, addr } = crate::store::postgres::Pg::required(config).await?;
     let existed = crate::store::postgres::table_exists(&pool, &addr, table).await?;
     let flags = &config.contracts.flags;
     let mut differences = Vec::new();

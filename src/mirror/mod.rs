@@ -6,6 +6,6 @@
 pub mod canary;
 pub mod migrate;
 pub mod watch;
-pub mod webhook_test;
+pub mod webhook_route;
 
 pub use crate::event::MirroredEvent;

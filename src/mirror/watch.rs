@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::contracts::Contracts;
@@ -20,7 +19,7 @@ const SCAN: usize = 200;
 /// The stores to watch; `None` where not configured or not usable.
 pub struct Watch {
     pub redis: Option<Redis>,
-    pub postgres: Option<(PgPool, String)>,
+    pub postgres: Option<crate::store::postgres::Pg>,
     pub contracts: Contracts,
 }
 
@@ -61,20 +60,23 @@ impl Watch {
     /// The configured stores. One that is unset is left out; one that cannot be reached, or a
     /// table that does not exist, is left out with the reason.
     pub async fn open(config: &crate::config::Config) -> (Watch, Vec<Unusable>) {
-        Self::of(config, &crate::store::opened::Opened::open(config).await).await
+        Self::of(config, &crate::store::opened::Connections::open(config).await).await
     }
 
     /// A watch on stores already opened (shared with other probes).
-    pub async fn of(config: &crate::config::Config, opened: &crate::store::opened::Opened) -> (Watch, Vec<Unusable>) {
+    pub async fn of(
+        config: &crate::config::Config,
+        opened: &crate::store::opened::Connections,
+    ) -> (Watch, Vec<Unusable>) {
         let mut unusable = Vec::new();
         let redis = opened.redis.clone().transpose().unwrap_or_else(|u| {
             unusable.push(Unusable { store: Store::Redis, reason: u.reason, fault: u.fault });
             None
         });
         let postgres = match opened.postgres.clone().transpose() {
-            Ok(Some((pool, addr))) => {
-                match crate::store::postgres::require_table(&pool, &addr, &config.contracts.table).await {
-                    Ok(()) => Some((pool, addr)),
+            Ok(Some(pg)) => {
+                match crate::store::postgres::require_table(&pg.pool, &pg.addr, &config.contracts.table).await {
+                    Ok(()) => Some(pg),
                     Err(e) => {
                         unusable.push(Unusable { store: Store::Postgres, reason: e.to_string(), fault: e.fault() });
                         None
@@ -128,7 +130,7 @@ impl Watch {
 
     /// Whether the table holds message `id`.
     pub async fn in_postgres(&self, id: &str) -> Result<bool, String> {
-        let Some((pool, addr)) = &self.postgres else { return Ok(false) };
+        let Some(crate::store::postgres::Pg { pool, addr }) = &self.postgres else { return Ok(false) };
         let table = &self.contracts.table;
         crate::store::postgres::scalar(&table.has_id_sql())
             .bind(id)
@@ -191,7 +193,7 @@ impl Watch {
                 problems.push(format!("Redis XTRIM {key} at {}: {e}", redis.addr));
             }
         }
-        if let Some((pool, addr)) = &self.postgres {
+        if let Some(crate::store::postgres::Pg { pool, addr }) = &self.postgres {
             let c = &self.contracts;
             let r = crate::store::postgres::statement(&c.table.trim_canary_sql())
                 .bind(c.canary_conversation())

@@ -106,7 +106,7 @@ pub async fn sweep_once(config: &Config, req: &MonitorRequest) -> Result<Ran, Mo
     let started = (Utc::now(), Instant::now());
     // One Redis connection and one Postgres pool for the whole run: the state, the lock and
     // every probe share them.
-    let opened = crate::store::opened::Opened::open(config).await;
+    let opened = crate::store::opened::Connections::open(config).await;
     let (mut store, fallback) =
         alert::open_store_on(config, req.state_dir.as_deref(), opened.redis_or_reason()).await?;
     let lock = match store.try_lock_named(LOCK_NAME, &holder(run_id)).await? {
@@ -138,7 +138,7 @@ async fn locked(
     config: &Config,
     req: &MonitorRequest,
     (run_id, (started_at, started)): (&str, (DateTime<Utc>, Instant)),
-    (store, opened): (&mut Store, &crate::store::opened::Opened),
+    (store, opened): (&mut Store, &crate::store::opened::Connections),
     fallback: Option<String>,
 ) -> Result<MonitorReport, MonitorError> {
     let mut notes: Vec<String> = fallback.into_iter().collect();

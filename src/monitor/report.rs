@@ -109,7 +109,7 @@ impl MonitorReport {
     /// Writes the Prometheus text to `path` atomically: a reader (node_exporter) sees the old
     /// file or the new one, never half of one, even if this process is killed while writing.
     pub fn write_textfile(&self, path: &Path) -> io::Result<()> {
-        crate::fsutil::write_atomically(path, &self.prometheus())
+        crate::fsutil::write_shared(path, &self.prometheus())
     }
 }
 

@@ -13,7 +13,7 @@ use super::rules::{Probe, SLA_METRICS, SMOKE_METRICS};
 use crate::config::{Config, ConfigError};
 use crate::exit::ProbeState;
 use crate::probe::{Check, ProbeReport, Rules, Unit};
-use crate::store::opened::Opened;
+use crate::store::opened::Connections;
 
 /// What a sweep checks.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl From<ConfigError> for NoReport {
 
 /// Runs every probe concurrently on the mirror's stores opened once (`opened`); the sweep takes
 /// as long as the slowest probe (at most the time-out).
-pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Opened) -> Vec<ProbeOutcome> {
+pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Connections) -> Vec<ProbeOutcome> {
     let t = req.probe_timeout;
     let (health, backlog, sla, canary, smoke) = tokio::join!(
         timed(Probe::AblyHealth, t, health(config, req)),
@@ -170,7 +170,7 @@ pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Opened) -> Vec<
 
 /// A sweep on stores opened for it alone (the live view, which holds nothing between sweeps).
 pub async fn sweep_alone(config: &Config, req: &SweepRequest) -> Vec<ProbeOutcome> {
-    sweep(config, req, &Opened::open(config).await).await
+    sweep(config, req, &Connections::open(config).await).await
 }
 
 /// One probe under its time-out.
@@ -217,14 +217,14 @@ async fn health(config: &Config, req: &SweepRequest) -> Result<Vec<Check>, NoRep
     Ok(health::run(config, r).await.map_err(fail)?.checks)
 }
 
-async fn backlog(config: &Config, opened: &Opened) -> Result<Vec<Check>, NoReport> {
+async fn backlog(config: &Config, opened: &Connections) -> Result<Vec<Check>, NoReport> {
     use crate::probe::backlog::{self, BacklogRequest, DEFAULT_HISTORY_WINDOW};
     config.require("REDIS_URL", &config.redis_url)?;
     let r = BacklogRequest { history_window: DEFAULT_HISTORY_WINDOW, ..BacklogRequest::default() };
     Ok(backlog::run_on(config, r, opened).await.map_err(fail)?.checks)
 }
 
-async fn canary(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
+async fn canary(config: &Config, req: &SweepRequest, opened: &Connections) -> Result<Vec<Check>, NoReport> {
     use crate::mirror::canary::{self, CanaryRequest};
     if !req.canary {
         return Err(NoReport::Skip("the live view only reads: --canary publishes one each sweep".into()));
@@ -252,7 +252,7 @@ pub fn sla_rules(sla: &crate::config::sla::Sla) -> Rules {
         .expect("SLA metrics")
 }
 
-async fn sla(config: &Config, req: &SweepRequest, opened: &Opened) -> Result<Vec<Check>, NoReport> {
+async fn sla(config: &Config, req: &SweepRequest, opened: &Connections) -> Result<Vec<Check>, NoReport> {
     use crate::analytics::{self, ReportRequest, SourceChoice, Window};
     if config.redis_url.is_none() && config.database_url.is_none() {
         return Err(NoReport::Skip("no mirror to read: set DATABASE_URL or REDIS_URL".into()));

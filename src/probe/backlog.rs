@@ -69,14 +69,14 @@ pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(120);
 /// `ably backlog` from the configuration. A store that cannot be reached becomes an UNKNOWN
 /// check and the others still report; the whole probe is bounded by 3 x the time-out.
 pub async fn run(config: &Config, req: BacklogRequest) -> Result<ProbeReport, ProbeError> {
-    run_on(config, req, &crate::store::opened::Opened::open(config).await).await
+    run_on(config, req, &crate::store::opened::Connections::open(config).await).await
 }
 
 /// `ably backlog` on stores already opened (a `monitor` sweep shares them).
 pub async fn run_on(
     config: &Config,
     req: BacklogRequest,
-    opened: &crate::store::opened::Opened,
+    opened: &crate::store::opened::Connections,
 ) -> Result<ProbeReport, ProbeError> {
     let rules = Rules::new(DEFAULT_WARN, DEFAULT_CRIT, req.warn, req.crit, METRICS).map_err(ProbeError::Usage)?;
     let t = config.timeout.value;
@@ -108,8 +108,7 @@ pub async fn run_on(
         None => None,
     };
     let mut redis = redis;
-    let stores =
-        Stores { redis: redis.as_mut(), postgres: pg.as_ref().map(|(p, a)| (p, a.clone())), ably: ably.as_ref() };
+    let stores = Stores { redis: redis.as_mut(), postgres: pg.as_ref(), ably: ably.as_ref() };
     let limit = t * 3;
     let mut report =
         super::within("ably_backlog", limit, &opts.rules, ("waiting", Unit::Count), backlog(stores, &opts)).await;
@@ -146,7 +145,7 @@ pub struct BacklogOptions {
 /// The stores the probe reads; `None` where not configured.
 pub struct Stores<'a> {
     pub redis: Option<&'a mut Redis>,
-    pub postgres: Option<(&'a PgPool, String)>,
+    pub postgres: Option<&'a crate::store::postgres::Pg>,
     pub ably: Option<&'a AblyClient>,
 }
 
@@ -223,12 +222,13 @@ async fn redis_newest(redis: &mut Redis, contracts: &Contracts, conv: &str) -> R
 }
 
 async fn postgres_newest(pool: &PgPool, addr: &str, contracts: &Contracts, conv: &str) -> Result<Option<i64>, String> {
-    let t: Option<chrono::DateTime<chrono::Utc>> = crate::store::postgres::scalar(&contracts.table.newest_of_conversation_sql())
-        .bind(conv)
-        .fetch_one(pool)
-        .within(limit_of(pool))
-        .await
-        .map_err(|e| format!("Postgres SELECT max(occurred_at) FROM {} at {addr}: {e}", contracts.table))?;
+    let t: Option<chrono::DateTime<chrono::Utc>> =
+        crate::store::postgres::scalar(&contracts.table.newest_of_conversation_sql())
+            .bind(conv)
+            .fetch_one(pool)
+            .within(limit_of(pool))
+            .await
+            .map_err(|e| format!("Postgres SELECT max(occurred_at) FROM {} at {addr}: {e}", contracts.table))?;
     Ok(t.map(|t| t.timestamp_millis()))
 }
 
@@ -285,7 +285,7 @@ async fn ably_newer(ably: &AblyClient, channel: &str, after_ms: Option<i64>) -> 
 
 async fn mirror_checks(
     redis: &mut Redis,
-    postgres: Option<(&PgPool, String)>,
+    postgres: Option<&crate::store::postgres::Pg>,
     ably: Option<&AblyClient>,
     opts: &BacklogOptions,
 ) -> Vec<Check> {
@@ -313,7 +313,7 @@ async fn mirror_checks(
         let mut problem = None;
         for conv in &conversations {
             let newest = match (store, &postgres) {
-                ("postgres", Some((pool, addr))) => postgres_newest(pool, addr, &opts.contracts, conv).await,
+                ("postgres", Some(pg)) => postgres_newest(&pg.pool, &pg.addr, &opts.contracts, conv).await,
                 _ => redis_newest(redis, &opts.contracts, conv).await,
             };
             let newest = match newest {

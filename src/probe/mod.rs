@@ -228,8 +228,6 @@ impl Render for ProbeReport {
     }
 }
 
-pub use crate::fsutil::write_atomically;
-
 /// Runs `probe` within `limit`; past it, the probe is one CRITICAL check of `metric` saying so
 /// (a service that does not answer in time is down for customers too), and the command still
 /// ends on time.

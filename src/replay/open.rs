@@ -120,14 +120,12 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     let t = config.timeout.value;
     let contracts = config.contracts.clone();
     let redis = || async {
-        config.require("REDIS_URL", &config.redis_url)?;
-        // Required just above, so the configured Redis exists.
-        Ok::<_, OpenError>(Redis::from_config(config).await.map_err(MirrorError::from)?.expect("REDIS_URL is set"))
+        let url = config.require("REDIS_URL", &config.redis_url)?;
+        Ok::<_, OpenError>(Redis::of_setting(config, url).await.map_err(MirrorError::from)?)
     };
     let pg = || async {
-        config.require("DATABASE_URL", &config.database_url)?;
-        // Required just above, so the configured Postgres exists.
-        Ok::<_, OpenError>(crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set"))
+        let crate::store::postgres::Pg { pool, addr } = crate::store::postgres::Pg::required(config).await?;
+        Ok::<_, OpenError>((pool, addr))
     };
     let at: &Cursor = &checkpoint.cursor;
     let source = match from {

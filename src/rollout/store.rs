@@ -27,9 +27,7 @@ pub struct Db {
 impl Db {
     /// The configured Postgres, with the three tables present.
     pub async fn open(config: &crate::config::Config) -> Result<Db, RolloutError> {
-        config.require("DATABASE_URL", &config.database_url)?;
-        // Required just above.
-        let (pool, addr) = crate::store::postgres::from_config(config).await?.expect("DATABASE_URL is set");
+        let crate::store::postgres::Pg { pool, addr } = crate::store::postgres::Pg::required(config).await?;
         let tables = config.contracts.flags.clone();
         let (a, b, c): (bool, bool, bool) = crate::store::postgres::statement_as(&tables.exist_sql())
             .fetch_one(&pool)
@@ -226,14 +224,15 @@ impl Db {
         flag: &str,
         ids: Option<&[String]>,
     ) -> Result<HashMap<String, InForce>, RolloutError> {
-        let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = crate::store::postgres::statement_as(&self.tables.overrides_sql())
-            .bind(flag)
-            .bind(Utc::now())
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .within(self.limit)
-            .await
-            .map_err(self.err("SELECT overrides"))?;
+        let rows: Vec<(String, bool, Option<DateTime<Utc>>)> =
+            crate::store::postgres::statement_as(&self.tables.overrides_sql())
+                .bind(flag)
+                .bind(Utc::now())
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .within(self.limit)
+                .await
+                .map_err(self.err("SELECT overrides"))?;
         Ok(rows.into_iter().map(|(c, enabled, expires)| (c, InForce { enabled, expires })).collect())
     }
 

@@ -140,7 +140,7 @@ pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<Path
     let stem = claim_stem(dir, slug)?;
     let svg = beside(&stem, "svg");
     let spectrum = report.spectrum_svg().map_err(|e| at(&svg)(std::io::Error::other(e)))?;
-    crate::fsutil::write_atomically(&svg, &spectrum).map_err(at(&svg))?;
+    crate::fsutil::write_shared(&svg, &spectrum).map_err(at(&svg))?;
     let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let md = beside(&stem, "md");
     let text =
@@ -149,7 +149,7 @@ pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<Path
     let json = beside(&stem, "json");
     let mut body = serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
     body.push(b'\n');
-    crate::fsutil::write_atomically(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
+    crate::fsutil::write_shared(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
     Ok(md)
 }
 

@@ -24,6 +24,9 @@ pub enum MirrorError {
          or set contracts.table to the table the webhook writes)"
     )]
     NoTable { addr: String, table: String },
+    /// A store the command needs is not configured.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl MirrorError {
@@ -32,7 +35,7 @@ impl MirrorError {
         match self {
             MirrorError::Redis(e) => e.fault(),
             MirrorError::Postgres { source, .. } => pg_fault(source),
-            MirrorError::Cursor(_) | MirrorError::NoTable { .. } => crate::exit::Fault::Ours,
+            MirrorError::Cursor(_) | MirrorError::NoTable { .. } | MirrorError::Config(_) => crate::exit::Fault::Ours,
         }
     }
 

@@ -3,15 +3,13 @@
 //! them, so a production database sees one pool per run rather than one per probe (every new
 //! Postgres connection is a forked backend, and Supabase counts them).
 
-use sqlx::PgPool;
-
 use crate::config::Config;
 use crate::redis_handle::Redis;
 
 #[derive(Clone, Default)]
-pub struct Opened {
+pub struct Connections {
     pub redis: Option<Result<Redis, Unavailable>>,
-    pub postgres: Option<Result<(PgPool, String), Unavailable>>,
+    pub postgres: Option<Result<super::postgres::Pg, Unavailable>>,
 }
 
 /// A store that could not be opened: why, and whose failure it was (a probe reports the
@@ -40,24 +38,27 @@ impl From<crate::redis_handle::RedisError> for Unavailable {
     }
 }
 
-impl Opened {
+impl Connections {
     /// The Redis side with the error as text (for callers that only report it).
     pub fn redis_or_reason(&self) -> Option<Result<Redis, String>> {
         self.redis.clone().map(|r| r.map_err(|u| u.reason))
     }
 }
 
-impl Opened {
+impl Connections {
     /// Both configured stores, opened at the same time.
-    pub async fn open(config: &Config) -> Opened {
+    pub async fn open(config: &Config) -> Connections {
         Self::open_only(config, true, true).await
     }
 
     /// Only the stores asked for (and configured).
-    pub async fn open_only(config: &Config, redis: bool, postgres: bool) -> Opened {
+    pub async fn open_only(config: &Config, redis: bool, postgres: bool) -> Connections {
         let r = async { if redis { Redis::from_config(config).await } else { Ok(None) } };
-        let p = async { if postgres { super::postgres::from_config(config).await } else { Ok(None) } };
+        let p = async { if postgres { super::postgres::Pg::from_config(config).await } else { Ok(None) } };
         let (r, p) = tokio::join!(r, p);
-        Opened { redis: r.map_err(Unavailable::from).transpose(), postgres: p.map_err(Unavailable::from).transpose() }
+        Connections {
+            redis: r.map_err(Unavailable::from).transpose(),
+            postgres: p.map_err(Unavailable::from).transpose(),
+        }
     }
 }

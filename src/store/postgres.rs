@@ -121,13 +121,45 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, 
         .map_err(MirrorError::pg("connect", &addr))
 }
 
-/// The configured Postgres (`DATABASE_URL`, `--timeout`) and its address with the password
-/// removed; `None` when unset.
-pub async fn from_config(config: &crate::config::Config) -> Result<Option<(PgPool, String)>, MirrorError> {
-    use secrecy::ExposeSecret;
-    let Some(u) = &config.database_url else { return Ok(None) };
-    let url = u.value.expose_secret();
-    Ok(Some((connect(url, config.timeout.value).await?, crate::redact::url(url))))
+/// The one Postgres handle: a pool made with the command's time-out (every round trip is
+/// bounded by it, see [`Deadline`]) and the address with the password removed, which every
+/// error names.
+#[derive(Clone)]
+pub struct Pg {
+    pub pool: PgPool,
+    pub addr: String,
+}
+
+impl Pg {
+    /// Connects to `url` within `timeout`.
+    pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Pg, MirrorError> {
+        Ok(Pg { pool: connect(url, timeout).await?, addr: crate::redact::url(url) })
+    }
+
+    /// The configured Postgres (`DATABASE_URL`, `--timeout`); `None` when unset.
+    pub async fn from_config(config: &crate::config::Config) -> Result<Option<Pg>, MirrorError> {
+        use secrecy::ExposeSecret;
+        let Some(u) = &config.database_url else { return Ok(None) };
+        Ok(Some(Pg::connect(u.value.expose_secret(), config.timeout.value).await?))
+    }
+
+    /// The configured Postgres, which the command needs: unset is the configuration error that
+    /// says where it could have been set.
+    pub async fn required(config: &crate::config::Config) -> Result<Pg, MirrorError> {
+        use secrecy::ExposeSecret;
+        let u = config.require("DATABASE_URL", &config.database_url)?;
+        Pg::connect(u.value.expose_secret(), config.timeout.value).await
+    }
+
+    /// The deadline of one round trip.
+    pub fn limit(&self) -> std::time::Duration {
+        limit_of(&self.pool)
+    }
+
+    /// The error of statement `op` at this address.
+    pub fn err(&self, op: &str) -> impl FnOnce(sqlx::Error) -> MirrorError + use<> {
+        MirrorError::pg(op.to_string(), &self.addr)
+    }
 }
 
 /// The statements `migrate` runs, for `db migrate --dry-run`.

@@ -140,7 +140,6 @@ fn revocation_key(config: &Config) -> Result<&crate::contracts::RevocationKey, T
 
 /// The configured Redis, which revocations need.
 async fn redis(config: &Config) -> Result<Redis, TokenError> {
-    config.require("REDIS_URL", &config.redis_url)?;
-    // Required just above, so it is configured.
-    Ok(Redis::from_config(config).await?.expect("REDIS_URL is set"))
+    let url = config.require("REDIS_URL", &config.redis_url)?;
+    Ok(Redis::of_setting(config, url).await?)
 }

@@ -123,7 +123,8 @@ fn statements_and_limits_have_one_maker_each() {
             }
             let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            let code: String =
+                text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
             if rel != "store/postgres.rs" && (code.contains("sqlx::query") || code.contains(".persistent(")) {
                 offenders.push(format!("{rel}: makes a statement itself (use store::postgres::statement)"));
             }

@@ -81,7 +81,10 @@ impl PostgresSource {
                 }
                 _ => (None, None, None),
             };
-            let mut q = crate::store::postgres::statement(&sql).bind(self.sel.since).bind(self.sel.until).bind(self.conversations());
+            let mut q = crate::store::postgres::statement(&sql)
+                .bind(self.sel.since)
+                .bind(self.sel.until)
+                .bind(self.conversations());
             if at.is_some() {
                 q = q.bind(at).bind(id);
             }
