@@ -48,11 +48,35 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         true => Some(Sandbox::start(args.behaviour.options(c).with_free_port()).await?),
         false => None,
     };
-    let target = match &sandbox {
-        Some(sb) => Target::of_sandbox(sb, c.timeout.value),
-        None => Target::from_config(c)?,
+    let options = |target| smoke_options(&args, ctx, target, scenario, reply_timeout.value);
+    let progress = crate::progress::Chats::start(args.chats.get());
+    let (cancel, sender) = (crate::cancel_on_ctrl_c(), progress.sender());
+    let report = match sandbox {
+        Some(sb) => sla::smoke_owning(Box::new(sb), c.timeout.value, options, cancel, sender).await,
+        None => sla::smoke(options(Target::from_config(c)?), cancel, sender).await,
     };
-    let opts = sla::SmokeOptions {
+    progress.finish().await;
+    let report = report?;
+    if let Some(path) = &args.histogram_out {
+        sla::merge::write_log(path, &report)?;
+    }
+    let slug = if args.sandbox { "sandbox".to_string() } else { report.target.clone() };
+    let code = finish(&report, &args.outputs, &slug, ctx)?;
+    match &report.driver {
+        Some(d) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
+        _ => Ok(code),
+    }
+}
+
+fn smoke_options(
+    args: &SmokeArgs,
+    ctx: &Ctx,
+    target: Target,
+    scenario: Scenario,
+    reply_timeout: std::time::Duration,
+) -> sla::SmokeOptions {
+    let c = &ctx.config;
+    sla::SmokeOptions {
         cleanup_allowed: !args.no_cleanup,
         target,
         chats: args.chats.get(),
@@ -66,7 +90,7 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             TransportArg::Sse => Transport::Sse,
             TransportArg::Poll => Transport::Poll,
         },
-        reply_timeout: reply_timeout.value,
+        reply_timeout,
         poll_interval: args.poll_interval,
         thresholds: thresholds(&args.outputs, ctx),
         abort_on_fail: args.abort_on_fail,
@@ -74,21 +98,6 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         contracts: c.contracts.clone(),
         max_driver_lag: args.max_driver_lag,
         command: ctx.command_line(),
-    };
-    let progress = crate::progress::Chats::start(args.chats.get());
-    let report = sla::smoke(opts, crate::cancel_on_ctrl_c(), progress.sender()).await?;
-    progress.finish().await;
-    if let Some(sb) = sandbox {
-        sb.shutdown().await;
-    }
-    if let Some(path) = &args.histogram_out {
-        sla::merge::write_log(path, &report)?;
-    }
-    let slug = if args.sandbox { "sandbox".to_string() } else { report.target.clone() };
-    let code = finish(&report, &args.outputs, &slug, ctx)?;
-    match &report.driver {
-        Some(d) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
-        _ => Ok(code),
     }
 }
 

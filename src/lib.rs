@@ -4,26 +4,24 @@
 //! result. The library never prints, never exits and never parses argv, so every capability can
 //! be driven in-process by tests and benchmarks.
 //!
-//! Module map:
-//! - [`config`]: settings from flags, environment, `NAME_FILE` secrets and a TOML file, with the
-//!   place each was read from;
-//! - [`contracts`]: the names shared with the chat system (channel, events, reply field, Redis
-//!   keys, the Postgres table, token claims), configurable, and every key and SQL statement
-//!   built from them;
-//! - [`exit`]: the process exit codes, in one place;
-//! - [`output`]: output formats and renderers generic over `Write`;
-//! - [`http`]: the one way this crate builds HTTP clients (TLS provider, time-outs);
-//! - [`ably`], [`chatwoot`]: clients for the two services the tool cannot run itself;
-//! - [`redis_handle`]: the one Redis connection type (address shown redacted, key prefix);
-//! - [`smtp`]: the one way mail is sent, every phase bounded;
-//! - [`mirror`], [`queue`]: the Redis/Postgres event mirror (and `db migrate`) and the BullMQ
-//!   key layout;
-//! - [`probe`]: probe checks, rules and renderings, and the probes (`ably health`, `ably backlog`);
-//! - [`sla`], [`replay`], [`token`], [`alert`]: the capabilities behind the commands;
-//! - [`rollout`]: the `ENABLE_ABLY_REALTIME` rollout (flags, Unleash bucketing, audit);
-//! - [`sandbox`]: a local stand-in for Chatwoot, Ably and the AI worker;
-//! - [`webhook`]: Ably's batched webhook body and its signature;
-//! - [`doctor`]: configuration check and reachability of every dependency.
+//! Module map, by layer (each imports only its own layer or below; docs/architecture.md lists
+//! the same and `tests/integration/layering.rs` holds the code to it):
+//!
+//! 1. foundations: [`compare`] (the one expression language of limits), [`duration`], [`exit`]
+//!    (outcomes, kinds of error, the one exit-code policy), [`output`] (formats and `Render`),
+//!    [`redact`], [`fsutil`] (atomic files), [`retry`], [`histogram`] and [`chart`] (shared by the
+//!    smoke and the report), [`layers`] and [`settings`] (where settings are read from), [`event`]
+//!    (the mirrored event), [`tls`] (the trust policy);
+//! 2. configuration and contracts: [`contracts`] (the names shared with the chat system, every key
+//!    and SQL statement built from them), [`config`] (every setting with its source), [`actor`]
+//!    (who runs a change, for the audits);
+//! 3. clients and stores: [`http`], [`ably`], [`chatwoot`], [`redis_handle`] (the one Redis
+//!    handle), [`smtp`], [`store`] (the one Postgres handle, the mirror's stores), [`webhook`]
+//!    (Ably's batched body and signature), [`queue`] (BullMQ's layout and counts);
+//! 4. capabilities: [`token`], [`alert`], [`probe`] (`ably health`, `ably backlog`), [`mirror`]
+//!    (migrate, watch, canary, the webhook route check), [`replay`], [`doctor`], [`sandbox`],
+//!    [`sla`] (smoke and merge), [`analytics`] (`sla report`), [`rollout`];
+//! 5. composition: [`monitor`] (every probe swept, rules, incidents through `alert`).
 
 pub mod ably;
 pub mod actor;

@@ -1,8 +1,9 @@
 //! The run lock of the alert state: one run at a time reads and writes incidents and the outbox.
 //!
-//! In Redis, `SET key token NX PX 15000`, renewed every 5 s by a task of its own while held, and
-//! released by compare-and-delete: a run killed with `kill -9` blocks the others for at most
-//! 15 s, and a run never deletes a lock another run took after its own expired. In the state
+//! In Redis, `SET key token NX PX <ttl>` (`ALERT_LOCK_TTL`, 15 s by default), renewed every third
+//! of it by a task of its own while held, and released by compare-and-delete: a run killed with
+//! `kill -9` blocks the others for at most the TTL, and a run never deletes a lock another run
+//! took after its own expired. In the state
 //! directory, an advisory file lock, which the kernel releases when the process dies. A run that
 //! cannot get the lock within [`LOCK_WAIT`] does not drop its notice: `send` queues it.
 
@@ -13,12 +14,13 @@ use redis::aio::ConnectionManager;
 
 use super::error::StateError;
 
-/// How long a Redis lock lives without renewal (its holder died).
-pub const LOCK_TTL: Duration = Duration::from_secs(15);
-/// How often the holder renews it.
-pub const LOCK_RENEW: Duration = Duration::from_secs(5);
-/// How long a run waits for another run's lock.
+/// How long a run waits for another run's lock: at most 5 s, and at most a third of a Redis
+/// lock's life (a shorter-lived lock is one the operator wants to stop blocking soon).
 pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn wait_for(ttl: Duration) -> Duration {
+    LOCK_WAIT.min(ttl / 3)
+}
 
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -34,15 +36,23 @@ pub struct RedisLock {
 }
 
 impl RedisLock {
-    pub async fn take(conn: &mut ConnectionManager, addr: &str, key: &str) -> Result<RedisLock, StateError> {
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    /// Waits at most [`LOCK_WAIT`] (a third of `ttl` when shorter) for the lock; `ttl` is how
+    /// long it lives without renewal.
+    pub async fn take(
+        conn: &mut ConnectionManager,
+        addr: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<RedisLock, StateError> {
+        let waited = wait_for(ttl);
+        let deadline = tokio::time::Instant::now() + waited;
         let token = uuid::Uuid::new_v4().to_string();
         loop {
-            if let Some(lock) = Self::try_take(conn, addr, key, &token).await? {
+            if let Some(lock) = Self::try_take(conn, addr, key, &token, ttl).await? {
                 return Ok(lock);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StateError::Locked { place: addr.to_string(), waited: LOCK_WAIT });
+                return Err(StateError::Locked { place: addr.to_string(), waited });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -55,18 +65,19 @@ impl RedisLock {
         addr: &str,
         key: &str,
         token: &str,
+        ttl: Duration,
     ) -> Result<Option<RedisLock>, StateError> {
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(token)
             .arg("NX")
             .arg("PX")
-            .arg(LOCK_TTL.as_millis() as u64)
+            .arg(ttl.as_millis() as u64)
             .query_async(conn)
             .await
             .map_err(|source| StateError::Redis { addr: addr.to_string(), op: "SET lock", source })?;
         Ok(set.map(|_| {
-            let renewer = tokio::spawn(renew(conn.clone(), key.to_string(), token.to_string()));
+            let renewer = tokio::spawn(renew(conn.clone(), key.to_string(), token.to_string(), ttl));
             RedisLock { key: key.to_string(), token: token.to_string(), renewer }
         }))
     }
@@ -85,23 +96,19 @@ impl RedisLock {
 
 impl Drop for RedisLock {
     /// A lock dropped without `release` (an early return, a panic) stops being renewed, so it
-    /// expires within [`LOCK_TTL`].
+    /// expires within its TTL.
     fn drop(&mut self) {
         self.renewer.abort();
     }
 }
 
-async fn renew(mut conn: ConnectionManager, key: String, token: String) {
-    let mut tick = tokio::time::interval(LOCK_RENEW);
+async fn renew(mut conn: ConnectionManager, key: String, token: String, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl / 3);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let renewed: Result<i64, _> = redis::Script::new(RENEW)
-            .key(&key)
-            .arg(&token)
-            .arg(LOCK_TTL.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
+        let renewed: Result<i64, _> =
+            redis::Script::new(RENEW).key(&key).arg(&token).arg(ttl.as_millis() as u64).invoke_async(&mut conn).await;
         if !matches!(renewed, Ok(1)) {
             // Lost (expired and taken) or Redis gone: nothing more to renew.
             tracing::warn!("alert state: the run lock {key} could not be renewed");

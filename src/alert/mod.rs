@@ -205,7 +205,7 @@ pub async fn open_store_on(
         Some(d) => d.to_path_buf(),
         None => config.state_dir.as_ref().map(|d| d.value.clone()).ok_or(AlertError::NoStateDir)?,
     };
-    Ok(Store::open(redis, &dir).await?)
+    Ok(Store::open(redis, &dir, config.alert_lock_ttl.value).await?)
 }
 
 /// The channels the configuration describes. A half-configured channel (SMTP_URL without its

@@ -38,10 +38,10 @@ impl Store {
     /// only by its owner; directory: an advisory file lock the kernel drops with the process.
     pub async fn try_lock_named(&mut self, name: &str, holder: &str) -> Result<TryLock, StateError> {
         match self {
-            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, ttl, .. } => {
                 let key = Self::named_key(prefix, &format!("{name}:lock"));
                 let token = format!("{holder} token={}", uuid::Uuid::new_v4().simple());
-                if let Some(lock) = RedisLock::try_take(conn, addr, &key, &token).await? {
+                if let Some(lock) = RedisLock::try_take(conn, addr, &key, &token, *ttl).await? {
                     return Ok(TryLock::Held(NamedLock::Redis(lock)));
                 }
                 let holder: Option<String> = conn.get(&key).await.map_err(|source| StateError::Redis {

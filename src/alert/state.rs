@@ -126,17 +126,29 @@ impl OutboxEntry {
 }
 
 pub enum Store {
-    Redis { redis: Redis, lock: Option<super::lock::RedisLock> },
-    Dir { root: PathBuf, lock: Option<std::fs::File> },
+    /// `ttl`: how long the run lock outlives a run killed while holding it.
+    Redis {
+        redis: Redis,
+        lock: Option<super::lock::RedisLock>,
+        ttl: std::time::Duration,
+    },
+    Dir {
+        root: PathBuf,
+        lock: Option<std::fs::File>,
+    },
 }
 
 impl Store {
     /// The configured Redis when it answers; else the directory. The second value says why the
     /// directory was used although Redis was configured.
-    pub async fn open(redis: Option<Result<Redis, String>>, dir: &Path) -> Result<(Store, Option<String>), StateError> {
+    pub async fn open(
+        redis: Option<Result<Redis, String>>,
+        dir: &Path,
+        ttl: std::time::Duration,
+    ) -> Result<(Store, Option<String>), StateError> {
         if let Some(connected) = redis {
             match connected {
-                Ok(redis) => return Ok((Store::Redis { redis, lock: None }, None)),
+                Ok(redis) => return Ok((Store::Redis { redis, lock: None, ttl }, None)),
                 Err(e) => {
                     let why = format!(
                         "Redis did not answer ({e}); alert state is kept in {} on this host, \
@@ -182,8 +194,8 @@ impl Store {
     /// Takes the run lock, waiting at most [`super::lock::LOCK_WAIT`] for another run.
     pub async fn lock(&mut self) -> Result<(), StateError> {
         match self {
-            Store::Redis { redis: Redis { conn, addr, prefix, .. }, lock } => {
-                *lock = Some(super::lock::RedisLock::take(conn, addr, &Self::key(prefix, "lock")).await?);
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, lock, ttl } => {
+                *lock = Some(super::lock::RedisLock::take(conn, addr, &Self::key(prefix, "lock"), *ttl).await?);
                 Ok(())
             }
             Store::Dir { root, lock } => {
@@ -197,7 +209,7 @@ impl Store {
     /// run is left alone). Every run calls it on every way out, error or not.
     pub async fn unlock(&mut self) -> Result<(), StateError> {
         match self {
-            Store::Redis { redis: Redis { conn, addr, .. }, lock } => match lock.take() {
+            Store::Redis { redis: Redis { conn, addr, .. }, lock, .. } => match lock.take() {
                 Some(l) => l.release(conn, addr).await,
                 None => Ok(()),
             },

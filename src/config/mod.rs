@@ -95,6 +95,8 @@ pub struct Config {
     /// tests keep their keys apart with it).
     pub redis_key_prefix: Setting<String>,
     pub timeout: Setting<Duration>,
+    /// How long the alert state's Redis lock outlives a run killed while holding it.
+    pub alert_lock_ttl: Setting<Duration>,
     /// The sandbox's own Ably key and inbox identifier (random when unset).
     pub sandbox_key: Option<Setting<SecretString>>,
     pub sandbox_inbox: Option<Setting<String>>,
@@ -173,6 +175,10 @@ impl Config {
                 }
                 None => Setting { value: Duration::from_secs(10), source: Source::Default },
             },
+            alert_lock_ttl: match l.plain("ALERT_LOCK_TTL")? {
+                Some(s) => parse_setting("ALERT_LOCK_TTL", s.source, |_| lock_ttl(&s.value))?,
+                None => Setting { value: Duration::from_secs(15), source: Source::Default },
+            },
             sandbox_key: l.secret("BROKER_OPS_SANDBOX_KEY")?,
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,
             enable_ably_realtime: l.plain("ENABLE_ABLY_REALTIME")?,
@@ -220,6 +226,16 @@ fn client_identity(l: &Layers) -> Result<Option<Setting<crate::tls::ClientIdenti
             Ok(None)
         }
     }
+}
+
+/// The alert lock's lifetime: from 1 s (renewed every third of it, so a slow Redis round trip
+/// must not lose it) to 10 minutes (longer blocks every other run after a crash).
+fn lock_ttl(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&d) {
+        return Err(format!("{s:?}: the lock must live from 1s to 10m"));
+    }
+    Ok(d)
 }
 
 /// A name for the rollout audit (`--by`, `BROKER_OPS_ACTOR`): one line, not empty, at most 200

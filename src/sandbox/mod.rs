@@ -469,3 +469,27 @@ async fn faults(AxState(state): AxState<Arc<State>>, req: Request, next: Next) -
     }
     next.run(req).await
 }
+
+/// The sandbox as the smoke's own target (`sla smoke --sandbox`): the smoke stops it.
+impl crate::sla::OwnedTarget for Sandbox {
+    fn target(&self, timeout: std::time::Duration) -> crate::sla::Target {
+        let base = self.url();
+        let chatwoot = crate::chatwoot::ChatwootClient::new(
+            base.clone(),
+            Some(self.inbox().to_string()),
+            Some(self.api_token().into()),
+            Some(self.account_id()),
+            timeout,
+        );
+        crate::sla::Target {
+            chatwoot,
+            label: format!("sandbox {base}"),
+            ably: Some((base, self.key().clone())),
+            can_clean_up: true,
+        }
+    }
+
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.shutdown())
+    }
+}

@@ -82,19 +82,30 @@ impl Target {
         let label = crate::redact::url(base.value.as_str());
         Ok(Target { chatwoot, label, ably, can_clean_up })
     }
+}
 
-    /// A sandbox started for the run.
-    pub fn of_sandbox(sb: &crate::sandbox::Sandbox, timeout: Duration) -> Target {
-        let base = sb.url();
-        let chatwoot = ChatwootClient::new(
-            base.clone(),
-            Some(sb.inbox().to_string()),
-            Some(sb.api_token().into()),
-            Some(sb.account_id()),
-            timeout,
-        );
-        Target { chatwoot, label: format!("sandbox {base}"), ably: Some((base, sb.key().clone())), can_clean_up: true }
-    }
+/// A target started for this run alone (the built-in sandbox): the smoke hands its chats to it
+/// and stops it on every way out, a failed run included.
+pub trait OwnedTarget: Send {
+    /// Where the chats go, each call bounded by `timeout`.
+    fn target(&self, timeout: Duration) -> Target;
+    /// Stops it (its servers, its writers) and waits for that.
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, ()>;
+}
+
+/// [`smoke`] against a target of its own, started for the run (the options are made for it),
+/// stopped when the run ends, however it ends.
+pub async fn smoke_owning(
+    owned: Box<dyn OwnedTarget>,
+    timeout: Duration,
+    options: impl FnOnce(Target) -> SmokeOptions,
+    cancel: CancellationToken,
+    progress: Option<watch::Sender<Progress>>,
+) -> Result<SmokeReport, SmokeError> {
+    let opts = options(owned.target(timeout));
+    let report = smoke(opts, cancel, progress).await;
+    owned.stop().await;
+    report
 }
 
 #[derive(Clone)]

@@ -131,16 +131,16 @@ async fn a_missing_queue_or_job_hash_is_unknown_with_the_reason() {
 #[sqlx::test(migrations = false)]
 async fn mirror_lag_compares_redis_and_postgres_with_ably_history(pool: PgPool) {
     let prefix = support::prefix("lag");
-    let (sb, env) = support::start(crate::mirror::mirrored_options(&pool, &prefix)).await;
+    let (sb, env) = support::start(crate::support::mirrored_options(&pool, &prefix)).await;
     let (contact, conv) = support::new_chat(&env).await;
     support::say(&env, &contact, conv, "Is my rate fixed?").await;
-    crate::mirror::wait_mirrored(&sb, 2).await;
+    crate::support::wait_mirrored(&sb, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let probe = |env: &Env| {
         let mut c = bin(dir.path());
         c.args(["ably", "backlog", "-o", "json"])
             .env("REDIS_URL", support::redis_url())
-            .env("DATABASE_URL", crate::mirror::url_of(&pool))
+            .env("DATABASE_URL", crate::support::url_of(&pool))
             .env("REDIS_KEY_PREFIX", &prefix)
             .env("BULL_PREFIX", format!("{prefix}bull"))
             .env("ABLY_REST_URL", &env.base)

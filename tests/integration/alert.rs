@@ -457,14 +457,11 @@ async fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
     let (code, _) = s.json(&[&base[..], &["resolved"]].concat()).await;
     assert_eq!(code, 0);
 
-    let mut emails = Vec::new();
-    for _ in 0..50 {
-        emails = mail.emails().await;
-        if emails.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let emails = crate::support::until_value("both mails arrived", || async {
+        let emails = mail.emails().await;
+        (emails.len() >= 2).then_some(emails)
+    })
+    .await;
     assert_eq!(emails.len(), 2, "{emails:#?}");
     let (first, resolved) = (&emails[0], &emails[1]);
     let to: Vec<&str> = first["to"].as_array().unwrap().iter().map(|t| t["address"].as_str().unwrap()).collect();
@@ -611,20 +608,21 @@ async fn outbox_len(prefix: &str) -> i64 {
 #[tokio::test]
 async fn a_run_killed_holding_the_lock_neither_blocks_alerting_nor_loses_a_notice() {
     let (rx, port) = Receiver::start(vec![Answer::Hang]).await;
-    let s = Setup::new("killed").slack(port);
+    // A short-lived lock (the waiter waits a third of it): the expiry is seen in seconds.
+    let s = Setup::new("killed").slack(port).env("ALERT_LOCK_TTL", "3s");
     let first =
         child(&s, &["send", "--severity", "critical", "--summary", "A down", "--dedup-key", "k1", "--attempts", "1"]);
     crate::support::until("the first run is stuck in Slack", || async { rx.seen().len() == 1 }).await;
     kill_9(&first);
 
-    // The dead run's lock is still there: this run waits at most 5 s, then queues its alert.
+    // The dead run's lock is still there: this run waits at most 1 s, then queues its alert.
     let (code, doc) = s.json(&["send", "--severity", "critical", "--summary", "B down", "--dedup-key", "k2"]).await;
     assert_eq!(code, 1, "{doc:#}");
     let d = &doc["deliveries"][0];
     assert_eq!((d["channel"].as_str(), d["outcome"].as_str()), (Some("alert"), Some("queued")), "{doc:#}");
     assert!(d["detail"].as_str().unwrap().contains("another run held the alert state's lock"), "{doc:#}");
 
-    // Once the lock has expired (15 s without renewal), a flush sends both, each once.
+    // Once the lock has expired (3 s without renewal), a flush sends both, each once.
     let deadline = Instant::now() + Duration::from_secs(60);
     while s.alert(&["flush"]).await.code != 0 {
         assert!(Instant::now() < deadline, "the dead run's lock never expired");
@@ -649,7 +647,8 @@ async fn a_run_killed_while_smtp_stalls_never_sends_slack_twice() {
         .slack(port)
         .env("SMTP_URL", &format!("smtp://ops:pw@{}", stall.addr))
         .env("ALERT_EMAIL_FROM", "ops@example.com")
-        .env("ALERT_EMAIL_TO", "oncall@example.com");
+        .env("ALERT_EMAIL_TO", "oncall@example.com")
+        .env("ALERT_LOCK_TTL", "3s");
     let run = child(
         &s,
         &["send", "--severity", "critical", "--summary", "Ably down", "--dedup-key", "ably", "--attempts", "1"],
@@ -663,7 +662,9 @@ async fn a_run_killed_while_smtp_stalls_never_sends_slack_twice() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let decision = loop {
         let args = ["send", "--severity", "critical", "--summary", "Ably down", "--dedup-key", "ably"];
-        let (_, doc) = s.json(&[&args[..], &["--retry-for", "1s", "--attempts", "1"]].concat()).await;
+        // The stalled SMTP server is tried again by these runs: a short time-out each.
+        let (_, doc) =
+            s.json(&[&args[..], &["--retry-for", "1s", "--attempts", "1", "--timeout", "1s"]].concat()).await;
         // Until the dead run's lock expires, the alert is queued without a decision.
         if !doc["decision"].is_null() {
             break doc["decision"].clone();

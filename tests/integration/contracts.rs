@@ -11,8 +11,8 @@ use broker_ops::sandbox::Sandbox;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::mirror::{mirrored_options, url_of, wait_mirrored};
 use crate::support::{self, Env, bin, run};
+use crate::support::{mirrored_options, url_of, wait_mirrored};
 
 const CONFIG: &str = r#"
 [contracts]

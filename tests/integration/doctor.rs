@@ -10,7 +10,7 @@ fn database_url() -> String {
 
 #[sqlx::test(migrations = false)]
 async fn all_green_against_the_sandbox_redis_and_postgres(pool: sqlx::PgPool) {
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let table = broker_ops::contracts::Contracts::default().table;
     broker_ops::store::postgres::migrate(&pool, "test", &table).await.unwrap();
     let prefix = support::prefix("doctor");

@@ -18,15 +18,15 @@ struct Mirrored {
 
 async fn mirrored(pool: &PgPool, name: &str) -> Mirrored {
     let prefix = support::prefix(name);
-    let (sb, env) = support::start(crate::mirror::mirrored_options(pool, &prefix)).await;
+    let (sb, env) = support::start(crate::support::mirrored_options(pool, &prefix)).await;
     let (contact, conv) = support::new_chat(&env).await;
     let mut events = support::subscribe(&env, &format!("channels=conversation:{conv}")).await;
     support::say(&env, &contact, conv, "First question?").await;
     support::collect(&mut events, 2, Duration::from_secs(3)).await;
     support::say(&env, &contact, conv, "Second question?").await;
     support::collect(&mut events, 2, Duration::from_secs(3)).await;
-    crate::mirror::wait_mirrored(&sb, 4).await;
-    Mirrored { prefix, db: crate::mirror::url_of(pool), conv, _sb: sb }
+    crate::support::wait_mirrored(&sb, 4).await;
+    Mirrored { prefix, db: crate::support::url_of(pool), conv, _sb: sb }
 }
 
 fn replay(m: &Mirrored, dir: &std::path::Path, args: &[&str]) -> tokio::process::Command {

@@ -79,7 +79,7 @@ fn summary(stdout: &str) -> Value {
 #[sqlx::test(migrations = false)]
 async fn backfill_both_ways_twice_writes_each_event_once_in_time_order(pool: PgPool) {
     let prefix = support::prefix("backfill");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let all = fixture(3, 10, 60_000);
     // Postgres holds everything; Redis lost the first half of each conversation (a flush), and
@@ -133,7 +133,7 @@ async fn backfill_both_ways_twice_writes_each_event_once_in_time_order(pool: PgP
 #[sqlx::test(migrations = false)]
 async fn events_older_than_the_stream_lifetime_are_not_written_to_redis(pool: PgPool) {
     let prefix = support::prefix("expired");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let old = fixture(1, 4, 25 * 3600 * 1000);
     to_postgres(&pool, &old).await;
@@ -147,7 +147,7 @@ async fn events_older_than_the_stream_lifetime_are_not_written_to_redis(pool: Pg
 #[sqlx::test(migrations = false)]
 async fn dry_run_writes_nothing_and_big_windows_need_yes(pool: PgPool) {
     let prefix = support::prefix("dry");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     to_redis(&prefix, &fixture(2, 6, 10_000)).await;
     let args = ["--from", "redis", "--to", "postgres", "--all", "--confirm-over", "5"];
@@ -184,22 +184,17 @@ async fn dry_run_writes_nothing_and_big_windows_need_yes(pool: PgPool) {
 
 /// Waits until the checkpoint at `path` shows at least `pages` pages done.
 async fn wait_for_pages(path: &std::path::Path, pages: u64) -> Value {
-    for _ in 0..2000 {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(cp) = serde_json::from_str::<Value>(&text)
-            && cp["counts"]["pages"].as_u64().unwrap_or(0) >= pages
-        {
-            return cp;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the checkpoint never reached {pages} pages");
+    crate::support::until_value(&format!("the checkpoint reached {pages} pages"), || async {
+        let cp = serde_json::from_str::<Value>(&std::fs::read_to_string(path).ok()?).ok()?;
+        (cp["counts"]["pages"].as_u64().unwrap_or(0) >= pages).then_some(cp)
+    })
+    .await
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_replay_killed_with_sigkill_resumes_from_its_checkpoint_exactly_once(pool: PgPool) {
     let prefix = support::prefix("sigkill");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let all = fixture(100, 60, 60_000);
     to_postgres(&pool, &all).await;
@@ -268,7 +263,7 @@ impl CuttableProxy {
 #[sqlx::test(migrations = false)]
 async fn redis_going_away_mid_replay_stops_with_exit_3_and_the_checkpoint_resumes(pool: PgPool) {
     let prefix = support::prefix("cut");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     to_postgres(&pool, &fixture(50, 40, 60_000)).await;
     let proxy = CuttableProxy::start().await;
@@ -396,7 +391,7 @@ async fn ably_5xx_answers_are_retried_and_a_down_ably_stops_with_the_checkpoint_
 #[sqlx::test(migrations = false)]
 async fn a_finished_replay_run_again_has_nothing_left_to_do(pool: PgPool) {
     let prefix = support::prefix("again");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     to_redis(&prefix, &fixture(3, 4, 10_000)).await;
     to_postgres(&pool, &[]).await;
@@ -426,7 +421,7 @@ async fn a_replayed_window_leaves_the_sla_report_as_it_was_and_resends_no_sla_ev
         // Every reply past these: the worker publishes sla:warning and sla:violation.
         sla_warning: Duration::from_millis(1),
         sla_violation: Duration::from_millis(2),
-        ..support::faulted(crate::mirror::mirrored_options(&pool, &prefix), |f| {
+        ..support::faulted(crate::support::mirrored_options(&pool, &prefix), |f| {
             f.ai_latency = broker_ops::sandbox::LatencyModel::Fixed(Duration::from_millis(20))
         })
     };
@@ -464,7 +459,7 @@ async fn a_replayed_window_leaves_the_sla_report_as_it_was_and_resends_no_sla_ev
         .await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let report = |from: &'static str| {
         let mut c = bin(dir.path());
         c.args(["-o", "json", "sla", "report", "--from", from, "--since", "1h"])

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use crate::support::{Hang, SmtpStallAtAuth, bin, run};
 
 const TIMEOUT: &str = "2s";
@@ -215,37 +217,51 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
         .budget(7),
     ];
     let total = cases.len();
-    let (mut clear, mut in_time) = (0, 0);
-    let mut failures = Vec::new();
-    for c in cases {
-        let mut cmd = bin(dir.path());
-        cmd.arg("--timeout")
-            .arg(TIMEOUT)
-            .args(&c.args)
-            .env("BROKER_OPS_STATE_DIR", state.join(c.state.replace(' ', "-")));
-        for (k, v) in &c.env {
-            cmd.env(k, v);
-        }
-        let started = Instant::now();
-        let r = run(cmd).await;
-        let took = started.elapsed();
-        let out = format!("{}{}", r.stdout, r.stderr);
-        let named = c.names.iter().all(|n| out.contains(n.as_str()));
-        if named && c.codes.contains(&r.code) {
-            clear += 1;
-        } else {
-            failures.push(format!("{}: exit {} (want {:?}); names {:?} in:\n{out}", c.name, r.code, c.codes, c.names));
-        }
-        println!("{:<45} exit {}  {:>6} ms (budget {} ms)", c.name, r.code, took.as_millis(), c.budget.as_millis());
-        if took <= c.budget + MARGIN {
-            in_time += 1;
-        } else {
-            failures.push(format!("{}: took {took:?}, budget {:?} + {MARGIN:?}", c.name, c.budget));
-        }
-        assert!(!out.contains(":pw@"), "{}: the SMTP password was shown:\n{out}", c.name);
+    // Independent cases run side by side (each has its own state directory); a case that reads
+    // another's state runs after it.
+    let (first, after): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| c.state == c.name);
+    let mut ran: Vec<Ran> = futures::stream::iter(first.into_iter().map(|c| run_case(c, dir.path(), &state)))
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    for c in after {
+        ran.push(run_case(c, dir.path(), &state).await);
     }
+    let clear = ran.iter().filter(|r| r.clear).count();
+    let in_time = ran.iter().filter(|r| r.in_time).count();
+    let failures: Vec<String> = ran.into_iter().flat_map(|r| r.failures).collect();
     println!("fault matrix: {total} cases, {clear} with a clear error, {in_time} within budget");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+struct Ran {
+    clear: bool,
+    in_time: bool,
+    failures: Vec<String>,
+}
+
+async fn run_case(c: Case, dir: &std::path::Path, state: &std::path::Path) -> Ran {
+    let mut cmd = bin(dir);
+    cmd.arg("--timeout").arg(TIMEOUT).args(&c.args).env("BROKER_OPS_STATE_DIR", state.join(c.state.replace(' ', "-")));
+    for (k, v) in &c.env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let r = run(cmd).await;
+    let took = started.elapsed();
+    let out = format!("{}{}", r.stdout, r.stderr);
+    let clear = c.names.iter().all(|n| out.contains(n.as_str())) && c.codes.contains(&r.code);
+    let mut failures = Vec::new();
+    if !clear {
+        failures.push(format!("{}: exit {} (want {:?}); names {:?} in:\n{out}", c.name, r.code, c.codes, c.names));
+    }
+    println!("{:<45} exit {}  {:>6} ms (budget {} ms)", c.name, r.code, took.as_millis(), c.budget.as_millis());
+    let in_time = took <= c.budget + MARGIN;
+    if !in_time {
+        failures.push(format!("{}: took {took:?}, budget {:?} + {MARGIN:?}", c.name, c.budget));
+    }
+    assert!(!out.contains(":pw@"), "{}: the SMTP password was shown:\n{out}", c.name);
+    Ran { clear, in_time, failures }
 }
 
 /// A Postgres that stalls after the connection is made: every Postgres-using command ends within
@@ -253,7 +269,7 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
 #[sqlx::test(migrations = false)]
 async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool: sqlx::PgPool) {
     let dir = tempfile::tempdir().unwrap();
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let migrate = {
         let mut c = crate::support::bin(dir.path());
         c.args(["db", "migrate"]).env("DATABASE_URL", &db);
@@ -266,7 +282,7 @@ async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool
     assert_eq!(crate::support::run(c).await.code, 0);
     // (command, a statement text the proxy stalls on)
     let prefix = crate::support::prefix("stall");
-    let cases: [(&[&str], &'static str); 12] = [
+    let cases: [(&'static [&'static str], &'static str); 12] = [
         (&["rollout", "rollback", "--reason", "x", "--yes"], "UPDATE"),
         (&["rollout", "status"], "feature_flags"),
         (&["rollout", "which", "c-1"], "feature_flags"),
@@ -280,26 +296,34 @@ async fn a_postgres_that_stalls_after_connecting_ends_every_command_in_time(pool
         (&["db", "migrate"], "CREATE"),
         (&["doctor"], "SELECT"),
     ];
+    // Each case has its own stalling proxy, and nothing they start is ever written: side by side.
+    let one = |(args, stall_on): (&'static [&'static str], &'static str)| {
+        let (dir, db, prefix) = (dir.path(), db.clone(), prefix.clone());
+        async move {
+            let proxy = crate::support::StallingProxy::start(stall_on).await;
+            let mut c = crate::support::bin(dir);
+            c.args(["--timeout", "2s"])
+                .args(args)
+                .env("DATABASE_URL", proxy.url(&db))
+                .env("REDIS_URL", crate::support::redis_url())
+                .env("REDIS_KEY_PREFIX", &prefix);
+            let _sandbox = if args[0] == "mirror" {
+                let (sb, env) = crate::support::sandbox().await;
+                env.apply(&mut c);
+                Some(sb)
+            } else {
+                None
+            };
+            let started = std::time::Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(30), crate::support::run(c)).await;
+            (args, r.ok(), started.elapsed())
+        }
+    };
+    let ran: Vec<_> = futures::stream::iter(cases.into_iter().map(one)).buffer_unordered(6).collect().await;
     let mut slow = Vec::new();
-    for (args, stall_on) in cases {
-        let proxy = crate::support::StallingProxy::start(stall_on).await;
-        let mut c = crate::support::bin(dir.path());
-        c.args(["--timeout", "2s"])
-            .args(args)
-            .env("DATABASE_URL", proxy.url(&db))
-            .env("REDIS_URL", crate::support::redis_url())
-            .env("REDIS_KEY_PREFIX", &prefix);
-        let _sandbox = if args[0] == "mirror" {
-            let (sb, env) = crate::support::sandbox().await;
-            env.apply(&mut c);
-            Some(sb)
-        } else {
-            None
-        };
-        let started = std::time::Instant::now();
-        let r = tokio::time::timeout(Duration::from_secs(30), crate::support::run(c)).await;
+    for (args, r, took) in ran {
         // A probe says CRITICAL (a stalled service), every other command could not run.
-        check(&mut slow, args, if args[0] == "mirror" { 2 } else { 3 }, r.ok(), started.elapsed());
+        check(&mut slow, args, if args[0] == "mirror" { 2 } else { 3 }, r, took);
     }
     assert!(slow.is_empty(), "{}", slow.join("\n"));
 }

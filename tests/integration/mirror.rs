@@ -4,48 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use broker_ops::contracts::Contracts;
 use broker_ops::mirror::MirroredEvent;
-use broker_ops::sandbox::SandboxOptions;
 use redis::AsyncCommands;
-use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
-use crate::support;
-
-/// The URL of the database `#[sqlx::test]` made for this test.
-pub fn url_of(pool: &PgPool) -> String {
-    let db = pool.connect_options().get_database().unwrap().to_string();
-    let mut u = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)")).unwrap();
-    u.set_path(&format!("/{db}"));
-    u.to_string()
-}
-
-/// Sandbox options that mirror into this machine's Redis (keys under `prefix`) and into the
-/// database `#[sqlx::test]` made for the test, with the BullMQ queue under `{prefix}bull`.
-pub fn mirrored_options(pool: &PgPool, prefix: &str) -> SandboxOptions {
-    SandboxOptions {
-        redis_url: Some(SecretString::from(support::redis_url())),
-        database_url: Some(SecretString::from(url_of(pool))),
-        contracts: Contracts::with_redis_prefix(prefix),
-        bull_prefix: format!("{prefix}bull"),
-        ..support::options()
-    }
-}
-
-/// Waits until the sandbox has mirrored `n` events, failing on any mirror write error.
-pub async fn wait_mirrored(sb: &broker_ops::sandbox::Sandbox, n: usize) {
-    for _ in 0..200 {
-        let (written, errors) = sb.sink_counters();
-        assert_eq!(errors, 0, "mirror writes failed");
-        if written >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the mirror did not catch up: {:?}", sb.sink_counters());
-}
+use crate::support::{self, mirrored_options, wait_mirrored};
 
 #[sqlx::test(migrations = false)]
 async fn every_conversation_event_lands_in_redis_and_postgres_once(pool: PgPool) {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::{PgPool, Row};
 
-use crate::mirror::{mirrored_options, url_of};
 use crate::support::{self, Env};
+use crate::support::{mirrored_options, url_of};
 
 /// One request as the local receiver saw it.
 struct Seen {
@@ -390,7 +390,7 @@ async fn the_mirror_written_through_the_webhook_is_what_ably_delivered_in_order(
         convs.push(conv);
     }
     // Every customer message is answered: 9 messages and 9 replies.
-    crate::mirror::wait_mirrored(&sb, 18).await;
+    crate::support::wait_mirrored(&sb, 18).await;
     let mut r = support::redis().await;
     for conv in convs {
         let history =

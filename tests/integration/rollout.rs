@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::AsyncWriteExt;
 
-use crate::mirror::url_of;
 use crate::support;
+use crate::support::url_of;
 
 fn interop() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")

@@ -231,7 +231,7 @@ async fn figures_match_the_mirror_from_postgres_and_from_redis(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn empty_windows_bad_windows_and_a_missing_table(pool: PgPool) {
     let prefix = support::prefix("sla-report-edges");
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let window = (now - 7_200_000, now - 3_600_000);
@@ -271,7 +271,7 @@ async fn filled(pool: &PgPool, name: &str) -> (String, String, (i64, i64), Expec
     broker_ops::store::postgres::insert(pool, "test", &contracts.table, &events).await.unwrap();
     let mut redis = support::redis_handle(&prefix).await;
     broker_ops::store::redis::append(&mut redis, &contracts, &events).await.unwrap();
-    (prefix, crate::mirror::url_of(pool), window, exp)
+    (prefix, crate::support::url_of(pool), window, exp)
 }
 
 #[sqlx::test(migrations = false)]
@@ -313,7 +313,7 @@ async fn first_after_pairing_gives_the_same_answer_from_both_mirrors(pool: PgPoo
 #[sqlx::test(migrations = false)]
 async fn a_smoke_run_read_back_from_the_mirror_agrees_with_the_smoke(pool: PgPool) {
     let prefix = support::prefix("sla-report-smoke");
-    let opts = support::faulted(crate::mirror::mirrored_options(&pool, &prefix), |f| {
+    let opts = support::faulted(crate::support::mirrored_options(&pool, &prefix), |f| {
         f.ai_latency = "lognormal:p50=60ms,p95=150ms".parse().unwrap()
     });
     let (sb, _env) = support::start(opts).await;
@@ -321,9 +321,9 @@ async fn a_smoke_run_read_back_from_the_mirror_agrees_with_the_smoke(pool: PgPoo
     let chats = 40;
     let smoke = broker_ops::sla::smoke(crate::sla_smoke::options(&sb, chats), Default::default(), None).await.unwrap();
     assert_eq!(smoke.chats.ok, chats, "{:?}", smoke.errors);
-    crate::mirror::wait_mirrored(&sb, 2 * chats).await;
+    crate::support::wait_mirrored(&sb, 2 * chats).await;
     let window = (started, chrono::Utc::now().timestamp_millis() + 1000);
-    let db = crate::mirror::url_of(&pool);
+    let db = crate::support::url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let sm = smoke.reply_ms.as_ref().unwrap();
     for from in ["postgres", "redis"] {

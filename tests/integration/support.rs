@@ -358,18 +358,23 @@ impl SmtpStallAtAuth {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Each connection on its own task, so that clients at once do not queue behind one.
         let task = tokio::spawn(async move {
-            let mut held = Vec::new();
+            let mut held = tokio::task::JoinSet::new();
             while let Ok((socket, _)) = listener.accept().await {
-                let (r, mut w) = socket.into_split();
-                let _ = w.write_all(b"220 stall.test ESMTP\r\n").await;
-                let mut lines = BufReader::new(r).lines();
-                if let Ok(Some(l)) = lines.next_line().await
-                    && (l.starts_with("EHLO") || l.starts_with("HELO"))
-                {
-                    let _ = w.write_all(b"250-stall.test\r\n250 AUTH PLAIN LOGIN\r\n").await;
-                }
-                held.push((lines, w));
+                held.spawn(async move {
+                    let (r, mut w) = socket.into_split();
+                    let _ = w.write_all(b"220 stall.test ESMTP\r\n").await;
+                    let mut lines = BufReader::new(r).lines();
+                    if let Ok(Some(l)) = lines.next_line().await
+                        && (l.starts_with("EHLO") || l.starts_with("HELO"))
+                    {
+                        let _ = w.write_all(b"250-stall.test\r\n250 AUTH PLAIN LOGIN\r\n").await;
+                    }
+                    // Then nothing more, for as long as the client waits.
+                    let _keep = (lines, w);
+                    std::future::pending::<()>().await;
+                });
             }
         });
         SmtpStallAtAuth { addr, _task: task }
@@ -494,4 +499,34 @@ impl StallingProxy {
         u.query_pairs_mut().append_pair("sslmode", "disable");
         u.to_string()
     }
+}
+
+/// The URL of the database `#[sqlx::test]` made for this test.
+pub fn url_of(pool: &sqlx::PgPool) -> String {
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    let mut u = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)")).unwrap();
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// Sandbox options that mirror into this machine's Redis (keys under `prefix`) and into the
+/// database `#[sqlx::test]` made for the test, with the BullMQ queue under `{prefix}bull`.
+pub fn mirrored_options(pool: &sqlx::PgPool, prefix: &str) -> SandboxOptions {
+    SandboxOptions {
+        redis_url: Some(secrecy::SecretString::from(redis_url())),
+        database_url: Some(secrecy::SecretString::from(url_of(pool))),
+        contracts: broker_ops::contracts::Contracts::with_redis_prefix(prefix),
+        bull_prefix: format!("{prefix}bull"),
+        ..options()
+    }
+}
+
+/// Waits until the sandbox has mirrored `n` events, failing on any mirror write error.
+pub async fn wait_mirrored(sb: &broker_ops::sandbox::Sandbox, n: usize) {
+    until("the mirror caught up", || async {
+        let (written, errors) = sb.sink_counters();
+        assert_eq!(errors, 0, "mirror writes failed");
+        written >= n
+    })
+    .await;
 }
