@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use broker_ops::alert::{self, Alert, AlertSource, Options, RetryPolicy, Severity};
+use broker_ops::alert::{self, Alert, AlertSource, Operation, Options, RetryPolicy, Severity};
 use broker_ops::exit::Outcome;
 
 use crate::Ctx;
@@ -21,17 +21,12 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
             if let Some(conv) = &a.conversation {
                 alert = alert.with_conversation(conv, c).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
             }
+            let dir = a.state.state_dir.as_deref();
             if a.dry_run {
-                // A dry run shows the decision from the state when it can be read, and still
-                // shows the renderings when it cannot.
-                let mut store = alert::open_store(c, a.state.state_dir.as_deref()).await.ok();
-                ctx.render(&alert::dry_run(store.as_mut().map(|(s, _)| s), alert, &opts).await?)?;
+                ctx.render(&alert::on_state(c, dir, Operation::DryRun(alert, &opts)).await?)?;
                 return Ok(Outcome::Done);
             }
-            let (mut store, warning) = alert::open_store(c, a.state.state_dir.as_deref()).await?;
-            let mut report = alert::send(&mut store, alert, &opts).await?;
-            report.warnings.extend(warning);
-            report
+            alert::on_state(c, dir, Operation::Send(alert, &opts)).await?
         }
         AlertCommand::Test(a) => {
             let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
@@ -46,24 +41,18 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
             alert::test(alert, &opts).await?
         }
         AlertCommand::Outbox(s) => {
-            let (mut store, warning) = alert::open_store(c, s.state_dir.as_deref()).await?;
-            let mut report = alert::outbox(&mut store).await?;
-            report.warnings.extend(warning);
-            ctx.render(&report)?;
+            ctx.render(&alert::on_state(c, s.state_dir.as_deref(), Operation::Outbox).await?)?;
             return Ok(Outcome::Done);
         }
         AlertCommand::Flush(a) => {
             let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
-            let (mut store, warning) = alert::open_store(c, a.state.state_dir.as_deref()).await?;
-            let mut report = alert::flush(&mut store, &opts).await?;
-            report.warnings.extend(warning);
-            let waiting = !report.outbox.is_empty();
+            let report = alert::on_state(c, a.state.state_dir.as_deref(), Operation::Flush(&opts)).await?;
             ctx.render(&report)?;
-            return Ok(Outcome::passed(!(waiting || report.undelivered())));
+            return Ok(Outcome::passed(report.outbox.is_empty() && !report.undelivered()));
         }
     };
     ctx.render(&report)?;
-    Ok(Outcome::passed(!(report.undelivered())))
+    Ok(Outcome::passed(!report.undelivered()))
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(4 * 3600);

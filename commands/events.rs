@@ -70,12 +70,10 @@ async fn replay(a: ReplayArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     let bar = crate::progress::events(left + checkpoint.counts.read, checkpoint.counts.read);
     let mut on_progress = |c: &broker_ops::replay::Counts| bar.set_position(c.read);
-    let result = broker_ops::replay::run(source, &mut target, &mut checkpoint, &mut on_progress).await;
+    let ran = broker_ops::replay::Ran { dry_run: a.dry_run, resumed };
+    let result = broker_ops::replay::run_replay(source, &mut target, &mut checkpoint, ran, &mut on_progress).await;
     bar.finish_and_clear();
-    let mut summary = result.map_err(|e| broker_ops::replay::stopped(e, target.name(), checkpoint.path()))?;
-    summary.dry_run = a.dry_run;
-    summary.resumed = resumed;
-    summary.checkpoint = checkpoint.path().map(|p| p.display().to_string());
+    let summary = result?;
     ctx.render(&summary)?;
     Ok(Outcome::passed(summary.counts.failed == 0))
 }

@@ -183,6 +183,39 @@ mod lock;
 mod run;
 pub use run::{dry_run, flush, outbox, send, send_all, test};
 
+/// What an `alert` command does with the alert state.
+pub enum Operation<'a> {
+    Send(Alert, &'a Options),
+    /// The decision and the renderings, nothing sent or written (shown even when the state
+    /// cannot be read).
+    DryRun(Alert, &'a Options),
+    Outbox,
+    Flush(&'a Options),
+}
+
+/// One operation on the configured alert state (`dir` over the configured directory): the store
+/// opened, the operation run, and why the directory was used although Redis was configured
+/// carried in the report's warnings.
+pub async fn on_state(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+    op: Operation<'_>,
+) -> Result<AlertReport, AlertError> {
+    if let Operation::DryRun(alert, opts) = op {
+        let mut store = open_store(config, dir).await.ok();
+        return dry_run(store.as_mut().map(|(s, _)| s), alert, opts).await;
+    }
+    let (mut store, warning) = open_store(config, dir).await?;
+    let mut report = match op {
+        Operation::Send(alert, opts) => send(&mut store, alert, opts).await?,
+        Operation::Flush(opts) => flush(&mut store, opts).await?,
+        // (A dry run was answered above.)
+        Operation::Outbox | Operation::DryRun(..) => outbox(&mut store).await?,
+    };
+    report.warnings.extend(warning);
+    Ok(report)
+}
+
 /// The alert state: Redis when `REDIS_URL` is set (falling back to the state directory, with a
 /// warning, when Redis does not answer); otherwise the state directory (`dir`, else the
 /// configured one).

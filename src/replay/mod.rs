@@ -237,6 +237,31 @@ pub async fn run(
     Ok(summary)
 }
 
+/// [`run`] as `events replay` runs it: the summary says whether it was a dry run, whether it
+/// resumed, and where its checkpoint is; a replay stopped by a store or Ably says where the
+/// checkpoint is kept for the next run.
+pub async fn run_replay(
+    source: Source,
+    target: &mut Target,
+    cp: &mut Checkpoint,
+    ran: Ran,
+    progress: &mut (dyn FnMut(&Counts) + Send),
+) -> Result<Summary, Stopped> {
+    let mut summary = run(source, target, cp, progress).await.map_err(|e| stopped(e, target.name(), cp.path()))?;
+    summary.dry_run = ran.dry_run;
+    summary.resumed = ran.resumed;
+    summary.checkpoint = cp.path().map(|p| p.display().to_string());
+    Ok(summary)
+}
+
+/// How a replay was run, for its summary.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    pub dry_run: bool,
+    /// It went on from a checkpoint left by an earlier run.
+    pub resumed: bool,
+}
+
 fn add(c: &mut Counts, w: to_store::Written) {
     c.written += w.written;
     c.skipped += w.skipped;
