@@ -17,6 +17,7 @@ mod progress;
 mod rollout;
 mod rollout_args;
 mod sandbox;
+mod setup;
 mod sla;
 mod sla_args;
 mod sla_report;
@@ -38,23 +39,6 @@ use cli::{Cli, Command};
 // times faster than the system allocator (see docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-unsafe extern "C" {
-    /// mimalloc's runtime options (`mimalloc.h`; the library is linked by the `mimalloc` crate).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// `mi_option_purge_delay` in mimalloc 3's option enum.
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-/// mimalloc keeps freed pages for 10 ms and, in arenas it committed eagerly (the default on
-/// Linux), often longer: a Redis backfill held 58-66 MiB where the same pages read to NDJSON
-/// held 34 MiB. Returning them at once held it to about 40 MiB at the same speed
-/// (docs/performance.md). The option is read at each purge, so setting it here is in time.
-fn purge_at_once() {
-    // SAFETY: a documented mimalloc option set to a documented value; no memory is touched.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-}
 
 /// What every command gets: the resolved configuration and how to render.
 pub struct Ctx {
@@ -107,37 +91,7 @@ pub fn print_json(w: &mut dyn Write, doc: &serde_json::Value, format: Format) ->
     Ok(())
 }
 
-fn init_logging(verbose: u8, quiet: bool, env: &HashMap<String, String>) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = env
-        .get("BROKER_OPS_LOG")
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        // The TLS libraries' own lines (a refused certificate, logged by the platform verifier as
-        // an ERROR) stay out of the default output: the error that ends the command says it in
-        // one line, in words. `-vv` shows them.
-        .unwrap_or_else(|| {
-            let quiet_tls = if verbose >= 2 { "" } else { ",rustls=off,rustls_platform_verifier=off" };
-            tracing_subscriber::EnvFilter::new(format!("{level}{quiet_tls}"))
-        });
-    let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
-}
-
 pub use progress::{cancel_on_ctrl_c, wait_for_shutdown};
-
-/// The width tables must fit: `COLUMNS` when set (as shells and `less` set it), else the
-/// terminal's when stdout is one; none for a pipe or a file, which keep whole lines.
-fn table_width(env: &HashMap<String, String>) -> Option<u16> {
-    let columns = env.get("COLUMNS").and_then(|c| c.trim().parse::<u16>().ok()).filter(|w| *w >= 20);
-    columns
-        .or_else(|| std::io::stdout().is_terminal().then(|| crossterm::terminal::size().ok().map(|(w, _)| w)).flatten())
-}
 
 async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> anyhow::Result<Outcome> {
     let mut out = std::io::stdout().lock();
@@ -157,7 +111,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
     layers.flag("BROKER_OPS_TIMEOUT", "--timeout", cli.global.timeout.clone());
     let config = Config::resolve(layers)?;
     let style = Style { color: std::io::stdout().is_terminal() && !env.contains_key("NO_COLOR") };
-    broker_ops::output::set_table_width(table_width(&env));
+    broker_ops::output::set_table_width(setup::table_width(&env));
     let mut trust = config.tls_ca_file.as_ref().map(|s| s.value.clone()).unwrap_or_default();
     trust.client = config.tls_client.as_ref().map(|s| s.value.clone());
     broker_ops::tls::install(trust);
@@ -179,7 +133,7 @@ async fn dispatch(cli: Cli, env: HashMap<String, String>, argv: Vec<String>) -> 
 }
 
 fn main() -> std::process::ExitCode {
-    purge_at_once();
+    setup::purge_at_once();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let convention = if exits::is_probe(&argv) { Convention::Probe } else { Convention::Ordinary };
     let end = |ended: Result<Outcome, ErrorKind>| std::process::ExitCode::from(exit::code(ended, convention) as u8);
@@ -203,7 +157,7 @@ fn main() -> std::process::ExitCode {
         return end(Err(ErrorKind::Usage));
     }
     let env: HashMap<String, String> = std::env::vars().collect();
-    init_logging(cli.global.verbose, cli.global.quiet, &env);
+    setup::init_logging(cli.global.verbose, cli.global.quiet, &env);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
