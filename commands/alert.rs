@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
+use broker_ops::actor::Actor;
 use broker_ops::alert::{self, Alert, AlertSource, Operation, Options, RetryPolicy, Severity};
-use broker_ops::exit::Outcome;
+use broker_ops::duration::parse_time;
+use broker_ops::exit::{Outcome, UsageError};
+use broker_ops::monitor::RuleSet;
+use broker_ops::monitor::silences::SilenceAsk;
 
 use crate::Ctx;
 pub use crate::alert_args::*;
@@ -50,9 +54,58 @@ pub async fn run(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ctx.render(&report)?;
             return Ok(Outcome::passed(report.outbox.is_empty() && !report.undelivered()));
         }
+        on_call_command => return on_call(on_call_command, ctx).await,
     };
     ctx.render(&report)?;
     Ok(Outcome::passed(!report.undelivered()))
+}
+
+/// Acks, silences and their history: one library call each.
+async fn on_call(cmd: AlertCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let c = &ctx.config;
+    let actor = |by: &ByArg| Actor::resolve(c, by.by.as_deref(), ctx.command_line());
+    match cmd {
+        AlertCommand::Ack(a) => {
+            let opts = options(ctx, &a.delivery, DEFAULT_REPEAT)?;
+            let dir = a.state.state_dir.as_deref();
+            let report = alert::acknowledge(c, dir, &a.incident, &a.reason, &actor(&a.by), &opts).await?;
+            ctx.render(&report)?;
+            return Ok(Outcome::passed(!report.undelivered()));
+        }
+        AlertCommand::Silence(a) => {
+            let base = c.runbook_base_url.as_ref().map(|s| &s.value);
+            let rules = match &a.rules {
+                Some(path) => RuleSet::load(path, base).map_err(UsageError)?,
+                None => RuleSet::defaults_with(&c.sla, base),
+            };
+            let now = chrono::Utc::now();
+            let ends_at = match (a.for_, &a.until) {
+                (Some(d), _) => now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+                (None, Some(t)) => parse_time(t, now).map_err(|e| UsageError(format!("--until: {e}")))?,
+                (None, None) => return Err(UsageError("give --for or --until".into()).into()),
+            };
+            let ask = SilenceAsk {
+                matchers: a.matchers,
+                ends_at,
+                reason: a.reason,
+                rules: &rules,
+                state_dir: a.state.state_dir.as_deref(),
+            };
+            ctx.render(&broker_ops::monitor::silences::silence(c, ask, &actor(&a.by)).await?)?;
+        }
+        AlertCommand::Silences(s) => ctx.render(&alert::silences(c, s.state_dir.as_deref()).await?)?,
+        AlertCommand::Unsilence(a) => {
+            ctx.render(&alert::unsilence(c, a.state.state_dir.as_deref(), &a.id, &actor(&a.by)).await?)?
+        }
+        AlertCommand::History(a) => {
+            ctx.render(&alert::history(c, a.state.state_dir.as_deref(), a.limit as usize).await?)?
+        }
+        // `run` handles the delivery commands and hands only these here.
+        AlertCommand::Send(_) | AlertCommand::Test(_) | AlertCommand::Outbox(_) | AlertCommand::Flush(_) => {
+            unreachable!("dispatched in run")
+        }
+    }
+    Ok(Outcome::Done)
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(4 * 3600);

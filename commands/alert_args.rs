@@ -19,6 +19,84 @@ pub enum AlertCommand {
     Outbox(StateArgs),
     /// Deliver the notices waiting in the outbox, oldest first.
     Flush(FlushArgs),
+    /// Acknowledge an open incident (its dedup key or short id): no more reminders; said in its
+    /// thread and by mail; an escalation, a new member or the resolution still notify.
+    Ack(AckArgs),
+    /// Silence rules for planned work: still judged and shown, not notified until it ends.
+    Silence(SilenceArgs),
+    /// The silences active now and those ended in the last 24 h: who, why, until when.
+    Silences(StateArgs),
+    /// End a silence now.
+    Unsilence(UnsilenceArgs),
+    /// Every acknowledgement and silence, newest first.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ByArg {
+    /// Who does it, for the history [default: BROKER_OPS_ACTOR, else USER@host].
+    #[arg(long, value_name = "NAME", value_parser = broker_ops::config::actor_name)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// The incident: its dedup key, or its short id as notices and `alert outbox` show it.
+    #[arg(value_name = "INCIDENT")]
+    pub incident: String,
+    /// Why, or what is being done (shown in the thread and the mail).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    #[command(flatten)]
+    pub by: ByArg,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceArgs {
+    /// What to silence: `rule=NAME`, `severity=critical`, `dedup_key=KEY` or any label
+    /// (`team=chat`); several must all match.
+    #[arg(long = "match", value_name = "KEY=VALUE", required = true)]
+    pub matchers: Vec<broker_ops::alert::silence::Matcher>,
+    /// How long, from now (at most ALERT_SILENCE_MAX, a week by default).
+    #[arg(long = "for", value_name = "DUR", value_parser = parse_positive_duration, conflicts_with = "until")]
+    pub for_: Option<Duration>,
+    /// Until when (RFC 3339, or relative like `+2h`).
+    #[arg(long, value_name = "TIME", required_unless_present = "for_")]
+    pub until: Option<String>,
+    /// Why (shown with every silenced rule): the planned work, the ticket.
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
+    /// The monitor's rules file the silence is checked against [default: the built-in rules].
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub by: ByArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsilenceArgs {
+    /// The silence's id, as `alert silences` shows it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    #[command(flatten)]
+    pub by: ByArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many entries, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]

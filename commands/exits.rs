@@ -7,6 +7,8 @@ use std::ffi::OsString;
 
 use clap::CommandFactory;
 
+use broker_ops::alert::AlertError;
+use broker_ops::alert::silence::SilenceError;
 use broker_ops::analytics::ReportError;
 use broker_ops::exit::{Classified, ErrorKind, NotConfirmed, UsageError};
 use broker_ops::output::{self, Format};
@@ -97,7 +99,7 @@ fn classified(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
             None
         }};
     }
-    first_of!(UsageError, NotConfirmed, RolloutError, OpenError, ProbeError, ReportError)
+    first_of!(UsageError, NotConfirmed, RolloutError, OpenError, ProbeError, ReportError, AlertError, SilenceError)
 }
 
 /// The error and its causes on one line, each cause once: an error whose message already quotes

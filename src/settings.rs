@@ -41,6 +41,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     plain("ALERT_EMAIL_TO"),
     plain("BROKER_OPS_STATE_DIR"),
     plain("ALERT_LOCK_TTL"),
+    plain("ALERT_SILENCE_MAX"),
     plain("ENABLE_ABLY_REALTIME"),
     plain("BROKER_QUEUE"),
     plain("BULL_PREFIX"),

@@ -21,6 +21,10 @@ pub enum Decision {
     Resolve,
     /// Open and notified recently: nothing is sent.
     Quiet { next_reminder_at: DateTime<Utc> },
+    /// Open and acknowledged: no reminder (an escalation or a new member still notifies).
+    Acknowledged,
+    /// A silence covers it: nothing is sent while it lasts.
+    Silenced { until: DateTime<Utc> },
     /// `resolved` with nothing open: nothing is sent.
     NothingOpen,
 }
@@ -41,6 +45,8 @@ impl Decision {
             Decision::Update => "update",
             Decision::Resolve => "resolve",
             Decision::Quiet { .. } => "quiet",
+            Decision::Acknowledged => "acknowledged",
+            Decision::Silenced { .. } => "silenced",
             Decision::NothingOpen => "nothing-open",
         }
     }
@@ -54,6 +60,7 @@ pub fn decide(open: Option<&Incident>, alert: &Alert, now: DateTime<Utc>, repeat
         (_, None) => Decision::Open,
         (severity, Some(i)) if severity > i.severity => Decision::Escalate,
         (_, Some(i)) if alert.members.iter().any(|m| !i.members.contains(m)) => Decision::Update,
+        (_, Some(i)) if i.ack.is_some() => Decision::Acknowledged,
         (_, Some(i)) => {
             let next = i.last_sent_at.checked_add_signed(repeat).unwrap_or(DateTime::<Utc>::MAX_UTC);
             if now >= next { Decision::Remind } else { Decision::Quiet { next_reminder_at: next } }
@@ -82,7 +89,23 @@ mod tests {
             slack_ts: None,
             results: Default::default(),
             members: vec!["a".into()],
+            ack: None,
         }
+    }
+
+    #[test]
+    fn an_acknowledged_incident_is_quiet_until_it_escalates_grows_or_resolves() {
+        let now = Utc::now();
+        let one_ms = Duration::from_millis(1);
+        let w = Severity::Warning;
+        let mut acked = incident(w, 240, now);
+        acked.ack = Some(crate::alert::state::Ack { by: "alice".into(), at: now, reason: String::new() });
+        assert_eq!(decide(Some(&acked), &alert(w), now, one_ms), Decision::Acknowledged, "no reminder");
+        assert_eq!(decide(Some(&acked), &alert(Severity::Critical), now, one_ms), Decision::Escalate);
+        let mut grown = alert(w);
+        grown.members = vec!["a".into(), "b".into()];
+        assert_eq!(decide(Some(&acked), &grown, now, one_ms), Decision::Update, "a new member notifies");
+        assert_eq!(decide(Some(&acked), &alert(Severity::Resolved), now, one_ms), Decision::Resolve);
     }
 
     #[test]

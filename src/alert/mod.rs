@@ -11,11 +11,14 @@
 //!   delivery and report line);
 //! - [`report`]: what a run did, for every output format.
 
+pub mod ack;
 pub mod decide;
 pub mod email;
 pub mod model;
 pub mod named;
 pub mod report;
+pub mod silence;
+pub mod silence_render;
 pub mod slack;
 pub mod state;
 
@@ -42,6 +45,8 @@ pub enum Kind {
     Escalated,
     /// More is failing in a grouped alert that is already open.
     Updated,
+    /// Someone acknowledged the incident (said in its thread and by mail).
+    Acknowledged,
     Resolved,
     Test,
 }
@@ -53,6 +58,7 @@ impl Kind {
             Kind::Reminder => "reminder",
             Kind::Escalated => "escalated",
             Kind::Updated => "updated",
+            Kind::Acknowledged => "acknowledged",
             Kind::Resolved => "resolved",
             Kind::Test => "test",
         }
@@ -78,6 +84,7 @@ impl Notice {
             Kind::Reminder => "Still open:",
             Kind::Escalated => "Escalated:",
             Kind::Updated => "Updated:",
+            Kind::Acknowledged => "Acknowledged:",
             Kind::Resolved => "",
             Kind::Test => "[TEST]",
         }
@@ -89,6 +96,7 @@ impl Notice {
             Kind::Reminder => "still open: ",
             Kind::Escalated => "escalated: ",
             Kind::Updated => "updated: ",
+            Kind::Acknowledged => "acknowledged: ",
             Kind::Test => "[TEST] ",
             Kind::Opened | Kind::Resolved => "",
         }
@@ -137,6 +145,84 @@ pub enum AlertError {
     NoStateDir,
     #[error(transparent)]
     State(#[from] StateError),
+    /// Redis is configured and did not answer: a change the other hosts must see is refused
+    /// rather than kept on this host alone.
+    #[error("{0}; refused: nothing was changed")]
+    NotShared(String),
+    #[error(transparent)]
+    Silence(#[from] silence::SilenceError),
+}
+
+impl crate::exit::Classified for AlertError {
+    fn kind(&self) -> crate::exit::ErrorKind {
+        match self {
+            AlertError::Silence(e) => e.kind(),
+            _ => crate::exit::ErrorKind::CouldNotRun,
+        }
+    }
+}
+
+/// The alert state for a change every host must see (an ack, a silence): refused when Redis is
+/// configured but does not answer, rather than kept in this host's directory.
+pub async fn open_shared_store(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+) -> Result<Store, AlertError> {
+    match open_store(config, dir).await? {
+        (store, None) => Ok(store),
+        (_, Some(why)) => Err(AlertError::NotShared(why)),
+    }
+}
+
+/// `alert ack`: the open incident `which` stops reminding, said in its thread and by mail.
+pub async fn acknowledge(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+    which: &str,
+    reason: &str,
+    actor: &crate::actor::Actor,
+    opts: &Options,
+) -> Result<AlertReport, AlertError> {
+    let mut store = open_shared_store(config, dir).await?;
+    Ok(ack::acknowledge(&mut store, which, reason, actor, opts).await?)
+}
+
+/// `alert unsilence`: the silence ends now.
+pub async fn unsilence(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+    id: &str,
+    actor: &crate::actor::Actor,
+) -> Result<silence_render::SilenceChanged, AlertError> {
+    let mut store = open_shared_store(config, dir).await?;
+    let silence = silence::end(&mut store, id, actor).await?;
+    Ok(silence_render::SilenceChanged { silence, action: "ended" })
+}
+
+/// `alert silences`: active ones and those ended in the last 24 h.
+pub async fn silences(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+) -> Result<silence_render::SilenceList, AlertError> {
+    let (mut store, _) = open_store(config, dir).await?;
+    let now = Utc::now();
+    let keep = chrono::Duration::from_std(silence::KEPT_AFTER_END).unwrap_or(chrono::Duration::MAX);
+    let mut list = silence::silences(&mut store).await?;
+    list.retain(|s| s.until() + keep > now);
+    Ok(silence_render::SilenceList { silences: list, now })
+}
+
+/// `alert history`: the newest `limit` acks and silences first.
+pub async fn history(
+    config: &crate::config::Config,
+    dir: Option<&std::path::Path>,
+    limit: usize,
+) -> Result<silence_render::History, AlertError> {
+    let (mut store, _) = open_store(config, dir).await?;
+    let mut h = silence::history(&mut store).await?;
+    h.reverse();
+    h.truncate(limit);
+    Ok(silence_render::History(h))
 }
 
 /// The channels alerts go to.
@@ -180,7 +266,7 @@ impl Options {
 mod deliver;
 mod error;
 mod lock;
-mod run;
+pub(crate) mod run;
 pub use run::{dry_run, flush, outbox, send, send_all, test};
 
 /// What an `alert` command does with the alert state.

@@ -8,7 +8,7 @@ use super::decide::Decision;
 use super::deliver::{address_of, attempt, line, queued_or_rejected, render_all};
 use super::report::{AlertReport, DeliveryResult, Outcome, Preview};
 use super::state::{Channel, Delivery, Incident, OutboxEntry, StateError, Store};
-use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide};
+use super::{Alert, AlertError, DeliveryError, Kind, Notice, Options, decide, silence};
 
 /// Sends `alert` as its incident's state says: once when it opens, a reminder after the repeat
 /// interval, at once when it escalates, one resolved notice when it closes. What cannot be
@@ -106,21 +106,20 @@ async fn process(
 ) -> Result<(), StateError> {
     let now = Utc::now();
     let open = store.incident(&alert.dedup_key).await?;
-    let decision = decide(open.as_ref(), &alert, now, repeat_interval);
+    let mut decision = decide(open.as_ref(), &alert, now, repeat_interval);
+    if kind_of(&decision).is_some_and(|k| k != Kind::Resolved)
+        && let Some(s) = silence::covering(&silence::silences(store).await?, &subject_of(&alert), now)
+    {
+        // Judged, shown, not sent: the resolved notice of an open incident still goes.
+        decision = Decision::Silenced { until: s.until() };
+    }
     describe(report, &alert, &decision, open.as_ref());
     let Some(kind) = kind_of(&decision) else { return Ok(()) };
     let (incident_id, opened_at, n, thread) =
         next_notice(open.as_ref(), now, || uuid::Uuid::new_v4().simple().to_string());
     report.incident_id = Some(incident_id.clone());
     let notice = Notice { alert: alert.clone(), kind, incident_id, opened_at, at: now, test: false };
-    let key = alert.dedup_key.as_str();
-    let mut entries = Vec::new();
-    for d in render_all(&notice, n, thread.clone(), opts) {
-        let entry = OutboxEntry::new(key, &notice.incident_id, kind, d, "not tried yet".into());
-        store.enqueue(&entry).await?;
-        entries.push(entry);
-    }
-    let mut incident = match kind {
+    let incident = match kind {
         Kind::Resolved => None,
         _ => Some(Incident {
             dedup_key: alert.dedup_key.clone(),
@@ -130,14 +129,46 @@ async fn process(
             opened_at,
             last_sent_at: now,
             notices: n,
-            slack_ts: thread,
+            slack_ts: thread.clone(),
             results: Default::default(),
             members: alert.members.clone(),
+            // A new notice (an escalation, a new member) asks for a new acknowledgement.
+            ack: None,
         }),
     };
+    deliver_notice(store, &notice, (n, thread), incident, (opts, blocked), report).await
+}
+
+/// What a silence can match in a plain alert: its dedup key, severity and labels.
+fn subject_of(alert: &Alert) -> silence::Subject {
+    silence::Subject {
+        dedup_key: alert.dedup_key.clone(),
+        severity: alert.severity.as_str().to_string(),
+        rule: alert.labels.get("rule").cloned(),
+        labels: alert.labels.clone(),
+    }
+}
+
+/// Write-ahead delivery of one notice: its entries queued and the incident recorded (or closed,
+/// `None`) before any channel is tried, each entry removed once its channel accepted it.
+pub(super) async fn deliver_notice(
+    store: &mut Store,
+    notice: &Notice,
+    (n, thread): (u32, Option<String>),
+    mut incident: Option<Incident>,
+    (opts, blocked): (&Options, &HashSet<Channel>),
+    report: &mut AlertReport,
+) -> Result<(), StateError> {
+    let (kind, key) = (notice.kind, notice.alert.dedup_key.as_str());
+    let mut entries = Vec::new();
+    for d in render_all(notice, n, thread, opts) {
+        let entry = OutboxEntry::new(key, &notice.incident_id, kind, d, "not tried yet".into());
+        store.enqueue(&entry).await?;
+        entries.push(entry);
+    }
     match &incident {
         Some(i) => store.put_incident(i).await?,
-        None => store.close_incident(&alert.dedup_key).await?,
+        None => store.close_incident(key).await?,
     }
     for entry in entries {
         let channel = entry.delivery.channel();
@@ -189,7 +220,7 @@ fn kind_of(decision: &Decision) -> Option<Kind> {
         Decision::Escalate => Some(Kind::Escalated),
         Decision::Update => Some(Kind::Updated),
         Decision::Resolve => Some(Kind::Resolved),
-        Decision::Quiet { .. } | Decision::NothingOpen => None,
+        Decision::Quiet { .. } | Decision::NothingOpen | Decision::Acknowledged | Decision::Silenced { .. } => None,
     }
 }
 

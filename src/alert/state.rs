@@ -37,6 +37,24 @@ pub struct Incident {
     /// The alert's members as last notified.
     #[serde(default)]
     pub members: Vec<String>,
+    /// Someone said "I have it": no reminders until it escalates, grows or resolves.
+    #[serde(default)]
+    pub ack: Option<Ack>,
+}
+
+/// An acknowledgement of an open incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl Incident {
+    /// The short id shown in notices and lists (the first 8 characters of the incident id).
+    pub fn short_id(&self) -> &str {
+        self.incident_id.get(..8).unwrap_or(&self.incident_id)
+    }
 }
 
 /// A rendered notice waiting to be delivered.
@@ -249,6 +267,57 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Every open incident, by dedup key.
+    pub async fn incidents(&mut self) -> Result<Vec<Incident>, StateError> {
+        let texts: Vec<(String, String)> = match self {
+            Store::Redis { redis: Redis { conn, addr, prefix, .. }, .. } => {
+                let pattern = format!("{}*", Self::key(prefix, "incident:"));
+                let err = |op| {
+                    let addr = addr.clone();
+                    move |source| StateError::Redis { addr, op, source }
+                };
+                let mut keys: Vec<String> = Vec::new();
+                let mut iter: redis::AsyncIter<String> =
+                    conn.scan_match(&pattern).await.map_err(err("SCAN incidents"))?;
+                while let Some(k) = iter.next_item().await {
+                    keys.push(k.map_err(err("SCAN incidents"))?);
+                }
+                drop(iter);
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let raw: Option<String> = conn.get(&k).await.map_err(err("GET incident"))?;
+                    out.extend(raw.map(|r| (k, r)));
+                }
+                out
+            }
+            Store::Dir { root, .. } => {
+                let dir = root.join("incidents");
+                let list = |source| StateError::Dir { path: dir.display().to_string(), op: "list", source };
+                let mut out = Vec::new();
+                for e in std::fs::read_dir(&dir).map_err(list)? {
+                    let p = e.map_err(list)?.path();
+                    if p.extension().is_some_and(|x| x == "json") {
+                        let read = |source| StateError::Dir { path: p.display().to_string(), op: "read", source };
+                        out.push((p.display().to_string(), std::fs::read_to_string(&p).map_err(read)?));
+                    }
+                }
+                out
+            }
+        };
+        let mut all = texts
+            .into_iter()
+            .map(|(place, text)| {
+                serde_json::from_str::<Incident>(&text).map_err(|e| StateError::Corrupt {
+                    place,
+                    entry: "incident".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
+        Ok(all)
     }
 
     pub async fn put_incident(&mut self, incident: &Incident) -> Result<(), StateError> {

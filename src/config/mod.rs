@@ -97,6 +97,8 @@ pub struct Config {
     pub timeout: Setting<Duration>,
     /// How long the alert state's Redis lock outlives a run killed while holding it.
     pub alert_lock_ttl: Setting<Duration>,
+    /// The longest a silence may last.
+    pub alert_silence_max: Setting<Duration>,
     /// The sandbox's own Ably key and inbox identifier (random when unset).
     pub sandbox_key: Option<Setting<SecretString>>,
     pub sandbox_inbox: Option<Setting<String>>,
@@ -178,6 +180,12 @@ impl Config {
             alert_lock_ttl: match l.plain("ALERT_LOCK_TTL")? {
                 Some(s) => parse_setting("ALERT_LOCK_TTL", s.source, |_| lock_ttl(&s.value))?,
                 None => Setting { value: Duration::from_secs(15), source: Source::Default },
+            },
+            alert_silence_max: match l.plain("ALERT_SILENCE_MAX")? {
+                Some(s) => parse_setting("ALERT_SILENCE_MAX", s.source, |_| {
+                    crate::duration::parse_positive_duration(&s.value)
+                })?,
+                None => Setting { value: Duration::from_secs(7 * 24 * 3600), source: Source::Default },
             },
             sandbox_key: l.secret("BROKER_OPS_SANDBOX_KEY")?,
             sandbox_inbox: l.plain("BROKER_OPS_SANDBOX_INBOX")?,

@@ -38,6 +38,63 @@ pub struct RuleResult {
     pub transition: Transition,
     pub runbook: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// A silence covers it: judged and shown, not notified, until then.
+    pub silenced_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The silence that covers it (its id, matchers and why), or the one that ended while it fired.
+    pub silence: Option<String>,
+}
+
+impl RuleResult {
+    /// What a silence matches this rule by: its name, severity, its severity's incident and labels.
+    pub fn subject(&self) -> crate::alert::silence::Subject {
+        crate::alert::silence::Subject {
+            dedup_key: dedup_key(self.severity),
+            severity: self.severity.as_str().to_string(),
+            rule: Some(self.name.clone()),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// Marks the rules a silence covers now, and the firing ones whose silence ended while they
+/// fired (their next notice says so).
+pub fn apply_silences(
+    results: &mut [RuleResult],
+    silences: &[crate::alert::silence::Silence],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for r in results.iter_mut() {
+        let subject = r.subject();
+        if let Some(s) = crate::alert::silence::covering(silences, &subject, now) {
+            r.silenced_until = Some(s.until());
+            r.silence = Some(format!("{} ({})", s.describe(), s.reason));
+        } else if r.firing
+            && let Some(s) = silences
+                .iter()
+                .filter(|s| s.matches(&subject) && s.until() <= now && r.since.is_none_or(|t| t < s.until()))
+                .max_by_key(|s| s.until())
+        {
+            r.silence = Some(format!(
+                "silence {} ended {} UTC with the rule still firing",
+                s.id,
+                s.until().format("%Y-%m-%d %H:%M")
+            ));
+        }
+    }
+}
+
+/// Every rule a silence could name (for `alert silence` to refuse one that names nothing).
+pub fn subjects(rules: &RuleSet) -> Vec<crate::alert::silence::Subject> {
+    rules
+        .rules
+        .iter()
+        .map(|r| crate::alert::silence::Subject {
+            dedup_key: dedup_key(r.severity),
+            severity: r.severity.as_str().to_string(),
+            rule: Some(r.name.clone()),
+            labels: r.labels.clone(),
+        })
+        .collect()
 }
 
 /// The verdict of `rule` on the sweep: failing when any check of its metric fails the
@@ -92,6 +149,8 @@ pub fn evaluate(
                 transition,
                 runbook: rule.runbook.clone(),
                 labels: rule.labels.clone(),
+                silenced_until: None,
+                silence: None,
             }
         })
         .collect()
@@ -110,10 +169,11 @@ pub fn dedup_key(severity: Severity) -> String {
 /// and a RESOLVED now would be followed by a new page two sweeps later.
 pub fn group_alert(severity: Severity, results: &[RuleResult], source: &AlertSource) -> Option<Alert> {
     let of_severity = || results.iter().filter(|r| r.severity == severity);
-    let firing: Vec<&RuleResult> = of_severity().filter(|r| r.firing).collect();
+    // A silenced rule pages nobody, and while it fires its incident is not over either.
+    let firing: Vec<&RuleResult> = of_severity().filter(|r| r.firing && r.silenced_until.is_none()).collect();
     let name = severity.as_str();
     if firing.is_empty() {
-        if of_severity().any(|r| r.verdict == Eval::Failing) {
+        if of_severity().any(|r| r.verdict == Eval::Failing || r.firing) {
             return None;
         }
         let summary = format!("broker-ops monitor: no {name} rule is firing");
@@ -164,7 +224,9 @@ fn line(r: &RuleResult) -> String {
         Some(l) => format!("\n  runbook: {l} in broker-ops' docs (set RUNBOOK_BASE_URL for a link)"),
         None => String::new(),
     };
-    format!("- {} ({} {}): now {now}{detail}; {since}{runbook}", r.name, r.check, r.condition)
+    let ended =
+        r.silence.as_deref().filter(|_| r.silenced_until.is_none()).map(|s| format!(" ({s})")).unwrap_or_default();
+    format!("- {} ({} {}): now {now}{detail}; {since}{ended}{runbook}", r.name, r.check, r.condition)
 }
 
 #[cfg(test)]

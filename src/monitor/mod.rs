@@ -18,6 +18,7 @@ pub mod once;
 pub mod ping;
 pub mod report;
 pub mod rules;
+pub mod silences;
 pub mod sweep;
 pub mod watch;
 

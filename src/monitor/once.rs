@@ -70,7 +70,15 @@ impl MonitorReport {
             .filter(|p| p.counts() && p.state != ProbeState::Ok)
             .map(|p| format!("{} {}", p.probe.name(), p.state.label()))
             .collect();
-        let firing: Vec<&str> = self.rules.iter().filter(|r| r.firing).map(|r| r.name.as_str()).collect();
+        let firing: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.firing)
+            .map(|r| match r.silenced_until {
+                Some(t) => format!("{} (silenced until {} UTC)", r.name, t.format("%Y-%m-%d %H:%M")),
+                None => r.name.clone(),
+            })
+            .collect();
         let firing = match (firing.is_empty(), self.state) {
             (false, _) => firing.join(", "),
             (true, ProbeState::Ok) => "none".to_string(),
@@ -144,7 +152,8 @@ async fn locked(
     let mut notes: Vec<String> = fallback.into_iter().collect();
     let mut states = load_states(store, &mut notes).await?;
     let probes = sweep::sweep(config, &req.sweep, opened).await;
-    let rules = engine::evaluate(&req.rules, &probes, &mut states, started_at);
+    let mut rules = engine::evaluate(&req.rules, &probes, &mut states, started_at);
+    engine::apply_silences(&mut rules, &alert::silence::silences(store).await?, Utc::now());
     // Plain data with string keys: serialising cannot fail.
     store.put_doc(STATE_DOC, &serde_json::to_string(&states).expect("rule states serialise")).await?;
     let alerts = send_alerts(store, &rules, &req.alerts, &mut notes).await;
@@ -171,8 +180,20 @@ async fn locked(
 /// yet for long enough, and bad checks that no rule in force looks at. Said in every output, so
 /// that a CRITICAL exit is never mistaken for "someone has been told".
 fn unpaged(state: ProbeState, probes: &[ProbeOutcome], rules: &[RuleResult]) -> Option<String> {
-    if state == ProbeState::Ok || rules.iter().any(|r| r.firing) {
+    if state == ProbeState::Ok || rules.iter().any(|r| r.firing && r.silenced_until.is_none()) {
         return None;
+    }
+    let silenced: Vec<String> = rules
+        .iter()
+        .filter(|r| r.firing)
+        .filter_map(|r| r.silence.as_ref().map(|s| format!("{}: {s}", r.name)))
+        .collect();
+    if !silenced.is_empty() {
+        return Some(format!(
+            "the sweep is {} and every firing rule is silenced, so nobody is paged ({})",
+            state.label(),
+            silenced.join("; ")
+        ));
     }
     let pending: Vec<String> = rules
         .iter()

@@ -36,7 +36,15 @@ impl MonitorReport {
                 true => format!("{}/{} passing", r.passing_sweeps, r.recover),
                 false => format!("{}/{} failing", r.failing_sweeps, r.for_sweeps),
             };
-            let firing = if r.firing { style.bad("FIRING") } else { "no".into() };
+            let firing = match (r.firing, r.silenced_until) {
+                (_, Some(until)) => format!(
+                    "{}silenced until {} UTC",
+                    if r.firing { "FIRING, " } else { "" },
+                    until.format("%Y-%m-%d %H:%M")
+                ),
+                (true, None) => style.bad("FIRING"),
+                (false, None) => "no".into(),
+            };
             t.add_row(vec![
                 escape(&r.name),
                 r.check.clone(),
@@ -68,6 +76,17 @@ impl MonitorReport {
                 vec![("rule".to_string(), r.name.clone()), ("severity".to_string(), r.severity.as_str().to_string())];
             firing.get_or_create(&l).set(i64::from(r.firing));
         }
+        let silenced = Family::<Labels, Gauge>::default();
+        registry.register(
+            "monitor_rule_silenced",
+            "1 while a silence covers a broker-ops monitor rule (judged, not notified)",
+            silenced.clone(),
+        );
+        for r in &self.rules {
+            let l =
+                vec![("rule".to_string(), r.name.clone()), ("severity".to_string(), r.severity.as_str().to_string())];
+            silenced.get_or_create(&l).set(i64::from(r.silenced_until.is_some()));
+        }
         let state = Gauge::<i64>::default();
         registry.register(
             "monitor_state",
@@ -78,10 +97,11 @@ impl MonitorReport {
         let unpaged = Gauge::<i64>::default();
         registry.register(
             "monitor_unpaged",
-            "1 when the last sweep was not OK and no rule was firing: nobody was paged",
+            "1 when the last sweep was not OK and no rule was firing unsilenced: nobody was paged",
             unpaged.clone(),
         );
-        unpaged.set(i64::from(self.state != ProbeState::Ok && !self.rules.iter().any(|r| r.firing)));
+        let paging = self.rules.iter().any(|r| r.firing && r.silenced_until.is_none());
+        unpaged.set(i64::from(self.state != ProbeState::Ok && !paging));
         let seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("monitor_sweep_duration_seconds", "Wall time of the last sweep", seconds.clone());
         seconds.set(self.elapsed_ms / 1000.0);

@@ -670,3 +670,142 @@ async fn a_paused_worker_grows_waiting_and_trips_queue_backing_up() {
     })
     .await;
 }
+
+impl Setup {
+    /// `broker-ops alert ARGS` on the same state as the sweeps.
+    async fn alert(&self, args: &[&str]) -> crate::support::Run {
+        let mut cmd = bin(self.dir.path());
+        cmd.envs(self.env.iter().cloned()).env("BROKER_OPS_STATE_DIR", self.dir.path().join("state"));
+        cmd.arg("alert").args(args);
+        run(cmd).await
+    }
+}
+
+/// Fired, then acknowledged: the ack is said in Slack and by mail, no reminder follows however
+/// short the repeat interval, and the resolved notice still comes once.
+#[tokio::test]
+async fn an_acknowledged_incident_stops_reminding_and_still_resolves() {
+    let slack = Recorder::start().await;
+    let mail = MailDev::start().await;
+    let mut s = Setup::new("monitor-ack", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    let s = s
+        .env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/ack"))
+        .env("SMTP_URL", &mail.smtp_url())
+        .env("ALERT_EMAIL_FROM", "monitor@example.com")
+        .env("ALERT_EMAIL_TO", "oncall@example.com");
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let args = ["--repeat-interval", "1ms", "--probe-timeout", "10s"];
+    s.sweep(&args).await;
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["transition"], "fired", "{doc:#}");
+    assert_eq!(slack.seen().len(), 1);
+    let r = s.alert(&["ack", "nope"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no open incident \"nope\" (open: broker-ops-monitor:critical ("), "{}", r.stderr);
+
+    let r =
+        s.alert(&["ack", "broker-ops-monitor:critical", "--reason", "restarting the worker", "--by", "alice"]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let texts = slack_texts(&slack);
+    assert!(texts[1].starts_with("Acknowledged: CRITICAL: broker-ops monitor"), "{texts:?}");
+    let body = &slack.seen()[1].body;
+    assert!(body.contains("Acknowledged by alice: restarting the worker"), "{body}");
+    until("the ack's mail", || async { mail.emails().await.len() == 2 }).await;
+    let subject = mail.emails().await[1]["subject"].as_str().unwrap_or_default().to_string();
+    assert!(subject.contains("broker-ops-monitor:critical acknowledged: "), "{subject}");
+    let r = s.alert(&["ack", "broker-ops-monitor:critical"]).await;
+    assert!(r.code == 2 && r.stderr.contains("already acknowledged by alice"), "{}", r.stderr);
+
+    // A repeat interval of 1 ms would remind on every sweep: acknowledged, nothing is sent.
+    for _ in 0..3 {
+        let (_, doc) = s.sweep(&args).await;
+        assert_eq!(doc["alerts"][0]["decision"], "acknowledged", "{doc:#}");
+    }
+    assert_eq!(slack.seen().len(), 2, "no reminder after the ack");
+
+    faults(&env, json!({"http_error_rate": 0.0})).await;
+    for _ in 0..3 {
+        s.sweep(&args).await;
+    }
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[2].starts_with("RESOLVED: broker-ops monitor: no critical rule is firing"), "{texts:?}");
+    let r = s.alert(&["-o", "json", "history"]).await;
+    let h: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(h["history"][0]["action"], "ack", "{h:#}");
+    assert_eq!(h["history"][0]["by"], "alice", "{h:#}");
+}
+
+/// Planned work: while a silence matches, the rules are judged and shown as silenced (JSON,
+/// Prometheus) and nothing is sent; when it ends with the rule still firing, one notice says so.
+#[tokio::test]
+async fn a_silence_holds_notices_while_it_lasts_and_one_notice_follows_its_end() {
+    let slack = Recorder::start().await;
+    let mut s = Setup::new("monitor-silence", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    let s = s.env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/silence"));
+    let silence = |m: &'static str, dur: &'static str| {
+        let s = &s;
+        async move {
+            s.alert(&[
+                "silence",
+                "--match",
+                m,
+                "--for",
+                dur,
+                "--reason",
+                "Ably migration",
+                "--rules",
+                "rules.toml",
+                "--by",
+                "bob",
+            ])
+            .await
+        }
+    };
+    let r = silence("rule=no-such-rule", "1h").await;
+    assert!(r.code == 2 && r.stderr.contains("matches no rule and no open incident"), "{}", r.stderr);
+    let r = silence("severity=critical", "30d").await;
+    assert!(r.code == 2 && r.stderr.contains("longer than the maximum"), "{}", r.stderr);
+    let r = silence("severity=critical", "1h").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
+
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    let args = ["--repeat-interval", "1ms", "--probe-timeout", "10s"];
+    for _ in 0..3 {
+        let (code, doc) = s.sweep(&args).await;
+        assert_eq!(code, 2, "still CRITICAL: {doc:#}");
+        assert!(rule(&doc, "ably-down")["silenced_until"].is_string(), "{doc:#}");
+    }
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["firing"], true, "{doc:#}");
+    assert!(doc["notes"].to_string().contains("every firing rule is silenced, so nobody is paged"), "{doc:#}");
+    let r = run(s.cmd(&[&["-o", "prometheus"], &args[..]].concat())).await;
+    assert!(
+        r.stdout.contains("broker_ops_monitor_rule_silenced{rule=\"ably-down\",severity=\"critical\"} 1"),
+        "{}",
+        r.stdout
+    );
+    assert!(slack.seen().is_empty(), "nothing sent while silenced");
+
+    let r = s.alert(&["unsilence", &id, "--by", "bob"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    s.sweep(&args).await;
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 1, "one notice once the silence ended: {texts:?}");
+    let body = &slack.seen()[0].body;
+    assert!(body.contains(&format!("silence {id} ended")), "{body}");
+    let r = s.alert(&["silences"]).await;
+    assert!(r.stdout.contains("ended early") && r.stdout.contains("Ably migration"), "{}", r.stdout);
+    // Redis configured and not answering: refused, never kept on this host alone.
+    let down = Setup {
+        env: [s.env.clone(), vec![("REDIS_URL".into(), format!("redis://127.0.0.1:{}", free_port()))]].concat(),
+        ..s
+    };
+    let r = down
+        .alert(&["silence", "--match", "severity=critical", "--for", "1h", "--reason", "x", "--rules", "rules.toml"])
+        .await;
+    assert!(r.code == 3 && r.stderr.contains("refused: nothing was changed"), "{}", r.stderr);
+}
