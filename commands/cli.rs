@@ -82,7 +82,7 @@ pub enum Command {
         command: crate::events::EventsCommand,
     },
     /// Alerts to Slack and email: send, test, outbox, flush; once per incident, reminders,
-    /// resolved notices.
+    /// resolved notices; ack, silence, silences, unsilence, history for on-call.
     Alert {
         #[command(subcommand)]
         command: crate::alert::AlertCommand,
