@@ -22,30 +22,35 @@ fn layers() -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// Each module of `src/` (a top-level file or folder) with the modules its files name as `crate::x`.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
+/// Every `.rs` file of `src/`, as (path relative to `src/`, text).
+fn sources() -> Vec<(std::path::PathBuf, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut out = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                out.push((p.strip_prefix(&src).unwrap().to_path_buf(), text));
             }
-            if p.extension().is_none_or(|x| x != "rs") || p == src.join("lib.rs") {
-                continue;
-            }
-            let rel = p.strip_prefix(&src).unwrap();
-            let module = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_string();
-            let text = std::fs::read_to_string(&p).unwrap();
-            let used = out.entry(module.clone()).or_default();
-            for part in text.split("crate::").skip(1) {
-                let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                if !name.is_empty() && name != module {
-                    used.insert(name);
-                }
+        }
+    }
+    out
+}
+
+/// Each module of `src/` (a top-level file or folder) with the modules its files name as `crate::x`.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in sources().into_iter().filter(|(rel, _)| rel != Path::new("lib.rs")) {
+        let module = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_string();
+        let used = out.entry(module.clone()).or_default();
+        for part in text.split("crate::").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() && name != module {
+                used.insert(name);
             }
         }
     }
@@ -111,26 +116,15 @@ fn no_module_imports_one_above_it_and_none_import_each_other() {
 /// poolers), every comparison of a figure with a limit goes through `compare`.
 #[test]
 fn statements_and_limits_have_one_maker_each() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut stack = vec![src.clone()];
     let mut offenders = Vec::new();
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let code: String =
-                text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
-            if rel != "store/postgres.rs" && (code.contains("sqlx::query") || code.contains(".persistent(")) {
-                offenders.push(format!("{rel}: makes a statement itself (use store::postgres::statement)"));
-            }
-            if rel != "compare.rs" && code.contains("strip_suffix('%')") {
-                offenders.push(format!("{rel}: parses a percentage itself (use compare::limit or compare::share)"));
-            }
+    for (rel, text) in sources() {
+        let rel = rel.to_string_lossy().into_owned();
+        let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        if rel != "store/postgres.rs" && (code.contains("sqlx::query") || code.contains(".persistent(")) {
+            offenders.push(format!("{rel}: makes a statement itself (use store::postgres::statement)"));
+        }
+        if rel != "compare.rs" && code.contains("strip_suffix('%')") {
+            offenders.push(format!("{rel}: parses a percentage itself (use compare::limit or compare::share)"));
         }
     }
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
