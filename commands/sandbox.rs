@@ -46,6 +46,10 @@ pub struct SandboxArgs {
     pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub pipeline: Pipeline,
+    /// Make the reference resume route (/api/chat/resume) careless in one way (repeatable), to
+    /// see `token resume-test` fail on it.
+    #[arg(long = "resume-careless", value_enum, value_name = "MODE")]
+    pub resume_careless: Vec<ResumeCareless>,
 }
 
 /// The Ably webhook rule and the app route's stand-in, and their faults (changeable at run
@@ -113,6 +117,21 @@ pub struct Behaviour {
     pub deliver_drop_rate: f64,
 }
 
+/// The reference resume route's careless modes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ResumeCareless {
+    /// Lets in an expired (genuinely signed) token.
+    AcceptExpired,
+    /// Lets in an unsigned token (`alg: none`).
+    AcceptNone,
+    /// Sets the session cookie without HttpOnly.
+    CookieScriptable,
+    /// Redirects with the token in Location.
+    TokenInLocation,
+    /// Lets shared caches keep its answer.
+    Cacheable,
+}
+
 impl Behaviour {
     /// These behaviours on top of the configured sandbox options.
     pub fn options(&self, config: &Config) -> SandboxOptions {
@@ -162,6 +181,16 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         receiver_skip_signature: false,
         ..opts.faults
     };
+    for mode in &args.resume_careless {
+        let f = &mut opts.faults;
+        match mode {
+            ResumeCareless::AcceptExpired => f.resume_accept_expired = true,
+            ResumeCareless::AcceptNone => f.resume_accept_none = true,
+            ResumeCareless::CookieScriptable => f.resume_cookie_scriptable = true,
+            ResumeCareless::TokenInLocation => f.resume_token_in_location = true,
+            ResumeCareless::Cacheable => f.resume_cacheable = true,
+        }
+    }
     let sandbox = Sandbox::start(opts).await?;
     let summary = sandbox.summary();
     let mut out = std::io::stdout().lock();

@@ -10,6 +10,7 @@ use broker_ops::duration::{parse_duration, parse_positive_duration, parse_time};
 use broker_ops::exit::{Outcome, UsageError};
 use broker_ops::token::ops::{self, RevokeWhat};
 use broker_ops::token::render::{Inspected, IssuedView, RevokedList, VerdictView};
+use broker_ops::token::resume_test::{self, Method, ResumeTestRequest};
 use broker_ops::token::{self, IssueRequest};
 
 use crate::Ctx;
@@ -29,6 +30,35 @@ pub enum TokenCommand {
     Revoke(RevokeArgs),
     /// List the live revocations.
     Revoked,
+    /// Check the app's resume route with tokens made for a synthetic conversation: the valid one
+    /// must get a safe session cookie, every broken one a 4xx. Exit 0 all pass, 1 any fails.
+    ResumeTest(ResumeTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeTestArgs {
+    /// The route [default: APP_BASE_URL + contracts.resume_path, /api/chat/resume].
+    #[arg(value_name = "URL", value_parser = http_url)]
+    pub url: Option<url::Url>,
+    /// How the token is sent: a GET query, or a POST with a JSON or form body.
+    #[arg(long, value_enum, default_value = "get")]
+    pub method: MethodArg,
+    /// The name of the token's query parameter or body field.
+    #[arg(long, default_value = "token", value_name = "NAME")]
+    pub param: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MethodArg {
+    Get,
+    Json,
+    Form,
+}
+
+/// An http(s) URL (anything else is a usage error).
+fn http_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if matches!(u.scheme(), "http" | "https") { Ok(u) } else { Err(format!("{s:?} is not an http(s) URL")) }
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +144,20 @@ pub async fn run(cmd: TokenCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
             };
             ctx.render(&ops::revoke(c, what).await?)?;
             Ok(Outcome::Done)
+        }
+        TokenCommand::ResumeTest(a) => {
+            let req = ResumeTestRequest {
+                url: resume_test::route(c, a.url)?,
+                method: match a.method {
+                    MethodArg::Get => Method::Get,
+                    MethodArg::Json => Method::Json,
+                    MethodArg::Form => Method::Form,
+                },
+                param: a.param,
+            };
+            let report = resume_test::run(c, req).await?;
+            ctx.render(&report)?;
+            Ok(Outcome::passed(report.passed()))
         }
         TokenCommand::Revoked => {
             ctx.render(&RevokedList(ops::revoked(c).await?))?;

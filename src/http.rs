@@ -19,6 +19,19 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// [`client`] that never follows a redirect: a check that judges a route's own answer (its
+/// `Location`, its cookies) must not be carried off to another host.
+pub fn client_without_redirects(timeout: Duration) -> reqwest::Client {
+    ensure_crypto_provider();
+    builder()
+        .user_agent(concat!("broker-ops/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(4)))
+        .timeout(timeout)
+        .build()
+        .expect("HTTP client")
+}
+
 /// A client for long-lived streams (SSE): a connect time-out but no whole-request time-out;
 /// the reader enforces its own idle time-out.
 pub fn streaming_client(connect_timeout: Duration) -> reqwest::Client {

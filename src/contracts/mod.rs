@@ -350,6 +350,8 @@ pub struct Contracts {
     pub canary_channel: String,
     /// The event name of canary messages.
     pub canary_event: String,
+    /// The web app's resume route, from `APP_BASE_URL` (`token resume-test`, the sandbox's route).
+    pub resume_path: String,
     /// The rollout's tables: flags, overrides, audit (from `flag_table`).
     pub flags: FlagTables,
     /// Prefix before every Redis key of the mirror and revocations (empty in production; drills
@@ -441,6 +443,7 @@ impl Contracts {
             ("canary_event", self.canary_event.clone()),
             ("flag_table", self.flags.flags.to_string()),
             ("revocation_key", self.revocation.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ("resume_path", self.resume_path.clone()),
         ]
     }
 

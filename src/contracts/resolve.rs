@@ -28,6 +28,7 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("canary_event", "broker-ops:canary"),
     ("flag_table", "public.feature_flags"),
     ("revocation_key", ""),
+    ("resume_path", "/api/chat/resume"),
 ];
 
 /// The environment variable that overrides a contract key.
@@ -134,6 +135,7 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         canary_event: field(&raw, "canary_event", text(event_name))?,
         flags: FlagTables::of(&field(&raw, "flag_table", Table::parse)?),
         revocation: field(&raw, "revocation_key", RevocationKey::parse)?,
+        resume_path: field(&raw, "resume_path", text(resume_path))?,
         redis_prefix,
         stream_ttl_secs: 24 * 3600,
         sources,
@@ -174,6 +176,12 @@ fn event_name(v: &str) -> Result<(), String> {
 
 fn key_name(v: &str) -> Result<(), String> {
     event_name(v).map_err(|_| format!("{v:?} is not a Redis key name (non-empty, no white space)"))
+}
+
+/// The app's resume route, a path from the root: `/api/chat/resume`.
+fn resume_path(v: &str) -> Result<(), String> {
+    let ok = v.starts_with('/') && !v.contains("//") && !v.contains(['?', '#']) && !v.chars().any(char::is_whitespace);
+    if ok { Ok(()) } else { Err(format!("{v:?} is not a path from the root without query, like /api/chat/resume")) }
 }
 
 fn synthetic_prefix(v: &str) -> Result<(), String> {

@@ -55,6 +55,16 @@ pub struct Faults {
     /// Share of jobs whose handler throws on every attempt: they end in `failed` with BullMQ's
     /// `failedReason`, `stacktrace` and `attemptsMade`, and no reply.
     pub job_failure_rate: f64,
+    /// The resume route lets in an expired (but genuinely signed) token.
+    pub resume_accept_expired: bool,
+    /// The resume route lets in an unsigned token (`alg: none`).
+    pub resume_accept_none: bool,
+    /// The resume route's session cookie lacks HttpOnly.
+    pub resume_cookie_scriptable: bool,
+    /// The resume route redirects with the token in `Location`.
+    pub resume_token_in_location: bool,
+    /// The resume route's answer may be kept by a shared cache.
+    pub resume_cacheable: bool,
 }
 
 /// No fault, and the AI answering as `--ai-latency` does by default (P50 800 ms, P95 2.5 s).
@@ -81,6 +91,11 @@ impl Default for Faults {
             worker_paused: false,
             worker_down: false,
             job_failure_rate: 0.0,
+            resume_accept_expired: false,
+            resume_accept_none: false,
+            resume_cookie_scriptable: false,
+            resume_token_in_location: false,
+            resume_cacheable: false,
         }
     }
 }
@@ -108,6 +123,11 @@ pub struct FaultsPatch {
     pub worker_paused: Option<bool>,
     pub worker_down: Option<bool>,
     pub job_failure_rate: Option<f64>,
+    pub resume_accept_expired: Option<bool>,
+    pub resume_accept_none: Option<bool>,
+    pub resume_cookie_scriptable: Option<bool>,
+    pub resume_token_in_location: Option<bool>,
+    pub resume_cacheable: Option<bool>,
 }
 
 fn rate(key: &str, v: f64) -> Result<(), String> {
@@ -172,6 +192,11 @@ impl Faults {
         f.worker_paused = patch.worker_paused.unwrap_or(f.worker_paused);
         f.worker_down = patch.worker_down.unwrap_or(f.worker_down);
         f.job_failure_rate = patch.job_failure_rate.unwrap_or(f.job_failure_rate);
+        f.resume_accept_expired = patch.resume_accept_expired.unwrap_or(f.resume_accept_expired);
+        f.resume_accept_none = patch.resume_accept_none.unwrap_or(f.resume_accept_none);
+        f.resume_cookie_scriptable = patch.resume_cookie_scriptable.unwrap_or(f.resume_cookie_scriptable);
+        f.resume_token_in_location = patch.resume_token_in_location.unwrap_or(f.resume_token_in_location);
+        f.resume_cacheable = patch.resume_cacheable.unwrap_or(f.resume_cacheable);
         f.checked()
     }
 
@@ -216,6 +241,11 @@ impl Faults {
             "worker_paused": self.worker_paused,
             "worker_down": self.worker_down,
             "job_failure_rate": self.job_failure_rate,
+            "resume_accept_expired": self.resume_accept_expired,
+            "resume_accept_none": self.resume_accept_none,
+            "resume_cookie_scriptable": self.resume_cookie_scriptable,
+            "resume_token_in_location": self.resume_token_in_location,
+            "resume_cacheable": self.resume_cacheable,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod faults;
 pub mod latency;
 mod options;
 pub mod receiver;
+mod resume;
 mod sinks;
 mod slack;
 mod sse;
@@ -411,6 +412,7 @@ fn router(state: Arc<State>) -> Router {
         .merge(sandbox_routes())
         // The app's route stands apart from the API fault layer: it has faults of its own.
         .route(receiver::PATH, post(receiver::receive))
+        .route(&state.opts.contracts.resume_path.clone(), axum::routing::get(resume::get).post(resume::post))
         .with_state(state)
 }
 

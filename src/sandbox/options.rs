@@ -44,6 +44,9 @@ pub struct SandboxOptions {
     pub faults: super::Faults,
     /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
     pub tls: Option<super::tls::TlsIdentity>,
+    /// The keys the reference resume route checks tokens with (`RESUME_TOKEN_SECRET` or
+    /// `RESUME_TOKEN_KEYS`); `None`: the route answers 501.
+    pub resume_keys: Option<crate::token::Keys>,
 }
 
 impl SandboxOptions {
@@ -58,6 +61,7 @@ impl SandboxOptions {
             bull_prefix: c.bull_prefix.value.clone(),
             connect_timeout: c.timeout.value,
             contracts: c.contracts.clone(),
+            resume_keys: crate::token::Keys::from_config(c).ok(),
             ..SandboxOptions::default()
         }
     }
@@ -92,6 +96,7 @@ impl Default for SandboxOptions {
             webhook_interval: Duration::ZERO,
             faults: super::Faults::default(),
             tls: None,
+            resume_keys: None,
         }
     }
 }

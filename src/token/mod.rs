@@ -10,6 +10,7 @@ pub mod codec;
 pub mod keys;
 pub mod ops;
 pub mod render;
+pub mod resume_test;
 pub mod revoke;
 pub mod verify;
 

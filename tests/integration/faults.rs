@@ -169,6 +169,12 @@ async fn every_command_family_ends_in_time_against_a_hanging_server_and_names_it
         )
         .names(&["Redis", "connect", &h]),
         case(
+            "token resume-test, the route hangs",
+            &["token", "resume-test", &format!("http://{h}/api/chat/resume")],
+            vec![secret.clone()],
+        )
+        .names(&["resume route", "valid: no answer", &h]),
+        case(
             "token issue --send, SMTP greeting stalls",
             &["token", "issue", "--conversation", "1", "--email", "a@example.com", "--send"],
             [vec![secret.clone(), ("APP_BASE_URL", "https://chat.example.com".into())], mail(&h)].concat(),

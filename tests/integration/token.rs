@@ -456,3 +456,135 @@ async fn a_plan_shaped_token_is_valid_under_the_defaults_and_revocation_is_its_o
     c.args(["token", "revoked"]);
     assert_eq!(run(c).await.code, 3);
 }
+
+/// A sandbox whose reference resume route checks tokens with `SECRET` (kid `default`).
+async fn resume_sandbox() -> (broker_ops::sandbox::Sandbox, support::Env) {
+    let opts = broker_ops::sandbox::SandboxOptions {
+        resume_keys: Some(Keys::from_pairs(&[("default", SECRET)])),
+        ..support::options()
+    };
+    support::start(opts).await
+}
+
+async fn resume_test(base: &str, extra: &[&str]) -> (i32, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.args(["-o", "json", "token", "resume-test"])
+        .args(extra)
+        .env("RESUME_TOKEN_SECRET", SECRET)
+        .env("APP_BASE_URL", base);
+    let r = run(c).await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+    (r.code, doc, r.stderr)
+}
+
+fn failing(doc: &Value) -> Vec<String> {
+    doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every case passes against the strict route; each careless mode fails exactly its own case(s),
+/// with the reason; the token and the cookie's value are never printed.
+#[tokio::test]
+async fn resume_test_passes_a_strict_route_and_names_what_each_careless_one_does() {
+    let (_sb, env) = resume_sandbox().await;
+    let (code, doc, err) = resume_test(&env.base, &[]).await;
+    assert_eq!(code, 0, "{doc:#}{err}");
+    support::schema_check("token-resume-test", &doc);
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 10, "{doc:#}");
+    let valid = &doc["cases"][0];
+    assert_eq!((valid["name"].as_str(), valid["status"].as_u64()), (Some("valid"), Some(303)), "{doc:#}");
+    assert_eq!(valid["cookie"]["http_only"], true);
+    let (code, doc, _) = resume_test(&env.base, &["--method", "json"]).await;
+    assert_eq!(code, 0, "a POST with a JSON body too: {doc:#}");
+    for (mode, cases, says) in [
+        ("resume_accept_expired", vec!["expired"], "accepted: answered 303"),
+        ("resume_accept_none", vec!["alg_none"], "accepted: answered 303"),
+        ("resume_cookie_scriptable", vec!["valid"], "is not HttpOnly"),
+        ("resume_token_in_location", vec!["valid"], "put the token in Location"),
+        ("resume_cacheable", vec!["valid"], "a shared cache may keep the answer"),
+    ] {
+        support::post_json(format!("{}/_sandbox/faults", env.base), &json!({ mode: true })).await;
+        let (code, doc, _) = resume_test(&env.base, &["--method", "form"]).await;
+        assert_eq!(code, 1, "{mode}: {doc:#}");
+        assert_eq!(failing(&doc), cases, "{mode}: {doc:#}");
+        assert!(doc.to_string().contains(says), "{mode}: {doc:#}");
+        support::post_json(format!("{}/_sandbox/faults", env.base), &json!({ mode: false })).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.args(["token", "resume-test"]).env("RESUME_TOKEN_SECRET", SECRET).env("APP_BASE_URL", &env.base);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("9 of 9 case(s) pass, 1 skipped"), "revoked needs revocation configured: {}", r.stdout);
+    assert!(
+        !r.stdout.contains("eyJ") && !r.stdout.contains("broker_session="),
+        "no token, no cookie value: {}",
+        r.stdout
+    );
+}
+
+/// A route that says 200 to everything fails every negative case as "accepted"; one that never
+/// answers ends the run within the time-out naming the route and the case; a URL that is not
+/// http(s) is a usage error; no secret, could not run.
+#[tokio::test]
+async fn a_careless_or_hanging_route_and_bad_input_are_told_apart() {
+    let yes = crate::support::Recorder::start().await;
+    let (code, doc, err) =
+        resume_test("http://unused.invalid", &["--method", "json", &yes.url("/api/chat/resume")]).await;
+    assert_eq!(code, 1, "{doc:#}{err}");
+    let f = failing(&doc);
+    assert!(f.len() >= 8 && f.iter().all(|n| n != "revoked"), "{f:?}");
+    assert!(doc.to_string().contains("accepted: answered 200"), "{doc:#}");
+    let hang = support::Hang::start().await;
+    let started = std::time::Instant::now();
+    let (code, _, err) =
+        resume_test("http://unused.invalid", &["--timeout", "1s", &format!("http://{}/r", hang.addr)]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&format!("resume route http://{}/r: valid: no answer", hang.addr)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let (code, _, err) = resume_test("http://unused.invalid", &["ftp://example.com/r"]).await;
+    assert!(code == 2 && err.contains("is not an http(s) URL"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.args(["token", "resume-test", "http://127.0.0.1:9/r"]);
+    let r = run(c).await;
+    assert!(r.code == 3 && r.stderr.contains("RESUME_TOKEN_SECRET"), "{}", r.stderr);
+}
+
+/// The cases' tokens are what they say, by Node's own `jsonwebtoken`: the valid one verifies with
+/// every claim, the broken ones fail for exactly their reason (or, where the flaw is in the claims
+/// or the size, verify and show the flaw), so the test proves the cases and not only the command.
+#[tokio::test]
+async fn the_resume_cases_tokens_are_what_they_claim_by_jsonwebtoken() {
+    use broker_ops::token::resume_test::{CaseName, tokens};
+    let env = std::collections::HashMap::from([("RESUME_TOKEN_SECRET".to_string(), SECRET.to_string())]);
+    let config = broker_ops::config::Config::resolve(broker_ops::config::Layers::new(env, None).unwrap()).unwrap();
+    let keys = Keys::from_config(&config).unwrap();
+    for (name, token, _) in tokens(&config, &keys, now()) {
+        let v = node(json!({"op": "verify", "lib": "jsonwebtoken", "secret": SECRET, "token": token})).await;
+        let (valid, error, claims) = (v["valid"] == true, v["error"].as_str().unwrap_or(""), &v["claims"]);
+        match name {
+            CaseName::Valid | CaseName::Revoked => {
+                assert!(
+                    valid && claims["conversationId"] == "broker-ops-resume-test" && claims["email"].is_string(),
+                    "{v}"
+                )
+            }
+            CaseName::Expired => assert!(error.starts_with("TokenExpiredError"), "{v}"),
+            CaseName::SignatureAltered | CaseName::OtherKey => {
+                assert!(error.contains("invalid signature"), "{name:?}: {v}")
+            }
+            CaseName::AlgNone => assert!(!valid && error.contains("signature is required"), "{v}"),
+            CaseName::ConversationIdMissing => assert!(valid && claims.get("conversationId").is_none(), "{v}"),
+            CaseName::EmailMissing => assert!(valid && claims.get("email").is_none(), "{v}"),
+            CaseName::ConversationIdWrongType => assert!(valid && claims["conversationId"].is_boolean(), "{v}"),
+            CaseName::Oversized => assert!(valid && token.len() > 16 * 1024, "{}", token.len()),
+        }
+    }
+}
