@@ -87,7 +87,7 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::alert::AlertCommand,
     },
-    /// Resume tokens: issue, verify, inspect, revoke, revoked.
+    /// Resume tokens: issue, verify, inspect, revoke, revoked; resume-test checks the app's resume route.
     Token {
         #[command(subcommand)]
         command: crate::token::TokenCommand,
