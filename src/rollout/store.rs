@@ -113,14 +113,7 @@ impl Db {
             .map_err(self.err("UPDATE flag"))?;
         let Some(row) = row else {
             drop(tx);
-            let now = self.flag(&b.name).await?;
-            return Err(RolloutError::Conflict {
-                flag: b.name.clone(),
-                by: now.updated_by,
-                at: now.updated_at,
-                read: b.version,
-                now: now.version,
-            });
+            return Err(self.conflict(&b.name, b.version).await);
         };
         let after = flag_of(&row).map_err(self.err("read flag"))?;
         let action = change.action.as_str();
@@ -129,6 +122,20 @@ impl Db {
         // Read back what the table holds now: that is what the app reads (a later change by
         // someone else shows here as a higher version, not as ours).
         self.flag(&b.name).await
+    }
+
+    /// The refusal of a change made against version `read` of flag `name`: who changed it since.
+    async fn conflict(&self, name: &str, read: i64) -> RolloutError {
+        match self.flag(name).await {
+            Ok(now) => RolloutError::Conflict {
+                flag: name.to_string(),
+                by: now.updated_by,
+                at: now.updated_at,
+                read,
+                now: now.version,
+            },
+            Err(e) => e,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -178,14 +185,7 @@ impl Db {
             .map_err(self.err("SELECT flag FOR UPDATE"))?;
         if version != Some(flag.version) {
             drop(tx);
-            let now = self.flag(&flag.name).await?;
-            return Err(RolloutError::Conflict {
-                flag: flag.name.clone(),
-                by: now.updated_by,
-                at: now.updated_at,
-                read: flag.version,
-                now: now.version,
-            });
+            return Err(self.conflict(&flag.name, flag.version).await);
         }
         let after = match enabled {
             Some(on) => {
