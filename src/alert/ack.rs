@@ -33,12 +33,7 @@ pub async fn acknowledge(
     actor: &Actor,
     opts: &Options,
 ) -> Result<AlertReport, SilenceError> {
-    silence::lock(store).await?;
-    let result = locked(store, which, reason, actor, opts).await;
-    let unlocked = store.unlock().await;
-    let report = result?;
-    unlocked?;
-    Ok(report)
+    silence::under_lock(store, async |store: &mut Store| locked(store, which, reason, actor, opts).await).await
 }
 
 async fn locked(

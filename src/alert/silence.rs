@@ -204,8 +204,7 @@ pub async fn create(
     mut subjects: Vec<Subject>,
     actor: &Actor,
 ) -> Result<Silence, SilenceError> {
-    lock(store).await?;
-    let result = async {
+    under_lock(store, async move |store: &mut Store| {
         for i in store.incidents().await? {
             subjects.push(Subject {
                 dedup_key: i.dedup_key.clone(),
@@ -215,34 +214,36 @@ pub async fn create(
             });
         }
         check(&req, &subjects, Utc::now())?;
-        Ok::<_, SilenceError>(add(store, req, actor).await?)
-    }
-    .await;
-    let unlocked = store.unlock().await;
-    let silence = result?;
-    unlocked?;
-    Ok(silence)
+        Ok(add(store, req, actor).await?)
+    })
+    .await
 }
 
 /// Ends silence `id` now, under the state's lock.
 pub async fn end(store: &mut Store, id: &str, actor: &Actor) -> Result<Silence, SilenceError> {
-    lock(store).await?;
-    let result = unsilence(store, id, actor).await;
-    let unlocked = store.unlock().await;
-    let silence = result?;
-    unlocked?;
-    Ok(silence)
+    under_lock(store, async |store: &mut Store| unsilence(store, id, actor).await).await
 }
 
-/// The state's lock, or the refusal that says nothing was changed.
-pub(super) async fn lock(store: &mut Store) -> Result<(), SilenceError> {
+/// `work` under the state's lock (refused, nothing changed, while another run holds it), the
+/// lock released on every way out.
+pub(super) async fn under_lock<T>(
+    store: &mut Store,
+    work: impl AsyncFnOnce(&mut Store) -> Result<T, SilenceError>,
+) -> Result<T, SilenceError> {
     match store.lock().await {
-        Ok(()) => Ok(()),
-        Err(StateError::Locked { place, .. }) => Err(SilenceError::Refused(format!(
-            "another run holds the alert state's lock at {place}: nothing was changed; try again"
-        ))),
-        Err(e) => Err(e.into()),
+        Ok(()) => {}
+        Err(StateError::Locked { place, .. }) => {
+            return Err(SilenceError::Refused(format!(
+                "another run holds the alert state's lock at {place}: nothing was changed; try again"
+            )));
+        }
+        Err(e) => return Err(e.into()),
     }
+    let result = work(store).await;
+    let unlocked = store.unlock().await;
+    let value = result?;
+    unlocked?;
+    Ok(value)
 }
 
 /// The silences kept (active and recently ended), oldest first.

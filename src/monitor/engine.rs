@@ -45,14 +45,9 @@ pub struct RuleResult {
 }
 
 impl RuleResult {
-    /// What a silence matches this rule by: its name, severity, its severity's incident and labels.
+    /// What a silence matches this rule by.
     pub fn subject(&self) -> crate::alert::silence::Subject {
-        crate::alert::silence::Subject {
-            dedup_key: dedup_key(self.severity),
-            severity: self.severity.as_str().to_string(),
-            rule: Some(self.name.clone()),
-            labels: self.labels.clone(),
-        }
+        subject(&self.name, self.severity, &self.labels)
     }
 }
 
@@ -85,16 +80,17 @@ pub fn apply_silences(
 
 /// Every rule a silence could name (for `alert silence` to refuse one that names nothing).
 pub fn subjects(rules: &RuleSet) -> Vec<crate::alert::silence::Subject> {
-    rules
-        .rules
-        .iter()
-        .map(|r| crate::alert::silence::Subject {
-            dedup_key: dedup_key(r.severity),
-            severity: r.severity.as_str().to_string(),
-            rule: Some(r.name.clone()),
-            labels: r.labels.clone(),
-        })
-        .collect()
+    rules.rules.iter().map(|r| subject(&r.name, r.severity, &r.labels)).collect()
+}
+
+/// Rule `name` as a silence sees it: its name, severity, its severity's incident and labels.
+fn subject(name: &str, severity: Severity, labels: &BTreeMap<String, String>) -> crate::alert::silence::Subject {
+    crate::alert::silence::Subject {
+        dedup_key: dedup_key(severity),
+        severity: severity.as_str().to_string(),
+        rule: Some(name.to_string()),
+        labels: labels.clone(),
+    }
 }
 
 /// The verdict of `rule` on the sweep: failing when any check of its metric fails the
