@@ -105,6 +105,17 @@ pub struct Excluded {
     pub replies: u64,
     /// Re-sent copies (`events replay --to ably`) left out of every figure.
     pub replayed_copies: u64,
+    /// Typing and read events of test traffic.
+    pub extras: u64,
+}
+
+/// Typing indicators and read receipts of customers' conversations in the window: counted
+/// apart, never as messages or replies.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Extras {
+    pub typing_start: u64,
+    pub typing_stop: u64,
+    pub read: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -168,6 +179,7 @@ pub struct SlaReport {
     pub unpaired_replies: u64,
     pub over_slo: OverSlo,
     pub sla_events: SlaEvents,
+    pub extras: Extras,
     pub conversations: Conversations,
     pub excluded: Excluded,
     pub malformed: Malformed,
@@ -215,6 +227,7 @@ impl SlaReport {
             unpaired_replies: tc.unpaired,
             over_slo: over(tc.over_slo, total.latency.count()),
             sla_events: SlaEvents { warnings: tc.warnings, violations: tc.violations },
+            extras: Extras { typing_start: t.extras[0], typing_stop: t.extras[1], read: t.extras[2] },
             conversations: Conversations { active_now: active, in_window: t.conversations },
             excluded: Excluded {
                 prefix: req.test_prefix(c).map(str::to_string),
@@ -223,6 +236,7 @@ impl SlaReport {
                 messages: ex.messages,
                 replies: ex.replies,
                 replayed_copies: t.copies,
+                extras: t.excluded_extras,
             },
             malformed: Malformed {
                 messages_without_id: tc.keyless_messages + ex.keyless_messages,

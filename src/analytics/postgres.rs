@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row};
 
 use super::tally::{Tally, Worst};
 use super::{ReportError, ReportRequest};
-use crate::contracts::Contracts;
+use crate::contracts::{Contracts, Extra};
 use crate::contracts::report_sql::Pairing;
 use crate::store::MirrorError;
 use crate::store::postgres::{Deadline, limit_of};
@@ -46,7 +46,31 @@ pub async fn tally(
     for t in tallies {
         all.merge(t).map_err(ReportError::Histogram)?;
     }
+    extras(pool, addr, contracts, req, &mut all).await?;
     Ok(all.finish())
+}
+
+/// Counts the typing and read events of the window into `t`.
+async fn extras(pool: &PgPool, addr: &str, c: &Contracts, req: &ReportRequest, t: &mut Tally) -> Result<(), ReportError> {
+    let names: Vec<String> = Extra::ALL.iter().map(|e| c.extra_name(*e).to_string()).collect();
+    let convs = (!req.conversations.is_empty()).then(|| req.conversations.clone());
+    let rows: Vec<(String, bool, i64)> = crate::store::postgres::statement_as(&c.table.extras_sql())
+        .bind(req.window.since)
+        .bind(req.window.until)
+        .bind(req.test_prefix(c).map(|_| c.synthetic_like()))
+        .bind(&c.event_user)
+        .bind(names)
+        .bind(convs)
+        .fetch_all(pool)
+        .within(limit_of(pool))
+        .await
+        .map_err(MirrorError::pg("sla report typing and read events", addr))?;
+    for (name, synthetic, n) in rows {
+        if let Some(e) = c.extra_kind(&name) {
+            t.extra(e, synthetic, n.max(0) as u64);
+        }
+    }
+    Ok(())
 }
 
 async fn partition(

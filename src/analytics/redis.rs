@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::tally::{Group, Tally, Worst};
 use super::{ReportError, ReportRequest};
-use crate::contracts::{Contracts, EventKind, id_text};
+use crate::contracts::{Contracts, EventKind, Extra, id_text};
 use crate::redis_handle::Redis;
 
 /// Entries per XRANGE.
@@ -47,22 +47,28 @@ pub async fn tally(
     let mut t = Tally::new(w.buckets(), req.top);
     let mut test = HashSet::new();
     for conv in &convs {
-        let entries = read(redis, c, conv, req, &mut t).await?;
-        if add_conversation(&mut t, c, req, conv, entries) {
+        let (entries, extras) = read(redis, c, conv, req, &mut t).await?;
+        let is_test = add_conversation(&mut t, c, req, conv, entries);
+        for (e, n) in Extra::ALL.into_iter().zip(extras) {
+            t.extra(e, is_test || is_test_id(req.test_prefix(c), conv), n);
+        }
+        if is_test {
             test.insert(conv.clone());
         }
     }
     Ok((t.finish(), test))
 }
 
-/// The conversation's entries in the window (contract events only); unreadable ones counted.
+/// The conversation's entries in the window (contract events only) and its typing and read
+/// events counted (in `Extra::ALL` order); unreadable ones counted.
 async fn read(
     redis: &mut Redis,
     c: &Contracts,
     conv: &str,
     req: &ReportRequest,
     t: &mut Tally,
-) -> Result<Vec<Entry>, ReportError> {
+) -> Result<(Vec<Entry>, [u64; 3]), ReportError> {
+    let mut extras = [0u64; 3];
     let key = c.stream_key(conv);
     let (since, until) = (req.window.since.timestamp_micros(), req.window.until.timestamp_micros());
     let mut out = Vec::new();
@@ -79,7 +85,11 @@ async fn read(
             .map_err(redis.err(&format!("XRANGE {key}")))?;
         let full = page.len() == PAGE;
         for (sid, fields) in &page {
-            let Some(kind) = fields.get("name").and_then(|n| c.event_kind(n)) else { continue };
+            let name = fields.get("name").map(String::as_str).unwrap_or_default();
+            let (kind, extra) = (c.event_kind(name), c.extra_kind(name));
+            if kind.is_none() && extra.is_none() {
+                continue;
+            }
             let Some(at_ms) = fields.get("timestamp").and_then(|s| s.parse::<i64>().ok()) else {
                 t.unreadable += 1;
                 continue;
@@ -88,6 +98,13 @@ async fn read(
             if at_us < since || at_us >= until {
                 continue;
             }
+            let Some(kind) = kind else {
+                let is_copy = fields.get("id").is_some_and(|id| crate::contracts::is_replay_copy(id));
+                if let (Some(e), false) = (extra, is_copy) {
+                    extras[e as usize] += 1;
+                }
+                continue;
+            };
             let data = fields.get("data").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
             let id = fields.get("id").cloned().unwrap_or_else(|| sid.clone());
             if crate::contracts::is_replay_copy(&id) {
@@ -102,7 +119,7 @@ async fn read(
             _ => break,
         }
     }
-    Ok(out)
+    Ok((out, extras))
 }
 
 /// Groups one conversation's entries and adds them, its conversation counts and its worst;
@@ -141,6 +158,11 @@ fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &st
     t.excluded_conversations += u64::from(test);
     t.offer(worst);
     test
+}
+
+/// Whether a conversation's id marks it as test traffic.
+fn is_test_id(prefix: Option<&str>, conv: &str) -> bool {
+    is_test(prefix, conv)
 }
 
 /// Whether `id` (a conversation id or an `echoId`) starts with the test-traffic prefix.

@@ -51,6 +51,10 @@ impl SlaReport {
                 self.sla_events.violations
             ),
             format!(
+                "typing and read events (counted apart): typing:start {}  typing:stop {}  read {}",
+                self.extras.typing_start, self.extras.typing_stop, self.extras.read
+            ),
+            format!(
                 "conversations: {} active now (last {}), {} in the window",
                 self.conversations.active_now,
                 crate::duration::format_duration(std::time::Duration::from_secs_f64(self.active_window_ms / 1000.0)),
@@ -189,6 +193,9 @@ impl SlaReport {
             ("over_slo_total", "Answered messages whose reply took longer than the SLO.", self.over_slo.count),
             ("sla_warnings_total", "sla:warning events in the window.", self.sla_events.warnings),
             ("sla_violations_total", "sla:violation events in the window.", self.sla_events.violations),
+            ("typing_starts_total", "Typing-start events in the window (not messages).", self.extras.typing_start),
+            ("typing_stops_total", "Typing-stop events in the window (not messages).", self.extras.typing_stop),
+            ("reads_total", "Read receipts in the window (not replies).", self.extras.read),
         ];
         for (name, help, v) in counters {
             g(&mut s, name, help, "counter");

@@ -91,6 +91,11 @@ pub struct Tally {
     pub unreadable: u64,
     /// Re-sent copies (`replay-<original id>`) left out of every figure.
     pub copies: u64,
+    /// Typing and read events of customers' conversations, by [`crate::contracts::Extra`]
+    /// (in `Extra::ALL` order): counted apart, never as messages or replies.
+    pub extras: [u64; 3],
+    /// Typing and read events of test traffic.
+    pub excluded_extras: u64,
 }
 
 impl Tally {
@@ -104,6 +109,17 @@ impl Tally {
             top,
             unreadable: 0,
             copies: 0,
+            extras: [0; 3],
+            excluded_extras: 0,
+        }
+    }
+
+    /// Counts `n` typing or read events, of test traffic or a customer's.
+    pub fn extra(&mut self, e: crate::contracts::Extra, synthetic: bool, n: u64) {
+        if synthetic {
+            self.excluded_extras += n;
+        } else {
+            self.extras[e as usize] += n;
         }
     }
 
@@ -143,6 +159,10 @@ impl Tally {
         self.excluded_conversations += o.excluded_conversations;
         self.unreadable += o.unreadable;
         self.copies += o.copies;
+        for (a, b) in self.extras.iter_mut().zip(o.extras) {
+            *a += b;
+        }
+        self.excluded_extras += o.excluded_extras;
         for w in o.worst {
             self.offer(w);
         }

@@ -337,6 +337,12 @@ pub struct Contracts {
     pub event_ai: String,
     pub event_sla_warning: String,
     pub event_sla_violation: String,
+    /// The customer started typing (published by the web app on the conversation's channel).
+    pub event_typing_start: String,
+    /// The customer stopped typing.
+    pub event_typing_stop: String,
+    /// A read receipt: the customer saw a reply.
+    pub event_read: String,
     pub reply: ReplyMatch,
     pub redis_stream: Pattern,
     pub redis_active: String,
@@ -416,6 +422,21 @@ impl Contracts {
         .find_map(|(n, k)| (n == name).then_some(k))
     }
 
+    /// The extra's role, when `name` is one of the typing and read events: never a message, never
+    /// a reply, never re-sent.
+    pub fn extra_kind(&self, name: &str) -> Option<Extra> {
+        Extra::ALL.into_iter().find(|e| self.extra_name(*e) == name)
+    }
+
+    /// The contract's name of an extra.
+    pub fn extra_name(&self, e: Extra) -> &str {
+        match e {
+            Extra::TypingStart => &self.event_typing_start,
+            Extra::TypingStop => &self.event_typing_stop,
+            Extra::Read => &self.event_read,
+        }
+    }
+
     /// The id of the customer message a reply's data names, under the reply-field contract.
     pub fn replied_to(&self, data: &serde_json::Value) -> Option<String> {
         id_text(data.get(self.reply.field()?)?)
@@ -430,6 +451,9 @@ impl Contracts {
             ("event_ai", self.event_ai.clone()),
             ("event_sla_warning", self.event_sla_warning.clone()),
             ("event_sla_violation", self.event_sla_violation.clone()),
+            ("event_typing_start", self.event_typing_start.clone()),
+            ("event_typing_stop", self.event_typing_stop.clone()),
+            ("event_read", self.event_read.clone()),
             ("reply_field", self.reply.to_string()),
             ("redis_stream", self.redis_stream.to_string()),
             ("redis_active", self.redis_active.clone()),
@@ -462,6 +486,29 @@ impl Contracts {
 
     pub fn source_of(&self, key: &str) -> Source {
         self.sources.iter().find(|(k, _)| *k == key).map(|(_, s)| s.clone()).unwrap_or(Source::Default)
+    }
+}
+
+/// The events beside the messages: typing indicators and read receipts. Counted apart by
+/// reports, shown by replays, never mistaken for a message or a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Extra {
+    TypingStart,
+    TypingStop,
+    Read,
+}
+
+impl Extra {
+    pub const ALL: [Extra; 3] = [Extra::TypingStart, Extra::TypingStop, Extra::Read];
+
+    /// The name in reports (`typing_start`, `typing_stop`, `read`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Extra::TypingStart => "typing_start",
+            Extra::TypingStop => "typing_stop",
+            Extra::Read => "read",
+        }
     }
 }
 

@@ -187,6 +187,25 @@ impl Table {
     }
 }
 
+/// The typing and read events of the window, counted apart from messages: `(name, test
+/// traffic?, count)` rows. Binds: `$1` since, `$2` until, `$3` test-traffic `LIKE` pattern (NULL:
+/// nothing is), `$4` event_user, `$5` the extras' names, `$6` conversations (or NULL). Re-sent
+/// copies are left out, as in the report.
+impl Table {
+    pub fn extras_sql(&self) -> String {
+        let t = self.quoted();
+        format!(
+            "WITH conv AS (\
+               SELECT conversation_id, coalesce(bool_or(conversation_id LIKE $3 OR (name = $4 AND data->>'echoId' LIKE $3)), false) AS synthetic \
+               FROM {t} WHERE occurred_at >= $1 AND occurred_at < $2 AND ($6::text[] IS NULL OR conversation_id = ANY($6)) \
+               GROUP BY conversation_id) \
+             SELECT e.name, conv.synthetic, count(*) FROM {t} e JOIN conv USING (conversation_id) \
+             WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.name = ANY($5) AND NOT (e.{COPY}) \
+             GROUP BY e.name, conv.synthetic"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,9 @@ pub const CONTRACT_KEYS: &[(&str, &str)] = &[
     ("event_ai", "message:ai"),
     ("event_sla_warning", "sla:warning"),
     ("event_sla_violation", "sla:violation"),
+    ("event_typing_start", "typing:start"),
+    ("event_typing_stop", "typing:stop"),
+    ("event_read", "message:read"),
     ("reply_field", "replyTo"),
     ("redis_stream", "chat:events:{id}"),
     ("redis_active", "chat:conversations:active"),
@@ -120,6 +123,9 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         event_ai: field(&raw, "event_ai", text(event_name))?,
         event_sla_warning: field(&raw, "event_sla_warning", text(event_name))?,
         event_sla_violation: field(&raw, "event_sla_violation", text(event_name))?,
+        event_typing_start: field(&raw, "event_typing_start", text(event_name))?,
+        event_typing_stop: field(&raw, "event_typing_stop", text(event_name))?,
+        event_read: field(&raw, "event_read", text(event_name))?,
         reply: field(&raw, "reply_field", ReplyMatch::parse)?,
         redis_stream: field(&raw, "redis_stream", Pattern::parse)?,
         redis_active: field(&raw, "redis_active", text(key_name))?,
@@ -141,7 +147,33 @@ fn build(raw: Vec<(&'static str, String, Source)>, redis_prefix: String) -> Resu
         sources,
     };
     c.canary_channel = field(&raw, "canary_channel", |v| canary_channel(&c, v))?;
+    distinct_events(&c, &raw)?;
     Ok(c)
+}
+
+/// Two roles under one event name would make a typing indicator count as a message (or a reply
+/// as a read receipt): each event key must name its own event.
+fn distinct_events(c: &Contracts, raw: &[(&'static str, String, Source)]) -> Result<(), ContractsError> {
+    let events = [
+        ("event_user", &c.event_user),
+        ("event_ai", &c.event_ai),
+        ("event_sla_warning", &c.event_sla_warning),
+        ("event_sla_violation", &c.event_sla_violation),
+        ("event_typing_start", &c.event_typing_start),
+        ("event_typing_stop", &c.event_typing_stop),
+        ("event_read", &c.event_read),
+    ];
+    for (i, (key, name)) in events.iter().enumerate() {
+        if let Some((other, _)) = events[..i].iter().find(|(_, n)| n == name) {
+            let source_ = raw.iter().find(|(k, ..)| k == key).map(|(_, _, s)| s.clone()).unwrap_or(Source::Default);
+            return Err(ContractsError {
+                key: (*key).into(),
+                source_,
+                reason: format!("{name:?} is already contracts.{other}: each event needs its own name"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The canary's channel: empty means the channel of conversation `{synthetic_prefix}canary`.

@@ -303,21 +303,26 @@ fn event_evidence(c: &Contracts, sample: &[Sampled]) -> Vec<(&'static str, Evide
     }
     let listed: Vec<String> = seen.iter().take(8).map(|(n, k)| format!("{n} ({k})")).collect();
     let of = format!("{} recent messages", sample.len());
-    let judge = |key: &'static str, name: &str, must: bool| -> (&'static str, Evidence) {
-        let ev = match seen.get(name) {
-            Some(k) => Evidence::Match(format!("{k} of {of}")),
-            None if must => {
+    // `when`: why an event may be absent (`None`: it must be there).
+    let judge = |key: &'static str, name: &str, when: Option<&str>| -> (&'static str, Evidence) {
+        let ev = match (seen.get(name), when) {
+            (Some(k), _) => Evidence::Match(format!("{k} of {of}")),
+            (None, None) => {
                 Evidence::Mismatch(format!("not among {of}; seen: {}; set contracts.{key}", listed.join(", ")))
             }
-            None => Evidence::NoEvidence(format!("not among {of} (sent only when a reply is late)")),
+            (None, Some(when)) => Evidence::NoEvidence(format!("not among {of} ({when})")),
         };
         (key, ev)
     };
+    let (late, extras) = (Some("sent only when a reply is late"), Some("sent only by apps with typing and read receipts"));
     let mut out = vec![
-        judge("event_user", &c.event_user, true),
-        judge("event_ai", &c.event_ai, true),
-        judge("event_sla_warning", &c.event_sla_warning, false),
-        judge("event_sla_violation", &c.event_sla_violation, false),
+        judge("event_user", &c.event_user, None),
+        judge("event_ai", &c.event_ai, None),
+        judge("event_sla_warning", &c.event_sla_warning, late),
+        judge("event_sla_violation", &c.event_sla_violation, late),
+        judge("event_typing_start", &c.event_typing_start, extras),
+        judge("event_typing_stop", &c.event_typing_stop, extras),
+        judge("event_read", &c.event_read, extras),
     ];
     out.push(("reply_field", reply_evidence(c, sample)));
     out

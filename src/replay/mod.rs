@@ -105,8 +105,10 @@ pub struct Selection {
     pub until: DateTime<Utc>,
     /// Glob on event names (`message:*`).
     pub name: Option<glob::Pattern>,
-    /// An event name left out whatever `name` says (the canary's, unless its conversation is named).
-    pub skip_event: Option<String>,
+    /// Event names left out whatever `name` says: the canary's unless its conversation is named;
+    /// under `--to ably` also the typing and read events (an old typing indicator or read receipt
+    /// re-sent would show customers and brokers something that is not happening).
+    pub skip_events: Vec<String>,
     /// Only these event names (`--to ably`: the messages, unless `--events` widens it).
     pub only: Option<Vec<String>>,
     /// Leave out re-sent copies (`--to ably`: a copy is never re-sent, or each replay would
@@ -159,7 +161,7 @@ impl Selection {
     /// Whether an event of this name is selected (`--name`, less the skipped event).
     pub fn wants_name(&self, name: &str) -> bool {
         self.name.as_ref().is_none_or(|p| p.matches(name))
-            && self.skip_event.as_deref() != Some(name)
+            && !self.skip_events.iter().any(|s| s == name)
             && self.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
     }
 }

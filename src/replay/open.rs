@@ -101,12 +101,14 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
     // is named.
     let canary = config.contracts.canary_conversation();
     if !sel.conversations.contains(&canary) {
-        sel.skip_event = Some(config.contracts.canary_event.clone());
+        sel.skip_events.push(config.contracts.canary_event.clone());
     }
     // Re-sending to Ably: the messages customers missed, unless asked for more.
     if req.to == To::Ably {
         sel.only = req.events.names(&config.contracts);
         sel.skip_copies = true;
+        let c = &config.contracts;
+        sel.skip_events.extend(crate::contracts::Extra::ALL.map(|e| c.extra_name(e).to_string()));
     }
     // Writing Redis streams needs `data` as text: read it so, never parsed.
     if req.to == To::Redis {

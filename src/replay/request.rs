@@ -92,7 +92,7 @@ impl Ask {
                 since,
                 until,
                 name,
-                skip_event: None,
+                skip_events: Vec::new(),
                 only: None,
                 skip_copies: false,
                 page_size,
