@@ -21,6 +21,7 @@ mod setup;
 mod sla;
 mod sla_args;
 mod sla_report;
+mod soak;
 mod token;
 
 use std::collections::HashMap;

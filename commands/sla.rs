@@ -14,7 +14,7 @@ pub async fn run(cmd: SlaCommand, ctx: &Ctx) -> anyhow::Result<Outcome> {
         SlaCommand::Report(args) => crate::sla_report::run(*args, ctx).await,
         SlaCommand::Merge(args) => {
             let report = sla::merge::merge(&args.files, &thresholds(&args.outputs, ctx), ctx.command_line())?;
-            finish(&report, &args.outputs, "merged", ctx)
+            finish(&report, &args.outputs, "merged", None, ctx)
         }
     }
 }
@@ -48,20 +48,35 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         true => Some(Sandbox::start(args.behaviour.options(c).with_free_port()).await?),
         false => None,
     };
-    let options = |target| smoke_options(&args, ctx, target, scenario, reply_timeout.value);
-    let progress = crate::progress::Chats::start(args.chats.get());
-    let (cancel, sender) = (crate::cancel_on_ctrl_c(), progress.sender());
+    let slug = match (args.sandbox, &c.chatwoot_base_url) {
+        (true, _) | (false, None) => "sandbox".to_string(),
+        (false, Some(u)) => broker_ops::redact::url(u.value.as_str()),
+    };
+    // A soak writes its intervals into the report directory as it goes: its files' name is
+    // claimed before the first chat.
+    let stem = match (args.duration, args.outputs.no_report) {
+        (Some(_), false) => Some(sla::files::claim_stem(&args.outputs.report_dir, &slug)?),
+        _ => None,
+    };
+    let (soak, intervals) = crate::soak::start(&args, stem.as_deref());
+    let options = |target| smoke_options(&args, ctx, target, scenario, reply_timeout.value, soak);
+    let progress = args.duration.is_none().then(|| crate::progress::Chats::start(args.chats.get()));
+    let (cancel, sender) = (crate::cancel_on_ctrl_c(), progress.as_ref().and_then(|p| p.sender()));
     let report = match sandbox {
         Some(sb) => sla::smoke_owning(Box::new(sb), c.timeout.value, options, cancel, sender).await,
         None => sla::smoke(options(Target::from_config(c)?), cancel, sender).await,
     };
-    progress.finish().await;
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    if let Some(t) = intervals {
+        let _ = t.await;
+    }
     let report = report?;
     if let Some(path) = &args.histogram_out {
         sla::merge::write_log(path, &report)?;
     }
-    let slug = if args.sandbox { "sandbox".to_string() } else { report.target.clone() };
-    let code = finish(&report, &args.outputs, &slug, ctx)?;
+    let code = finish(&report, &args.outputs, &slug, stem.as_deref(), ctx)?;
     match &report.driver {
         Some(d) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
         _ => Ok(code),
@@ -74,6 +89,7 @@ fn smoke_options(
     target: Target,
     scenario: Scenario,
     reply_timeout: std::time::Duration,
+    soak: Option<sla::soak::SoakPlan>,
 ) -> sla::SmokeOptions {
     let c = &ctx.config;
     sla::SmokeOptions {
@@ -98,17 +114,28 @@ fn smoke_options(
         contracts: c.contracts.clone(),
         max_driver_lag: args.max_driver_lag,
         command: ctx.command_line(),
+        extras: !args.no_extras,
+        soak,
     }
 }
 
 /// Renders, writes the report files and the JUnit file, and picks the exit code.
-fn finish(report: &SmokeReport, outputs: &Outputs, slug: &str, ctx: &Ctx) -> anyhow::Result<Outcome> {
+fn finish(
+    report: &SmokeReport,
+    outputs: &Outputs,
+    slug: &str,
+    stem: Option<&std::path::Path>,
+    ctx: &Ctx,
+) -> anyhow::Result<Outcome> {
     ctx.render(report)?;
     if let Some(path) = &outputs.junit {
         sla::files::write_junit(report, path)?;
     }
     if !outputs.no_report {
-        let written = sla::files::write_report(report, &outputs.report_dir, slug)?;
+        let written = match stem {
+            Some(stem) => sla::files::write_report_to(report, stem)?,
+            None => sla::files::write_report(report, &outputs.report_dir, slug)?,
+        };
         eprintln!("report: {}", broker_ops::output::escape(&written.display().to_string()));
     }
     match report.verdict() {

@@ -52,13 +52,27 @@ pub struct SmokeArgs {
     #[arg(long)]
     pub sandbox: bool,
     /// How many chats.
-    #[arg(long, default_value = "20")]
+    #[arg(long, default_value = "20", conflicts_with = "duration")]
     pub chats: NonZeroUsize,
+    /// Soak: start chats at --rate for this long instead of --chats (e.g. 24h).
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration, requires = "rate")]
+    pub duration: Option<Duration>,
+    /// Soak: a summary line and an NDJSON record (in the report directory) per interval.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_positive_duration, requires = "duration")]
+    pub interval: Duration,
+    /// Soak: judge every interval against the thresholds too; one bad interval fails the run.
+    #[arg(long, requires = "duration")]
+    pub interval_thresholds: bool,
+    /// Do not publish typing and read events or time them to a second subscriber (for a stack
+    /// without them).
+    #[arg(long)]
+    pub no_extras: bool,
     /// Closed loop: at most N chats at once.
     #[arg(long, default_value = "10", conflicts_with = "rate")]
     pub concurrency: NonZeroUsize,
-    /// Open loop: start R chats per second (e.g. 20/s), counting latency from each intended start.
-    #[arg(long, value_name = "R/s", value_parser = parse_rate)]
+    /// Open loop: start R chats per second or minute (20/s, 60/min), counting latency from each
+    /// intended start.
+    #[arg(long, value_name = "R/s|R/min", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Open loop: the most chats in flight at once.
     #[arg(long, default_value = "10000", requires = "rate")]
@@ -108,11 +122,42 @@ pub struct MergeArgs {
     pub outputs: Outputs,
 }
 
+/// The most chats a second one driver is let start: past it the driver, not the target, is
+/// what gets measured.
+const MAX_RATE_PER_S: f64 = 1000.0;
+
+/// A rate in chats per second, from `R`, `R/s`, `R/min` or `R/h`.
 fn parse_rate(s: &str) -> Result<f64, String> {
-    let n = s.trim().trim_end_matches("/s");
-    match n.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
-        _ => Err(format!("invalid rate {s:?}: expected chats per second, e.g. 20/s")),
+    let t = s.trim();
+    let (n, per) = match t.split_once('/') {
+        Some((n, "s")) | Some((n, "sec")) => (n, 1.0),
+        Some((n, "min")) | Some((n, "m")) => (n, 60.0),
+        Some((n, "h")) => (n, 3600.0),
+        Some(_) => return Err(format!("invalid rate {s:?}: expected chats per second or minute, e.g. 20/s or 60/min")),
+        None => (t, 1.0),
+    };
+    match n.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() && r / per <= MAX_RATE_PER_S => Ok(r / per),
+        Ok(r) if r > 0.0 && r.is_finite() => Err(format!(
+            "invalid rate {s:?}: over the limit of {MAX_RATE_PER_S:.0} chats/s one driver can start and still measure \
+             honestly; split the run over several drivers and `sla merge`"
+        )),
+        _ => Err(format!("invalid rate {s:?}: expected a positive number of chats per second or minute, e.g. 20/s or 60/min")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_per_second_minute_and_hour_and_their_limits() {
+        assert_eq!(super::parse_rate("20/s"), Ok(20.0));
+        assert_eq!(super::parse_rate("20"), Ok(20.0));
+        assert_eq!(super::parse_rate("60/min"), Ok(1.0));
+        assert_eq!(super::parse_rate("3600/h"), Ok(1.0));
+        for bad in ["0/min", "-1/s", "NaN", "inf/s", "5/day", "fast"] {
+            assert!(super::parse_rate(bad).is_err(), "{bad}");
+        }
+        assert!(super::parse_rate("100000/min").unwrap_err().contains("over the limit of 1000"));
     }
 }
 

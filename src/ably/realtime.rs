@@ -16,6 +16,8 @@ use crate::config::AblyKey;
 #[derive(Debug)]
 pub enum RtEvent {
     Message(Box<Message>, Instant),
+    /// A presence event: its action (`enter`, `leave`, `update`, `present`) and client id.
+    Presence(String, Option<String>, Instant),
     /// An `error` event, or a failed resume: the subscription is over.
     Error(String),
 }
@@ -49,6 +51,20 @@ impl RealtimeError {
             RealtimeError::Connect { .. } => crate::exit::Fault::Service,
             RealtimeError::Refused { status, .. } => crate::exit::Fault::of_http_status(*status),
         }
+    }
+}
+
+/// A presence message's action, numeric as Ably's protocol sends it (0 absent, 1 present,
+/// 2 enter, 3 leave, 4 update) or already a name.
+fn presence_action(v: &serde_json::Value) -> String {
+    match (v.as_u64(), v.as_str()) {
+        (Some(0), _) => "absent".into(),
+        (Some(1), _) => "present".into(),
+        (Some(2), _) => "enter".into(),
+        (Some(3), _) => "leave".into(),
+        (Some(4), _) => "update".into(),
+        (_, Some(s)) => s.to_string(),
+        _ => "unknown".into(),
     }
 }
 
@@ -125,6 +141,11 @@ pub async fn subscribe(
                         Ok(m) => RtEvent::Message(Box::new(m), now),
                         Err(_) => continue,
                     },
+                    "presence" => {
+                        let p: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+                        let client = p.get("clientId").and_then(|c| c.as_str()).map(str::to_string);
+                        RtEvent::Presence(presence_action(&p["action"]), client, now)
+                    }
                     "error" => {
                         let info = serde_json::from_str::<ErrorInfo>(&ev.data).ok();
                         let msg = info.map_or(ev.data.clone(), |i| format!("code {}: {}", i.code, i.message));

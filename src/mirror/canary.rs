@@ -146,7 +146,7 @@ async fn deliver(
         while let Some(ev) = sub.rx.recv().await {
             match ev {
                 RtEvent::Message(m, at) if m.id.as_deref() == Some(id) => return Ok(at),
-                RtEvent::Message(..) => {}
+                RtEvent::Message(..) | RtEvent::Presence(..) => {}
                 RtEvent::Error(e) => return Err(e),
             }
         }

@@ -354,6 +354,8 @@ async fn smoke(config: &Config, req: &SweepRequest, chats: usize) -> Result<Vec<
         contracts: config.contracts.clone(),
         max_driver_lag: Duration::from_millis(5),
         command: req.command.clone(),
+        extras: false,
+        soak: None,
     };
     let report = sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(fail)?;
     if let sla::Verdict::CouldNotRun(why) = report.verdict() {

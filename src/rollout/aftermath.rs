@@ -58,6 +58,8 @@ pub async fn smoke(config: &Config, command: &str, transport: Transport) -> Resu
         contracts: config.contracts.clone(),
         max_driver_lag: Duration::from_millis(5),
         command: command.to_string(),
+        extras: false,
+        soak: None,
     };
     sla::smoke(opts, tokio_util::sync::CancellationToken::new(), None).await.map_err(|e| e.to_string())
 }

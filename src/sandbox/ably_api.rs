@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<State>> {
         .route("/channels", get(enumerate))
         .route("/channels/{channel}", get(details))
         .route("/channels/{channel}/messages", get(history).post(publish))
+        .route("/channels/{channel}/presence", get(presence))
         .route("/messages", post(batch_publish))
         .route("/keys/{key_name}/requestToken", post(request_token))
         .route("/status/up.json", get(|| async { axum::Json(json!({"status": true})) }))
@@ -96,8 +97,9 @@ fn channel_details(state: &State, name: &str) -> Value {
         "status": {
             "isActive": true,
             "occupancy": { "metrics": {
-                "connections": ch.subscribers, "publishers": 0, "subscribers": ch.subscribers,
-                "presenceConnections": 0, "presenceMembers": 0, "presenceSubscribers": 0,
+                "connections": ch.subscribers.max(ch.present.len()), "publishers": 0, "subscribers": ch.subscribers,
+                "presenceConnections": ch.present.len(), "presenceMembers": ch.present.len(),
+                "presenceSubscribers": ch.subscribers,
                 "objectPublishers": 0, "objectSubscribers": 0
             }}
         }
@@ -152,6 +154,22 @@ async fn details(AxState(state): AxState<Arc<State>>, Path(channel): Path<String
         return Err(denied("channel-metadata", &channel).into());
     }
     Ok(axum::Json(channel_details(&state, &channel)).into_response())
+}
+
+/// `GET /channels/{id}/presence`: the members present now (action 1, present), as Ably's REST
+/// presence answers; reading presence needs the `subscribe` capability (or `presence`).
+async fn presence(AxState(state): AxState<Arc<State>>, Path(channel): Path<String>, headers: HeaderMap) -> Answer {
+    let cred = auth(&state, &headers)?;
+    if !cred.allows(&channel, "subscribe") && !cred.allows(&channel, "presence") {
+        return Err(denied("presence", &channel).into());
+    }
+    let members: Vec<Value> = lock(&state.channels)
+        .channel(&channel)
+        .present
+        .iter()
+        .map(|c| json!({"clientId": c, "action": 1, "connectionId": format!("sbx-{c}")}))
+        .collect();
+    Ok(axum::Json(members).into_response())
 }
 
 // ---- history and publish ----------------------------------------------------------------------

@@ -24,6 +24,11 @@ pub struct Stored {
     pub seq: u64,
     pub channel: String,
     pub message: Message,
+    /// When it was published (its delivery is timed from here).
+    pub at: Instant,
+    /// A presence event (Ably's action: 2 enter, 3 leave) rather than a message: sent to
+    /// subscribers as `event: presence`, never kept in history.
+    pub presence: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -33,6 +38,8 @@ pub struct Channel {
     recent: VecDeque<Instant>,
     pub subscribers: usize,
     pub last_active: Instant,
+    /// Client ids present on the channel.
+    pub present: std::collections::BTreeSet<String>,
 }
 
 impl Channel {
@@ -43,6 +50,7 @@ impl Channel {
             recent: VecDeque::new(),
             subscribers: 0,
             last_active: Instant::now(),
+            present: Default::default(),
         }
     }
 
@@ -125,7 +133,8 @@ impl Channels {
             m.timestamp = Some(now_ms);
             encode_json_data(&mut m);
             self.next_seq += 1;
-            let stored = Arc::new(Stored { seq: self.next_seq, channel: channel.to_string(), message: m });
+            let stored =
+                Arc::new(Stored { seq: self.next_seq, channel: channel.to_string(), message: m, at: now, presence: None });
             if ch.history.len() == HISTORY_CAP {
                 ch.history.pop_front();
             }
@@ -142,6 +151,28 @@ impl Channels {
         }
         let message_id = if n == 1 { base } else { format!("{base}:0") };
         Ok(Published { message_id, delivered })
+    }
+
+    /// `client` enters (`true`) or leaves the channel's presence, as a realtime connection does;
+    /// subscribers get the presence event. Entering twice or leaving when absent changes nothing.
+    pub fn presence(&mut self, channel: &str, client: &str, enter: bool, now_ms: i64) {
+        let ch = self.map.entry(channel.to_string()).or_insert_with(Channel::new);
+        let changed = if enter { ch.present.insert(client.to_string()) } else { ch.present.remove(client) };
+        if !changed {
+            return;
+        }
+        ch.last_active = Instant::now();
+        self.next_seq += 1;
+        let message = Message {
+            id: Some(format!("{client}:{}", self.next_seq)),
+            client_id: Some(client.to_string()),
+            timestamp: Some(now_ms),
+            ..Message::default()
+        };
+        let action = if enter { 2 } else { 3 };
+        let stored =
+            Stored { seq: self.next_seq, channel: channel.to_string(), message, at: Instant::now(), presence: Some(action) };
+        let _ = ch.tx.send(Arc::new(stored));
     }
 
     fn prune_seen(&mut self, now: Instant) {

@@ -119,6 +119,8 @@ pub(crate) struct State {
     sink: Option<mpsc::UnboundedSender<sinks::JobOp>>,
     sink_counters: Arc<SinkCounters>,
     sse_connections: AtomicUsize,
+    /// Typing and read events: publish → each subscriber's stream (the delivery record).
+    deliveries: Mutex<Deliveries>,
     faults: Arc<Mutex<Faults>>,
     emitter: Option<webhook::Emitter>,
     stores: Option<tokio::sync::Mutex<receiver::Stores>>,
@@ -177,6 +179,39 @@ impl State {
             emitter.enqueue(channel, messages, dropped, Self::now_ms());
         }
         result
+    }
+}
+
+/// The delivery record of typing indicators and read receipts: from the publish to the moment
+/// each subscriber's stream is handed the frame.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    typing: crate::histogram::LatencyHistogram,
+    read: crate::histogram::LatencyHistogram,
+}
+
+impl Deliveries {
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let p = |h: &crate::histogram::LatencyHistogram| {
+            (!h.is_empty()).then(|| {
+                serde_json::json!({"count": h.count(), "p50": h.percentile_ms(50.0), "p95": h.percentile_ms(95.0),
+                                   "p99": h.percentile_ms(99.0), "max": h.max_ms()})
+            })
+        };
+        serde_json::json!({"typing": p(&self.typing), "read": p(&self.read)})
+    }
+}
+
+impl State {
+    /// Notes the delivery of a typing or read event to one subscriber.
+    fn delivered_extra(&self, s: &channels::Stored) {
+        let Some(extra) = s.message.name.as_deref().and_then(|n| self.opts.contracts.extra_kind(n)) else { return };
+        let took = s.at.elapsed();
+        let mut d = lock(&self.deliveries);
+        match extra {
+            crate::contracts::Extra::Read => d.read.record(took),
+            _ => d.typing.record(took),
+        }
     }
 }
 
@@ -263,6 +298,7 @@ impl Sandbox {
             sink: started.sink,
             sink_counters: started.counters,
             sse_connections: AtomicUsize::new(0),
+            deliveries: Mutex::default(),
             faults,
             emitter,
             stores: started.stores.map(tokio::sync::Mutex::new),
@@ -449,6 +485,7 @@ async fn ground_truth(AxState(state): AxState<Arc<State>>) -> Response {
         "failed": records.len() - lat.len(),
         "reply_ms": { "p50": pct(50.0), "p90": pct(90.0), "p95": pct(95.0), "p99": pct(99.0), "max": lat.last().map(|v| *v as f64 / 1000.0) },
         "mirror": { "written": mirrored, "errors": errors },
+        "extras_delivery_ms": lock(&state.deliveries).json(),
         "records": records,
     }))
     .into_response()

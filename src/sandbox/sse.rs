@@ -154,6 +154,16 @@ fn attach(state: &State, p: &Params) -> (Receivers, Vec<Arc<Stored>>) {
 }
 
 fn frame(s: &Stored, framing: Framing, enveloped: bool) -> Bytes {
+    if let Some(action) = s.presence {
+        let data = json!({"id": s.message.id, "clientId": s.message.client_id, "action": action,
+                          "timestamp": s.message.timestamp, "channel": s.channel});
+        return match framing {
+            Framing::Sse => Bytes::from(format!("id: {}\nevent: presence\ndata: {data}\n\n", s.seq)),
+            Framing::Lines => {
+                Bytes::from(format!("{}\n", json!({"event": "presence", "data": data, "id": s.seq.to_string()})))
+            }
+        };
+    }
     let data = if enveloped {
         let mut v = serde_json::to_value(&s.message).unwrap_or(Value::Null);
         v["channel"] = json!(s.channel);
@@ -207,6 +217,7 @@ async fn pump(
             return None;
         }
         sent += 1;
+        state.delivered_extra(s);
         Some(frame(s, framing, p.enveloped))
     };
     let mut alive = true;

@@ -11,7 +11,8 @@ use crate::ably::Message;
 use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
 use crate::config::AblyKey;
-use crate::contracts::{Contracts, EventKind};
+use crate::contracts::{Contracts, EventKind, Extra};
+use super::extras::Dashboard;
 
 /// The measured steps of a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,10 +22,15 @@ pub enum Phase {
     PostAck,
     Echo,
     Reply,
+    /// A typing start or stop: publish → the dashboard (the chat's second subscriber).
+    Typing,
+    /// A read receipt: publish → the dashboard.
+    Read,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [Phase::Contact, Phase::Conversation, Phase::PostAck, Phase::Echo, Phase::Reply];
+    pub const ALL: [Phase; 7] =
+        [Phase::Contact, Phase::Conversation, Phase::PostAck, Phase::Echo, Phase::Reply, Phase::Typing, Phase::Read];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +39,8 @@ impl Phase {
             Phase::PostAck => "post_ack",
             Phase::Echo => "echo",
             Phase::Reply => "reply",
+            Phase::Typing => "typing",
+            Phase::Read => "read",
         }
     }
 }
@@ -59,6 +67,9 @@ pub struct ChatContext {
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub cancel: CancellationToken,
+    /// Publishes typing and read events, timed to a second subscriber (SSE only; `None`: off).
+    /// One client for the run, its connections kept, as the app's server keeps its own.
+    pub extras: Option<crate::ably::AblyClient>,
 }
 
 /// What went wrong in a chat; `kind` groups errors in the report.
@@ -81,6 +92,8 @@ pub struct ChatOutcome {
     pub violations: u32,
     pub failure: Option<ChatFailure>,
     pub cancelled: bool,
+    /// Presence events the dashboard saw (with extras).
+    pub presence: super::extras::PresenceSeen,
 }
 
 fn fail(kind: impl Into<String>, detail: impl Into<String>) -> ChatFailure {
@@ -157,7 +170,16 @@ async fn steps(
         }
         _ => None,
     };
+    let mut dash = match (&sub, &ctx.ably, &ctx.extras) {
+        (Some(_), Some((base, key)), Some(ably)) => Some(dashboard(ctx, base, key, ably, conv.id, index).await?),
+        _ => None,
+    };
     for (turn, text) in messages.iter().enumerate() {
+        if let Some(d) = &mut dash {
+            for e in [Extra::TypingStart, Extra::TypingStop] {
+                d.deliver(&ctx.contracts, e, turn, None, out).await?;
+            }
+        }
         let sent = Instant::now();
         // The echo id marks the message as test traffic for `sla report` (contracts.synthetic_prefix).
         let echo = format!("{}smoke-{}-{index}-{turn}", ctx.contracts.synthetic_prefix, ctx.run_id);
@@ -166,16 +188,45 @@ async fn steps(
             if turn == 0 { setup(f) } else { f }
         })?;
         out.phases.push((Phase::PostAck, sent.elapsed()));
-        let replied_at = match &mut sub {
+        let (replied_at, reply_id) = match &mut sub {
             Some(s) => await_realtime(s, &ctx.contracts, msg.id, sent, ctx.reply_timeout, out).await?,
-            None => await_poll(ctx, &contact.source_id, conv.id, msg.id, sent).await?,
+            None => (await_poll(ctx, &contact.source_id, conv.id, msg.id, sent).await?, None),
         };
         out.phases.push((Phase::Reply, replied_at.duration_since(sent)));
         if turn == 0 {
             out.corrected_first_reply = Some(replied_at.duration_since(intended_start));
         }
+        if let Some(d) = &mut dash {
+            d.deliver(&ctx.contracts, Extra::Read, turn, reply_id, out).await?;
+        }
+    }
+    if let Some(d) = &mut dash {
+        d.drain_presence(out);
     }
     Ok(())
+}
+
+/// The broker's dashboard for a chat: a second subscriber on its channel and a publisher.
+async fn dashboard(
+    ctx: &ChatContext,
+    base: &url::Url,
+    key: &AblyKey,
+    ably: &crate::ably::AblyClient,
+    conversation: u64,
+    index: usize,
+) -> Result<Dashboard, ChatFailure> {
+    let channel = ctx.contracts.channel_of(&conversation.to_string());
+    let sub = realtime::subscribe(ctx.sse_http.clone(), base.clone(), key.clone(), channel.clone(), ctx.timeout)
+        .await
+        .map_err(|e| setup(fail("dashboard: subscribe failed", e.to_string())))?;
+    Ok(Dashboard {
+        ably: ably.clone(),
+        sub,
+        channel,
+        conversation,
+        id_prefix: format!("{}smoke-{}-{index}", ctx.contracts.synthetic_prefix, ctx.run_id),
+        wait: ctx.reply_timeout,
+    })
 }
 
 fn data_u64(m: &Message, field: &str) -> Option<u64> {
@@ -197,7 +248,7 @@ async fn await_realtime(
     sent: Instant,
     reply_timeout: Duration,
     out: &mut ChatOutcome,
-) -> Result<Instant, ChatFailure> {
+) -> Result<(Instant, Option<u64>), ChatFailure> {
     let deadline = tokio::time::Instant::from_std(sent + reply_timeout);
     loop {
         let ev = tokio::time::timeout_at(deadline, sub.rx.recv()).await.map_err(|_| {
@@ -207,11 +258,12 @@ async fn await_realtime(
         match ev {
             None => return Err(fail("realtime: stream ended", "the Ably SSE stream ended before the reply")),
             Some(RtEvent::Error(e)) => return Err(fail("realtime: stream error", e)),
+            Some(RtEvent::Presence(..)) => {}
             Some(RtEvent::Message(m, at)) => {
                 let kind = contracts.event_kind(m.name.as_deref().unwrap_or_default());
                 let about_ours = || data_u64(&m, "messageId") == Some(msg_id);
                 match kind {
-                    Some(EventKind::Ai) if answers(contracts, &m, msg_id) => return Ok(at),
+                    Some(EventKind::Ai) if answers(contracts, &m, msg_id) => return Ok((at, data_u64(&m, "messageId"))),
                     Some(EventKind::User) if about_ours() => out.phases.push((Phase::Echo, at.duration_since(sent))),
                     Some(EventKind::SlaWarning) if about_ours() => out.warnings += 1,
                     Some(EventKind::SlaViolation) if about_ours() => out.violations += 1,

@@ -137,7 +137,13 @@ pub fn beside(stem: &Path, ext: &str) -> PathBuf {
 /// Writes `{dir}/{stamp}-{slug}.md`, `.json` and the percentile spectrum `.svg`; returns the
 /// Markdown path.
 pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
-    let stem = claim_stem(dir, slug)?;
+    write_report_to(report, &claim_stem(dir, slug)?)
+}
+
+/// Writes the report's `.md`, `.json` and `.svg` at a stem already claimed ([`claim_stem`]);
+/// returns the Markdown path.
+pub fn write_report_to(report: &SmokeReport, stem: &Path) -> Result<PathBuf, FileError> {
+    let stem = stem.to_path_buf();
     let svg = beside(&stem, "svg");
     let spectrum = report.spectrum_svg().map_err(|e| at(&svg)(std::io::Error::other(e)))?;
     crate::fsutil::write_shared(&svg, &spectrum).map_err(at(&svg))?;
@@ -151,6 +157,18 @@ pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<Path
     body.push(b'\n');
     crate::fsutil::write_shared(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
     Ok(md)
+}
+
+/// Appends one interval's record to a soak's `{stem}.intervals.ndjson`.
+pub fn append_interval(stem: &Path, record: &super::soak::IntervalRecord) -> Result<PathBuf, FileError> {
+    use std::io::Write;
+    let path = beside(stem, "intervals.ndjson");
+    let mut line = serde_json::to_vec(record).map_err(|e| at(&path)(e.into()))?;
+    line.push(b'\n');
+    crate::fsutil::refuse_non_regular(&path).map_err(at(&path))?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(at(&path))?;
+    f.write_all(&line).map_err(at(&path))?;
+    Ok(path)
 }
 
 impl SmokeReport {

@@ -162,5 +162,6 @@ pub fn merge(paths: &[PathBuf], thresholds: &[Threshold], command: String) -> Re
         interrupted: false,
         cleanup: None,
         command,
+        soak: None,
     }))
 }

@@ -7,10 +7,12 @@
 
 pub mod chat;
 pub mod driver;
+pub mod extras;
 pub mod files;
 pub mod merge;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod threshold;
 
 use std::collections::BTreeMap;
@@ -128,6 +130,22 @@ pub struct SmokeOptions {
     pub max_driver_lag: Duration,
     /// The command line as typed (secrets never appear in it: no flag takes one).
     pub command: String,
+    /// Typing and read events published and timed to a second subscriber (SSE transport).
+    pub extras: bool,
+    /// Run for a duration at the open loop's rate, summarised per interval (`chats` unused).
+    pub soak: Option<soak::SoakPlan>,
+}
+
+impl SmokeOptions {
+    /// The chats the run means to start: `chats`, or for a soak its duration at its rate.
+    pub fn planned(&self) -> usize {
+        match (&self.soak, self.schedule) {
+            (Some(p), Schedule::Open { rate_per_s, .. }) => {
+                (p.duration.as_secs_f64() * rate_per_s).ceil().min(usize::MAX as f64) as usize
+            }
+            _ => self.chats,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +184,8 @@ pub struct Aggregate {
     /// Chats that failed before a message went in (contact, conversation, subscription, post):
     /// the target's fault, not a reply's.
     pub setup_failures: usize,
+    /// Presence events the chats' dashboards saw.
+    pub presence: extras::PresenceSeen,
 }
 
 impl Aggregate {
@@ -183,6 +203,7 @@ impl Aggregate {
         }
         self.warnings += u64::from(o.warnings);
         self.violations += u64::from(o.violations);
+        self.presence.add(o.presence);
         match &o.failure {
             None => self.ok += 1,
             Some(f) => {
@@ -208,6 +229,8 @@ impl Aggregate {
         add(&mut self.cancelled, other.cancelled, "cancelled")?;
         add(&mut self.warnings, other.warnings, "warning")?;
         add(&mut self.violations, other.violations, "violation")?;
+        add(&mut self.presence.enter, other.presence.enter, "presence")?;
+        add(&mut self.presence.leave, other.presence.leave, "presence")?;
         for (k, (n, ex)) in other.errors {
             add(&mut self.errors.entry(k).or_insert((0, ex)).0, n, "error")?;
         }
@@ -243,6 +266,12 @@ fn validate(opts: &SmokeOptions) -> Result<(), SmokeError> {
         }
         _ => {}
     }
+    if let Some(plan) = &opts.soak {
+        if !matches!(opts.schedule, Schedule::Open { .. }) {
+            return Err(SmokeError::Options("--duration needs --rate: a soak starts chats at a steady rate".into()));
+        }
+        plan.check().map_err(SmokeError::Options)?;
+    }
     if let Some((base, _)) = &opts.target.ably
         && base.scheme() == "http"
         && !crate::http::is_loopback_host(base)
@@ -277,29 +306,59 @@ pub async fn smoke(
         poll_interval: opts.poll_interval,
         timeout: opts.timeout,
         cancel: run_cancel.clone(),
+        extras: match (&opts.target.ably, opts.extras, opts.transport) {
+            (Some((base, key)), true, Transport::Sse) => Some(
+                crate::ably::AblyClient::new(base.clone(), Some(key.clone()), opts.timeout)
+                    .map_err(|e| SmokeError::Options(e.to_string()))?,
+            ),
+            _ => None,
+        },
     };
     let (tx, mut rx) = mpsc::channel::<chat::ChatOutcome>(1024);
     let scheduler = tokio::spawn(schedule(opts.clone(), ctx.clone(), tx));
     let open_loop = matches!(opts.schedule, Schedule::Open { .. });
+    let planned = opts.planned();
     let mut agg = Aggregate::default();
     let mut conversations = Vec::new();
     let mut aborted = None;
-    while let Some(outcome) = rx.recv().await {
-        conversations.extend(outcome.conversation_id);
+    let rate_per_min = match opts.schedule {
+        Schedule::Open { rate_per_s, .. } => rate_per_s * 60.0,
+        Schedule::Closed { .. } => 0.0,
+    };
+    let mut intervals = opts.soak.clone().map(|p| soak::Intervals::new(p, rate_per_min));
+    let every = intervals.as_ref().map_or(Duration::from_secs(3600), soak::Intervals::every);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cleaning = opts.target.can_clean_up && opts.cleanup_allowed;
+    let mut cleanups = tokio::task::JoinSet::new();
+    loop {
+        let outcome = tokio::select! {
+            o = rx.recv() => match o { Some(o) => o, None => break },
+            _ = ticks.tick(), if intervals.is_some() => {
+                // Each interval's conversations are cleaned up as it closes: a soak's list
+                // of conversations never grows with its length.
+                if let Some(iv) = &mut intervals {
+                    let done = iv.close(&opts.thresholds);
+                    if cleaning {
+                        let cw = opts.target.chatwoot.clone();
+                        cleanups.spawn(async move { clean_up(&cw, &done).await });
+                    }
+                }
+                continue;
+            }
+        };
+        match &mut intervals {
+            Some(iv) => iv.add(&outcome, open_loop),
+            None => conversations.extend(outcome.conversation_id),
+        }
         agg.add(&outcome, open_loop);
         if let Some(p) = &progress {
             let reply = agg.reply();
-            let _ = p.send(Progress {
-                planned: opts.chats,
-                done: agg.total,
-                failed: agg.failed,
-                p95_ms: reply.percentile_ms(95.0),
-            });
+            let _ = p.send(Progress { planned, done: agg.total, failed: agg.failed, p95_ms: reply.percentile_ms(95.0) });
         }
         if opts.abort_on_fail && aborted.is_none() {
-            let planned_samples = (opts.chats * opts.turns.max(1)) as u64;
-            if let Some(t) =
-                opts.thresholds.iter().find(|t| threshold::cannot_pass(t, &agg, opts.chats, planned_samples))
+            let planned_samples = (planned * opts.turns.max(1)) as u64;
+            if let Some(t) = opts.thresholds.iter().find(|t| threshold::cannot_pass(t, &agg, planned, planned_samples))
             {
                 aborted = Some(t.expr.clone());
                 run_cancel.cancel();
@@ -308,9 +367,19 @@ pub async fn smoke(
     }
     // The scheduler ends once every chat it started has reported.
     let _ = scheduler.await;
+    let soak = intervals.map(|mut iv| {
+        conversations.extend(iv.close(&opts.thresholds));
+        iv.summary()
+    });
     let driver = watch.finish(opts.max_driver_lag).await;
-    let cleanup = if opts.target.can_clean_up && opts.cleanup_allowed {
-        Some(clean_up(&opts.target.chatwoot, &conversations).await)
+    let cleanup = if cleaning {
+        let mut c = clean_up(&opts.target.chatwoot, &conversations).await;
+        while let Some(done) = cleanups.join_next().await {
+            if let Ok(d) = done {
+                c.absorb(d);
+            }
+        }
+        Some(c)
     } else {
         None
     };
@@ -318,7 +387,7 @@ pub async fn smoke(
         schedule: opts.schedule,
         turns: opts.turns.max(1),
         transport: ctx.transport,
-        chats_planned: opts.chats,
+        chats_planned: planned,
         reply_match: opts.contracts.reply.clone(),
     };
     Ok(SmokeReport::build(report::Inputs {
@@ -333,6 +402,7 @@ pub async fn smoke(
         cleanup,
         command: opts.command.clone(),
         driver: Some(driver),
+        soak,
     }))
 }
 
@@ -347,10 +417,18 @@ async fn schedule(opts: SmokeOptions, ctx: ChatContext, tx: mpsc::Sender<chat::C
     let permits = Arc::new(Semaphore::new(limit));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..opts.chats {
+    // A soak starts chats until its duration is over; a run, `chats` of them.
+    let (count, until) = match &opts.soak {
+        Some(p) => (usize::MAX, Some(start + p.duration)),
+        None => (opts.chats, None),
+    };
+    for i in 0..count {
         let intended = match interval {
             Some(iv) => {
                 let at = start + iv.mul_f64(i as f64);
+                if until.is_some_and(|u| at >= u) {
+                    break;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.into()) => {}
                     _ = ctx.cancel.cancelled() => break,
@@ -367,6 +445,8 @@ async fn schedule(opts: SmokeOptions, ctx: ChatContext, tx: mpsc::Sender<chat::C
         let intended = if interval.is_none() { Instant::now() } else { intended };
         let messages = opts.scenario.messages(i, opts.turns);
         let (ctx, tx) = (ctx.clone(), tx.clone());
+        // Finished chats leave the set at once: a soak's set holds the chats in flight only.
+        while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let outcome = chat::run(&ctx, i, &messages, intended).await;
             drop(permit);

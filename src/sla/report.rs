@@ -32,6 +32,17 @@ pub struct Cleanup {
     pub error: Option<String>,
 }
 
+impl Cleanup {
+    /// Adds another batch's cleanup (a soak cleans up per interval).
+    pub fn absorb(&mut self, o: Cleanup) {
+        self.resolved += o.resolved;
+        self.failed += o.failed;
+        if self.error.is_none() {
+            self.error = o.error;
+        }
+    }
+}
+
 pub struct Inputs<'a> {
     pub agg: Aggregate,
     pub thresholds: &'a [Threshold],
@@ -45,6 +56,8 @@ pub struct Inputs<'a> {
     pub command: String,
     /// The driver's view of itself (`None` for merged runs: each run says so in its own report).
     pub driver: Option<super::driver::DriverHealth>,
+    /// A soak's intervals.
+    pub soak: Option<super::soak::SoakSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +73,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &LatencyHistogram) -> Option<Self> {
+    pub(crate) fn of(h: &LatencyHistogram) -> Option<Self> {
         (!h.is_empty()).then(|| Percentiles {
             count: h.count(),
             min: r3(h.min_ms()),
@@ -110,6 +123,12 @@ pub struct SmokeReport {
     pub error_rate: f64,
     pub reply_ms: Option<Percentiles>,
     pub reply_corrected_ms: Option<Percentiles>,
+    /// Typing start and stop, publish → the dashboard (null without extras).
+    pub typing_ms: Option<Percentiles>,
+    /// Read receipts, publish → the dashboard (null without extras).
+    pub read_ms: Option<Percentiles>,
+    /// Presence events the dashboards saw.
+    pub presence: super::extras::PresenceSeen,
     pub phases: Vec<PhaseStats>,
     pub sla_events: Value,
     pub thresholds: Vec<ThresholdResult>,
@@ -119,6 +138,7 @@ pub struct SmokeReport {
     pub cleanup: Option<Cleanup>,
     pub command: String,
     pub driver: Option<super::driver::DriverHealth>,
+    pub soak: Option<super::soak::SoakSummary>,
     #[serde(skip)]
     pub aggregate: Aggregate,
 }
@@ -179,7 +199,13 @@ impl SmokeReport {
             .map(|(k, (n, ex))| ErrorCount { kind: k.clone(), count: *n, example: ex.clone() })
             .collect();
         let planned = i.mode.as_ref().map_or(agg.total, |m| m.chats_planned);
-        let passed = thresholds.iter().all(|t| t.passed) && agg.total > 0 && i.aborted.is_none() && !i.interrupted;
+        let intervals_failed =
+            i.soak.as_ref().is_some_and(|s| s.interval_thresholds && !s.failed_intervals.is_empty());
+        let passed = thresholds.iter().all(|t| t.passed)
+            && agg.total > 0
+            && i.aborted.is_none()
+            && !i.interrupted
+            && !intervals_failed;
         SmokeReport {
             schema_version: 1,
             kind: "sla_smoke",
@@ -192,6 +218,9 @@ impl SmokeReport {
             error_rate: if agg.total == 0 { 0.0 } else { r3(agg.failed as f64 / agg.total as f64 * 1000.0) / 1000.0 },
             reply_ms: Percentiles::of(&agg.reply()),
             reply_corrected_ms: agg.corrected.as_ref().and_then(Percentiles::of),
+            typing_ms: agg.phases.get(&Phase::Typing).and_then(Percentiles::of),
+            read_ms: agg.phases.get(&Phase::Read).and_then(Percentiles::of),
+            presence: agg.presence,
             phases,
             sla_events: json!({"warning": agg.warnings, "violation": agg.violations}),
             thresholds,
@@ -201,6 +230,7 @@ impl SmokeReport {
             cleanup: i.cleanup,
             command: i.command,
             driver: i.driver,
+            soak: i.soak,
             aggregate: agg,
         }
     }
@@ -240,7 +270,15 @@ impl SmokeReport {
         let mode = &self.mode;
         let how = match mode["loop"].as_str() {
             Some("closed") => format!("closed loop, {} at once", mode["concurrency"]),
-            Some("open") => format!("open loop, {}/s", mode["rate_per_s"]),
+            Some("open") => match &self.soak {
+                Some(s) => format!(
+                    "soak {} at {}/min, intervals of {}",
+                    crate::duration::format_duration(Duration::from_secs_f64(s.duration_planned_ms / 1000.0)),
+                    r3(s.rate_per_min),
+                    crate::duration::format_duration(Duration::from_secs_f64(s.interval_ms / 1000.0)),
+                ),
+                None => format!("open loop, {}/s", mode["rate_per_s"]),
+            },
             _ => "merged runs".into(),
         };
         // Under `first-after` a reply is only the first one after the message: say so.
@@ -311,6 +349,23 @@ impl Render for SmokeReport {
         writeln!(w)?;
         for (line, t) in self.verdict_lines().iter().zip(&self.thresholds) {
             writeln!(w, "{}", if t.passed { style.good(line) } else { style.bad(line) })?;
+        }
+        if let Some(s) = &self.soak {
+            let line = format!(
+                "intervals: {} of {} failed a threshold{}",
+                s.failed_intervals.len(),
+                s.intervals.len(),
+                if s.interval_thresholds { "" } else { " (not judged: --interval-thresholds judges each)" }
+            );
+            let bad = s.interval_thresholds && !s.failed_intervals.is_empty();
+            writeln!(w, "{}", if bad { style.bad(&line) } else { line })?;
+        }
+        if self.typing_ms.is_some() || self.read_ms.is_some() {
+            writeln!(
+                w,
+                "presence seen by the dashboards: {} enter, {} leave",
+                self.presence.enter, self.presence.leave
+            )?;
         }
         if let Some(a) = &self.aborted {
             writeln!(w, "{}", style.bad(&format!("aborted early: {a} could no longer pass")))?;

@@ -32,6 +32,16 @@ impl Metric {
     }
 }
 
+/// What a latency threshold measures: the AI's reply (`p95`), or the delivery of typing
+/// indicators (`typing_p95`) or read receipts (`read_p95`) to the broker's dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Reply,
+    Typing,
+    Read,
+}
+
 /// A threshold's comparison is the one every limit uses; a threshold says what passes, so it
 /// takes `<`, `<=` and `==` only (a smoke that passes when P95 is *over* a limit means nothing).
 pub use crate::compare::Cmp as Op;
@@ -41,6 +51,7 @@ pub use crate::compare::Cmp as Op;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     pub expr: String,
+    pub of: Subject,
     pub metric: Metric,
     pub op: Op,
     pub limit: f64,
@@ -55,7 +66,12 @@ impl FromStr for Threshold {
         let e = crate::compare::Expr::parse(&expr)
             .filter(|e| matches!(e.cmp, Op::Lt | Op::Le | Op::Eq))
             .ok_or_else(expected)?;
-        let (name, op) = (e.left, e.cmp);
+        let (full, op) = (e.left, e.cmp);
+        let (of, name) = match (full.strip_prefix("typing_"), full.strip_prefix("read_")) {
+            (Some(n), _) => (Subject::Typing, n),
+            (_, Some(n)) => (Subject::Read, n),
+            _ => (Subject::Reply, full),
+        };
         let metric = match name {
             "p50" => Metric::P50,
             "p90" => Metric::P90,
@@ -65,12 +81,16 @@ impl FromStr for Threshold {
             "error_rate" => Metric::ErrorRate,
             "violations" => Metric::Violations,
             "warnings" => Metric::Warnings,
-            other => {
+            _ => {
                 return Err(format!(
-                    "invalid threshold {s:?}: unknown metric {other:?} (p50, p90, p95, p99, max, error_rate, violations, warnings)"
+                    "invalid threshold {s:?}: unknown metric {full:?} (p50, p90, p95, p99, max, error_rate, violations, \
+                     warnings; typing_ and read_ before a percentile or max)"
                 ));
             }
         };
+        if of != Subject::Reply && metric.percentile().is_none() {
+            return Err(format!("invalid threshold {s:?}: typing_ and read_ go before a percentile or max, not {name}"));
+        }
         if metric == Metric::ErrorRate && !e.right.ends_with('%') {
             // A bare `1` could mean 1 % or 100 %: the smoke's error rate is written as k6 writes it.
             return Err(format!("invalid threshold {s:?}: {}", e.at(e.right, "error_rate takes a percentage like 1%")));
@@ -78,7 +98,7 @@ impl FromStr for Threshold {
         let limit = e
             .limit(crate::compare::Kind::of_metric(name), name)
             .map_err(|m| format!("invalid threshold {s:?}: {m}"))?;
-        Ok(Threshold { expr, metric, op, limit })
+        Ok(Threshold { expr, of, metric, op, limit })
     }
 }
 
@@ -106,6 +126,7 @@ pub fn of_sla(slo: std::time::Duration, budget: f64) -> Vec<Threshold> {
 #[derive(Debug, Clone, Serialize)]
 pub struct ThresholdResult {
     pub expr: String,
+    pub of: Subject,
     pub metric: Metric,
     pub passed: bool,
     /// The observed value in the threshold's unit (ms, ratio or count); null when nothing
@@ -126,11 +147,21 @@ fn observe(t: &Threshold, agg: &super::Aggregate) -> (Option<f64>, &'static str)
         Metric::Violations => (Some(agg.violations as f64), "count"),
         Metric::Warnings => (Some(agg.warnings as f64), "count"),
         m => {
-            let h = agg.judged_reply();
+            let h = judged(t, agg);
             let p = m.percentile().unwrap_or(100.0);
             ((!h.is_empty()).then(|| if p >= 100.0 { h.max_ms() } else { h.percentile_ms(p) }), "ms")
         }
     }
+}
+
+/// The latencies a latency threshold is judged on.
+fn judged(t: &Threshold, agg: &super::Aggregate) -> super::LatencyHistogram {
+    let phase = match t.of {
+        Subject::Reply => return agg.judged_reply(),
+        Subject::Typing => super::Phase::Typing,
+        Subject::Read => super::Phase::Read,
+    };
+    agg.phases.get(&phase).cloned().unwrap_or_default()
 }
 
 pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> ThresholdResult {
@@ -138,6 +169,7 @@ pub fn evaluate(t: &Threshold, agg: &super::Aggregate) -> ThresholdResult {
     let passed = observed.is_some_and(|o| t.op.holds(o, t.limit));
     ThresholdResult {
         expr: t.expr.clone(),
+        of: t.of,
         metric: t.metric,
         passed,
         observed: observed.map(crate::histogram::r3),
@@ -161,8 +193,10 @@ pub fn cannot_pass(t: &Threshold, agg: &super::Aggregate, planned_chats: usize, 
         Metric::Violations => over(agg.violations as f64, t.limit, t.op),
         Metric::Warnings => over(agg.warnings as f64, t.limit, t.op),
         m => {
-            let h = agg.judged_reply();
-            let allowed = (1.0 - m.percentile().unwrap_or(100.0) / 100.0) * planned_samples as f64;
+            let h = judged(t, agg);
+            // Two typing events (start, stop) per message.
+            let samples = if t.of == Subject::Typing { planned_samples.saturating_mul(2) } else { planned_samples };
+            let allowed = (1.0 - m.percentile().unwrap_or(100.0) / 100.0) * samples as f64;
             let above = h.count_above_ms(t.limit) as f64;
             above > allowed
         }
@@ -184,6 +218,10 @@ mod tests {
         let t: Threshold = "violations==0".parse().unwrap();
         assert_eq!((t.metric, t.op, t.limit), (Metric::Violations, Op::Eq, 0.0));
         assert!("p42<1s".parse::<Threshold>().is_err());
+        let t: Threshold = "typing_p95<500ms".parse().unwrap();
+        assert_eq!((t.of, t.metric, t.limit), (Subject::Typing, Metric::P95, 500.0));
+        assert_eq!("read_max<1s".parse::<Threshold>().unwrap().of, Subject::Read);
+        assert!("typing_error_rate<1%".parse::<Threshold>().unwrap_err().contains("before a percentile"));
         assert!("error_rate<1".parse::<Threshold>().is_err());
         assert!("p95>1s".parse::<Threshold>().is_err());
         assert!("p95<fast".parse::<Threshold>().is_err());
