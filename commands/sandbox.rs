@@ -50,6 +50,49 @@ pub struct SandboxArgs {
     /// see `token resume-test` fail on it.
     #[arg(long = "resume-careless", value_enum, value_name = "MODE")]
     pub resume_careless: Vec<ResumeCareless>,
+    #[command(flatten, next_help_heading = "Simulated customers (--traffic)")]
+    pub traffic: TrafficArgs,
+}
+
+/// Simulated customer traffic (changeable at run time through POST /_sandbox/traffic).
+#[derive(Debug, Args, Clone)]
+pub struct TrafficArgs {
+    /// Start simulated conversations at this rate (per minute, Poisson arrivals; `120` or
+    /// `120/min`), each choosing its transport through the ENABLE_ABLY_REALTIME flag.
+    #[arg(long, value_name = "RATE", value_parser = parse_traffic_rate)]
+    pub traffic: Option<f64>,
+    /// Customer messages per conversation, drawn uniformly from MIN-MAX.
+    #[arg(long, default_value = "1-4", value_name = "MIN-MAX", value_parser = parse_range, requires = "traffic")]
+    pub traffic_turns: (u32, u32),
+    /// Mean think time before each message (exponentially distributed).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR", requires = "traffic")]
+    pub traffic_think: std::time::Duration,
+    /// How often the simulated app reads the flag again for a conversation.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR", requires = "traffic")]
+    pub flag_refresh: std::time::Duration,
+    /// The simulated app's polling interval on the polling transport.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR", requires = "traffic")]
+    pub traffic_poll: std::time::Duration,
+    /// Share of real-time conversations a simulated broker dashboard subscribes to.
+    #[arg(long, default_value = "50%", value_parser = broker_ops::compare::share, value_name = "SHARE", requires = "traffic")]
+    pub traffic_dashboard: f64,
+    /// The simulated app ignores the flag: every conversation on real-time (a deployment that
+    /// does not read it).
+    #[arg(long, requires = "traffic")]
+    pub ignore_flag: bool,
+}
+
+fn parse_traffic_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/min");
+    let r: f64 = n.trim().parse().map_err(|_| format!("invalid rate {s:?}: conversations per minute, e.g. 120"))?;
+    broker_ops::sandbox::traffic::check_rate(r)
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("invalid range {s:?}: expected MIN-MAX, e.g. 1-4");
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a == 0 || a > b { Err(bad()) } else { Ok((a, b)) }
 }
 
 /// The Ably webhook rule and the app route's stand-in, and their faults (changeable at run
@@ -190,6 +233,22 @@ pub async fn run(args: SandboxArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ResumeCareless::TokenInLocation => f.resume_token_in_location = true,
             ResumeCareless::Cacheable => f.resume_cacheable = true,
         }
+    }
+    if let Some(rate) = args.traffic.traffic {
+        let t = &args.traffic;
+        let flag = broker_ops::contracts::DEFAULT_FLAG;
+        opts.traffic = Some(broker_ops::sandbox::traffic::TrafficOptions {
+            rate_per_min: rate,
+            turns: t.traffic_turns,
+            think: t.traffic_think,
+            flag_refresh: t.flag_refresh,
+            poll_interval: t.traffic_poll,
+            dashboard_share: t.traffic_dashboard,
+            ignore_flag: t.ignore_flag,
+            flag: flag.to_string(),
+            kill_switch: broker_ops::rollout::switch::kill_switch(&ctx.config, flag),
+            reply_timeout: ctx.config.sla.reply_timeout.value,
+        });
     }
     let sandbox = Sandbox::start(opts).await?;
     let summary = sandbox.summary();

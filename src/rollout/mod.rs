@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod cohorts;
 pub mod export;
 pub mod ops;
+pub mod reader;
 mod render;
 pub mod store;
 pub mod switch;

@@ -27,8 +27,13 @@ pub struct Db {
 impl Db {
     /// The configured Postgres, with the three tables present.
     pub async fn open(config: &crate::config::Config) -> Result<Db, RolloutError> {
-        let crate::store::postgres::Pg { pool, addr } = crate::store::postgres::Pg::required(config).await?;
-        let tables = config.contracts.flags.clone();
+        let pg = crate::store::postgres::Pg::required(config).await?;
+        Db::of(pg, config.contracts.flags.clone()).await
+    }
+
+    /// The rollout's tables in the database `pg` is connected to, checked present.
+    pub async fn of(pg: crate::store::postgres::Pg, tables: FlagTables) -> Result<Db, RolloutError> {
+        let crate::store::postgres::Pg { pool, addr } = pg;
         let (a, b, c): (bool, bool, bool) = crate::store::postgres::statement_as(&tables.exist_sql())
             .fetch_one(&pool)
             .within(limit_of(&pool))

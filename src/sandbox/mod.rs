@@ -23,6 +23,7 @@ mod sse;
 mod stats;
 mod store;
 pub mod tls;
+pub mod traffic;
 pub mod webhook;
 mod worker;
 
@@ -130,6 +131,9 @@ pub(crate) struct State {
     slack: Mutex<Vec<serde_json::Value>>,
     /// Set by `shutdown`: jobs waiting for a paused worker give up.
     stopping: std::sync::atomic::AtomicBool,
+    /// The sandbox's own address, for the simulated customers.
+    base: url::Url,
+    traffic: Option<Arc<traffic::Traffic>>,
 }
 
 /// Locks a mutex; a poisoned lock means a handler panicked mid-update, after which the
@@ -139,6 +143,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
+    /// Where the simulated customers reach the sandbox.
+    fn self_url(&self) -> url::Url {
+        self.base.clone()
+    }
+
     fn now_ms() -> i64 {
         chrono::Utc::now().timestamp_millis()
     }
@@ -225,6 +234,7 @@ pub struct Sandbox {
     server: tokio::task::JoinHandle<()>,
     sink_task: Option<tokio::task::JoinHandle<()>>,
     emitter_task: Option<tokio::task::JoinHandle<()>>,
+    traffic_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Sandbox {
@@ -277,6 +287,21 @@ impl Sandbox {
             }
             None => (None, None),
         };
+        if opts.traffic.is_some() && opts.tls.is_some() {
+            return Err(SandboxError::Option(
+                "--traffic with --tls-cert: the simulated customers reach the sandbox over plain HTTP on loopback; \
+                 run the traffic without TLS"
+                    .into(),
+            ));
+        }
+        let traffic = opts
+            .traffic
+            .clone()
+            .map(|t| t.checked().map(|t| Arc::new(traffic::Traffic::new(t))))
+            .transpose()
+            .map_err(SandboxError::Option)?;
+        // `http://` and a socket address always make a valid URL.
+        let base = url::Url::parse(&format!("{scheme}://{addr}")).expect("a socket address URL");
         let rng = match opts.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -306,12 +331,15 @@ impl Sandbox {
             receiver: ReceiverCounters::default(),
             stopping: Default::default(),
             slack: Mutex::new(Vec::new()),
+            base,
+            traffic,
             opts,
         });
         let (shutdown, rx) = watch::channel(false);
         let app = router(state.clone());
         let server = tokio::spawn(serve(listener, acceptor, app, rx));
-        Ok(Sandbox { addr, scheme, state, shutdown, server, sink_task: started.task, emitter_task })
+        let traffic_tasks = traffic::start(state.clone(), state.opts.seed);
+        Ok(Sandbox { addr, scheme, state, shutdown, server, sink_task: started.task, emitter_task, traffic_tasks })
     }
 
     pub fn base_url(&self) -> String {
@@ -378,6 +406,12 @@ impl Sandbox {
         self.state.emitter.as_ref().map(|e| e.counters.json())
     }
 
+    /// Changes the traffic (as `POST /_sandbox/traffic` does); refused values change nothing.
+    pub fn set_traffic(&self, patch: traffic::ControlPatch) -> Result<traffic::Control, String> {
+        let t = self.state.traffic.as_ref().ok_or("no traffic: start the sandbox with --traffic RATE")?;
+        t.patch(patch)
+    }
+
     /// Sets pipeline faults (as `POST /_sandbox/faults` does); refused values change nothing.
     pub fn set_faults(&self, patch: faults::FaultsPatch) -> Result<Faults, String> {
         let mut f = lock(&self.state.faults);
@@ -388,6 +422,13 @@ impl Sandbox {
     /// Lets the webhook deliver what is queued (at most 10 s: a failing receiver would hold it
     /// for minutes), stops accepting requests, lets the queue writer drain, and waits for all.
     pub async fn shutdown(self) {
+        // The simulated customers leave first, so their last messages are mirrored below.
+        if let Some(t) = &self.state.traffic {
+            t.stop.cancel();
+        }
+        for t in &self.traffic_tasks {
+            t.abort();
+        }
         if let Some(e) = &self.state.emitter {
             let deadline = Instant::now() + Duration::from_secs(10);
             while e.counters.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
@@ -460,6 +501,7 @@ fn sandbox_routes() -> Router<Arc<State>> {
         .route("/_sandbox/faults", get(faults::get_faults).post(faults::set_faults))
         .route("/_sandbox/mirror", get(receiver::report))
         .route("/_sandbox/slack", get(slack::list))
+        .route("/_sandbox/traffic", get(traffic::get).post(traffic::post))
         .route(slack::PATH, axum::routing::post(slack::post))
 }
 

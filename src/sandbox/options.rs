@@ -47,6 +47,8 @@ pub struct SandboxOptions {
     /// The keys the reference resume route checks tokens with (`RESUME_TOKEN_SECRET` or
     /// `RESUME_TOKEN_KEYS`); `None`: the route answers 501.
     pub resume_keys: Option<crate::token::Keys>,
+    /// Simulated customers (`--traffic RATE`).
+    pub traffic: Option<super::traffic::TrafficOptions>,
 }
 
 impl SandboxOptions {
@@ -97,6 +99,7 @@ impl Default for SandboxOptions {
             faults: super::Faults::default(),
             tls: None,
             resume_keys: None,
+            traffic: None,
         }
     }
 }
