@@ -142,7 +142,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
             "invalid rate {s:?}: over the limit of {MAX_RATE_PER_S:.0} chats/s one driver can start and still measure \
              honestly; split the run over several drivers and `sla merge`"
         )),
-        _ => Err(format!("invalid rate {s:?}: expected a positive number of chats per second or minute, e.g. 20/s or 60/min")),
+        _ => Err(format!(
+            "invalid rate {s:?}: expected a positive number of chats per second or minute, e.g. 20/s or 60/min"
+        )),
     }
 }
 

@@ -23,7 +23,11 @@ pub fn start(args: &SmokeArgs, stem: Option<&Path>) -> (Option<SoakPlan>, Option
             }
         }
     });
-    let plan =
-        SoakPlan { duration, interval: args.interval, interval_thresholds: args.interval_thresholds, records: Some(tx) };
+    let plan = SoakPlan {
+        duration,
+        interval: args.interval,
+        interval_thresholds: args.interval_thresholds,
+        records: Some(tx),
+    };
     (Some(plan), Some(task))
 }

@@ -9,8 +9,8 @@ use sqlx::{PgPool, Row};
 
 use super::tally::{Tally, Worst};
 use super::{ReportError, ReportRequest};
-use crate::contracts::{Contracts, Extra};
 use crate::contracts::report_sql::Pairing;
+use crate::contracts::{Contracts, Extra};
 use crate::store::MirrorError;
 use crate::store::postgres::{Deadline, limit_of};
 
@@ -51,7 +51,13 @@ pub async fn tally(
 }
 
 /// Counts the typing and read events of the window into `t`.
-async fn extras(pool: &PgPool, addr: &str, c: &Contracts, req: &ReportRequest, t: &mut Tally) -> Result<(), ReportError> {
+async fn extras(
+    pool: &PgPool,
+    addr: &str,
+    c: &Contracts,
+    req: &ReportRequest,
+    t: &mut Tally,
+) -> Result<(), ReportError> {
     let names: Vec<String> = Extra::ALL.iter().map(|e| c.extra_name(*e).to_string()).collect();
     let convs = (!req.conversations.is_empty()).then(|| req.conversations.clone());
     let rows: Vec<(String, bool, i64)> = crate::store::postgres::statement_as(&c.table.extras_sql())

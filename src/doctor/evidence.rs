@@ -314,7 +314,8 @@ fn event_evidence(c: &Contracts, sample: &[Sampled]) -> Vec<(&'static str, Evide
         };
         (key, ev)
     };
-    let (late, extras) = (Some("sent only when a reply is late"), Some("sent only by apps with typing and read receipts"));
+    let (late, extras) =
+        (Some("sent only when a reply is late"), Some("sent only by apps with typing and read receipts"));
     let mut out = vec![
         judge("event_user", &c.event_user, None),
         judge("event_ai", &c.event_ai, None),

@@ -65,7 +65,8 @@ impl Snapshot {
 /// Reads the flag `name` and its overrides from `db` (a failure becomes an unreadable snapshot,
 /// never an error: the app keeps serving).
 pub async fn read(db: Option<&Db>, name: &str, kill_switch: bool) -> Snapshot {
-    let unreadable = |why: String| Snapshot { flag: None, overrides: HashMap::new(), kill_switch, unreadable: Some(why) };
+    let unreadable =
+        |why: String| Snapshot { flag: None, overrides: HashMap::new(), kill_switch, unreadable: Some(why) };
     let Some(db) = db else { return unreadable("no database configured".into()) };
     let both = async {
         let flag = db.flag(name).await?;

@@ -133,8 +133,13 @@ impl Channels {
             m.timestamp = Some(now_ms);
             encode_json_data(&mut m);
             self.next_seq += 1;
-            let stored =
-                Arc::new(Stored { seq: self.next_seq, channel: channel.to_string(), message: m, at: now, presence: None });
+            let stored = Arc::new(Stored {
+                seq: self.next_seq,
+                channel: channel.to_string(),
+                message: m,
+                at: now,
+                presence: None,
+            });
             if ch.history.len() == HISTORY_CAP {
                 ch.history.pop_front();
             }
@@ -170,8 +175,13 @@ impl Channels {
             ..Message::default()
         };
         let action = if enter { 2 } else { 3 };
-        let stored =
-            Stored { seq: self.next_seq, channel: channel.to_string(), message, at: Instant::now(), presence: Some(action) };
+        let stored = Stored {
+            seq: self.next_seq,
+            channel: channel.to_string(),
+            message,
+            at: Instant::now(),
+            presence: Some(action),
+        };
         let _ = ch.tx.send(Arc::new(stored));
     }
 

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::extras::Dashboard;
 use crate::ably::Message;
 use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::chatwoot::{ChatwootClient, ChatwootError, MESSAGE_OUTGOING};
 use crate::config::AblyKey;
 use crate::contracts::{Contracts, EventKind, Extra};
-use super::extras::Dashboard;
 
 /// The measured steps of a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,7 +263,9 @@ async fn await_realtime(
                 let kind = contracts.event_kind(m.name.as_deref().unwrap_or_default());
                 let about_ours = || data_u64(&m, "messageId") == Some(msg_id);
                 match kind {
-                    Some(EventKind::Ai) if answers(contracts, &m, msg_id) => return Ok((at, data_u64(&m, "messageId"))),
+                    Some(EventKind::Ai) if answers(contracts, &m, msg_id) => {
+                        return Ok((at, data_u64(&m, "messageId")));
+                    }
                     Some(EventKind::User) if about_ours() => out.phases.push((Phase::Echo, at.duration_since(sent))),
                     Some(EventKind::SlaWarning) if about_ours() => out.warnings += 1,
                     Some(EventKind::SlaViolation) if about_ours() => out.violations += 1,

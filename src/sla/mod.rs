@@ -334,7 +334,7 @@ pub async fn smoke(
     loop {
         let outcome = tokio::select! {
             o = rx.recv() => match o { Some(o) => o, None => break },
-            _ = ticks.tick(), if intervals.is_some() => {
+            _ = ticks.tick(), if intervals.as_ref().is_some_and(soak::Intervals::ticking) => {
                 // Each interval's conversations are cleaned up as it closes: a soak's list
                 // of conversations never grows with its length.
                 if let Some(iv) = &mut intervals {
@@ -354,7 +354,8 @@ pub async fn smoke(
         agg.add(&outcome, open_loop);
         if let Some(p) = &progress {
             let reply = agg.reply();
-            let _ = p.send(Progress { planned, done: agg.total, failed: agg.failed, p95_ms: reply.percentile_ms(95.0) });
+            let _ =
+                p.send(Progress { planned, done: agg.total, failed: agg.failed, p95_ms: reply.percentile_ms(95.0) });
         }
         if opts.abort_on_fail && aborted.is_none() {
             let planned_samples = (planned * opts.turns.max(1)) as u64;

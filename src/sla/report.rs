@@ -199,8 +199,7 @@ impl SmokeReport {
             .map(|(k, (n, ex))| ErrorCount { kind: k.clone(), count: *n, example: ex.clone() })
             .collect();
         let planned = i.mode.as_ref().map_or(agg.total, |m| m.chats_planned);
-        let intervals_failed =
-            i.soak.as_ref().is_some_and(|s| s.interval_thresholds && !s.failed_intervals.is_empty());
+        let intervals_failed = i.soak.as_ref().is_some_and(|s| s.interval_thresholds && !s.failed_intervals.is_empty());
         let passed = thresholds.iter().all(|t| t.passed)
             && agg.total > 0
             && i.aborted.is_none()

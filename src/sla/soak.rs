@@ -10,10 +10,10 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::Aggregate;
 use super::chat::{ChatOutcome, Phase};
 use super::report::{ErrorCount, Percentiles, ThresholdResult};
 use super::threshold::{Threshold, evaluate};
-use super::Aggregate;
 
 /// The most intervals a soak may have (a day at 10 s): the summaries are kept for the report.
 pub const MAX_INTERVALS: u64 = 8_640;
@@ -139,6 +139,13 @@ impl Intervals {
         self.plan.interval
     }
 
+    /// Whether another interval closes on the clock: the last one closes when the run ends, so
+    /// that it takes in the chats still finishing and a soak of N intervals reports N.
+    pub fn ticking(&self) -> bool {
+        let planned = (self.plan.duration.as_secs_f64() / self.plan.interval.as_secs_f64()).ceil() as usize;
+        self.done.len() + 1 < planned
+    }
+
     pub fn add(&mut self, o: &ChatOutcome, open_loop: bool) {
         self.current.add(o, open_loop);
         self.conversations.extend(o.conversation_id);
@@ -238,7 +245,11 @@ mod tests {
         let t: Threshold = "p95<1s".parse().unwrap();
         assert_eq!(iv.close(std::slice::from_ref(&t)), vec![7]);
         let failed = ChatOutcome {
-            failure: Some(super::super::chat::ChatFailure { kind: "no reply".into(), detail: "x".into(), setup: false }),
+            failure: Some(super::super::chat::ChatFailure {
+                kind: "no reply".into(),
+                detail: "x".into(),
+                setup: false,
+            }),
             ..Default::default()
         };
         iv.add(&failed, false);

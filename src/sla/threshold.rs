@@ -89,7 +89,9 @@ impl FromStr for Threshold {
             }
         };
         if of != Subject::Reply && metric.percentile().is_none() {
-            return Err(format!("invalid threshold {s:?}: typing_ and read_ go before a percentile or max, not {name}"));
+            return Err(format!(
+                "invalid threshold {s:?}: typing_ and read_ go before a percentile or max, not {name}"
+            ));
         }
         if metric == Metric::ErrorRate && !e.right.ends_with('%') {
             // A bare `1` could mean 1 % or 100 %: the smoke's error rate is written as k6 writes it.

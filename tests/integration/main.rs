@@ -30,3 +30,4 @@ mod sla_smoke;
 mod states;
 mod tls;
 mod token;
+mod traffic;

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::truth::{Conv, Produced, Transport};
 use super::{Traffic, unit};
-use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::ably::AblyClient;
+use crate::ably::realtime::{self, RtEvent, Subscription};
 use crate::chatwoot::{ChatwootClient, MESSAGE_OUTGOING};
 use crate::contracts::{EventKind, Extra};
 use crate::rollout::reader::Why;
@@ -32,9 +32,8 @@ impl Plan {
         let mean = o.think.as_secs_f64().max(0.001);
         // The mean is positive, so the distribution exists.
         let exp = Exp::new(1.0 / mean).ok();
-        let thinks = (0..turns)
-            .map(|_| Duration::from_secs_f64(exp.map_or(mean, |e| e.sample(rng)).min(mean * 10.0)))
-            .collect();
+        let thinks =
+            (0..turns).map(|_| Duration::from_secs_f64(exp.map_or(mean, |e| e.sample(rng)).min(mean * 10.0))).collect();
         Plan { n, thinks, dashboard: unit(rng) < o.dashboard_share }
     }
 }
@@ -195,7 +194,8 @@ impl Ctx {
                 self.publish(Extra::TypingStop, turn, None).await?;
             }
             let text = format!("Hello, this is turn {} of customer {}", turn + 1, plan.n);
-            let msg = self.cw.post_message(&self.contact, self.conv, &text, None).await.map_err(|e| format!("post: {e}"))?;
+            let msg =
+                self.cw.post_message(&self.contact, self.conv, &text, None).await.map_err(|e| format!("post: {e}"))?;
             self.truth().event(self.conv, Produced::Message);
             let reply = match rt {
                 Some(r) => self.await_realtime(&mut r.own, msg.id).await?,
@@ -234,12 +234,19 @@ impl Ctx {
         let c = &self.state.opts.contracts;
         let deadline = tokio::time::Instant::now() + self.t.opts.reply_timeout;
         loop {
-            let ev = tokio::time::timeout_at(deadline, sub.rx.recv()).await.map_err(|_| "no reply: timed out".to_string())?;
+            let ev = tokio::time::timeout_at(deadline, sub.rx.recv())
+                .await
+                .map_err(|_| "no reply: timed out".to_string())?;
             match ev {
-                Some(RtEvent::Message(m, _)) if c.event_kind(m.name.as_deref().unwrap_or_default()) == Some(EventKind::Ai) => {
+                Some(RtEvent::Message(m, _))
+                    if c.event_kind(m.name.as_deref().unwrap_or_default()) == Some(EventKind::Ai) =>
+                {
                     let d = m.decoded_data();
                     let answers = match c.reply.field() {
-                        Some(f) => crate::contracts::id_text(d.get(f).unwrap_or(&serde_json::Value::Null)) == Some(msg.to_string()),
+                        Some(f) => {
+                            crate::contracts::id_text(d.get(f).unwrap_or(&serde_json::Value::Null))
+                                == Some(msg.to_string())
+                        }
                         None => true,
                     };
                     if answers {

@@ -183,7 +183,9 @@ async fn read_flag(state: Arc<State>, t: Arc<Traffic>) {
             use secrecy::ExposeSecret;
             let pg = crate::store::postgres::Pg::connect(url.expose_secret(), state.opts.connect_timeout).await;
             match pg {
-                Ok(pg) => crate::rollout::store::Db::of(pg, state.opts.contracts.flags.clone()).await.map_err(|e| e.to_string()),
+                Ok(pg) => crate::rollout::store::Db::of(pg, state.opts.contracts.flags.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -256,7 +258,9 @@ pub(crate) async fn post(AxState(state): AxState<Arc<State>>, body: axum::body::
     let Some(t) = &state.traffic else { return not_running() };
     let patch: ControlPatch = match serde_json::from_slice(&body) {
         Ok(p) => p,
-        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response();
+        }
     };
     match t.patch(patch) {
         Ok(c) => axum::Json(c).into_response(),
