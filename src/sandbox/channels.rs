@@ -17,6 +17,15 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 const HISTORY_CAP: usize = 10_000;
 /// A channel counts as active this long after its last message or subscriber.
 const ACTIVE_FOR: Duration = Duration::from_secs(120);
+/// A channel nobody holds (no subscriber, nobody present) is forgotten, its history with it, this
+/// long after its last activity, so that a sandbox carrying traffic all day keeps its memory flat
+/// (Ably without persistence keeps history for 2 minutes).
+pub const RETAIN_IDLE: Duration = Duration::from_secs(600);
+/// Live messages a subscriber may fall behind by before it is caught up from history (each
+/// channel's buffer is allocated in full).
+const LIVE_BUFFER: usize = 64;
+/// Idle channels are looked for once per this many new channels.
+const PRUNE_EVERY: u64 = 1024;
 
 /// A message as stored: the global sequence number is the SSE event id and resume position.
 #[derive(Debug, Clone)]
@@ -46,7 +55,7 @@ impl Channel {
     fn new() -> Self {
         Channel {
             history: VecDeque::new(),
-            tx: broadcast::channel(4096).0,
+            tx: broadcast::channel(LIVE_BUFFER).0,
             recent: VecDeque::new(),
             subscribers: 0,
             last_active: Instant::now(),
@@ -78,11 +87,31 @@ pub struct Channels {
     seen_ids: HashMap<String, Instant>,
     seen_order: VecDeque<(Instant, String)>,
     next_seq: u64,
+    /// Channels made so far (idle ones are pruned every [`PRUNE_EVERY`]).
+    made: u64,
 }
 
 impl Channels {
     pub fn channel(&mut self, name: &str) -> &mut Channel {
+        self.counting(name);
         self.map.entry(name.to_string()).or_insert_with(Channel::new)
+    }
+
+    /// Counts a channel about to be made, pruning idle ones every [`PRUNE_EVERY`].
+    fn counting(&mut self, name: &str) {
+        if !self.map.contains_key(name) {
+            self.made += 1;
+            if self.made.is_multiple_of(PRUNE_EVERY) {
+                self.prune_idle(Instant::now());
+            }
+        }
+    }
+
+    /// Forgets the channels nobody holds that have been idle for [`RETAIN_IDLE`].
+    pub fn prune_idle(&mut self, now: Instant) {
+        self.map.retain(|_, c| {
+            c.subscribers > 0 || !c.present.is_empty() || now.duration_since(c.last_active) < RETAIN_IDLE
+        });
     }
 
     /// Publishes `messages` atomically on `channel` at `now_ms`, with Ably's checks.
@@ -109,6 +138,7 @@ impl Channels {
         {
             return Ok(Published { message_id: k.clone(), delivered: Vec::new() });
         }
+        self.counting(channel);
         let ch = self.map.entry(channel.to_string()).or_insert_with(Channel::new);
         while ch.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
             ch.recent.pop_front();
@@ -161,6 +191,7 @@ impl Channels {
     /// `client` enters (`true`) or leaves the channel's presence, as a realtime connection does;
     /// subscribers get the presence event. Entering twice or leaving when absent changes nothing.
     pub fn presence(&mut self, channel: &str, client: &str, enter: bool, now_ms: i64) {
+        self.counting(channel);
         let ch = self.map.entry(channel.to_string()).or_insert_with(Channel::new);
         let changed = if enter { ch.present.insert(client.to_string()) } else { ch.present.remove(client) };
         if !changed {
@@ -264,6 +295,19 @@ pub fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn channels_nobody_holds_are_forgotten_once_idle_long_enough() {
+        let mut c = Channels::default();
+        c.channel("idle");
+        c.channel("held").subscribers = 1;
+        c.presence("present", "customer-1", true, 0);
+        c.prune_idle(Instant::now());
+        assert_eq!(c.map.len(), 3, "nothing is idle yet");
+        c.prune_idle(Instant::now() + RETAIN_IDLE + Duration::from_secs(1));
+        assert_eq!(c.map.keys().collect::<Vec<_>>(), ["held", "present"]);
+    }
+
     use super::*;
     use serde_json::json;
 

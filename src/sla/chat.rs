@@ -177,7 +177,7 @@ async fn steps(
     for (turn, text) in messages.iter().enumerate() {
         if let Some(d) = &mut dash {
             for e in [Extra::TypingStart, Extra::TypingStop] {
-                d.deliver(&ctx.contracts, e, turn, None, out).await?;
+                extra(d, ctx, e, turn, None, out).await?;
             }
         }
         let sent = Instant::now();
@@ -197,12 +197,27 @@ async fn steps(
             out.corrected_first_reply = Some(replied_at.duration_since(intended_start));
         }
         if let Some(d) = &mut dash {
-            d.deliver(&ctx.contracts, Extra::Read, turn, reply_id, out).await?;
+            extra(d, ctx, Extra::Read, turn, reply_id, out).await?;
         }
     }
     if let Some(d) = &mut dash {
-        d.drain_presence(out);
+        d.drain_presence(&mut out.presence);
     }
+    Ok(())
+}
+
+/// One typing or read event through the dashboard, its delivery time recorded.
+async fn extra(
+    d: &mut Dashboard,
+    ctx: &ChatContext,
+    e: Extra,
+    turn: usize,
+    about: Option<u64>,
+    out: &mut ChatOutcome,
+) -> Result<(), ChatFailure> {
+    let took =
+        d.deliver(&ctx.contracts, e, turn, about, &mut out.presence).await.map_err(|(k, detail)| fail(k, detail))?;
+    out.phases.push((if e == Extra::Read { Phase::Read } else { Phase::Typing }, took));
     Ok(())
 }
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::chat::{ChatFailure, ChatOutcome, Phase};
 use crate::ably::AblyClient;
 use crate::ably::realtime::{RtEvent, Subscription};
 use crate::contracts::{Contracts, Extra};
@@ -23,21 +22,24 @@ pub struct Dashboard {
     pub wait: Duration,
 }
 
-fn fail(kind: String, detail: String) -> ChatFailure {
-    ChatFailure { kind, detail, setup: false }
+/// Why a typing or read event failed: its kind (for the report's grouping) and the detail.
+pub type Undelivered = (String, String);
+
+fn fail(kind: String, detail: String) -> Undelivered {
+    (kind, detail)
 }
 
 impl Dashboard {
     /// Publishes `extra` (about message `about`, for a read receipt) and waits until the
-    /// dashboard receives it; records the delivery time under `phase`.
+    /// dashboard receives it; returns how long that took, noting presence events seen meanwhile.
     pub async fn deliver(
         &mut self,
         c: &Contracts,
         extra: Extra,
         turn: usize,
         about: Option<u64>,
-        out: &mut ChatOutcome,
-    ) -> Result<(), ChatFailure> {
+        presence: &mut PresenceSeen,
+    ) -> Result<Duration, Undelivered> {
         let id = format!("{}-{turn}-{}", self.id_prefix, extra.key());
         let mut data = json!({"conversationId": self.conversation, "clientId": "customer"});
         if let Some(m) = about {
@@ -63,11 +65,9 @@ impl Dashboard {
             })?;
             match ev {
                 Some(RtEvent::Message(m, at)) if m.id.as_deref() == Some(id.as_str()) => {
-                    let phase = if extra == Extra::Read { Phase::Read } else { Phase::Typing };
-                    out.phases.push((phase, at.duration_since(sent)));
-                    return Ok(());
+                    return Ok(at.duration_since(sent));
                 }
-                Some(RtEvent::Presence(action, ..)) => out.presence.note(&action),
+                Some(RtEvent::Presence(action, ..)) => presence.note(&action),
                 Some(RtEvent::Message(..)) => {}
                 Some(RtEvent::Error(e)) => return Err(fail("dashboard: stream error".into(), e)),
                 None => return Err(fail("dashboard: stream ended".into(), "the dashboard's SSE stream ended".into())),
@@ -76,10 +76,10 @@ impl Dashboard {
     }
 
     /// Presence events already waiting on the dashboard's stream.
-    pub fn drain_presence(&mut self, out: &mut ChatOutcome) {
+    pub fn drain_presence(&mut self, presence: &mut PresenceSeen) {
         while let Ok(ev) = self.sub.rx.try_recv() {
             if let RtEvent::Presence(action, ..) = ev {
-                out.presence.note(&action);
+                presence.note(&action);
             }
         }
     }

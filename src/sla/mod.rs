@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod driver;
 pub mod extras;
+pub mod figures;
 pub mod files;
 pub mod merge;
 pub mod report;

@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::chat::{Phase, Transport};
+pub use super::figures::{ErrorCount, Percentiles};
 pub use super::threshold::ThresholdResult;
 use super::threshold::{Threshold, evaluate};
-use super::{Aggregate, LatencyHistogram, Schedule};
+use super::{Aggregate, Schedule};
 use crate::histogram::histogram_text;
 pub(crate) use crate::histogram::r3;
 use crate::output::{Render, Style, table};
@@ -61,44 +62,10 @@ pub struct Inputs<'a> {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub min: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-}
-
-impl Percentiles {
-    pub(crate) fn of(h: &LatencyHistogram) -> Option<Self> {
-        (!h.is_empty()).then(|| Percentiles {
-            count: h.count(),
-            min: r3(h.min_ms()),
-            p50: r3(h.percentile_ms(50.0)),
-            p90: r3(h.percentile_ms(90.0)),
-            p95: r3(h.percentile_ms(95.0)),
-            p99: r3(h.percentile_ms(99.0)),
-            max: r3(h.max_ms()),
-            mean: r3(h.mean_ms()),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct PhaseStats {
     pub name: &'static str,
     #[serde(flatten)]
     pub ms: Percentiles,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorCount {
-    pub kind: String,
-    pub count: usize,
-    pub example: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 use super::Aggregate;
 use super::chat::{ChatOutcome, Phase};
-use super::report::{ErrorCount, Percentiles, ThresholdResult};
-use super::threshold::{Threshold, evaluate};
+use super::figures::{ErrorCount, Percentiles};
+use super::threshold::{Threshold, ThresholdResult, evaluate};
 
 /// The most intervals a soak may have (a day at 10 s): the summaries are kept for the report.
 pub const MAX_INTERVALS: u64 = 8_640;

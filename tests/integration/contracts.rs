@@ -66,7 +66,8 @@ async fn a_stack_named_differently_works_end_to_end_with_its_config(pool: PgPool
     assert_eq!(report["chats"]["ok"], 3, "{report}");
     assert_eq!(report["mode"]["transport"], "sse");
     assert_eq!(report["mode"]["reply_match"], "field inReplyTo");
-    wait_mirrored(&sb, 6).await;
+    // Per chat: typing start and stop, the message, the reply, the read receipt.
+    wait_mirrored(&sb, 15).await;
 
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = 'ops'")
@@ -84,11 +85,10 @@ async fn a_stack_named_differently_works_end_to_end_with_its_config(pool: PgPool
         let r = run(cmd(d, &env, &prefix, &db, true, &args)).await;
         assert_eq!(r.code, 0, "{from}: {}", r.stderr);
         let names: Vec<String> = r.stdout.lines().map(|l| json(l)["name"].as_str().unwrap().to_string()).collect();
-        assert_eq!(names, ["message:user", "message:ai"], "{from}");
-        assert_eq!(
-            json(r.stdout.lines().nth(1).unwrap())["data"]["inReplyTo"],
-            json(r.stdout.lines().next().unwrap())["data"]["messageId"]
-        );
+        assert_eq!(names, ["typing:start", "typing:stop", "message:user", "message:ai", "message:read"], "{from}");
+        let event = |name: &str| r.stdout.lines().map(json).find(|e| e["name"] == name).unwrap();
+        assert_eq!(event("message:ai")["data"]["inReplyTo"], event("message:user")["data"]["messageId"]);
+        assert_eq!(event("message:read")["data"]["messageId"], event("message:ai")["data"]["messageId"]);
     }
 
     let r = run(cmd(d, &env, &prefix, &db, true, &["ably", "backlog", "-o", "json"])).await;

@@ -251,3 +251,34 @@ async fn a_soak_reports_each_interval_and_the_whole() {
     let r = run(c).await;
     assert!(r.code == 2 && r.stderr.contains("3000"), "{}", r.stderr);
 }
+
+/// A soak whose target goes away for a while keeps going: the intervals in which it was away
+/// count their failures, the next ones recover, and the whole run says it failed.
+#[tokio::test]
+async fn a_soak_rides_out_a_target_that_goes_away_and_comes_back() {
+    let (sb, _env) = support::start(support::options()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut opts = crate::sla_smoke::options(&sb, 1);
+    opts.schedule = broker_ops::sla::Schedule::Open { rate_per_s: 5.0, max_in_flight: 1000 };
+    opts.soak = Some(broker_ops::sla::soak::SoakPlan {
+        duration: Duration::from_secs(6),
+        interval: Duration::from_secs(2),
+        interval_thresholds: true,
+        records: Some(tx),
+    });
+    let run = tokio::spawn(broker_ops::sla::smoke(opts, CancellationToken::new(), None));
+    let first = rx.recv().await.unwrap();
+    // The target goes away for the second interval: every request answered 500.
+    sb.set_faults(serde_json::from_value(serde_json::json!({"http_error_rate": 1.0})).unwrap()).unwrap();
+    let second = rx.recv().await.unwrap();
+    sb.set_faults(serde_json::from_value(serde_json::json!({"http_error_rate": 0.0})).unwrap()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    let third = rx.recv().await.unwrap();
+    assert!(first.passed && first.failed == 0, "{first:?}");
+    assert!(!second.passed && second.failed > 0, "{second:?}");
+    assert!(third.passed && third.ok > 0, "recovered: {third:?}");
+    let soak = report.soak.as_ref().unwrap();
+    assert_eq!((soak.intervals.len(), soak.failed_intervals.clone()), (3, vec![1]));
+    assert!(!report.passed, "one bad interval fails the soak");
+    sb.shutdown().await;
+}

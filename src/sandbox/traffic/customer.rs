@@ -62,20 +62,33 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The simulated app's clients, shared by every customer.
+#[derive(Clone)]
+pub struct Clients {
+    cw: ChatwootClient,
+    ably: AblyClient,
+    http: reqwest::Client,
+    base: url::Url,
+}
+
+impl Clients {
+    pub fn new(state: &State) -> Result<Clients, String> {
+        let base = state.self_url();
+        let timeout = state.opts.connect_timeout.max(Duration::from_secs(5));
+        let cw = ChatwootClient::new(
+            base.clone(),
+            Some(state.inbox.clone()),
+            Some(state.api_token.clone().into()),
+            Some(state.opts.account_id),
+            timeout,
+        );
+        let ably = AblyClient::new(base.clone(), Some(state.key.clone()), timeout).map_err(|e| e.to_string())?;
+        Ok(Clients { cw, ably, http: crate::http::streaming_client(timeout), base })
+    }
+}
+
 pub async fn run(state: Arc<State>, t: Arc<Traffic>, plan: Plan) {
-    let base = state.self_url();
-    let timeout = state.opts.connect_timeout.max(Duration::from_secs(5));
-    let cw = ChatwootClient::new(
-        base.clone(),
-        Some(state.inbox.clone()),
-        Some(state.api_token.clone().into()),
-        Some(state.opts.account_id),
-        timeout,
-    );
-    let ably = match AblyClient::new(base.clone(), Some(state.key.clone()), timeout) {
-        Ok(a) => a,
-        Err(e) => return super::super::lock(&t.truth).failed_early(format!("ably client: {e}")),
-    };
+    let Some(Clients { cw, ably, http, base }) = t.clients.get().cloned() else { return };
     let client = format!("customer-{}", plan.n);
     let contact = match cw.create_contact(&format!("sbx-traffic-{}", plan.n), &format!("Customer {}", plan.n)).await {
         Ok(c) => c,
@@ -86,7 +99,6 @@ pub async fn run(state: Arc<State>, t: Arc<Traffic>, plan: Plan) {
         Err(e) => return super::super::lock(&t.truth).failed_early(format!("conversation: {e}")),
     };
     let channel = state.opts.contracts.channel_of(&conv.id.to_string());
-    let http = crate::http::streaming_client(timeout);
     let ctx = Ctx { state, t, cw, ably, http, base, conv: conv.id, contact: contact.source_id, channel, client };
     ctx.truth().begin(Conv {
         id: conv.id,
@@ -102,7 +114,11 @@ pub async fn run(state: Arc<State>, t: Arc<Traffic>, plan: Plan) {
         failure: None,
     });
     let mut rt = None;
-    let failure = ctx.turns(&plan, &mut rt).await.err();
+    // The sandbox stopping ends every customer where it is (a reply awaited included).
+    let failure = tokio::select! {
+        r = ctx.turns(&plan, &mut rt) => r.err(),
+        _ = ctx.t.stop.cancelled() => Some("stopped: the sandbox shut down".into()),
+    };
     ctx.leave(&mut rt);
     ctx.truth().end(ctx.conv, now_ms(), failure);
 }

@@ -132,6 +132,10 @@ pub(crate) struct Traffic {
     /// The flag as the app last read it.
     pub flag: RwLock<crate::rollout::reader::Snapshot>,
     pub stop: tokio_util::sync::CancellationToken,
+    /// The simulated app's HTTP clients, made once when the traffic starts: every customer
+    /// shares their connection pools (a client each would parse the root certificates a
+    /// thousand times over).
+    pub clients: std::sync::OnceLock<customer::Clients>,
 }
 
 impl Traffic {
@@ -147,6 +151,7 @@ impl Traffic {
                 unreadable: Some("not read yet".into()),
             }),
             stop: tokio_util::sync::CancellationToken::new(),
+            clients: std::sync::OnceLock::new(),
             opts,
         }
     }
@@ -170,6 +175,15 @@ impl Traffic {
 /// Starts the flag reader and the arrival loop.
 pub(crate) fn start(state: Arc<State>, seed: Option<u64>) -> Vec<tokio::task::JoinHandle<()>> {
     let Some(traffic) = state.traffic.clone() else { return Vec::new() };
+    match customer::Clients::new(&state) {
+        Ok(c) => {
+            let _ = traffic.clients.set(c);
+        }
+        Err(e) => {
+            super::lock(&traffic.truth).failed_early(format!("clients: {e}"));
+            return Vec::new();
+        }
+    }
     let reader = tokio::spawn(read_flag(state.clone(), traffic.clone()));
     let arrivals = tokio::spawn(arrivals(state, traffic, seed));
     vec![reader, arrivals]
@@ -213,7 +227,7 @@ async fn read_flag(state: Arc<State>, t: Arc<Traffic>) {
 /// Poisson arrivals at the control's rate; a change of rate or a pause takes effect at once.
 async fn arrivals(state: Arc<State>, t: Arc<Traffic>, seed: Option<u64>) {
     let mut rng = match seed {
-        Some(s) => StdRng::seed_from_u64(s ^ 0x7472_6166_6669_63),
+        Some(s) => StdRng::seed_from_u64(s ^ 0x0074_7261_6666_6963),
         None => StdRng::from_os_rng(),
     };
     let mut control = t.control.subscribe();
@@ -248,7 +262,9 @@ async fn arrivals(state: Arc<State>, t: Arc<Traffic>, seed: Option<u64>) {
 pub(crate) async fn get(AxState(state): AxState<Arc<State>>) -> Response {
     let Some(t) = &state.traffic else { return not_running() };
     let control = *t.control.borrow();
-    let body = super::lock(&t.truth).json(control, &t.opts, chrono::Utc::now().timestamp_millis());
+    let mut body = super::lock(&t.truth).json(control, &t.opts, chrono::Utc::now().timestamp_millis());
+    // Every SSE stream the sandbox holds: the customers', the dashboards' and any other client's.
+    body["held_streams"] = state.sse_connections.load(std::sync::atomic::Ordering::Relaxed).into();
     axum::Json(body).into_response()
 }
 
