@@ -85,6 +85,38 @@ async fn traffic_fills_the_mirror_follows_the_flag_and_the_report_agrees(pool: P
             assert_eq!(c["events"]["typing_start"], 0, "{c}");
         }
     }
+    // And as Ably's occupancy shows it: the live real-time conversations have subscribers and a
+    // member present, the polling ones neither.
+    let key = support::Env::of(&sb).key;
+    let (name, secret) = key.split_once(':').unwrap();
+    let mut looked = 0;
+    for c in t["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ended_ms"].is_null() && c["subscribed"] == c["transport"].eq("realtime"))
+    {
+        let url = format!("{}/channels/conversation:{}?occupancy=metrics", sb.base_url(), c["id"]);
+        let d: Value =
+            support::http().get(url).basic_auth(name, Some(secret)).send().await.unwrap().json().await.unwrap();
+        let m = &d["status"]["occupancy"]["metrics"];
+        let agrees = if c["transport"] == "realtime" {
+            m["subscribers"].as_u64() >= Some(1) && m["presenceMembers"] == 1
+        } else {
+            m["subscribers"] == 0 && m["presenceMembers"] == 0
+        };
+        if !agrees {
+            // It may have ended since the ground truth was read: only a conversation still live
+            // on the same transport contradicts the occupancy.
+            let now = truth(&sb).await;
+            let same = now["conversations"].as_array().unwrap().iter().find(|x| x["id"] == c["id"]).cloned();
+            let still = same.is_some_and(|x| x["ended_ms"].is_null() && x["transport"] == c["transport"]);
+            assert!(!still, "occupancy {m} contradicts {c}");
+            continue;
+        }
+        looked += 1;
+    }
+    assert!(looked > 0, "no live conversation to look at");
     let t = drain(&sb).await;
     let all = t["conversations"].as_array().unwrap();
     let realtime = all.iter().filter(|c| c["transport"] == "realtime").count();
