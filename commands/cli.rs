@@ -61,7 +61,7 @@ pub enum Command {
     /// One cron-ready sweep of every probe: rules (`monitor rules` lists them), grouped alerts, a
     /// lock, metrics (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Monitor(Box<crate::monitor::MonitorArgs>),
-    /// The ENABLE_ABLY_REALTIME rollout: status, which, set, override, history, rollback, advance, export.
+    /// The ENABLE_ABLY_REALTIME rollout: status, which, set, override, history, rollback, advance, export, observe.
     Rollout {
         /// Who makes the change, for the audit (default BROKER_OPS_ACTOR, else $USER@host): name
         /// the person or the pipeline when it runs from cron, CI or Kubernetes.

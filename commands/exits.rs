@@ -24,7 +24,10 @@ use crate::cli::Cli;
 pub fn is_probe(argv: &[OsString]) -> bool {
     let path = subcommand_path(argv);
     let words: Vec<&str> = path.iter().map(String::as_str).collect();
-    matches!(words.as_slice(), ["monitor", ..] | ["ably", "health" | "backlog", ..] | ["mirror", "canary", ..])
+    matches!(
+        words.as_slice(),
+        ["monitor", ..] | ["ably", "health" | "backlog", ..] | ["mirror", "canary", ..] | ["rollout", "observe", ..]
+    )
 }
 
 /// The output formats a command can render. Checked before the command runs, so that a format

@@ -23,6 +23,20 @@ pub async fn run(cmd: RolloutCommand, by: Option<String>, ctx: &Ctx) -> anyhow::
         RolloutCommand::Status(a) => ctx.render(&ops::status(c, &a.flag.flag, a.active_window).await?)?,
         RolloutCommand::Which(a) => ctx.render(&ops::which(c, &a.flag.flag, ids(a.conversations)?).await?)?,
         RolloutCommand::History(a) => ctx.render(&ops::history(c, &a.flag.flag, a.limit).await?)?,
+        RolloutCommand::Observe(a) => {
+            let req = rollout::observe::ObserveRequest {
+                flag: a.flag.flag,
+                sample: a.sample.into(),
+                active_window: a.active_window,
+                polling_tolerance: a.tolerance,
+                realtime_tolerance: a.realtime_tolerance,
+                min_sample: a.min_sample,
+                max_rate: a.max_rate,
+            };
+            let report = rollout::observe::observe(c, &req).await?;
+            ctx.render(&report)?;
+            return Ok(Outcome::Probe(report.state()));
+        }
         RolloutCommand::Export(a) => {
             ctx.render(&rollout::export::unleash(c, &a.flag.flag, &a.project, &a.environment).await?)?
         }

@@ -28,6 +28,43 @@ pub enum RolloutCommand {
     Advance(AdvanceArgs),
     /// The flag in Unleash's feature import format (percentage, group id, overrides), as JSON.
     Export(ExportArgs),
+    /// Whether the app follows the flag: a sample of each cohort's active conversations, each
+    /// channel's occupancy asked of Ably (a probe: CRITICAL when polling customers hold
+    /// subscriptions, or real-time ones do not, past a tolerance).
+    Observe(ObserveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    #[command(flatten)]
+    pub flag: FlagArg,
+    /// Conversations looked at, at most, split between the cohorts.
+    #[arg(long, default_value = "200", value_parser = clap::value_parser!(u16).range(1..=5000))]
+    pub sample: u16,
+    /// Conversations with an event this recent count as active.
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub active_window: Duration,
+    /// Share of sampled polling conversations that may hold a subscriber.
+    #[arg(long, default_value = "5%", value_parser = broker_ops::compare::share, value_name = "SHARE")]
+    pub tolerance: f64,
+    /// Share of sampled real-time conversations that may hold none (customers who closed the tab
+    /// within the active window).
+    #[arg(long, default_value = "50%", value_parser = broker_ops::compare::share, value_name = "SHARE")]
+    pub realtime_tolerance: f64,
+    /// A cohort with fewer sampled conversations is not judged (UNKNOWN).
+    #[arg(long, default_value = "10", value_name = "N")]
+    pub min_sample: usize,
+    /// Occupancy requests a second, at most (Ably's HTTP request limit: 50/s on Free, 362/s on
+    /// Standard).
+    #[arg(long, default_value = "300", value_name = "N", value_parser = parse_rate_per_s)]
+    pub max_rate: f64,
+}
+
+fn parse_rate_per_s(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches("/s").parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() && r <= 10_000.0 => Ok(r),
+        _ => Err(format!("invalid rate {s:?}: requests a second, from 1 to 10000")),
+    }
 }
 
 #[derive(Debug, Args)]

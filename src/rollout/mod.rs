@@ -9,6 +9,7 @@ pub mod aftermath;
 pub mod bucket;
 pub mod cohorts;
 pub mod export;
+pub mod observe;
 pub mod ops;
 pub mod reader;
 mod render;

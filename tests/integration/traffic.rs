@@ -314,3 +314,56 @@ async fn a_soak_rides_out_a_target_that_goes_away_and_comes_back() {
     assert!(!report.passed, "one bad interval fails the soak");
     sb.shutdown().await;
 }
+
+/// `rollout observe` against the sandbox's traffic at 50 %: the real-time cohort holds
+/// subscribers and the polling one none (OK); once the simulated app ignores the flag, polling
+/// conversations hold subscriptions and it is CRITICAL, naming them.
+#[sqlx::test(migrations = false)]
+async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = support::prefix("observe");
+    assert_eq!(cli(&pool, dir.path(), &prefix, &["db", "migrate"]).await.code, 0);
+    let set = cli(&pool, dir.path(), &prefix, &["rollout", "set", "--percent", "50", "--reason", "t", "--yes"]).await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let t = TrafficOptions { turns: (8, 8), think: Duration::from_millis(800), ..traffic(900.0) };
+    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
+    let sb = Sandbox::start(opts).await.unwrap();
+    let env = support::Env::of(&sb);
+    let observe = || {
+        let mut c = bin(dir.path());
+        c.env("DATABASE_URL", url_of(&pool)).env("REDIS_KEY_PREFIX", &prefix);
+        c.env("ABLY_REST_URL", &env.base).env("ABLY_API_KEY", &env.key);
+        c.args(["-o", "json", "rollout", "observe", "--active-window", "1m", "--min-sample", "5"]);
+        run(c)
+    };
+    until("40 conversations spoke", || async { truth(&sb).await["events"]["messages"].as_u64() >= Some(40) }).await;
+    let r = observe().await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{} {}", r.stdout, r.stderr));
+    support::schema_check("probe", &doc);
+    let check =
+        |doc: &Value, name: &str| doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    assert_eq!(r.code, 0, "{doc}");
+    assert_eq!(check(&doc, "polling_subscribed")["value"], 0.0, "{doc}");
+    assert!(check(&doc, "realtime_subscribed")["value"].as_f64() >= Some(0.5), "{doc}");
+    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
+    let switched = chrono::Utc::now().timestamp_millis();
+    until("20 conversations ignoring the flag spoke", || async {
+        let t = truth(&sb).await;
+        let n = t["conversations"].as_array().unwrap().iter().filter(|c| {
+            c["started_ms"].as_i64() > Some(switched)
+                && c["why"] == "ignoring_flag"
+                && c["events"]["messages"].as_u64() > Some(0)
+        });
+        n.count() >= 20
+    })
+    .await;
+    let r = observe().await;
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(r.code, 2, "CRITICAL: {doc}");
+    let polling = check(&doc, "polling_subscribed");
+    assert_eq!(polling["state"], "CRITICAL");
+    assert!(polling["detail"].as_str().unwrap().contains("the app does not follow the flag"), "{polling}");
+    assert!(polling["detail"].as_str().unwrap().contains("bucket"), "names each with its reason: {polling}");
+    sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
+    sb.shutdown().await;
+}
