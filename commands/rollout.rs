@@ -48,7 +48,7 @@ pub async fn run(cmd: RolloutCommand, by: Option<String>, ctx: &Ctx) -> anyhow::
         RolloutCommand::Rollback(a) => {
             let mut ask = asker(a.change.yes);
             let (flag, reason) = (&a.flag.flag, &a.change.reason);
-            let report = workflow::rollback(c, flag, reason, a.verify, &actor, &mut ask).await?;
+            let report = workflow::rollback(c, flag, reason, a.verify.then_some(a.converge), &actor, &mut ask).await?;
             ctx.render(&report)?;
             return Ok(Outcome::passed(report.passed()));
         }

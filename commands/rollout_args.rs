@@ -215,9 +215,15 @@ pub struct HistoryArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub flag: FlagArg,
-    /// Then run three smoke chats on the polling transport against Chatwoot: does the fallback answer?
+    /// Then run three smoke chats on the polling transport against Chatwoot (does the fallback
+    /// answer?), and watch the real-time customers seen before the rollback until none holds a
+    /// subscription (with ABLY_API_KEY).
     #[arg(long)]
     pub verify: bool,
+    /// With --verify: how long customers have to leave real-time (Ably keeps a connection's
+    /// state for 2 minutes); past it the rollback is done but exits 1 naming who still holds one.
+    #[arg(long, default_value = "2m", value_parser = parse_positive_duration, value_name = "DUR", requires = "verify")]
+    pub converge: Duration,
     #[command(flatten)]
     pub change: ChangeArgs,
 }

@@ -98,7 +98,13 @@ impl RollbackReport {
 }
 
 /// The change, then its notice, then (when asked) the polling smoke.
-pub async fn after_rollback(config: &Config, change: ChangeReport, command: &str, verify: bool) -> RollbackReport {
+pub async fn after_rollback(
+    config: &Config,
+    change: ChangeReport,
+    command: &str,
+    verify: Option<std::time::Duration>,
+    watched: Option<Vec<String>>,
+) -> RollbackReport {
     let notice = match notify(config, &change, command).await {
         Ok(Some(r)) if r.undelivered() => (StepOutcome::Queued, "not delivered now; it waits in the outbox".into()),
         Ok(Some(_)) => (StepOutcome::Done, "sent through the alert channels".into()),
@@ -106,7 +112,7 @@ pub async fn after_rollback(config: &Config, change: ChangeReport, command: &str
         Err(e) => (StepOutcome::Failed, format!("not sent: {e}")),
     };
     let mut steps = vec![Step { step: "notice", outcome: notice.0, detail: notice.1 }];
-    let verified = if !verify {
+    let verified = if verify.is_none() {
         (StepOutcome::Skipped, "not asked (--verify)".to_string())
     } else {
         match verify_polling(config, command).await {
@@ -121,7 +127,41 @@ pub async fn after_rollback(config: &Config, change: ChangeReport, command: &str
         }
     };
     steps.push(Step { step: "verify", outcome: verified.0, detail: verified.1 });
+    if let Some(limit) = verify {
+        steps.push(converge_step(config, watched, limit).await);
+    }
     RollbackReport { change, steps }
+}
+
+/// The real-time customers seen before the rollback, watched until none holds a subscription.
+async fn converge_step(config: &Config, watched: Option<Vec<String>>, limit: std::time::Duration) -> Step {
+    use super::observe::Converged;
+    let (outcome, detail) = match watched {
+        None => (StepOutcome::Skipped, "ABLY_API_KEY not set: customers' subscriptions cannot be watched".into()),
+        Some(w) if w.is_empty() => (StepOutcome::Skipped, "no active real-time conversation to watch".into()),
+        Some(w) => match super::observe::converge(config, &w, limit).await {
+            Ok(Converged::After(d)) => (
+                StepOutcome::Done,
+                format!(
+                    "the {} real-time conversations seen before left real-time within {}",
+                    w.len(),
+                    crate::duration::format_duration(d)
+                ),
+            ),
+            Ok(Converged::Not(still)) => (
+                StepOutcome::Failed,
+                format!(
+                    "{} of {} conversations still hold a subscription after {}: the app does not follow the flag: {}",
+                    still.len(),
+                    w.len(),
+                    crate::duration::format_duration(limit),
+                    still.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Err(e) => (StepOutcome::Failed, format!("could not watch: {e}")),
+        },
+    };
+    Step { step: "converge", outcome, detail }
 }
 
 impl crate::output::Render for RollbackReport {

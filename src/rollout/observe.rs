@@ -245,3 +245,71 @@ fn reason(r: Reason) -> &'static str {
         Reason::Bucket => "bucket",
     }
 }
+
+/// The real-time cohort's active conversations now (at most `n`): the ones a rollback must
+/// see leave real-time. `None` when Ably is not configured (nothing to watch with).
+pub async fn realtime_sample(
+    config: &Config,
+    flag: &str,
+    n: usize,
+    window: Duration,
+) -> Result<Vec<String>, RolloutError> {
+    let db = Db::open(config).await?;
+    let f = db.flag(flag).await?;
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let active = db.active(&config.contracts, since, now).await?;
+    let overrides = db.overrides(flag, None).await?;
+    let ks = kill_switch(config, flag);
+    Ok(active.into_iter().filter(|id| bucket::decide(&f, ks, overrides.get(id).copied(), id).enabled).take(n).collect())
+}
+
+/// How a watch for subscriptions to end came out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Converged {
+    /// No sampled conversation held a subscriber any more, after this long.
+    After(Duration),
+    /// Still subscribed when the time was up: these conversations.
+    Not(Vec<String>),
+}
+
+/// Watches the channels of `conversations` (every 2 s, at most `limit`) until none holds a
+/// subscriber: customers leaving real-time as the app reads the flag again.
+pub async fn converge(config: &Config, conversations: &[String], limit: Duration) -> Result<Converged, AblyError> {
+    let key = match &config.ably_api_key {
+        Some(k) => k.value.clone(),
+        None => return Err(AblyError::NoKey { op: "watch subscriptions" }),
+    };
+    let ably = AblyClient::new(config.ably_rest_url.value.clone(), Some(key), config.timeout.value)?;
+    let started = Instant::now();
+    let mut left: Vec<String> = conversations.to_vec();
+    loop {
+        let looked = futures::stream::iter(left.iter().cloned())
+            .map(|id| {
+                let ably = &ably;
+                async move {
+                    let channel = config.contracts.channel_of(&id);
+                    occupancy(ably, &channel).await.map(|(subs, _)| (id, subs))
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        let mut still = Vec::new();
+        for r in looked {
+            let (id, subs) = r?;
+            if subs > 0 {
+                still.push(id);
+            }
+        }
+        if still.is_empty() {
+            return Ok(Converged::After(started.elapsed()));
+        }
+        if started.elapsed() >= limit {
+            still.sort();
+            return Ok(Converged::Not(still));
+        }
+        left = still;
+        tokio::time::sleep(Duration::from_secs(2).min(limit.saturating_sub(started.elapsed()))).await;
+    }
+}

@@ -65,20 +65,31 @@ pub async fn set(
     confirm_and_apply(planned, actor, confirm).await
 }
 
-/// `rollout rollback`: the flag off, then the notice, then (with `verify`) the polling smoke.
+/// Real-time conversations a verified rollback watches leave real-time, at most.
+const WATCHED: usize = 200;
+
+/// `rollout rollback`: the flag off, then the notice, then (with `verify`, the time allowed for
+/// customers to converge) the polling smoke and the watch of the real-time customers leaving.
 /// The rollback stands whatever follows it: a notice that cannot be sent waits in the outbox,
 /// and a failed verify is a failed step of a rollback that is done.
 pub async fn rollback(
     config: &Config,
     flag: &str,
     reason: &str,
-    verify: bool,
+    verify: Option<Duration>,
     actor: &Actor,
     confirm: Confirm<'_>,
 ) -> Result<RollbackReport, RolloutError> {
     let planned = ops::plan_rollback(config, flag, reason).await?;
+    // The customers on real-time now: with --verify, the rollback waits to see them leave it.
+    let watched = match (verify, &config.ably_api_key) {
+        (Some(_), Some(_)) => {
+            Some(super::observe::realtime_sample(config, flag, WATCHED, Duration::from_secs(300)).await?)
+        }
+        _ => None,
+    };
     let change = confirm_and_apply(planned, actor, confirm).await?;
-    Ok(aftermath::after_rollback(config, change, &actor.command, verify).await)
+    Ok(aftermath::after_rollback(config, change, &actor.command, verify, watched).await)
 }
 
 /// What `rollout override` asks for.

@@ -367,3 +367,78 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
     sb.shutdown().await;
 }
+
+/// `rollout rollback --verify` watches the real-time customers seen before it leave real-time:
+/// with an app that reads the flag every second they do, and the time it took is reported; with
+/// an app that ignores the flag they do not, and it exits 1 naming them (the rollback done).
+#[sqlx::test(migrations = false)]
+async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = support::prefix("converge");
+    assert_eq!(cli(&pool, dir.path(), &prefix, &["db", "migrate"]).await.code, 0);
+    let t = TrafficOptions {
+        turns: (8, 8),
+        think: Duration::from_millis(800),
+        flag_refresh: Duration::from_secs(1),
+        ..traffic(900.0)
+    };
+    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
+    let sb = Sandbox::start(opts).await.unwrap();
+    let env = support::Env::of(&sb);
+    let with_sandbox = |args: &[&str]| {
+        let mut c = bin(dir.path());
+        c.env("DATABASE_URL", url_of(&pool)).env("REDIS_KEY_PREFIX", &prefix).env("USER", "test");
+        for (k, v) in sb.env() {
+            c.env(k, v);
+        }
+        c.args(args);
+        run(c)
+    };
+    let on = ["rollout", "set", "--percent", "50", "--reason", "t", "--yes"];
+    assert_eq!(with_sandbox(&on).await.code, 0);
+    let spoke = |n: u64| {
+        let sb = &sb;
+        async move {
+            until("real-time customers spoke", || async {
+                let t = truth(sb).await;
+                t["conversations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| {
+                        c["ended_ms"].is_null() && c["subscribed"] == true && c["events"]["messages"].as_u64() > Some(0)
+                    })
+                    .count() as u64
+                    >= n
+            })
+            .await
+        }
+    };
+    spoke(10).await;
+    let back = ["-o", "json", "rollout", "rollback", "--reason", "t", "--yes", "--verify", "--converge", "20s"];
+    let r = with_sandbox(&back).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let step = doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone();
+    assert_eq!(step["outcome"], "done", "{step}");
+    assert!(step["detail"].as_str().unwrap().contains("left real-time within"), "{step}");
+    // Now an app that ignores the flag.
+    assert_eq!(with_sandbox(&on).await.code, 0);
+    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
+    spoke(20).await;
+    let back = ["-o", "json", "rollout", "rollback", "--reason", "t", "--yes", "--verify", "--converge", "2s"];
+    let r = with_sandbox(&back).await;
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let step = doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone();
+    assert_eq!(step["outcome"], "failed", "{step}");
+    assert!(step["detail"].as_str().unwrap().contains("still hold a subscription"), "{step}");
+    let status = with_sandbox(&["-o", "json", "rollout", "status"]).await;
+    assert!(
+        status.stdout.contains("\"enabled\": false") || status.stdout.contains("\"enabled\":false"),
+        "the rollback stays done: {}",
+        status.stdout
+    );
+    sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
+    sb.shutdown().await;
+}
