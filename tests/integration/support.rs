@@ -99,6 +99,16 @@ pub fn prefix(name: &str) -> String {
     format!("test:{name}:{}:{}:{nanos}:", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
+/// Deletes every Redis key under `prefix` (what a test's sandbox mirrored and queued), so that a
+/// machine's Redis does not fill up run after run.
+pub async fn forget_prefix(prefix: &str) {
+    let mut r = redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut r).await.unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut r).await;
+    }
+}
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }

@@ -147,6 +147,7 @@ async fn traffic_fills_the_mirror_follows_the_flag_and_the_report_agrees(pool: P
     assert_eq!(rep["extras"]["typing_stop"], ev["typing_stop"]);
     assert_eq!(rep["extras"]["read"], ev["read"]);
     sb.shutdown().await;
+    support::forget_prefix(&prefix).await;
 }
 
 /// The app ignoring the flag puts everyone on real-time; a flag table that cannot be read sends
@@ -183,6 +184,7 @@ async fn ignoring_the_flag_and_a_missing_flag_table(pool: PgPool) {
     assert_eq!(r.status(), 400);
     drain(&sb).await;
     sb.shutdown().await;
+    support::forget_prefix(&prefix).await;
 }
 
 /// The smoke's typing and read percentiles against the sandbox's own delivery record: every
@@ -366,6 +368,7 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     assert!(polling["detail"].as_str().unwrap().contains("bucket"), "names each with its reason: {polling}");
     sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
     sb.shutdown().await;
+    support::forget_prefix(&prefix).await;
 }
 
 /// `rollout rollback --verify` watches the real-time customers seen before it leave real-time:
@@ -384,7 +387,6 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     };
     let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
     let sb = Sandbox::start(opts).await.unwrap();
-    let env = support::Env::of(&sb);
     let with_sandbox = |args: &[&str]| {
         let mut c = bin(dir.path());
         c.env("DATABASE_URL", url_of(&pool)).env("REDIS_KEY_PREFIX", &prefix).env("USER", "test");
@@ -441,4 +443,5 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     );
     sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
     sb.shutdown().await;
+    support::forget_prefix(&prefix).await;
 }
