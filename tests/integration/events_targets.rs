@@ -526,3 +526,51 @@ async fn a_replayed_window_leaves_the_sla_report_as_it_was_and_resends_no_sla_ev
         assert_eq!(after["excluded"]["replayed_copies"], 6, "{from}: a message and a reply per chat, once");
     }
 }
+
+/// Typing indicators and read receipts are shown in a conversation's timeline and never re-sent
+/// to Ably, even with `--events all`: an old "customer is typing" re-sent is a lie on screen.
+#[tokio::test]
+async fn typing_and_read_events_are_shown_but_never_re_sent() {
+    let prefix = support::prefix("replay-extras");
+    let (sb, env) = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let end = chrono::Utc::now().timestamp_millis() - 10_000;
+    let names = ["typing:start", "typing:stop", "message:user", "message:ai", "message:read"];
+    let events: Vec<MirroredEvent> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| MirroredEvent { name: n.to_string(), ..event(1, i, end - (5 - i as i64) * 1000) })
+        .collect();
+    to_redis(&prefix, &events).await;
+    let timeline = run(replay(
+        "postgres://unused",
+        &prefix,
+        dir.path(),
+        &["--from", "redis", "--conversation", "1", "-o", "ndjson"],
+    ))
+    .await;
+    assert_eq!(timeline.code, 0, "{}", timeline.stderr);
+    let shown: Vec<String> = timeline
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shown, names, "the timeline shows every event");
+    let mut c = replay(
+        "postgres://unused",
+        &prefix,
+        dir.path(),
+        &["--from", "redis", "--to", "ably", "--all", "--events", "all", "--yes", "-o", "json"],
+    );
+    c.env("ABLY_API_KEY", &env.key).env("ABLY_REST_URL", &env.base);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let url = format!("{}/channels/conversation:1/messages?limit=100", env.base);
+    let (name, secret) = env.key.split_once(':').unwrap();
+    let h = support::json_of(support::http().get(url).basic_auth(name, Some(secret))).await;
+    let mut sent: Vec<&str> = h.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["message:ai", "message:user"], "{h}");
+    drop(sb);
+    support::forget_prefix(&prefix).await;
+}
