@@ -49,7 +49,9 @@ pub(crate) fn options(sb: &Sandbox, chats: usize) -> SmokeOptions {
         timeout: Duration::from_secs(10),
         contracts: Contracts::default(),
         command: "broker-ops sla smoke (test)".into(),
-        extras: true,
+        // Off unless a test is about them: they add a subscriber and three publishes per turn,
+        // load that would blur the accuracy tests' comparisons on two cores.
+        extras: false,
         soak: None,
     }
 }
@@ -85,7 +87,7 @@ async fn fixed_latency_is_measured_within_a_few_milliseconds_and_the_report_fits
     assert!(reply.p50 >= 100.0 && reply.p50 < 110.0, "p50 {}", reply.p50);
     assert!((reply.p50 - truth_ms(&sb, 50.0)).abs() < 10.0);
     let names: Vec<&str> = report.phases.iter().map(|p| p.name).collect();
-    assert_eq!(names, ["contact", "conversation", "post_ack", "echo", "reply", "typing", "read"]);
+    assert_eq!(names, ["contact", "conversation", "post_ack", "echo", "reply"]);
     assert_eq!(report.cleanup.as_ref().unwrap().resolved, 30, "every smoke conversation resolved and labelled");
     let doc = broker_ops::output::Render::json(&report);
     schema_check(&doc);

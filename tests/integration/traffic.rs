@@ -199,6 +199,7 @@ async fn typing_and_read_receipts_are_timed_as_the_sandbox_delivered_them() {
     // sends the request, so the request's own handling (parsing, auth) is the gap; in a debug
     // build on two cores, ten chats at once make that gap a few milliseconds.
     opts.schedule = broker_ops::sla::Schedule::Closed { concurrency: 2 };
+    opts.extras = true;
     opts.turns = 2;
     opts.thresholds.push("typing_p95<500ms".parse().unwrap());
     opts.thresholds.push("read_p95<500ms".parse().unwrap());
