@@ -50,7 +50,7 @@ pub async fn tally(
         let (entries, extras) = read(redis, c, conv, req, &mut t).await?;
         let is_test = add_conversation(&mut t, c, req, conv, entries);
         for (e, n) in Extra::ALL.into_iter().zip(extras) {
-            t.extra(e, is_test || is_test_id(req.test_prefix(c), conv), n);
+            t.extra(e, is_test || self::is_test(req.test_prefix(c), conv), n);
         }
         if is_test {
             test.insert(conv.clone());
@@ -158,11 +158,6 @@ fn add_conversation(t: &mut Tally, c: &Contracts, req: &ReportRequest, conv: &st
     t.excluded_conversations += u64::from(test);
     t.offer(worst);
     test
-}
-
-/// Whether a conversation's id marks it as test traffic.
-fn is_test_id(prefix: Option<&str>, conv: &str) -> bool {
-    is_test(prefix, conv)
 }
 
 /// Whether `id` (a conversation id or an `echoId`) starts with the test-traffic prefix.

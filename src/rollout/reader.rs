@@ -47,6 +47,11 @@ impl From<Reason> for Why {
 }
 
 impl Snapshot {
+    /// What the app has when the flag could not be read (`why`): the kill switch's answer.
+    pub fn unreadable(kill_switch: bool, why: String) -> Snapshot {
+        Snapshot { flag: None, overrides: HashMap::new(), kill_switch, unreadable: Some(why) }
+    }
+
     /// Real-time or not for conversation `id`, and why.
     pub fn decide(&self, id: &str) -> (bool, Why) {
         if self.kill_switch {

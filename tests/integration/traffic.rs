@@ -423,8 +423,7 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     let back = ["-o", "json", "rollout", "rollback", "--reason", "t", "--yes", "--verify", "--converge", "20s"];
     let r = with_sandbox(&back).await;
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
-    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
-    let step = doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone();
+    let step = converge_step(&r.stdout);
     assert_eq!(step["outcome"], "done", "{step}");
     assert!(step["detail"].as_str().unwrap().contains("left real-time within"), "{step}");
     // Now an app that ignores the flag.
@@ -434,8 +433,7 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     let back = ["-o", "json", "rollout", "rollback", "--reason", "t", "--yes", "--verify", "--converge", "2s"];
     let r = with_sandbox(&back).await;
     assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
-    let step = doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone();
+    let step = converge_step(&r.stdout);
     assert_eq!(step["outcome"], "failed", "{step}");
     assert!(step["detail"].as_str().unwrap().contains("still hold a subscription"), "{step}");
     let status = with_sandbox(&["-o", "json", "rollout", "status"]).await;
@@ -447,4 +445,10 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
     sb.shutdown().await;
     support::forget_prefix(&prefix).await;
+}
+
+/// The `converge` step of a rollback's JSON.
+fn converge_step(stdout: &str) -> Value {
+    let doc: Value = serde_json::from_str(stdout).unwrap();
+    doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone()
 }

@@ -258,13 +258,8 @@ impl Ctx {
                     if c.event_kind(m.name.as_deref().unwrap_or_default()) == Some(EventKind::Ai) =>
                 {
                     let d = m.decoded_data();
-                    let answers = match c.reply.field() {
-                        Some(f) => {
-                            crate::contracts::id_text(d.get(f).unwrap_or(&serde_json::Value::Null))
-                                == Some(msg.to_string())
-                        }
-                        None => true,
-                    };
+                    // The reply field names our message; under `first-after`, any reply answers.
+                    let answers = c.reply.field().is_none() || c.replied_to(&d) == Some(msg.to_string());
                     if answers {
                         return Ok(d.get("messageId").and_then(|v| v.as_u64()));
                     }

@@ -144,12 +144,7 @@ impl Traffic {
         Traffic {
             control: watch::channel(control).0,
             truth: std::sync::Mutex::new(Truth::default()),
-            flag: RwLock::new(crate::rollout::reader::Snapshot {
-                flag: None,
-                overrides: Default::default(),
-                kill_switch: opts.kill_switch,
-                unreadable: Some("not read yet".into()),
-            }),
+            flag: RwLock::new(crate::rollout::reader::Snapshot::unreadable(opts.kill_switch, "not read yet".into())),
             stop: tokio_util::sync::CancellationToken::new(),
             clients: std::sync::OnceLock::new(),
             opts,
@@ -208,12 +203,7 @@ async fn read_flag(state: Arc<State>, t: Arc<Traffic>) {
     loop {
         let snap = match &db {
             Ok(db) => crate::rollout::reader::read(Some(db), &t.opts.flag, t.opts.kill_switch).await,
-            Err(e) => crate::rollout::reader::Snapshot {
-                flag: None,
-                overrides: Default::default(),
-                kill_switch: t.opts.kill_switch,
-                unreadable: Some(e.clone()),
-            },
+            Err(e) => crate::rollout::reader::Snapshot::unreadable(t.opts.kill_switch, e.clone()),
         };
         super::lock(&t.truth).flag_read(snap.unreadable.clone());
         *t.flag.write().await = snap;
