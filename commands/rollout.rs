@@ -7,6 +7,7 @@ use broker_ops::config::sla::Sla;
 use broker_ops::exit::Outcome;
 use broker_ops::rollout::advance::AdvanceRequest;
 use broker_ops::rollout::ops::{self, OverrideTo};
+use broker_ops::rollout::staging::StagingRequest;
 use broker_ops::rollout::workflow::{self, OverrideRequest};
 use broker_ops::rollout::{self, Actor, RolloutError};
 
@@ -24,15 +25,7 @@ pub async fn run(cmd: RolloutCommand, by: Option<String>, ctx: &Ctx) -> anyhow::
         RolloutCommand::Which(a) => ctx.render(&ops::which(c, &a.flag.flag, ids(a.conversations)?).await?)?,
         RolloutCommand::History(a) => ctx.render(&ops::history(c, &a.flag.flag, a.limit).await?)?,
         RolloutCommand::Observe(a) => {
-            let req = rollout::observe::ObserveRequest {
-                flag: a.flag.flag,
-                sample: a.sample.into(),
-                active_window: a.active_window,
-                polling_tolerance: a.tolerance,
-                realtime_tolerance: a.realtime_tolerance,
-                min_sample: a.min_sample,
-                max_rate: a.max_rate,
-            };
+            let req = a.observe.request(&a.flag.flag);
             let report = rollout::observe::observe(c, &req).await?;
             ctx.render(&report)?;
             return Ok(Outcome::Probe(report.state()));
@@ -94,7 +87,7 @@ async fn advance(a: AdvanceArgs, actor: Actor, ctx: &Ctx) -> anyhow::Result<Outc
         min_replies.source
     );
     let req = AdvanceRequest {
-        flag: a.flag.flag,
+        flag: a.flag.flag.clone(),
         steps: rollout::steps(&a.steps)?,
         min_soak: a.min_soak,
         window: a.window,
@@ -102,6 +95,10 @@ async fn advance(a: AdvanceArgs, actor: Actor, ctx: &Ctx) -> anyhow::Result<Outc
         max_regression: a.max_regression,
         min_replies: min_replies.value,
         smoke: a.smoke,
+        observe: a.observe.request(&a.flag.flag),
+        staging: StagingRequest { report: a.staging_report, min_soak: a.min_staging_soak, max_age: a.max_staging_age },
+        waive: a.waive.into_iter().map(Into::into).collect(),
+        waive_reason: a.reason,
     };
     let report = workflow::advance(&ctx.config, &req, a.dry_run, &actor, &mut asker(a.yes)).await?;
     ctx.render(&report)?;

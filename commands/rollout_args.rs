@@ -38,6 +38,13 @@ pub enum RolloutCommand {
 pub struct ObserveArgs {
     #[command(flatten)]
     pub flag: FlagArg,
+    #[command(flatten)]
+    pub observe: ObserveOpts,
+}
+
+/// How `rollout observe` (and the `observed` gate of `advance`) looks at the cohorts.
+#[derive(Debug, Args)]
+pub struct ObserveOpts {
     /// Conversations looked at, at most, split between the cohorts.
     #[arg(long, default_value = "200", value_parser = clap::value_parser!(u16).range(1..=5000))]
     pub sample: u16,
@@ -58,6 +65,38 @@ pub struct ObserveArgs {
     /// Standard).
     #[arg(long, default_value = "300", value_name = "N", value_parser = parse_rate_per_s)]
     pub max_rate: f64,
+}
+
+impl ObserveOpts {
+    pub fn request(&self, flag: &str) -> rollout::observe::ObserveRequest {
+        rollout::observe::ObserveRequest {
+            flag: flag.to_string(),
+            sample: self.sample.into(),
+            active_window: self.active_window,
+            polling_tolerance: self.tolerance,
+            realtime_tolerance: self.realtime_tolerance,
+            min_sample: self.min_sample,
+            max_rate: self.max_rate,
+        }
+    }
+}
+
+/// A gate `advance` may be told to pass without its evidence.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WaiveArg {
+    /// The staging soak report of the plan's first step.
+    Staging,
+    /// The observation of whether the app follows the flag.
+    Observed,
+}
+
+impl From<WaiveArg> for advance::Waivable {
+    fn from(w: WaiveArg) -> Self {
+        match w {
+            WaiveArg::Staging => advance::Waivable::Staging,
+            WaiveArg::Observed => advance::Waivable::Observed,
+        }
+    }
 }
 
 fn parse_rate_per_s(s: &str) -> Result<f64, String> {
@@ -108,6 +147,25 @@ pub struct AdvanceArgs {
     /// Also require three smoke chats on Ably (SSE) against the configured Chatwoot to pass.
     #[arg(long)]
     pub smoke: bool,
+    /// The staging soak (`sla smoke --duration 24h -o json` against staging) the plan's first
+    /// step needs.
+    #[arg(long, value_name = "FILE")]
+    pub staging_report: Option<std::path::PathBuf>,
+    /// The staging soak must have run at least this long.
+    #[arg(long, default_value = "24h", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub min_staging_soak: Duration,
+    /// And have ended at most this long ago (older evidence is of another build).
+    #[arg(long, default_value = "14d", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub max_staging_age: Duration,
+    /// Pass this gate without its evidence (repeatable); needs --reason, kept in the audit.
+    #[arg(long, value_enum, value_name = "GATE", requires = "reason")]
+    pub waive: Vec<WaiveArg>,
+    /// Why the waived gates are waived.
+    #[arg(long, value_name = "TEXT", value_parser = parse_reason, requires = "waive")]
+    pub reason: Option<String>,
+    /// The `observed` gate: how the cohorts' occupancy is sampled and judged.
+    #[command(flatten)]
+    pub observe: ObserveOpts,
     /// Show the gates and their figures; change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -1,7 +1,10 @@
 //! `rollout advance`: the next step of the plan (10 → 50 → 100 %), only when every gate passes.
 //! The gates read the audit (how long the current step has soaked) and the mirror: the
 //! conversations with events in the window are split into the real-time and the polling cohort
-//! by the same bucketing the app uses, and `sla report`'s library measures each cohort.
+//! by the same bucketing the app uses, and `sla report`'s library measures each cohort. Ably's
+//! occupancy says whether the app follows the flag (`observed`); the plan's first production
+//! step needs a staging soak report (`staging`). Only those two can be waived, with a reason
+//! kept in the audit: the others are figures to fix or wait for, never to force.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -10,12 +13,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::observe::ObserveRequest;
 use super::ops::Planned;
+use super::staging::StagingRequest;
 use super::store::Db;
 use super::switch::kill_switch;
 use super::{Action, Change, Flag, RolloutError};
 use crate::analytics::{ReportRequest, SlaReport, SourceChoice, Window};
 use crate::config::Config;
+use crate::exit::ProbeState;
 use crate::output::{Render, Style, escape, table};
 
 /// What `advance` was asked.
@@ -31,6 +37,30 @@ pub struct AdvanceRequest {
     pub min_replies: u64,
     /// Also require three smoke chats on Ably (SSE) to pass against the configured target.
     pub smoke: bool,
+    /// The `observed` gate's observation (its flag is this request's).
+    pub observe: ObserveRequest,
+    /// The `staging` gate's evidence, for the plan's first step.
+    pub staging: StagingRequest,
+    /// Gates waived, and why (kept in the audit).
+    pub waive: Vec<Waivable>,
+    pub waive_reason: Option<String>,
+}
+
+/// The gates that may be waived: evidence that can be missing for a reason a person can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waivable {
+    Staging,
+    Observed,
+}
+
+impl Waivable {
+    fn gate(self) -> &'static str {
+        match self {
+            Waivable::Staging => "staging",
+            Waivable::Observed => "observed",
+        }
+    }
 }
 
 /// The product plan's steps.
@@ -44,6 +74,9 @@ pub struct Gate {
     pub value: Option<f64>,
     pub limit: Option<f64>,
     pub detail: String,
+    /// Waived with this reason: it passes without its evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waived: Option<String>,
 }
 
 /// A cohort's figures over the window.
@@ -104,14 +137,28 @@ pub async fn evaluate(config: &Config, req: &AdvanceRequest) -> Result<AdvanceRe
     let flag = db.flag(&req.flag).await?;
     let until = Utc::now();
     let since = until - chrono::Duration::from_std(req.window).unwrap_or(chrono::Duration::MAX);
-    let next = req.steps.iter().copied().find(|s| *s > flag.percent);
+    let next = next_step(&flag, &req.steps);
+    let first = next.is_some() && next == first_step(&req.steps);
+    check_waivers(req, first, next)?;
     let mut gates = vec![step_gate(&flag, next, kill_switch(config, &flag.name))];
-    let step_since = db.step_started(&flag.name).await?;
-    gates.push(soak_gate(step_since, until, req.min_soak));
-    let (on, off) = super::cohorts::split(config, &db, &flag, since, until).await?;
-    let realtime = measure(config, req, &on, since, until).await?;
-    let polling = measure(config, req, &off, since, until).await?;
-    gates.extend(cohort_gates(req, &realtime, &polling));
+    if first {
+        gates.push(waivable(req, Waivable::Staging, || staging_gate(config, req, until)));
+    }
+    // Cohorts exist only while the flag serves someone: the first step from off is judged by
+    // staging and observation alone.
+    let (mut realtime, mut polling) = (Cohort::default(), Cohort::default());
+    if flag.enabled && flag.percent > 0 {
+        gates.push(soak_gate(db.step_started(&flag.name).await?, until, req.min_soak));
+        let (on, off) = super::cohorts::split(config, &db, &flag, since, until).await?;
+        realtime = measure(config, req, &on, since, until).await?;
+        polling = measure(config, req, &off, since, until).await?;
+        gates.extend(cohort_gates(req, &realtime, &polling));
+    }
+    let observed = match req.waive.contains(&Waivable::Observed) {
+        true => waived(req, Waivable::Observed),
+        false => observed_gate(config, req).await,
+    };
+    gates.push(observed);
     if req.smoke {
         gates.push(smoke_gate(config).await);
     }
@@ -123,21 +170,107 @@ pub async fn evaluate(config: &Config, req: &AdvanceRequest) -> Result<AdvanceRe
                 enabled: true,
                 percent: next.unwrap_or(flag.percent),
                 before: flag.clone(),
-                reason: format!("advance: every gate passed over {}", crate::duration::format_duration(req.window)),
+                reason: audit_reason(req),
             },
         )
     });
     Ok(AdvanceReport { flag, next, gates, realtime, polling, window: (since, until), planned, applied: None })
 }
 
+/// The plan's first step that puts anybody on real-time.
+fn first_step(steps: &[u8]) -> Option<u8> {
+    steps.iter().copied().find(|s| *s > 0)
+}
+
+/// An off flag (never started, or rolled back) starts the plan again at its first step.
+fn next_step(flag: &Flag, steps: &[u8]) -> Option<u8> {
+    match flag.enabled {
+        false => first_step(steps),
+        true => steps.iter().copied().find(|s| *s > flag.percent),
+    }
+}
+
+/// A waiver of a gate this step does not have is a mistake to point out, not to ignore.
+fn check_waivers(req: &AdvanceRequest, first: bool, next: Option<u8>) -> Result<(), RolloutError> {
+    if req.waive.contains(&Waivable::Staging) && !first {
+        let step = next.map_or("none left".to_string(), |n| format!("{n} %"));
+        return Err(RolloutError::Usage(format!(
+            "--waive staging: the staging gate is the plan's first step's only (the next step is {step})"
+        )));
+    }
+    if !req.waive.is_empty() && req.waive_reason.is_none() {
+        return Err(RolloutError::Usage("--waive needs --reason TEXT: the audit keeps why".into()));
+    }
+    Ok(())
+}
+
+fn waivable(req: &AdvanceRequest, which: Waivable, judge: impl FnOnce() -> Gate) -> Gate {
+    if req.waive.contains(&which) { waived(req, which) } else { judge() }
+}
+
+fn waived(req: &AdvanceRequest, which: Waivable) -> Gate {
+    let reason = req.waive_reason.clone().unwrap_or_default();
+    Gate {
+        name: which.gate(),
+        pass: true,
+        value: None,
+        limit: None,
+        detail: format!("waived: {reason}"),
+        waived: Some(reason),
+    }
+}
+
+fn audit_reason(req: &AdvanceRequest) -> String {
+    let mut reason = format!("advance: every gate passed over {}", crate::duration::format_duration(req.window));
+    if !req.waive.is_empty() {
+        let names: Vec<&str> = req.waive.iter().map(|w| w.gate()).collect();
+        reason.push_str(&format!("; waived {}: {}", names.join(", "), req.waive_reason.as_deref().unwrap_or("")));
+    }
+    reason
+}
+
+fn staging_gate(config: &Config, req: &AdvanceRequest, now: DateTime<Utc>) -> Gate {
+    let v = super::staging::judge(config, &req.staging, now);
+    Gate {
+        name: "staging",
+        pass: v.pass,
+        value: v.soaked.map(|d| d.as_secs_f64()),
+        limit: Some(req.staging.min_soak.as_secs_f64()),
+        detail: v.detail,
+        waived: None,
+    }
+}
+
+/// Whether customers hold what the flag says, as `rollout observe` sees it: only an OK
+/// observation passes (too few active conversations to judge is not a pass).
+async fn observed_gate(config: &Config, req: &AdvanceRequest) -> Gate {
+    let observe = ObserveRequest { flag: req.flag.clone(), ..req.observe.clone() };
+    let (pass, value, detail) = match super::observe::observe(config, &observe).await {
+        Ok(report) => {
+            let pass = report.state() == ProbeState::Ok;
+            let told: Vec<&str> = report
+                .checks
+                .iter()
+                .filter(|c| if pass { c.name.ends_with("_subscribed") } else { c.state != ProbeState::Ok })
+                .map(|c| c.detail.as_str())
+                .collect();
+            let polling = report.checks.iter().find(|c| c.name == "polling_subscribed").and_then(|c| c.value);
+            (pass, polling, told.join("; "))
+        }
+        Err(e) => (false, None, format!("could not observe: {e} (or --waive observed --reason TEXT)")),
+    };
+    Gate { name: "observed", pass, value, limit: Some(observe.polling_tolerance), detail, waived: None }
+}
+
 fn step_gate(flag: &Flag, next: Option<u8>, kill: bool) -> Gate {
     let (pass, detail) = match (kill, flag.enabled, next) {
         (true, _, _) => (false, "ENABLE_ABLY_REALTIME=false in the environment (kill switch)".to_string()),
-        (_, false, _) => (false, "the flag is off: start with `rollout set --percent N`".to_string()),
-        (_, true, None) => (false, format!("already at the last step ({} %)", flag.percent)),
+        (_, _, None) => (false, format!("already at the last step ({} %)", flag.percent)),
+        (_, false, Some(n)) => (true, format!("off -> {n} %: the plan's first step")),
         (_, true, Some(n)) => (true, format!("{} % -> {n} %", flag.percent)),
     };
-    Gate { name: "step", pass, value: Some(f64::from(flag.percent)), limit: next.map(f64::from), detail }
+    let value = Some(if flag.enabled { f64::from(flag.percent) } else { 0.0 });
+    Gate { name: "step", pass, value, limit: next.map(f64::from), detail, waived: None }
 }
 
 async fn smoke_gate(config: &Config) -> Gate {
@@ -149,7 +282,7 @@ async fn smoke_gate(config: &Config) -> Gate {
         }
         Err(e) => (false, None, format!("the smoke could not run: {e}")),
     };
-    Gate { name: "smoke", pass, value, limit: None, detail }
+    Gate { name: "smoke", pass, value, limit: None, detail, waived: None }
 }
 
 fn soak_gate(since: Option<DateTime<Utc>>, now: DateTime<Utc>, min: Duration) -> Gate {
@@ -170,6 +303,7 @@ fn soak_gate(since: Option<DateTime<Utc>>, now: DateTime<Utc>, min: Duration) ->
         value: soaked.map(|d| d.as_secs_f64()),
         limit: Some(min.as_secs_f64()),
         detail,
+        waived: None,
     }
 }
 
@@ -186,6 +320,7 @@ pub fn cohort_gates(req: &AdvanceRequest, rt: &Cohort, polling: &Cohort) -> Vec<
         } else {
             format!("{} replies in {} real-time conversations", rt.replies, rt.conversations)
         },
+        waived: None,
     };
     let p95 = Gate {
         name: "p95",
@@ -196,6 +331,7 @@ pub fn cohort_gates(req: &AdvanceRequest, rt: &Cohort, polling: &Cohort) -> Vec<
             Some(p) => format!("real-time reply P95 {p:.0} ms against the SLO {slo_ms:.0} ms"),
             None => "no real-time reply to measure".into(),
         },
+        waived: None,
     };
     let diff = rt.breach_rate - polling.breach_rate;
     let regression = Gate {
@@ -209,6 +345,7 @@ pub fn cohort_gates(req: &AdvanceRequest, rt: &Cohort, polling: &Cohort) -> Vec<
             polling.breach_rate * 100.0,
             if polling.messages == 0 { " (no polling traffic: judged against 0)" } else { "" }
         ),
+        waived: None,
     };
     vec![replies, p95, regression]
 }
@@ -245,7 +382,11 @@ impl Render for AdvanceReport {
         let mut t = table(&["gate", "value", "limit", "result", "detail"]);
         let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{}", (v * 1000.0).round() / 1000.0));
         for g in &self.gates {
-            let r = if g.pass { style.good("PASS") } else { style.bad("FAIL") };
+            let r = match (g.pass, &g.waived) {
+                (true, Some(_)) => style.bad("WAIVED"),
+                (true, None) => style.good("PASS"),
+                (false, _) => style.bad("FAIL"),
+            };
             t.add_row(vec![g.name.to_string(), num(g.value), num(g.limit), r, escape(&g.detail)]);
         }
         writeln!(w, "{t}")?;
@@ -289,7 +430,23 @@ mod tests {
             max_regression: 0.01,
             min_replies: 100,
             smoke: false,
+            observe: ObserveRequest::default(),
+            staging: StagingRequest::default(),
+            waive: Vec::new(),
+            waive_reason: None,
         }
+    }
+
+    #[test]
+    fn waivers_are_for_the_gates_a_step_has_and_need_a_reason() {
+        let mut r = AdvanceRequest { waive: vec![Waivable::Staging], ..req() };
+        assert!(check_waivers(&r, false, Some(50)).unwrap_err().to_string().contains("first step"));
+        assert!(check_waivers(&r, true, Some(10)).unwrap_err().to_string().contains("--reason"));
+        r.waive_reason = Some("staging is down for a week; 10 % is our staging".into());
+        assert!(check_waivers(&r, true, Some(10)).is_ok());
+        assert!(audit_reason(&r).ends_with("; waived staging: staging is down for a week; 10 % is our staging"));
+        let g = waivable(&r, Waivable::Staging, || unreachable!("a waived gate is not judged"));
+        assert!(g.pass && g.waived.is_some());
     }
 
     #[test]
@@ -311,6 +468,12 @@ mod tests {
         assert!(!soak_gate(None, now, req().min_soak).pass);
         let at_100 = Flag { enabled: true, percent: 100, ..Flag::new("F") };
         assert!(step_gate(&at_100, None, false).detail.contains("last step"));
-        assert!(!step_gate(&Flag::new("F"), Some(10), false).pass, "an off flag is not advanced");
+        let off = Flag::new("F");
+        assert_eq!(next_step(&off, &req().steps), Some(10), "an off flag starts the plan again at its first step");
+        assert!(step_gate(&off, Some(10), false).pass);
+        assert!(!step_gate(&off, Some(10), true).pass, "never past the kill switch");
+        let at_10 = Flag { enabled: true, percent: 10, ..Flag::new("F") };
+        assert_eq!(next_step(&at_10, &req().steps), Some(50));
+        assert_eq!(first_step(&[0, 10, 50]), Some(10), "a 0 % step puts nobody on real-time");
     }
 }

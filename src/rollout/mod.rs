@@ -13,6 +13,7 @@ pub mod observe;
 pub mod ops;
 pub mod reader;
 mod render;
+pub mod staging;
 pub mod store;
 pub mod switch;
 pub mod workflow;

@@ -388,7 +388,9 @@ async fn fill_mirror(pool: &PgPool, rt_ms: i64, polling_ms: i64, pairs: usize) -
 }
 
 async fn advance(pool: &PgPool, d: &Path, extra: &[&str]) -> (i32, Value) {
+    // No Ably here: whether the app follows the flag is the traffic tests' business.
     let mut args = vec!["-o", "json", "rollout", "advance", "--min-replies", "100"];
+    args.extend_from_slice(&["--waive", "observed", "--reason", "no Ably in this test"]);
     args.extend_from_slice(extra);
     let r = rollout(pool, d, &args, &[]).await;
     (r.code, serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{} {}", r.stdout, r.stderr)))
@@ -458,6 +460,8 @@ async fn advance_moves_a_healthy_cohort_to_the_next_step(pool: PgPool) {
     let extra: Vec<(&str, &str)> =
         pairs.iter().map(|(k, v)| (*k, v.as_str())).chain([("CHATWOOT_ACCOUNT_ID", "1")]).collect();
     let args = ["-o", "json", "rollout", "advance", "--min-replies", "100", "--min-soak", "0s", "--dry-run", "--smoke"];
+    let waive = ["--waive", "observed", "--reason", "the sandbox has no subscribers here"];
+    let args: Vec<&str> = args.into_iter().chain(waive).collect();
     let r = rollout(&pool, d, &args, &extra).await;
     let doc = json_of(&r);
     assert_eq!(r.code, 0, "{doc}");
@@ -733,4 +737,100 @@ async fn the_audit_names_the_actor_given_by_flag_or_environment(pool: PgPool) {
     let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history"], &[]).await);
     let actors: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["actor"].as_str().unwrap()).collect();
     assert_eq!(actors[..2], ["ana (on call)", "deploy-pipeline"], "{h:#}");
+}
+
+/// The plan's first production step asks for staging evidence: a passing soak report of at
+/// least `--min-staging-soak`, recent, and not from the production target. The short report is
+/// a real soak against the sandbox; the 24 h one is a fixture derived from it (its duration and
+/// start moved a day back, its target a staging Chatwoot's: a soak of the sandbox itself is not
+/// staging evidence) and held to the smoke's own schema.
+#[sqlx::test(migrations = false)]
+async fn the_first_step_needs_a_staging_soak_or_a_waiver_with_a_reason(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(rollout(&pool, d, &["db", "migrate"], &[]).await.code, 0);
+    let prod = [("CHATWOOT_BASE_URL", "https://chat.example.com")];
+    fn first<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["-o", "json", "rollout", "advance", "--dry-run"];
+        args.extend_from_slice(&["--waive", "observed", "--reason", "no Ably in this test"]);
+        args.extend(extra.iter().copied());
+        args
+    }
+    let staging = |doc: &Value| gate(doc, "staging").clone();
+    // No report: refused, naming how to make one.
+    let doc = json_of(&rollout(&pool, d, &first(&[]), &prod).await);
+    assert_eq!((doc["pass"].as_bool(), doc["next"].as_u64()), (Some(false), Some(10)), "{doc}");
+    assert!(staging(&doc)["detail"].as_str().unwrap().contains("no staging soak report"), "{doc}");
+    assert!(gate(&doc, "step")["pass"].as_bool().unwrap(), "off -> 10 % is the plan's first step");
+    // A real soak, passing but 4 s long.
+    let mut c = support::bin(d);
+    c.args(["-o", "json", "sla", "smoke", "--sandbox", "--ai-latency", "fixed:20ms", "--duration", "4s"]).args([
+        "--rate",
+        "240/min",
+        "--interval",
+        "2s",
+    ]);
+    let r = support::run(c).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let short: Value = serde_json::from_str(&r.stdout).unwrap();
+    let write = |name: &str, v: &Value| {
+        let p = d.join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let short_path = write("short.json", &short);
+    let doc = json_of(&rollout(&pool, d, &first(&["--staging-report", &short_path]), &prod).await);
+    let detail = staging(&doc)["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("shorter than the 1d asked") || detail.contains("shorter than the 24h asked"), "{doc}");
+    assert_eq!(doc["pass"].as_bool(), Some(false));
+    // The same soak as a day's: accepted.
+    let day = 25 * 3600 * 1000;
+    let mut long = short.clone();
+    long["duration_ms"] = json!(day);
+    long["soak"]["duration_planned_ms"] = json!(day);
+    long["started_at"] = json!((chrono::Utc::now() - chrono::Duration::hours(26)).to_rfc3339());
+    long["target"] = json!("https://staging-chat.example.com/");
+    support::schema_check("sla-smoke", &long);
+    let long_path = write("long.json", &long);
+    let r = rollout(&pool, d, &first(&["--staging-report", &long_path]), &prod).await;
+    let doc = json_of(&r);
+    assert_eq!((r.code, doc["pass"].as_bool()), (0, Some(true)), "{doc}");
+    assert_eq!(staging(&doc)["value"].as_f64(), Some(25.0 * 3600.0));
+    support::schema_check("rollout-advance", &doc);
+    // Failed, from production, not a soak, or not a file: refused, naming which.
+    let mut failed = long.clone();
+    failed["passed"] = json!(false);
+    let mut from_prod = long.clone();
+    from_prod["target"] = json!("https://CHAT.example.com:443/");
+    let mut no_soak = long.clone();
+    no_soak["soak"] = Value::Null;
+    let mut sandboxed = long.clone();
+    sandboxed["target"] = short["target"].clone();
+    let cases = [
+        (write("failed.json", &failed), "the soak failed"),
+        (write("prod.json", &from_prod), "production"),
+        (write("no-soak.json", &no_soak), "not a soak"),
+        (write("sandbox.json", &sandboxed), "built-in sandbox"),
+        (d.to_str().unwrap().to_string(), "not a regular file"),
+        (write("junk.json", &json!({"kind": "token_inspect"})), "not a `sla smoke -o json` report"),
+    ];
+    for (path, why) in cases {
+        let r = rollout(&pool, d, &first(&["--staging-report", &path]), &prod).await;
+        let doc = json_of(&r);
+        assert_eq!(r.code, 1, "{doc}");
+        assert!(staging(&doc)["detail"].as_str().unwrap().contains(why), "{why}: {doc}");
+    }
+    // A waiver needs a reason, and only the first step has a staging gate to waive.
+    let r = rollout(&pool, d, &["rollout", "advance", "--waive", "staging", "--yes"], &prod).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let why = "staging is being rebuilt; 10 % is watched by hand";
+    let args = ["-o", "json", "rollout", "advance", "--waive", "staging", "--waive", "observed", "--reason", why];
+    let r = rollout(&pool, d, &[&args[..], &["--yes"]].concat(), &prod).await;
+    let doc = json_of(&r);
+    assert_eq!((r.code, doc["applied"]["percent"].as_u64()), (0, Some(10)), "{doc}");
+    assert_eq!(staging(&doc)["waived"].as_str(), Some(why));
+    let h = json_of(&rollout(&pool, d, &["-o", "json", "rollout", "history", "--limit", "1"], &[]).await);
+    assert!(h["changes"][0]["reason"].as_str().unwrap().ends_with(&format!("waived staging, observed: {why}")), "{h}");
+    let r = rollout(&pool, d, &[&args[..], &["--dry-run", "--min-soak", "0s"]].concat(), &prod).await;
+    assert!(r.code == 2 && r.stderr.contains("first step"), "{}", r.stderr);
 }

@@ -334,12 +334,21 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
     let sb = Sandbox::start(opts).await.unwrap();
     let env = support::Env::of(&sb);
-    let observe = || {
+    let with_ably = |args: &[&str]| {
         let mut c = bin(dir.path());
         c.env("DATABASE_URL", url_of(&pool)).env("REDIS_KEY_PREFIX", &prefix);
         c.env("ABLY_REST_URL", &env.base).env("ABLY_API_KEY", &env.key);
-        c.args(["-o", "json", "rollout", "observe", "--active-window", "1m", "--min-sample", "5"]);
+        c.args(args).args(["--active-window", "1m", "--min-sample", "5"]);
         run(c)
+    };
+    let observe = || with_ably(&["-o", "json", "rollout", "observe"]);
+    // `advance`'s `observed` gate is the same observation (the other gates are not this test's).
+    let observed_gate = || async {
+        let args = ["-o", "json", "rollout", "advance", "--dry-run", "--min-soak", "0s", "--min-replies", "1"];
+        let r = with_ably(&args).await;
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{} {}", r.stdout, r.stderr));
+        support::schema_check("rollout-advance", &doc);
+        doc["gates"].as_array().unwrap().iter().find(|g| g["name"] == "observed").unwrap().clone()
     };
     until("40 conversations spoke", || async { truth(&sb).await["events"]["messages"].as_u64() >= Some(40) }).await;
     let r = observe().await;
@@ -350,6 +359,8 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     assert_eq!(r.code, 0, "{doc}");
     assert_eq!(check(&doc, "polling_subscribed")["value"], 0.0, "{doc}");
     assert!(check(&doc, "realtime_subscribed")["value"].as_f64() >= Some(0.5), "{doc}");
+    let gate = observed_gate().await;
+    assert_eq!((gate["pass"].as_bool(), gate["value"].as_f64()), (Some(true), Some(0.0)), "{gate}");
     sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
     let switched = chrono::Utc::now().timestamp_millis();
     until("20 conversations ignoring the flag spoke", || async {
@@ -369,6 +380,9 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     assert_eq!(polling["state"], "CRITICAL");
     assert!(polling["detail"].as_str().unwrap().contains("the app does not follow the flag"), "{polling}");
     assert!(polling["detail"].as_str().unwrap().contains("bucket"), "names each with its reason: {polling}");
+    let gate = observed_gate().await;
+    assert_eq!(gate["pass"].as_bool(), Some(false), "{gate}");
+    assert!(gate["detail"].as_str().unwrap().contains("the app does not follow the flag"), "{gate}");
     sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
     sb.shutdown().await;
     support::forget_prefix(&prefix).await;
