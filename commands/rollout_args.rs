@@ -77,6 +77,7 @@ impl ObserveOpts {
             realtime_tolerance: self.realtime_tolerance,
             min_sample: self.min_sample,
             max_rate: self.max_rate,
+            ..Default::default()
         }
     }
 }

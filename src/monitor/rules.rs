@@ -20,6 +20,7 @@ pub enum Probe {
     Sla,
     MirrorCanary,
     Smoke,
+    Rollout,
 }
 
 /// What the SLA of the last window and a short smoke report, as checks.
@@ -27,7 +28,8 @@ pub const SLA_METRICS: &[&str] = &["p50", "p90", "p95", "p99", "error_rate", "re
 pub const SMOKE_METRICS: &[&str] = &["p50", "p95", "p99", "error_rate"];
 
 impl Probe {
-    pub const ALL: [Probe; 5] = [Probe::AblyHealth, Probe::AblyBacklog, Probe::Sla, Probe::MirrorCanary, Probe::Smoke];
+    pub const ALL: [Probe; 6] =
+        [Probe::AblyHealth, Probe::AblyBacklog, Probe::Sla, Probe::MirrorCanary, Probe::Smoke, Probe::Rollout];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl Probe {
             Probe::Sla => "sla",
             Probe::MirrorCanary => "mirror_canary",
             Probe::Smoke => "smoke",
+            Probe::Rollout => "rollout",
         }
     }
 
@@ -46,6 +49,7 @@ impl Probe {
             Probe::Sla => SLA_METRICS,
             Probe::MirrorCanary => crate::mirror::canary::METRICS,
             Probe::Smoke => SMOKE_METRICS,
+            Probe::Rollout => crate::rollout::observe::METRICS,
         }
     }
 

@@ -1,7 +1,7 @@
 //! One sweep: every probe at once, each within its own time-out. A probe whose dependency is
 //! not configured is skipped (and says which setting it needs); one that errs or hangs is
 //! UNKNOWN with its reason; the others still count. The probes are the libraries of `ably
-//! health`, `ably backlog`, `sla report`, `mirror canary` and `sla smoke`: nothing is
+//! health`, `ably backlog`, `sla report`, `mirror canary`, `rollout observe` and `sla smoke`: nothing is
 //! re-implemented here, only turned into checks.
 
 use std::future::Future;
@@ -151,11 +151,12 @@ impl From<ConfigError> for NoReport {
 /// as long as the slowest probe (at most the time-out).
 pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Connections) -> Vec<ProbeOutcome> {
     let t = req.probe_timeout;
-    let (health, backlog, sla, canary, smoke) = tokio::join!(
+    let (health, backlog, sla, canary, rollout, smoke) = tokio::join!(
         timed(Probe::AblyHealth, t, health(config, req)),
         timed(Probe::AblyBacklog, t, backlog(config, opened)),
         timed(Probe::Sla, t, sla(config, req, opened)),
         timed(Probe::MirrorCanary, t, canary(config, req, opened)),
+        timed(Probe::Rollout, t, rollout(config, opened)),
         async {
             match req.smoke {
                 Some(n) => Some(timed(Probe::Smoke, t, smoke(config, req, n)).await),
@@ -163,7 +164,7 @@ pub async fn sweep(config: &Config, req: &SweepRequest, opened: &Connections) ->
             }
         },
     );
-    let mut out = vec![health, backlog, sla, canary];
+    let mut out = vec![health, backlog, sla, canary, rollout];
     out.extend(smoke);
     out
 }
@@ -237,6 +238,27 @@ async fn canary(config: &Config, req: &SweepRequest, opened: &Connections) -> Re
     let wait = req.probe_timeout.mul_f64(0.8);
     let r = CanaryRequest { timeout: wait, warn: Vec::new(), crit: Vec::new() };
     Ok(canary::run_on(config, r, opened).await.map_err(fail)?.checks)
+}
+
+/// Whether the app follows the real-time flag, by `rollout observe` on the sweep's Postgres
+/// handle. A database without the rollout's tables has no flag to watch: skipped, saying so.
+async fn rollout(config: &Config, opened: &Connections) -> Result<Vec<Check>, NoReport> {
+    use crate::rollout::observe::{self, ObserveRequest};
+    use crate::rollout::{RolloutError, store::Db};
+    config.require("DATABASE_URL", &config.database_url)?;
+    config.require("ABLY_API_KEY", &config.ably_api_key)?;
+    let pg = match opened.postgres.clone() {
+        Some(Ok(pg)) => pg,
+        Some(Err(why)) => return Err(fail(why)),
+        None => return Err(NoReport::Skip("DATABASE_URL is not set: no flag to watch".into())),
+    };
+    let db = match Db::of(pg, config.contracts.flags.clone()).await {
+        Ok(db) => db,
+        Err(e @ RolloutError::NoTables { .. }) => return Err(NoReport::Skip(e.to_string())),
+        Err(e) => return Err(fail(e)),
+    };
+    let req = ObserveRequest { thin: ProbeState::Ok, ..ObserveRequest::default() };
+    Ok(observe::observe_on(config, &req, &db).await.map_err(fail)?.checks)
 }
 
 /// The SLA's states, from the configured SLA (`[sla]`): P95 over the SLO is CRITICAL, over four

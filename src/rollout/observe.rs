@@ -38,7 +38,15 @@ pub struct ObserveRequest {
     pub min_sample: usize,
     /// Occupancy requests a second, at most.
     pub max_rate: f64,
+    /// The state of a sample too thin to judge: UNKNOWN when asked (`rollout observe` was asked
+    /// to judge), OK without a value in the monitor (a quiet night is not an incident, as the
+    /// SLA probe's checks without traffic are not).
+    pub thin: ProbeState,
 }
+
+/// The checks the observation reports (what a monitor rule can name).
+pub const METRICS: &[&str] =
+    &["realtime_subscribed", "realtime_sampled", "polling_subscribed", "polling_sampled", "sample", "occupancy"];
 
 impl Default for ObserveRequest {
     fn default() -> Self {
@@ -50,6 +58,7 @@ impl Default for ObserveRequest {
             realtime_tolerance: 0.5,
             min_sample: 10,
             max_rate: 300.0,
+            thin: ProbeState::Unknown,
         }
     }
 }
@@ -67,10 +76,19 @@ struct Seen {
 
 /// Observes the flag's cohorts; the report is a probe's (`rollout_observe`).
 pub async fn observe(config: &Config, req: &ObserveRequest) -> Result<ProbeReport, RolloutError> {
+    ably_of(config)?;
+    observe_on(config, req, &Db::open(config).await?).await
+}
+
+fn ably_of(config: &Config) -> Result<AblyClient, RolloutError> {
     let key = config.require("ABLY_API_KEY", &config.ably_api_key).map_err(RolloutError::from)?;
-    let ably = AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), config.timeout.value)
-        .map_err(|e| RolloutError::Usage(e.to_string()))?;
-    let db = Db::open(config).await?;
+    AblyClient::new(config.ably_rest_url.value.clone(), Some(key.value.clone()), config.timeout.value)
+        .map_err(|e| RolloutError::Usage(e.to_string()))
+}
+
+/// The observation on an open database (the monitor's one Postgres handle).
+pub async fn observe_on(config: &Config, req: &ObserveRequest, db: &Db) -> Result<ProbeReport, RolloutError> {
+    let ably = ably_of(config)?;
     let flag = db.flag(&req.flag).await?;
     let now = chrono::Utc::now();
     let since = now - chrono::Duration::from_std(req.active_window).unwrap_or(chrono::Duration::MAX);
@@ -193,7 +211,7 @@ fn judge(req: &ObserveRequest, seen: &[Seen], active: usize) -> ProbeReport {
             )
         } else if cohort.len() < req.min_sample {
             (
-                ProbeState::Unknown,
+                req.thin,
                 format!("{} {what} conversations sampled, fewer than {} to judge by", cohort.len(), req.min_sample),
             )
         } else if share(wrong.len()) > tolerance {
@@ -211,7 +229,9 @@ fn judge(req: &ObserveRequest, seen: &[Seen], active: usize) -> ProbeReport {
         } else {
             (ProbeState::Ok, format!("{held} of {} {what} conversations hold a subscriber", cohort.len()))
         };
-        let value = (!cohort.is_empty()).then(|| share(held));
+        // A thin cohort's share is shown when asked, and kept from the monitor's rules.
+        let thin_ok = cohort.len() < req.min_sample && req.thin == ProbeState::Ok;
+        let value = (!cohort.is_empty() && !thin_ok).then(|| share(held));
         checks.push(check(name, state, value, Unit::Ratio, detail));
         checks.push(check(
             if realtime { "realtime_sampled" } else { "polling_sampled" },
@@ -225,7 +245,7 @@ fn judge(req: &ObserveRequest, seen: &[Seen], active: usize) -> ProbeReport {
     if seen.len() < req.min_sample {
         checks.push(check(
             "sample",
-            ProbeState::Unknown,
+            req.thin,
             Some(seen.len() as f64),
             Unit::Count,
             format!(

@@ -466,3 +466,81 @@ fn converge_step(stdout: &str) -> Value {
     let doc: Value = serde_json::from_str(stdout).unwrap();
     doc["steps"].as_array().unwrap().iter().find(|s| s["step"] == "converge").unwrap().clone()
 }
+
+/// The monitor watches the flag too: with the built-in rules, an app that starts ignoring the
+/// flag fires `flag-not-followed` once (after its two sweeps) and, once it follows the flag again
+/// (it looks every second), resolves it once; Slack hears of it with the conversations named.
+#[sqlx::test(migrations = false)]
+async fn the_monitor_pages_once_when_the_app_stops_following_the_flag(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = support::prefix("flag-rule");
+    assert_eq!(cli(&pool, dir.path(), &prefix, &["db", "migrate"]).await.code, 0);
+    let set = cli(&pool, dir.path(), &prefix, &["rollout", "set", "--percent", "50", "--reason", "t", "--yes"]).await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let t = TrafficOptions {
+        turns: (8, 8),
+        think: Duration::from_millis(800),
+        flag_refresh: Duration::from_secs(1),
+        ..traffic(900.0)
+    };
+    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
+    let sb = Sandbox::start(opts).await.unwrap();
+    let slack = support::Recorder::start().await;
+    let sweep = || {
+        let mut c = bin(dir.path());
+        c.env("DATABASE_URL", url_of(&pool)).env("REDIS_URL", support::redis_url()).env("REDIS_KEY_PREFIX", &prefix);
+        c.envs(sb.env()).env("SLACK_WEBHOOK_URL", slack.url("/services/T0/B0/flag"));
+        c.env("BROKER_OPS_STATE_DIR", dir.path().join("state"));
+        c.args(["-o", "json", "monitor", "--probe-timeout", "10s"]);
+        async move {
+            let r = run(c).await;
+            let doc: Value =
+                serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
+            support::schema_check("monitor", &doc);
+            let rule = doc["rules"].as_array().unwrap().iter().find(|r| r["name"] == "flag-not-followed").unwrap();
+            let transition = rule["transition"].as_str().filter(|t| *t != "unchanged").map(str::to_string);
+            (rule["verdict"].as_str().unwrap().to_string(), transition)
+        }
+    };
+    until("20 conversations spoke", || async { truth(&sb).await["events"]["messages"].as_u64() >= Some(20) }).await;
+    assert_eq!(sweep().await.0, "passing", "the app follows the flag");
+    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
+    let switched = chrono::Utc::now().timestamp_millis();
+    until("20 conversations ignoring the flag spoke", || async {
+        let t = truth(&sb).await;
+        let n = t["conversations"].as_array().unwrap().iter().filter(|c| {
+            c["started_ms"].as_i64() > Some(switched)
+                && c["why"] == "ignoring_flag"
+                && c["events"]["messages"].as_u64() > Some(0)
+        });
+        n.count() >= 20
+    })
+    .await;
+    let mut transitions = Vec::new();
+    for _ in 0..2 {
+        let (verdict, transition) = sweep().await;
+        assert_eq!(verdict, "failing");
+        transitions.extend(transition);
+    }
+    assert_eq!(transitions, ["fired"]);
+    let texts: Vec<String> = slack.seen().iter().map(|s| s.body.clone()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("flag-not-followed") && t.contains("the app does not follow the flag")),
+        "{texts:?}"
+    );
+    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(false) }).unwrap();
+    // Each customer looks at the flag again within a second; two passing sweeps resolve it.
+    let mut passing = 0;
+    for _ in 0..10 {
+        let (verdict, transition) = sweep().await;
+        transitions.extend(transition);
+        passing = if verdict == "passing" { passing + 1 } else { 0 };
+        if passing == 3 {
+            break;
+        }
+    }
+    assert_eq!(transitions, ["fired", "resolved"], "fired once, resolved once");
+    sb.set_traffic(ControlPatch { rate: None, paused: Some(true), ignore_flag: None }).unwrap();
+    sb.shutdown().await;
+    support::forget_prefix(&prefix).await;
+}
