@@ -128,15 +128,18 @@ fn finish(
     ctx: &Ctx,
 ) -> anyhow::Result<Outcome> {
     ctx.render(report)?;
+    // The report directory first: a JUnit file asked for inside it needs it made.
+    if !outputs.no_report {
+        let junit = outputs.junit.as_deref();
+        let written = match stem {
+            Some(stem) => sla::files::write_report_to(report, stem, junit)?,
+            None => sla::files::write_report(report, &outputs.report_dir, slug, junit)?,
+        };
+        let shown = |p: &std::path::Path| broker_ops::output::escape(&p.display().to_string());
+        eprintln!("report: {} (open {} in a browser)", shown(&written.markdown), shown(&written.html));
+    }
     if let Some(path) = &outputs.junit {
         sla::files::write_junit(report, path)?;
-    }
-    if !outputs.no_report {
-        let written = match stem {
-            Some(stem) => sla::files::write_report_to(report, stem)?,
-            None => sla::files::write_report(report, &outputs.report_dir, slug)?,
-        };
-        eprintln!("report: {}", broker_ops::output::escape(&written.display().to_string()));
     }
     match report.verdict() {
         Verdict::Passed => Ok(Outcome::Done),

@@ -53,7 +53,8 @@ pub async fn run(a: ReportArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     if let Some(dir) = &a.report_dir {
         let written = analytics::files::write_report(&report, dir)?;
-        eprintln!("report: {}", escape(&written.display().to_string()));
+        let shown = |p: &std::path::Path| escape(&p.display().to_string());
+        eprintln!("report: {} (open {} in a browser)", shown(&written.markdown), shown(&written.html));
     }
     Ok(Outcome::Done)
 }

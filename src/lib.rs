@@ -10,7 +10,7 @@
 //! 1. foundations: [`compare`] (the one expression language of limits), [`duration`], [`exit`]
 //!    (outcomes, kinds of error, the one exit-code policy), [`output`] (formats and `Render`),
 //!    [`redact`], [`fsutil`] (atomic files), [`retry`], [`histogram`] and [`chart`] (shared by the
-//!    smoke and the report), [`layers`] and [`settings`] (where settings are read from), [`event`]
+//!    smoke and the report), [`page`] (self-contained HTML pages), [`layers`] and [`settings`] (where settings are read from), [`event`]
 //!    (the mirrored event), [`tls`] (the trust policy);
 //! 2. configuration and contracts: [`contracts`] (the names shared with the chat system, every key
 //!    and SQL statement built from them), [`config`] (every setting with its source), [`actor`]
@@ -43,6 +43,7 @@ pub mod layers;
 pub mod mirror;
 pub mod monitor;
 pub mod output;
+pub mod page;
 pub mod probe;
 pub mod queue;
 pub mod redact;

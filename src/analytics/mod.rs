@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod files;
+pub mod html;
 pub mod model;
 pub mod postgres;
 pub mod redis;

@@ -14,7 +14,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 impl SlaReport {
-    fn headline(&self) -> String {
+    pub(super) fn headline(&self) -> String {
         let w = &self.window;
         format!(
             "SLA report from {:?}: {} to {} by {}, SLO {} ms, replies paired by {}",
@@ -27,7 +27,7 @@ impl SlaReport {
         )
     }
 
-    fn summary_lines(&self) -> Vec<String> {
+    pub(super) fn summary_lines(&self) -> Vec<String> {
         let r = &self.reply_ms;
         let mut out = vec![
             format!(

@@ -1,5 +1,6 @@
 //! The files a smoke run leaves: the Markdown report and its JSON twin in the report directory
-//! (names unique even when runs start in the same second), JUnit XML, and the text histogram.
+//! (names unique even when runs start in the same second), its HTML page, JUnit XML, and the text
+//! histogram.
 
 use std::path::{Path, PathBuf};
 
@@ -134,29 +135,50 @@ pub fn beside(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes `{dir}/{stamp}-{slug}.md`, `.json` and the percentile spectrum `.svg`; returns the
-/// Markdown path.
-pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str) -> Result<PathBuf, FileError> {
-    write_report_to(report, &claim_stem(dir, slug)?)
+/// The report's files as written: the Markdown, and the HTML page to open in a browser.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
 }
 
-/// Writes the report's `.md`, `.json` and `.svg` at a stem already claimed ([`claim_stem`]);
-/// returns the Markdown path.
-pub fn write_report_to(report: &SmokeReport, stem: &Path) -> Result<PathBuf, FileError> {
+/// Writes `{dir}/{stamp}-{slug}.md`, `.json`, `.html` and the percentile spectrum `.svg`.
+pub fn write_report(report: &SmokeReport, dir: &Path, slug: &str, junit: Option<&Path>) -> Result<Written, FileError> {
+    write_report_to(report, &claim_stem(dir, slug)?, junit)
+}
+
+/// Writes the report's `.md`, `.json`, `.html` and `.svg` at a stem already claimed
+/// ([`claim_stem`]); the page links the JUnit file when it is in the same directory.
+pub fn write_report_to(report: &SmokeReport, stem: &Path, junit: Option<&Path>) -> Result<Written, FileError> {
     let stem = stem.to_path_buf();
     let svg = beside(&stem, "svg");
     let spectrum = report.spectrum_svg().map_err(|e| at(&svg)(std::io::Error::other(e)))?;
     crate::fsutil::write_shared(&svg, &spectrum).map_err(at(&svg))?;
-    let svg_name = svg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let md = beside(&stem, "md");
     let text =
-        format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({svg_name})\n", report.markdown());
+        format!("{}\n## Reply time percentile spectrum\n\n![percentile spectrum]({})\n", report.markdown(), name(&svg));
     std::fs::write(&md, text).map_err(at(&md))?;
     let json = beside(&stem, "json");
     let mut body = serde_json::to_vec_pretty(&crate::output::Render::json(report)).map_err(|e| at(&json)(e.into()))?;
     body.push(b'\n');
     crate::fsutil::write_shared(&json, &String::from_utf8_lossy(&body)).map_err(at(&json))?;
-    Ok(md)
+    let mut links = vec![("JSON", name(&json)), ("Markdown", name(&md)), ("Percentile spectrum (SVG)", name(&svg))];
+    if let Some(j) = junit.filter(|j| same_dir(j, &stem)) {
+        links.push(("JUnit XML", name(j)));
+    }
+    let html = beside(&stem, "html");
+    crate::fsutil::write_shared(&html, &report.html(&links)).map_err(at(&html))?;
+    Ok(Written { markdown: md, html })
+}
+
+/// Whether `file` sits in the directory of `stem` (so a relative link reaches it).
+fn same_dir(file: &Path, stem: &Path) -> bool {
+    let dir = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).ok()
+    };
+    dir(file).is_some() && dir(file) == dir(stem)
 }
 
 /// Appends one interval's record to a soak's `{stem}.intervals.ndjson`.

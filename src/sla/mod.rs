@@ -10,11 +10,13 @@ pub mod driver;
 pub mod extras;
 pub mod figures;
 pub mod files;
+pub mod html;
 pub mod merge;
 pub mod report;
 pub mod scenario;
 pub mod soak;
 pub mod threshold;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -187,6 +189,8 @@ pub struct Aggregate {
     pub setup_failures: usize,
     /// Presence events the chats' dashboards saw.
     pub presence: extras::PresenceSeen,
+    /// Reply times by when they came (empty for merged runs: the logs carry histograms only).
+    pub timeline: timeline::Timeline,
 }
 
 impl Aggregate {
@@ -320,6 +324,7 @@ pub async fn smoke(
     let open_loop = matches!(opts.schedule, Schedule::Open { .. });
     let planned = opts.planned();
     let mut agg = Aggregate::default();
+    let run_started = std::time::Instant::now();
     let mut conversations = Vec::new();
     let mut aborted = None;
     let rate_per_min = match opts.schedule {
@@ -353,6 +358,7 @@ pub async fn smoke(
             None => conversations.extend(outcome.conversation_id),
         }
         agg.add(&outcome, open_loop);
+        agg.timeline.add(run_started.elapsed(), &outcome);
         if let Some(p) = &progress {
             let reply = agg.reply();
             let _ =

@@ -215,11 +215,7 @@ impl SmokeReport {
         self.thresholds
             .iter()
             .map(|t| {
-                let shown = |v: f64| match t.unit {
-                    "ms" => crate::duration::format_duration(Duration::from_secs_f64(v.max(0.0) / 1000.0)),
-                    "ratio" => format!("{:.2}%", v * 100.0),
-                    _ => format!("{v:.0}"),
-                };
+                let shown = |v: f64| shown(t.unit, v);
                 match (t.observed, t.margin) {
                     (Some(o), Some(_)) if t.passed => format!("PASS {}: observed {}", t.expr, shown(o)),
                     (Some(o), Some(m)) => {
@@ -348,5 +344,14 @@ impl Render for SmokeReport {
 
     fn json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// A threshold's figure for people, in its unit: a duration, a percentage or a count.
+pub(crate) fn shown(unit: &str, v: f64) -> String {
+    match unit {
+        "ms" => crate::duration::format_duration(Duration::from_secs_f64(v.max(0.0) / 1000.0)),
+        "ratio" => format!("{:.2}%", v * 100.0),
+        _ => format!("{v:.0}"),
     }
 }

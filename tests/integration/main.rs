@@ -19,6 +19,7 @@ mod hardening;
 mod layering;
 mod mirror;
 mod monitor;
+mod pages;
 mod pipeline;
 mod rollout;
 mod sandbox_ably;

@@ -222,10 +222,34 @@ async fn figures_match_the_mirror_from_postgres_and_from_redis(pool: PgPool) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.iter().all(|n| n.contains("-sla-report.")), "{names:?}");
-    let md = std::fs::read_to_string(dir.path().join("out").join(&names[1])).unwrap();
-    assert!(md.starts_with("# SLA report") && md.contains(&format!("]({})", names[2])), "{md}");
+    let md = std::fs::read_to_string(dir.path().join("out").join(&names[2])).unwrap();
+    assert!(md.starts_with("# SLA report") && md.contains(&format!("]({})", names[3])), "{md}");
+}
+
+/// The report's page with its two buckets, read in a browser; a conversation id that is markup
+/// (the slowest of the window, so the page names it) shows as text.
+#[sqlx::test(migrations = false)]
+async fn the_report_page_reads_in_a_browser_and_shows_markup_as_text(pool: PgPool) {
+    let (prefix, db, window, _) = filled(&pool, "sla-report-page").await;
+    let hostile = "<script>alert(1)</script>";
+    let at = window.0 + 60_000;
+    let events = [
+        event("h1", hostile, "message:user", json!({"messageId": 1_000_001, "content": "q"}), at),
+        event("h2", hostile, "message:ai", json!({"messageId": 1_000_002, "replyTo": 1_000_001}), at + 50_000),
+    ];
+    let table = Contracts::with_redis_prefix(&prefix).table;
+    broker_ops::store::postgres::insert(&pool, "test", &table, &events).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(report(dir.path(), &db, &prefix, window, &["--from", "postgres", "--report-dir", "out"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let page = crate::pages::only(&dir.path().join("out"), ".html");
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !text.contains(hostile), "escaped");
+    assert!(!text.contains("<script"), "no script at all");
+    let seen = crate::pages::check(&page, &dir.path().join("shots")).await;
+    assert_eq!(seen["views"]["1280-light"]["text"], "OVER THE SLO", "{seen}");
 }
 
 #[sqlx::test(migrations = false)]
