@@ -40,9 +40,13 @@ pub struct MonitorArgs {
     /// Also write the Prometheus text format to this file, atomically (node_exporter textfile collector).
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
+    /// Also write a self-contained HTML status page to this file after each run, atomically
+    /// (every check, the open incidents, the rules; it refreshes itself and says when it is stale).
+    #[arg(long, value_name = "FILE.html")]
+    pub status_page: Option<PathBuf>,
     /// A live view for on-call: sweep every DUR (at least 5s) and redraw (no alerts, no lock, no
     /// state, and no canary published unless --canary).
-    #[arg(long, value_name = "DUR", value_parser = parse_watch_interval, conflicts_with_all = ["ping", "textfile"])]
+    #[arg(long, value_name = "DUR", value_parser = parse_watch_interval, conflicts_with_all = ["ping", "textfile", "status_page"])]
     pub watch: Option<Duration>,
     /// With --watch: publish the canary through Ably and the mirror each sweep, as a cron run does.
     #[arg(long, requires = "watch")]
@@ -105,14 +109,28 @@ pub async fn run(a: MonitorArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let retry = RetryPolicy { budget: a.retry_for, ..RetryPolicy::default() };
     let alerts = Options::from_config(&ctx.config, a.repeat_interval, retry)?;
     let ping = a.ping.as_ref().map(|u| Pinger::new(u, ctx.config.timeout.value));
-    let req = MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir, ping };
-    once(&req, a.textfile.as_deref(), ctx).await
+    if let Some(path) = &a.status_page {
+        broker_ops::monitor::status::check_path(path).map_err(UsageError)?;
+    }
+    let req =
+        MonitorRequest { sweep, rules, alerts, state_dir: a.state_dir, ping, status_page: a.status_page.is_some() };
+    once(&req, a.textfile.as_deref(), a.status_page.as_deref(), ctx).await
 }
 
 /// One cron run: its report and textfile, or who holds the lock.
-async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ctx) -> anyhow::Result<Outcome> {
+async fn once(
+    req: &MonitorRequest,
+    textfile: Option<&std::path::Path>,
+    status_page: Option<&std::path::Path>,
+    ctx: &Ctx,
+) -> anyhow::Result<Outcome> {
     match once::sweep_once(&ctx.config, req).await? {
-        Ran::Swept(report) => {
+        Ran::Swept(mut report) => {
+            if let Some(path) = status_page
+                && let Err(e) = broker_ops::monitor::status::write(path, &report, chrono::Utc::now())
+            {
+                report.notes.push(format!("the status page {} was not written: {e}", escape_path(path)));
+            }
             ctx.render(&*report)?;
             if let Some(path) = textfile
                 && let Err(e) = report.write_textfile(path)
@@ -131,4 +149,8 @@ async fn once(req: &MonitorRequest, textfile: Option<&std::path::Path>, ctx: &Ct
             Ok(Outcome::Done)
         }
     }
+}
+
+fn escape_path(p: &std::path::Path) -> String {
+    broker_ops::output::escape(&p.display().to_string())
 }

@@ -30,7 +30,7 @@ impl Exit {
 }
 
 /// States of a probe, ordered so that `max` gives the worst one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ProbeState {
     Ok = 0,

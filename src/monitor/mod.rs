@@ -10,15 +10,19 @@
 //! - [`run`]: a cron run (lock, state, sweep, alerts);
 //! - [`report`]: every output format, and the textfile;
 //! - [`ping`]: the dead-man's switch;
-//! - [`watch`]: the live view's history and frame.
+//! - [`watch`]: the live view's history and frame;
+//! - [`history`]: the cron runs' recent sweeps, kept with the rule states;
+//! - [`status`]: the status page (`--status-page`).
 
 pub mod engine;
+pub mod history;
 pub mod machine;
 pub mod once;
 pub mod ping;
 pub mod report;
 pub mod rules;
 pub mod silences;
+pub mod status;
 pub mod sweep;
 pub mod watch;
 

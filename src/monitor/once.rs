@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::engine::{self, RuleResult};
+use super::history::{HISTORY_DOC, History};
 use super::machine::RuleState;
 use super::ping::{Pinger, Signal};
 use super::rules::{RuleSet, Severity};
@@ -28,6 +29,8 @@ pub struct MonitorRequest {
     pub state_dir: Option<PathBuf>,
     /// The dead-man's switch, pinged only by the run that holds the lock.
     pub ping: Option<Pinger>,
+    /// A status page is written after the run: read the open incidents for it.
+    pub status_page: bool,
 }
 
 /// What a run came to.
@@ -54,6 +57,12 @@ pub struct MonitorReport {
     pub rules: Vec<RuleResult>,
     pub alerts: Vec<AlertReport>,
     pub notes: Vec<String>,
+    /// The recent sweeps, this one included (for the status page).
+    #[serde(skip)]
+    pub history: History,
+    /// The incidents open after this run (read only for the status page).
+    #[serde(skip)]
+    pub incidents: Vec<crate::alert::state::Incident>,
 }
 
 impl MonitorReport {
@@ -161,6 +170,14 @@ async fn locked(
         notes.push("nothing to check: every probe was skipped (see each probe's reason)".into());
     }
     notes.extend(unpaged(MonitorReport::worst(&probes), &probes, &rules));
+    let mut history = load_history(store, &mut notes).await?;
+    history.record(&probes, MonitorReport::worst(&probes), started_at);
+    // Plain data: serialising cannot fail.
+    store.put_doc(HISTORY_DOC, &serde_json::to_string(&history).expect("history serialises")).await?;
+    let incidents = match req.status_page {
+        true => store.incidents().await?,
+        false => Vec::new(),
+    };
     Ok(MonitorReport {
         schema_version: 1,
         run_id: run_id.to_string(),
@@ -173,7 +190,18 @@ async fn locked(
         rules,
         alerts,
         notes,
+        history,
+        incidents,
     })
+}
+
+/// The recent sweeps; an unreadable document starts afresh (with a note).
+async fn load_history(store: &mut Store, notes: &mut Vec<String>) -> Result<History, MonitorError> {
+    let Some(text) = store.doc(HISTORY_DOC).await? else { return Ok(History::default()) };
+    Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
+        notes.push(format!("the saved sweep history was unreadable ({e}); it starts afresh"));
+        History::default()
+    }))
 }
 
 /// When the sweep is not OK but no rule fires, what pages nobody and why: rules failing but not

@@ -64,7 +64,9 @@ impl Table<'_> {
 /// A page being written: the header with its verdict, then sections, then the footer.
 pub struct Page {
     title: String,
-    head_extra: String,
+    /// A script of the page's own (the status page's refresh), the only one its policy allows.
+    script: Option<String>,
+    body_attrs: String,
     header: String,
     body: String,
     footer: String,
@@ -79,7 +81,14 @@ impl Page {
             tone.class(),
             esc(verdict)
         );
-        Page { title: title.into(), head_extra: String::new(), header, body: String::new(), footer: String::new() }
+        Page {
+            title: title.into(),
+            script: None,
+            body_attrs: String::new(),
+            header,
+            body: String::new(),
+            footer: String::new(),
+        }
     }
 
     /// A line under the verdict (why it is so), as text.
@@ -98,9 +107,21 @@ impl Page {
         self
     }
 
-    /// Raw markup in `<head>` (the status page's refresh script).
-    pub fn head(&mut self, markup: &str) -> &mut Self {
-        self.head_extra.push_str(markup);
+    /// Raw markup in the header, under the verdict (built with this module's helpers).
+    pub fn header_markup(&mut self, markup: &str) -> &mut Self {
+        self.header.push_str(markup);
+        self
+    }
+
+    /// The page's one script, at the end of the body: the page reads the same without it.
+    pub fn script(&mut self, js: &str) -> &mut Self {
+        self.script = Some(js.to_string());
+        self
+    }
+
+    /// A `data-NAME` attribute on `<body>` (what the script reads).
+    pub fn data(&mut self, name: &str, value: &str) -> &mut Self {
+        let _ = write!(self.body_attrs, " data-{name}=\"{}\"", esc(value));
         self
     }
 
@@ -128,15 +149,20 @@ impl Page {
     }
 
     pub fn finish(&self) -> String {
+        // No script runs unless the page brings its own; nothing is fetched from anywhere.
+        let (scripts, script) = match &self.script {
+            Some(js) => ("'unsafe-inline'", format!("<script>{js}</script>")),
+            None => ("'none'", String::new()),
+        };
         format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; \
-             script-src 'unsafe-inline'; img-src data:\">\
-             <meta name=\"color-scheme\" content=\"light dark\"><title>{}</title><style>{CSS}</style>{}</head>\
-             <body>{}</header><main>{}</main><footer>{}</footer></body></html>\n",
+             script-src {scripts}; img-src data:\">\
+             <meta name=\"color-scheme\" content=\"light dark\"><title>{}</title><style>{CSS}</style></head>\
+             <body{}>{}</header><main>{}</main><footer>{}</footer>{script}</body></html>\n",
             esc(&self.title),
-            self.head_extra,
+            self.body_attrs,
             self.header,
             self.body,
             self.footer
@@ -229,7 +255,7 @@ header{border-bottom:2px solid var(--line);padding-bottom:.5rem}\
 h1{margin:.2rem 0;font-size:1.6rem;line-height:1.25;overflow-wrap:anywhere}\
 h2{font-size:1.2rem;margin:1.5rem 0 .5rem}\
 .verdict{padding:.4rem .6rem;border-radius:.3rem;border-left:.5rem solid}\
-.good{color:var(--good)}.bad{color:var(--bad)}.neutral{color:var(--neutral)}\
+.good{color:var(--good)}.warn{color:var(--bad)}.bad{color:var(--bad)}.neutral{color:var(--neutral)}\
 .verdict.good{background:var(--good-bg)}.verdict.bad{background:var(--bad-bg)}.verdict.neutral{background:var(--neutral-bg)}\
 .because{margin:.3rem 0;font-weight:600;overflow-wrap:anywhere}\
 .facts{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.2rem 1rem;margin:.5rem 0}\
@@ -249,6 +275,8 @@ figure.on-white{background:#fff;color:#111;padding:.25rem;border:1px solid var(-
 figure svg{width:100%;height:auto;display:block}\
 figcaption{font-size:.9rem;padding:.25rem}\
 .key{white-space:nowrap;margin-right:.75rem}\
+.strip{vertical-align:middle}\
+button{font:inherit;padding:.2rem .6rem;color:var(--fg);background:var(--card);border:1px solid var(--line);border-radius:.25rem}\
 .nodata{padding:1rem;border:1px dashed var(--line);color:var(--muted)}\
 a{color:var(--link)}\
 .links{display:flex;flex-wrap:wrap;gap:.25rem 1rem;padding:0;list-style:none}\

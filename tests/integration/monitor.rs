@@ -811,3 +811,38 @@ async fn a_silence_holds_notices_while_it_lasts_and_one_notice_follows_its_end()
         .await;
     assert!(r.code == 3 && r.stderr.contains("refused: nothing was changed"), "{}", r.stderr);
 }
+
+/// `--status-page`: after each run a page with every check, the open incident and the rule that
+/// fired, which reads in a browser (axe-core, 390 and 1280 px); a copy past its deadline says
+/// it is stale. A page whose directory is missing is refused before the first sweep (UNKNOWN).
+#[tokio::test]
+async fn the_status_page_shows_a_firing_rule_and_says_when_it_is_stale() {
+    let slack = Recorder::start().await;
+    let mut s = Setup::new("monitor-status", None);
+    let (_sb, env) = mirrored(&mut s).await;
+    let s = s.env("SLACK_WEBHOOK_URL", &slack.url("/services/T0/B0/status"));
+    let r = run(s.cmd(&["--status-page", "nowhere/status.html"])).await;
+    assert_eq!(r.code, 3, "UNKNOWN, as a probe command says a usage error: {}", r.stderr);
+    assert!(r.stderr.contains("nowhere") && r.stderr.contains("directory"), "{}", r.stderr);
+    assert!(!s.lock_held().await && !s.dir.path().join("state").exists(), "refused before anything");
+    std::fs::create_dir(s.dir.path().join("www")).unwrap();
+    let args = ["--probe-timeout", "10s", "--status-page", "www/status.html"];
+    faults(&env, json!({"http_error_rate": 1.0})).await;
+    s.sweep(&args).await;
+    let (_, doc) = s.sweep(&args).await;
+    assert_eq!(rule(&doc, "ably-down")["transition"], "fired", "{doc:#}");
+    let page = s.dir.path().join("www/status.html");
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.contains("rule(s) firing: ably-down"), "the firing rule first");
+    assert!(text.contains("the last 2 sweeps: 2 CRITICAL"), "the recent sweeps of Ably's latency");
+    assert!(text.contains("Incidents open now") && text.contains("open"), "the open incident and its notice");
+    let seen = crate::pages::check(&page, &s.dir.path().join("shots")).await;
+    assert_eq!(seen["views"]["390-light"]["text"], "CRITICAL", "{seen}");
+    assert!(seen["views"]["390-light"]["stale"].as_str().unwrap().starts_with("Made "), "{seen}");
+    // The same page a day later: it says so.
+    let made = text.split("data-stale-at=\"").nth(1).unwrap().split('"').next().unwrap();
+    let old = s.dir.path().join("www/old.html");
+    std::fs::write(&old, text.replace(made, "2000-01-01T00:00:00.000Z")).unwrap();
+    let seen = crate::pages::check(&old, &s.dir.path().join("shots-old")).await;
+    assert!(seen["views"]["1280-light"]["stale"].as_str().unwrap().starts_with("STALE"), "{seen}");
+}

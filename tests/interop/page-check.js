@@ -56,6 +56,7 @@ async function main() {
         passes: axeResult.passes.length,
         title: await page.title(),
         text: (await page.locator('#verdict').innerText()).trim(),
+        stale: await page.evaluate(() => { const s = document.getElementById('stale'); return s ? s.innerText : null; }),
       };
       await context.close();
     }
