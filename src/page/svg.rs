@@ -50,6 +50,10 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     if let Some((l, _)) = c.limit {
         y1 = y1.max(l);
     }
+    for (x, _) in &c.x_ticks {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+    }
     let y1 = nice_ceiling(y1 * 1.08);
     if x1 <= x0 {
         x1 = x0 + 1.0;
@@ -77,9 +81,17 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     for (x, label) in &c.x_ticks {
         let _ = write!(
             s,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" style=\"fill:var(--fg)\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{}\" style=\"fill:var(--fg)\">{}</text>",
             px(*x),
             H - 8.0,
+            // The last label ends at the edge, the first starts at the axis.
+            if (*x - x1).abs() < f64::EPSILON {
+                "end"
+            } else if (*x - x0).abs() < f64::EPSILON {
+                "start"
+            } else {
+                "middle"
+            },
             esc(label)
         );
     }
