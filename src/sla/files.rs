@@ -168,7 +168,17 @@ pub fn write_report_to(report: &SmokeReport, stem: &Path, junit: Option<&Path>) 
         links.push(("JUnit XML", name(j)));
     }
     let html = beside(&stem, "html");
-    crate::fsutil::write_shared(&html, &report.html(&links)).map_err(at(&html))?;
+    let started = std::time::Instant::now();
+    let page = report.html(&links, Some(&spectrum));
+    let rendered = started.elapsed();
+    crate::fsutil::write_shared(&html, &page).map_err(at(&html))?;
+    // What the page costs a run (scripts/bench/pages.py reads this line).
+    tracing::debug!(
+        render_us = rendered.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        bytes = page.len(),
+        "wrote the HTML page"
+    );
     Ok(Written { markdown: md, html })
 }
 

@@ -9,8 +9,9 @@ use crate::page::svg::{LineChart, Series, line_chart};
 use crate::page::{Page, Table, Tone, esc, figure, para, pre, state_cell, table};
 
 impl SmokeReport {
-    /// The page; `links` are the files beside it (`(label, file name)`).
-    pub fn html(&self, links: &[(&str, String)]) -> String {
+    /// The page; `links` are the files beside it (`(label, file name)`), `spectrum` the
+    /// percentile spectrum's SVG when it is already drawn (else it is drawn here).
+    pub fn html(&self, links: &[(&str, String)], spectrum: Option<&str>) -> String {
         let (tone, word) = match self.verdict() {
             Verdict::Passed => (Tone::Good, "PASSED".to_string()),
             Verdict::Failed => (Tone::Bad, "FAILED".to_string()),
@@ -24,7 +25,7 @@ impl SmokeReport {
         if let Some(soak) = &self.soak {
             page.section("intervals", "Soak intervals", &intervals(soak));
         }
-        page.section("spectrum", "Reply time by percentile", &self.spectrum());
+        page.section("spectrum", "Reply time by percentile", &self.spectrum(spectrum));
         page.section("events", "SLA events", &para(&self.events_line()));
         if !self.errors.is_empty() {
             let rows = self.errors.iter().map(|e| vec![e.kind.clone(), e.count.to_string(), e.example.clone()]);
@@ -150,10 +151,10 @@ impl SmokeReport {
         format!("{}{}", line_chart(&chart), if slices.is_empty() { String::new() } else { table(&t) })
     }
 
-    fn spectrum(&self) -> String {
+    fn spectrum(&self, drawn: Option<&str>) -> String {
         let chart = match self.aggregate.reply().is_empty() {
             true => "<p class=\"nodata\">no data: no reply arrived</p>".to_string(),
-            false => match self.spectrum_svg() {
+            false => match drawn.map_or_else(|| self.spectrum_svg(), |s| Ok(s.to_string())) {
                 Ok(svg) => {
                     figure(&svg, "Latency by percentile for each phase, in ms", "Latency by percentile, per phase")
                 }
@@ -242,4 +243,60 @@ fn intervals(soak: &super::soak::SoakSummary) -> String {
         headers: &["interval", "start", "chats", "error rate", "reply p95 (ms)", "result"],
         rows: rows.collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::chat::Phase;
+    use super::super::report::Inputs;
+    use super::super::{Aggregate, threshold};
+    use super::*;
+
+    /// A run of `replies` replies over an hour (lognormal-ish spread), and one error whose text
+    /// is markup.
+    fn report(replies: u64) -> SmokeReport {
+        let mut agg = Aggregate::default();
+        let mut h = crate::histogram::LatencyHistogram::new();
+        for (i, ms) in [120u64, 400, 800, 1500, 4000, 9000].iter().enumerate() {
+            let n = replies / 6 + u64::from(i == 0) * (replies % 6);
+            h.record_us(ms * 1000, n);
+            for s in 0..3600u64 {
+                if s % 6 == i as u64 && n > 0 {
+                    agg.timeline.record(Duration::from_secs(s), Duration::from_millis(*ms));
+                }
+            }
+        }
+        agg.phases.insert(Phase::Reply, h);
+        agg.total = replies as usize;
+        agg.ok = agg.total.saturating_sub(1);
+        agg.failed = 1;
+        agg.errors.insert("timeout".into(), (1, "<img src=x onerror=alert(1)>".into()));
+        SmokeReport::build(Inputs {
+            driver: None,
+            agg,
+            thresholds: &threshold::of_sla(Duration::from_secs(5), 0.01),
+            mode: None,
+            target: "https://chat.example.com/<b>".into(),
+            started_at: chrono::Utc::now(),
+            duration: Duration::from_secs(3600),
+            aborted: None,
+            interrupted: false,
+            cleanup: None,
+            command: "broker-ops sla smoke".into(),
+            soak: None,
+        })
+    }
+
+    #[test]
+    fn ten_million_replies_make_a_page_of_the_same_size_with_markup_as_text() {
+        let big = report(10_000_000).html(&[("JSON", "r.json".into())], None);
+        assert!(big.len() < 300 * 1024, "{} bytes", big.len());
+        assert!(big.contains("&lt;img src=x onerror=alert(1)&gt;") && !big.contains("<img"), "escaped");
+        assert!(big.contains("https://chat.example.com/&lt;b&gt;") && !big.contains("<b>"));
+        assert!(big.contains("FAILED") && big.contains("p95&lt;5s failed"), "the deciding threshold first");
+        let small = report(6).html(&[], None);
+        assert!(small.len() < 300 * 1024);
+    }
 }
