@@ -296,7 +296,7 @@ pub async fn smoke(
     validate(&opts)?;
     let started_at = chrono::Utc::now();
     let started = Instant::now();
-    let watch = driver::DriverWatch::start();
+    let watch = driver::DriverWatch::start(opts.max_driver_lag);
     let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     // The run's own token: Ctrl-C cancels it through the parent, an abort cancels only it.
     let run_cancel = cancel.child_token();
