@@ -74,21 +74,7 @@ impl SlaReport {
                 Err(e) => para(&format!("the chart could not be drawn: {e}")),
             },
         };
-        let rows = self.buckets.iter().map(|b| {
-            let r = &b.reply_ms;
-            vec![
-                b.start.format("%Y-%m-%d %H:%M:%S").to_string(),
-                b.messages.to_string(),
-                b.replies.to_string(),
-                ms(r.p50),
-                ms(r.p95),
-                ms(r.p99),
-                ms(r.max),
-                b.unanswered.to_string(),
-                b.over_slo.count.to_string(),
-                b.sla_events.violations.to_string(),
-            ]
-        });
+        let rows = self.buckets.iter().map(|b| super::render::bucket_cells(b, "%Y-%m-%d %H:%M:%S"));
         let t = Table {
             caption: "Each bucket's figures (ms)",
             headers: &[
@@ -101,6 +87,7 @@ impl SlaReport {
                 "max",
                 "unanswered",
                 "over SLO",
+                "warnings",
                 "violations",
             ],
             rows: Table::text_rows(rows),

@@ -232,20 +232,7 @@ impl Render for SlaReport {
             "viol",
         ]);
         for b in &self.buckets {
-            let r: &ReplyStats = &b.reply_ms;
-            t.add_row(vec![
-                b.start.format("%m-%d %H:%M").to_string(),
-                b.messages.to_string(),
-                b.replies.to_string(),
-                ms(r.p50),
-                ms(r.p95),
-                ms(r.p99),
-                ms(r.max),
-                b.unanswered.to_string(),
-                b.over_slo.count.to_string(),
-                b.sla_events.warnings.to_string(),
-                b.sla_events.violations.to_string(),
-            ]);
+            t.add_row(bucket_cells(b, "%m-%d %H:%M"));
         }
         writeln!(w, "\n{t}\n\nP95 per bucket (ms):")?;
         write!(w, "{}", self.text_chart(40, style))?;
@@ -277,4 +264,23 @@ impl Render for SlaReport {
     fn as_prometheus(&self) -> Option<String> {
         Some(self.prometheus())
     }
+}
+
+/// A bucket's row, as the table and the HTML page show it: its start (in `time`'s format),
+/// counts, reply percentiles in ms, unanswered, over the SLO, SLA warnings and violations.
+pub(super) fn bucket_cells(b: &super::model::Bucket, time: &str) -> Vec<String> {
+    let r: &ReplyStats = &b.reply_ms;
+    vec![
+        b.start.format(time).to_string(),
+        b.messages.to_string(),
+        b.replies.to_string(),
+        ms(r.p50),
+        ms(r.p95),
+        ms(r.p99),
+        ms(r.max),
+        b.unanswered.to_string(),
+        b.over_slo.count.to_string(),
+        b.sla_events.warnings.to_string(),
+        b.sla_events.violations.to_string(),
+    ]
 }

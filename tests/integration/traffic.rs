@@ -37,6 +37,23 @@ async fn cli(pool: &PgPool, dir: &std::path::Path, prefix: &str, args: &[&str]) 
     run(c).await
 }
 
+/// Tells the simulated app to ignore the flag and waits until `n` conversations started since
+/// have spoken on real-time against it.
+async fn ignore_the_flag(sb: &Sandbox, n: usize) {
+    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
+    let switched = chrono::Utc::now().timestamp_millis();
+    until(&format!("{n} conversations ignoring the flag spoke"), || async {
+        let t = truth(sb).await;
+        let spoke = t["conversations"].as_array().unwrap().iter().filter(|c| {
+            c["started_ms"].as_i64() > Some(switched)
+                && c["why"] == "ignoring_flag"
+                && c["events"]["messages"].as_u64() > Some(0)
+        });
+        spoke.count() >= n
+    })
+    .await;
+}
+
 /// Pauses the arrivals and waits until every simulated customer has left and the webhook has
 /// delivered what they produced.
 async fn drain(sb: &Sandbox) -> Value {
@@ -361,18 +378,7 @@ async fn rollout_observe_sees_whether_the_app_follows_the_flag(pool: PgPool) {
     assert!(check(&doc, "realtime_subscribed")["value"].as_f64() >= Some(0.5), "{doc}");
     let gate = observed_gate().await;
     assert_eq!((gate["pass"].as_bool(), gate["value"].as_f64()), (Some(true), Some(0.0)), "{gate}");
-    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
-    let switched = chrono::Utc::now().timestamp_millis();
-    until("20 conversations ignoring the flag spoke", || async {
-        let t = truth(&sb).await;
-        let n = t["conversations"].as_array().unwrap().iter().filter(|c| {
-            c["started_ms"].as_i64() > Some(switched)
-                && c["why"] == "ignoring_flag"
-                && c["events"]["messages"].as_u64() > Some(0)
-        });
-        n.count() >= 20
-    })
-    .await;
+    ignore_the_flag(&sb, 20).await;
     let r = observe().await;
     let doc: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(r.code, 2, "CRITICAL: {doc}");
@@ -504,18 +510,7 @@ async fn the_monitor_pages_once_when_the_app_stops_following_the_flag(pool: PgPo
     };
     until("20 conversations spoke", || async { truth(&sb).await["events"]["messages"].as_u64() >= Some(20) }).await;
     assert_eq!(sweep().await.0, "passing", "the app follows the flag");
-    sb.set_traffic(ControlPatch { rate: None, paused: None, ignore_flag: Some(true) }).unwrap();
-    let switched = chrono::Utc::now().timestamp_millis();
-    until("20 conversations ignoring the flag spoke", || async {
-        let t = truth(&sb).await;
-        let n = t["conversations"].as_array().unwrap().iter().filter(|c| {
-            c["started_ms"].as_i64() > Some(switched)
-                && c["why"] == "ignoring_flag"
-                && c["events"]["messages"].as_u64() > Some(0)
-        });
-        n.count() >= 20
-    })
-    .await;
+    ignore_the_flag(&sb, 20).await;
     let mut transitions = Vec::new();
     for _ in 0..2 {
         let (verdict, transition) = sweep().await;
