@@ -77,19 +77,7 @@ impl SlaReport {
         let rows = self.buckets.iter().map(|b| super::render::bucket_cells(b, "%Y-%m-%d %H:%M:%S"));
         let t = Table {
             caption: "Each bucket's figures (ms)",
-            headers: &[
-                "start",
-                "messages",
-                "replies",
-                "p50",
-                "p95",
-                "p99",
-                "max",
-                "unanswered",
-                "over SLO",
-                "warnings",
-                "violations",
-            ],
+            headers: &super::render::BUCKET_COLUMNS,
             rows: Table::text_rows(rows),
         };
         format!("{chart}{}", table(&t))

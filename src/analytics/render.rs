@@ -266,6 +266,10 @@ impl Render for SlaReport {
     }
 }
 
+/// The columns of [`bucket_cells`], named in full (the terminal table abbreviates the last two).
+pub(super) const BUCKET_COLUMNS: [&str; 11] =
+    ["start", "messages", "replies", "p50", "p95", "p99", "max", "unanswered", "over SLO", "warnings", "violations"];
+
 /// A bucket's row, as the table and the HTML page show it: its start (in `time`'s format),
 /// counts, reply percentiles in ms, unanswered, over the SLO, SLA warnings and violations.
 pub(super) fn bucket_cells(b: &super::model::Bucket, time: &str) -> Vec<String> {

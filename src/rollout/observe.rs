@@ -76,8 +76,9 @@ struct Seen {
 
 /// Observes the flag's cohorts; the report is a probe's (`rollout_observe`).
 pub async fn observe(config: &Config, req: &ObserveRequest) -> Result<ProbeReport, RolloutError> {
-    ably_of(config)?;
-    observe_on(config, req, &Db::open(config).await?).await
+    // The key first: a missing one is said before any database is dialled.
+    let ably = ably_of(config)?;
+    observe_with(config, req, &Db::open(config).await?, &ably).await
 }
 
 fn ably_of(config: &Config) -> Result<AblyClient, RolloutError> {
@@ -88,7 +89,15 @@ fn ably_of(config: &Config) -> Result<AblyClient, RolloutError> {
 
 /// The observation on an open database (the monitor's one Postgres handle).
 pub async fn observe_on(config: &Config, req: &ObserveRequest, db: &Db) -> Result<ProbeReport, RolloutError> {
-    let ably = ably_of(config)?;
+    observe_with(config, req, db, &ably_of(config)?).await
+}
+
+async fn observe_with(
+    config: &Config,
+    req: &ObserveRequest,
+    db: &Db,
+    ably: &AblyClient,
+) -> Result<ProbeReport, RolloutError> {
     let flag = db.flag(&req.flag).await?;
     let now = chrono::Utc::now();
     let since = now - chrono::Duration::from_std(req.active_window).unwrap_or(chrono::Duration::MAX);

@@ -161,36 +161,9 @@ impl SmokeReport {
                 Err(e) => para(&format!("the chart could not be drawn: {e}")),
             },
         };
-        let mut rows: Vec<Vec<String>> = self
-            .phases
-            .iter()
-            .map(|p| {
-                let m = &p.ms;
-                let f = |v: f64| format!("{v:.1}");
-                vec![
-                    p.name.to_string(),
-                    m.count.to_string(),
-                    f(m.min),
-                    f(m.p50),
-                    f(m.p90),
-                    f(m.p95),
-                    f(m.p99),
-                    f(m.max),
-                ]
-            })
-            .collect();
+        let mut rows: Vec<Vec<String>> = self.phases.iter().map(|p| percentile_cells(p.name, &p.ms)).collect();
         if let Some(c) = &self.reply_corrected_ms {
-            let f = |v: f64| format!("{v:.1}");
-            rows.push(vec![
-                "reply (corrected)".into(),
-                c.count.to_string(),
-                f(c.min),
-                f(c.p50),
-                f(c.p90),
-                f(c.p95),
-                f(c.p99),
-                f(c.max),
-            ]);
+            rows.push(percentile_cells("reply (corrected)", c));
         }
         let t = Table {
             caption: "Phases (ms)",
@@ -206,6 +179,12 @@ impl SmokeReport {
             self.sla_events["warning"], self.sla_events["violation"]
         )
     }
+}
+
+/// A row of the phases table: name, count, and min to max in ms.
+fn percentile_cells(name: &str, m: &super::figures::Percentiles) -> Vec<String> {
+    let f = |v: f64| format!("{v:.1}");
+    vec![name.to_string(), m.count.to_string(), f(m.min), f(m.p50), f(m.p90), f(m.p95), f(m.p99), f(m.max)]
 }
 
 /// How near a threshold came to failing: its margin over its limit.

@@ -37,6 +37,19 @@ async fn cli(pool: &PgPool, dir: &std::path::Path, prefix: &str, args: &[&str]) 
     run(c).await
 }
 
+/// A sandbox mirroring under `prefix` whose simulated customers stay a while (8 turns, 0.8 s
+/// apart) and whose app looks at the flag every second.
+async fn lingering(pool: &PgPool, prefix: &str) -> Sandbox {
+    let t = TrafficOptions {
+        turns: (8, 8),
+        think: Duration::from_millis(800),
+        flag_refresh: Duration::from_secs(1),
+        ..traffic(900.0)
+    };
+    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(pool, prefix) };
+    Sandbox::start(opts).await.unwrap()
+}
+
 /// Tells the simulated app to ignore the flag and waits until `n` conversations started since
 /// have spoken on real-time against it.
 async fn ignore_the_flag(sb: &Sandbox, n: usize) {
@@ -402,14 +415,7 @@ async fn a_verified_rollback_waits_for_customers_to_leave_real_time(pool: PgPool
     let dir = tempfile::tempdir().unwrap();
     let prefix = support::prefix("converge");
     assert_eq!(cli(&pool, dir.path(), &prefix, &["db", "migrate"]).await.code, 0);
-    let t = TrafficOptions {
-        turns: (8, 8),
-        think: Duration::from_millis(800),
-        flag_refresh: Duration::from_secs(1),
-        ..traffic(900.0)
-    };
-    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
-    let sb = Sandbox::start(opts).await.unwrap();
+    let sb = lingering(&pool, &prefix).await;
     let with_sandbox = |args: &[&str]| {
         let mut c = bin(dir.path());
         c.env("DATABASE_URL", url_of(&pool)).env("REDIS_KEY_PREFIX", &prefix).env("USER", "test");
@@ -483,14 +489,7 @@ async fn the_monitor_pages_once_when_the_app_stops_following_the_flag(pool: PgPo
     assert_eq!(cli(&pool, dir.path(), &prefix, &["db", "migrate"]).await.code, 0);
     let set = cli(&pool, dir.path(), &prefix, &["rollout", "set", "--percent", "50", "--reason", "t", "--yes"]).await;
     assert_eq!(set.code, 0, "{}", set.stderr);
-    let t = TrafficOptions {
-        turns: (8, 8),
-        think: Duration::from_millis(800),
-        flag_refresh: Duration::from_secs(1),
-        ..traffic(900.0)
-    };
-    let opts = SandboxOptions { traffic: Some(t), ..support::mirrored_options(&pool, &prefix) };
-    let sb = Sandbox::start(opts).await.unwrap();
+    let sb = lingering(&pool, &prefix).await;
     let slack = support::Recorder::start().await;
     let sweep = || {
         let mut c = bin(dir.path());
