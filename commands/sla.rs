@@ -77,8 +77,9 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         sla::merge::write_log(path, &report)?;
     }
     let code = finish(&report, &args.outputs, &slug, stem.as_deref(), ctx)?;
-    match &report.driver {
-        Some(d) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
+    match (&report.driver, &report.path) {
+        (Some(d), _) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
+        (_, Some(p)) if p.queued && args.strict => anyhow::bail!("--strict: {}", p.line()),
         _ => Ok(code),
     }
 }

@@ -11,7 +11,9 @@ running the driver:
     runner), which is where the driver must flag itself.
 Each row compares the driver's reply P50 and P95 with the sandbox's ground truth (its own record
 of when each reply was due; GET /_sandbox/ground-truth), and shows
-the driver's saturation flag beside it. The bar: within max(1 %, 2 ms) whenever the driver does
+the run's two flags beside it: the driver's saturation (its own scheduling lag and CPU) and the
+path's queueing (what the way to and from the service added, by Ably's stamps on the echo and
+the reply). The bar: within max(1 %, 2 ms) whenever the driver does
 not flag itself; outside it, always flagged.
 
 Usage: scripts/bench/smoke_accuracy.py [--runs 3] [--chats 400] [--concurrency 20,100]
@@ -70,21 +72,23 @@ def main():
         raise SystemExit("build first: cargo build --release")
     print(f"{a.chats} chats per run, {LATENCY}, seed 7, a fresh sandbox per run (cold); bar max(1 %, 2 ms)")
     print(f"{'variant':<8} {'at once':>7} {'run':>3}  {'p50 driver/truth/diff':<26} {'p95 driver/truth/diff':<26} "
-          f"{'lag p50/p99':>12} {'late/50':>7} {'cpu':>5}  flag       verdict")
+          f"{'lag p50/p99':>12} {'late/50':>7} {'cpu':>5} {'path mean/p95':>14}  flag              verdict")
     missed = 0
     for variant in a.variants.split(","):
         for c in [int(x) for x in a.concurrency.split(",")]:
             for i in range(a.runs):
                 doc, rows = run(variant, a.chats, c)
-                d = doc["driver"]
+                d, q = doc["driver"], doc.get("path") or {}
                 outside = any(abs(m - t) > max(0.01 * t, 2.0) for _, m, t in rows)
-                flagged = d["saturated"]
+                flags = [n for n, on in (("saturated", d["saturated"]), ("queued", q.get("queued"))) if on]
+                flagged = bool(flags)
                 verdict = "within bar" if not outside else ("outside, flagged" if flagged else "MISSED: outside, unflagged")
                 missed += outside and not flagged
                 cells = [f"{m:6.1f}/{t:6.1f}/{m - t:+5.1f}" for _, m, t in rows]
                 print(f"{variant:<8} {c:>7} {i + 1:>3}  {cells[0]:<26} {cells[1]:<26} "
                       f"{d['lag_p50_ms']:>4.1f}/{d['lag_p99_ms']:>4.1f}ms {d.get('late_in_window', '-'):>7} "
-                      f"{d['cpu_percent']:>4.0f}%  {'saturated' if flagged else '-':<10} {verdict}")
+                      f"{d['cpu_percent']:>4.0f}% {q.get('over_floor_mean_ms', 0):>5.1f}/{q.get('over_floor_p95_ms', 0):>5.1f}ms  "
+                      f"{'+'.join(flags) or '-':<17} {verdict}")
     print("bar MET" if missed == 0 else f"bar MISSED in {missed} run(s)")
 
 

@@ -34,6 +34,9 @@ pub struct Faults {
     /// Share of deliveries to SSE subscribers that never happen: Ably accepts the publish and
     /// mirrors it through the webhook, but the subscriber does not get it (1: nothing at all).
     pub deliver_drop_rate: f64,
+    /// Each delivery to an SSE subscriber is held back a random 0 to this long after Ably took
+    /// (and stamped) the message, one after the other per subscriber: a fan-out under load.
+    pub deliver_jitter: Duration,
     /// Share of webhook items Ably "loses": never sent, counted as dropped.
     pub webhook_drop_rate: f64,
     /// Added before every webhook request.
@@ -82,6 +85,7 @@ impl Default for Faults {
             stall_from: None,
             sse_drop_after: None,
             deliver_drop_rate: 0.0,
+            deliver_jitter: Duration::ZERO,
             webhook_drop_rate: 0.0,
             webhook_delay: Duration::ZERO,
             receiver_error_rate: 0.0,
@@ -113,6 +117,8 @@ pub struct FaultsPatch {
     /// A duration or a number of milliseconds; `"off"` or 0 ends the drops.
     pub sse_drop_after: Option<Value>,
     pub deliver_drop_rate: Option<f64>,
+    /// A duration or a number of milliseconds; 0 ends it.
+    pub deliver_jitter: Option<Value>,
     pub webhook_drop_rate: Option<f64>,
     /// A duration (`250ms`, `2s`) or a number of milliseconds.
     pub webhook_delay: Option<Value>,
@@ -186,6 +192,9 @@ impl Faults {
         if let Some(v) = patch.webhook_delay {
             f.webhook_delay = duration("webhook_delay", &v)?;
         }
+        if let Some(v) = patch.deliver_jitter {
+            f.deliver_jitter = duration("deliver_jitter", &v)?;
+        }
         f.redis_write_fail = patch.redis_write_fail.unwrap_or(f.redis_write_fail);
         f.postgres_write_fail = patch.postgres_write_fail.unwrap_or(f.postgres_write_fail);
         f.receiver_skip_signature = patch.receiver_skip_signature.unwrap_or(f.receiver_skip_signature);
@@ -232,6 +241,7 @@ impl Faults {
             "stall": stall,
             "sse_drop_after": self.sse_drop_after.map(format_duration),
             "deliver_drop_rate": self.deliver_drop_rate,
+            "deliver_jitter": format_duration(self.deliver_jitter),
             "webhook_drop_rate": self.webhook_drop_rate,
             "webhook_delay": format_duration(self.webhook_delay),
             "receiver_error_rate": self.receiver_error_rate,

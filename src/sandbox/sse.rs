@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
+use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
@@ -277,6 +278,11 @@ async fn pump(
             _ = tx.closed() => break,
         };
         for b in out {
+            let jitter = state.faults().deliver_jitter;
+            if !jitter.is_zero() {
+                let wait = lock(&state.rng).random_range(Duration::ZERO..=jitter);
+                tokio::time::sleep(wait).await;
+            }
             if tx.send(b).await.is_err() {
                 alive = false;
                 break;

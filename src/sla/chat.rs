@@ -94,6 +94,9 @@ pub struct ChatOutcome {
     pub cancelled: bool,
     /// Presence events the dashboard saw (with extras).
     pub presence: super::extras::PresenceSeen,
+    /// Each realtime reply's path time in ms: what the way to and from the service added, by
+    /// Ably's stamps on the echo and the reply (see [`super::path`]).
+    pub path_ms: Vec<f64>,
 }
 
 fn fail(kind: impl Into<String>, detail: impl Into<String>) -> ChatFailure {
@@ -265,6 +268,8 @@ async fn await_realtime(
     out: &mut ChatOutcome,
 ) -> Result<(Instant, Option<u64>), ChatFailure> {
     let deadline = tokio::time::Instant::from_std(sent + reply_timeout);
+    // Sent → Ably's stamp on the echo of our message (the way there, plus any clock skew).
+    let mut to_echo = None;
     loop {
         let ev = tokio::time::timeout_at(deadline, sub.rx.recv()).await.map_err(|_| {
             let within = crate::duration::format_duration(reply_timeout);
@@ -279,9 +284,17 @@ async fn await_realtime(
                 let about_ours = || data_u64(&m, "messageId") == Some(msg_id);
                 match kind {
                     Some(EventKind::Ai) if answers(contracts, &m, msg_id) => {
+                        if let (Some(stamp), Some(there)) = (m.timestamp, to_echo) {
+                            out.path_ms.push(there + unix_ms_at(at) - stamp as f64);
+                        }
                         return Ok((at, data_u64(&m, "messageId")));
                     }
-                    Some(EventKind::User) if about_ours() => out.phases.push((Phase::Echo, at.duration_since(sent))),
+                    Some(EventKind::User) if about_ours() => {
+                        if let Some(stamp) = m.timestamp {
+                            to_echo = Some(stamp as f64 - unix_ms_at(sent));
+                        }
+                        out.phases.push((Phase::Echo, at.duration_since(sent)))
+                    }
                     Some(EventKind::SlaWarning) if about_ours() => out.warnings += 1,
                     Some(EventKind::SlaViolation) if about_ours() => out.violations += 1,
                     _ => {}
@@ -289,6 +302,13 @@ async fn await_realtime(
             }
         }
     }
+}
+
+/// The wall-clock time (ms since the epoch) of the monotonic instant `at`, read against both
+/// clocks now: the arrival was stamped on the monotonic clock, Ably's `timestamp` is wall time.
+fn unix_ms_at(at: Instant) -> f64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (now.saturating_sub(at.elapsed())).as_secs_f64() * 1000.0
 }
 
 /// Whether an AI event answers message `msg_id`: by the reply field, or (first-after) any AI

@@ -8,8 +8,8 @@
 //! Why a window and not the lag's P99: on a run of a few hundred ticks the P99 is the single
 //! worst tick, and the wake-ups of a machine that sat idle for a few seconds are 5-14 ms late on
 //! their own (a CPU leaving a deep sleep state). That flagged 8 calm runs of 20; a driver short
-//! of CPU is late tick after tick, which one or two slow wake-ups are not. What a window does not
-//! see is a few long stalls in a short, dense run (docs/performance.md).
+//! of CPU is late tick after tick, which one or two slow wake-ups are not. A delay between the
+//! driver and the service is not the driver's to see: [`super::path`] watches that.
 
 use std::time::Duration;
 

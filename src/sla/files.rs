@@ -46,6 +46,9 @@ impl SmokeReport {
         if let Some(d) = &self.driver {
             s.push_str(&format!("- {}\n", d.line()));
         }
+        if let Some(p) = &self.path {
+            s.push_str(&format!("- {}\n", p.line()));
+        }
         s.push('\n');
         s.push_str("## Thresholds\n\n");
         for l in self.verdict_lines() {

@@ -37,7 +37,8 @@ impl SmokeReport {
             page.section("errors", "Errors", &table(&t));
         }
         if let Some(d) = &self.driver {
-            page.section("driver", "The driver's self-watch", &para(&d.line()));
+            let path = self.path.as_ref().map_or(String::new(), |p| para(&p.line()));
+            page.section("driver", "The driver's self-watch", &format!("{}{path}", para(&d.line())));
         }
         page.section("command", "Command", &pre(&self.command));
         page.footer(

@@ -12,6 +12,7 @@ pub mod figures;
 pub mod files;
 pub mod html;
 pub mod merge;
+pub mod path;
 pub mod report;
 pub mod scenario;
 pub mod soak;
@@ -191,6 +192,8 @@ pub struct Aggregate {
     pub presence: extras::PresenceSeen,
     /// Reply times by when they came (empty for merged runs: the logs carry histograms only).
     pub timeline: timeline::Timeline,
+    /// The replies' path times (empty for merged runs and polling runs).
+    pub path: path::PathWitness,
 }
 
 impl Aggregate {
@@ -209,6 +212,7 @@ impl Aggregate {
         self.warnings += u64::from(o.warnings);
         self.violations += u64::from(o.violations);
         self.presence.add(o.presence);
+        o.path_ms.iter().for_each(|d| self.path.record(*d));
         match &o.failure {
             None => self.ok += 1,
             Some(f) => {

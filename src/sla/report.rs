@@ -105,6 +105,9 @@ pub struct SmokeReport {
     pub cleanup: Option<Cleanup>,
     pub command: String,
     pub driver: Option<super::driver::DriverHealth>,
+    /// What the way to and from the service added, by Ably's own stamps (null when polling, for
+    /// merged runs, or without echoes of the customer's messages).
+    pub path: Option<super::path::PathHealth>,
     pub soak: Option<super::soak::SoakSummary>,
     #[serde(skip)]
     pub aggregate: Aggregate,
@@ -172,6 +175,8 @@ impl SmokeReport {
             && i.aborted.is_none()
             && !i.interrupted
             && !intervals_failed;
+        let reply_ms = Percentiles::of(&agg.reply());
+        let path = agg.path.summary(reply_ms.as_ref().map(|p| p.p50));
         SmokeReport {
             schema_version: 1,
             kind: "sla_smoke",
@@ -182,7 +187,7 @@ impl SmokeReport {
             mode: i.mode.as_ref().map_or(json!({"loop": "merged"}), mode_json),
             chats: Chats { planned, total: agg.total, ok: agg.ok, failed: agg.failed, cancelled: agg.cancelled },
             error_rate: if agg.total == 0 { 0.0 } else { r3(agg.failed as f64 / agg.total as f64 * 1000.0) / 1000.0 },
-            reply_ms: Percentiles::of(&agg.reply()),
+            reply_ms,
             reply_corrected_ms: agg.corrected.as_ref().and_then(Percentiles::of),
             typing_ms: agg.phases.get(&Phase::Typing).and_then(Percentiles::of),
             read_ms: agg.phases.get(&Phase::Read).and_then(Percentiles::of),
@@ -196,6 +201,7 @@ impl SmokeReport {
             cleanup: i.cleanup,
             command: i.command,
             driver: i.driver,
+            path,
             soak: i.soak,
             aggregate: agg,
         }
@@ -337,6 +343,9 @@ impl Render for SmokeReport {
         }
         if let Some(d) = &self.driver {
             writeln!(w, "{}", if d.saturated { style.bad(&d.line()) } else { d.line() })?;
+        }
+        if let Some(p) = &self.path {
+            writeln!(w, "{}", if p.queued { style.bad(&p.line()) } else { p.line() })?;
         }
         let verdict = if self.passed { style.good("PASSED") } else { style.bad("FAILED") };
         writeln!(w, "{verdict}")

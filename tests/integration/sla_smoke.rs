@@ -446,3 +446,39 @@ async fn a_driver_past_its_lag_bound_says_so_and_strict_makes_it_an_error() {
     assert_eq!(doc["driver"]["max_lag_ms"], 0.0);
     assert!(doc["driver"]["lag_p99_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// A realtime fan-out under load (each delivery held back 0-20 ms after Ably stamped it) makes
+/// every reply read late though the driver is idle: the path witness sees it from Ably's own
+/// stamps, its estimate matches what the figures gained over the sandbox's truth, and `--strict`
+/// makes it an error.
+#[tokio::test]
+async fn a_fan_out_under_load_flags_the_path_by_about_what_the_figures_gained() {
+    let opts = support::faulted(sandbox_opts("fixed:20ms"), |f| f.deliver_jitter = Duration::from_millis(20));
+    let (sb, env) = support::start(opts).await;
+    let mut o = options(&sb, 40);
+    o.schedule = Schedule::Closed { concurrency: 4 };
+    let report = smoke(o).await;
+    let path = report.path.as_ref().expect("echo and reply carried Ably's stamps");
+    assert_eq!(path.samples, 40);
+    assert!(path.queued, "{path:?}");
+    let gained = report.reply_ms.as_ref().unwrap().p50 - truth_ms(&sb, 50.0);
+    assert!((path.over_floor_mean_ms - gained).abs() < 5.0, "estimate {path:?}, the P50 gained {gained:.1} ms");
+    let mut table = Vec::new();
+    broker_ops::output::Render::table(&report, &mut table, Default::default()).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.lines().any(|l| l.starts_with("path queued: the way to and from the service added")), "{table}");
+    schema_check(&broker_ops::output::Render::json(&report));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(dir.path());
+    env.apply(&mut cmd).args(["sla", "smoke", "--chats", "30", "--concurrency", "3", "--no-report", "--strict"]);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--strict: path queued"), "{}", r.stderr);
+
+    // Healed, the same path is not queued (the stamps' whole milliseconds stay under the bound).
+    sb.set_faults(serde_json::from_value(serde_json::json!({"deliver_jitter": 0})).unwrap()).unwrap();
+    let calm = smoke(options(&sb, 40)).await;
+    let p = calm.path.unwrap();
+    assert!(p.over_floor_mean_ms < path.over_floor_mean_ms, "{p:?} against {path:?}");
+}
