@@ -77,10 +77,17 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         sla::merge::write_log(path, &report)?;
     }
     let code = finish(&report, &args.outputs, &slug, stem.as_deref(), ctx)?;
-    match (&report.driver, &report.path) {
-        (Some(d), _) if d.saturated && args.strict => anyhow::bail!("--strict: {}", d.line()),
-        (_, Some(p)) if p.queued && args.strict => anyhow::bail!("--strict: {}", p.line()),
-        _ => Ok(code),
+    // Every reason the figures are in doubt, not only the first.
+    let doubts: Vec<String> = [
+        report.driver.as_ref().filter(|d| d.saturated).map(|d| d.line()),
+        report.path.as_ref().filter(|p| p.queued).map(|p| p.line()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match doubts.is_empty() || !args.strict {
+        true => Ok(code),
+        false => anyhow::bail!("--strict: {}", doubts.join("; ")),
     }
 }
 

@@ -98,7 +98,8 @@ pub struct SmokeArgs {
     /// The driver counts as saturated (its figures may read high) past this scheduling lag P99.
     #[arg(long, default_value = "5ms", value_parser = broker_ops::duration::parse_duration, value_name = "DUR")]
     pub max_driver_lag: Duration,
-    /// A saturated driver is an error (exit 3) instead of a warning.
+    /// Figures in doubt are an error (exit 3) instead of a warning: a saturated driver, or a path
+    /// to the service that queued past max(1 % of the reply P50, 2 ms).
     #[arg(long)]
     pub strict: bool,
     /// Write the raw HDR histograms (HdrHistogram log format) for `sla merge`.

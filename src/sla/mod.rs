@@ -130,7 +130,7 @@ pub struct SmokeOptions {
     pub cleanup_allowed: bool,
     pub timeout: Duration,
     pub contracts: Contracts,
-    /// The driver counts as saturated past this scheduling lag (P99).
+    /// A tick late past this counts towards saturation (5 of any 50 ticks: see [`driver`]).
     pub max_driver_lag: Duration,
     /// The command line as typed (secrets never appear in it: no flag takes one).
     pub command: String,

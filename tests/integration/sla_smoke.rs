@@ -449,7 +449,7 @@ async fn a_driver_past_its_lag_bound_says_so_and_strict_makes_it_an_error() {
 
 /// A realtime fan-out under load (each delivery held back 0-20 ms after Ably stamped it) makes
 /// every reply read late though the driver is idle: the path witness sees it from Ably's own
-/// stamps, its estimate matches what the figures gained over the sandbox's truth, and `--strict`
+/// stamps, it accounts for what the replies gained over the sandbox's truth, and `--strict`
 /// makes it an error.
 #[tokio::test]
 async fn a_fan_out_under_load_flags_the_path_by_about_what_the_figures_gained() {
@@ -461,8 +461,18 @@ async fn a_fan_out_under_load_flags_the_path_by_about_what_the_figures_gained() 
     let path = report.path.as_ref().expect("echo and reply carried Ably's stamps");
     assert_eq!(path.samples, 40);
     assert!(path.queued, "{path:?}");
-    let gained = report.reply_ms.as_ref().unwrap().p50 - truth_ms(&sb, 50.0);
-    assert!((path.over_floor_mean_ms - gained).abs() < 5.0, "estimate {path:?}, the P50 gained {gained:.1} ms");
+    // By construction the jitter alone averages 10 ms past its smallest draw; load only adds.
+    assert!(path.over_floor_mean_ms > 4.0, "{path:?}");
+    // On average the witness accounts for what the replies gained over the sandbox's own record
+    // (per reply: measured = path + the service's time between its two stamps), however loaded
+    // the machine is.
+    let truth: Vec<f64> = sb.ground_truth().iter().filter_map(|r| r.latency_us).map(|us| us as f64 / 1000.0).collect();
+    let gained = report.reply_ms.as_ref().unwrap().mean - truth.iter().sum::<f64>() / truth.len() as f64;
+    let accounted = path.over_floor_mean_ms + path.floor_ms;
+    assert!(
+        (accounted - gained).abs() < 1.5,
+        "the path accounts for {accounted:.2} ms, the replies gained {gained:.2} ms"
+    );
     let mut table = Vec::new();
     broker_ops::output::Render::table(&report, &mut table, Default::default()).unwrap();
     let table = String::from_utf8(table).unwrap();
@@ -474,7 +484,7 @@ async fn a_fan_out_under_load_flags_the_path_by_about_what_the_figures_gained() 
     env.apply(&mut cmd).args(["sla", "smoke", "--chats", "30", "--concurrency", "3", "--no-report", "--strict"]);
     let r = run(cmd).await;
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("--strict: path queued"), "{}", r.stderr);
+    assert!(r.stderr.contains("--strict: ") && r.stderr.contains("path queued: "), "{}", r.stderr);
 
     // Healed, the same path is not queued (the stamps' whole milliseconds stay under the bound).
     sb.set_faults(serde_json::from_value(serde_json::json!({"deliver_jitter": 0})).unwrap()).unwrap();
