@@ -24,7 +24,7 @@ const KEPT: usize = 50_000;
 const MIN_SAMPLES: u64 = 20;
 /// The accuracy the figures claim: max(1 % of the reply P50, 2 ms). On a calm run the estimate
 /// reads up to about 1 ms high (the floor is up to 1 ms low: whole-millisecond stamps), which
-/// errs towards flagging; calm runs measured 0.7-1.5 ms, runs 2 ms or more high 2.6 ms and up.
+/// errs towards flagging; calm runs measured 0.6-1.6 ms, runs 2 ms or more high 2.7 ms and up.
 const ABS_BOUND_MS: f64 = 2.0;
 const REL_BOUND: f64 = 0.01;
 
