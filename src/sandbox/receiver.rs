@@ -42,8 +42,10 @@ pub struct PipelineLog {
 #[derive(Debug, Clone, Copy)]
 struct Times {
     published: Instant,
-    redis: Option<Instant>,
-    postgres: Option<Instant>,
+    /// When each store's write began and when it answered: the entry became visible in
+    /// between (a reader polling the store can see it before the writer hears back).
+    redis: Option<(Instant, Instant)>,
+    postgres: Option<(Instant, Instant)>,
 }
 
 impl PipelineLog {
@@ -57,11 +59,11 @@ impl PipelineLog {
         self.times.insert(id.to_string(), Times { published: at, redis: None, postgres: None });
     }
 
-    fn written(&mut self, events: &[MirroredEvent], redis: bool, at: Instant) {
+    fn written(&mut self, events: &[MirroredEvent], redis: bool, began: Instant, done: Instant) {
         for e in events {
             if let Some(t) = self.times.get_mut(&e.id) {
                 let slot = if redis { &mut t.redis } else { &mut t.postgres };
-                slot.get_or_insert(at);
+                slot.get_or_insert((began, done));
             }
         }
     }
@@ -70,7 +72,13 @@ impl PipelineLog {
     pub fn record(&self, id: &str) -> Option<Value> {
         let t = self.times.get(id)?;
         let ms = |w: Option<Instant>| w.map(|w| w.duration_since(t.published).as_secs_f64() * 1000.0);
-        Some(json!({"id": id, "redis_ms": ms(t.redis), "postgres_ms": ms(t.postgres)}))
+        Some(json!({
+            "id": id,
+            "redis_ms": ms(t.redis.map(|w| w.1)),
+            "postgres_ms": ms(t.postgres.map(|w| w.1)),
+            "redis_began_ms": ms(t.redis.map(|w| w.0)),
+            "postgres_began_ms": ms(t.postgres.map(|w| w.0)),
+        }))
     }
 }
 
@@ -126,15 +134,17 @@ async fn write(
         if faults.redis_write_fail {
             return Err("Redis write failed (redis_write_fail fault)".into());
         }
+        let began = Instant::now();
         redis.write(events).await.map_err(|e| e.to_string())?;
-        lock(&state.pipeline).written(events, true, Instant::now());
+        lock(&state.pipeline).written(events, true, began, Instant::now());
     }
     if let Some(pg) = &mut stores.postgres {
         if faults.postgres_write_fail {
             return Err("Postgres write failed (postgres_write_fail fault)".into());
         }
+        let began = Instant::now();
         pg.write(events).await.map_err(|e| e.to_string())?;
-        lock(&state.pipeline).written(events, false, Instant::now());
+        lock(&state.pipeline).written(events, false, began, Instant::now());
     }
     Ok(())
 }
