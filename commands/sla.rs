@@ -78,13 +78,7 @@ async fn smoke(args: SmokeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     let code = finish(&report, &args.outputs, &slug, stem.as_deref(), ctx)?;
     // Every reason the figures are in doubt, not only the first.
-    let doubts: Vec<String> = [
-        report.driver.as_ref().filter(|d| d.saturated).map(|d| d.line()),
-        report.path.as_ref().filter(|p| p.queued).map(|p| p.line()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let doubts = report.doubts();
     match doubts.is_empty() || !args.strict {
         true => Ok(code),
         false => anyhow::bail!("--strict: {}", doubts.join("; ")),

@@ -95,7 +95,8 @@ pub struct SmokeArgs {
     /// Stop early once a threshold can no longer pass.
     #[arg(long)]
     pub abort_on_fail: bool,
-    /// The driver counts as saturated (its figures may read high) past this scheduling lag P99.
+    /// A tick of the driver's ticker later than this counts as late; 5 late in any 50 (about
+    /// 100 ms) and the driver counts as saturated (its figures may read high).
     #[arg(long, default_value = "5ms", value_parser = broker_ops::duration::parse_duration, value_name = "DUR")]
     pub max_driver_lag: Duration,
     /// Figures in doubt are an error (exit 3) instead of a warning: a saturated driver, or a path

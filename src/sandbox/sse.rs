@@ -277,8 +277,8 @@ async fn pump(
             _ = &mut drop_after => break,
             _ = tx.closed() => break,
         };
+        let jitter = state.faults().deliver_jitter;
         for b in out {
-            let jitter = state.faults().deliver_jitter;
             if !jitter.is_zero() {
                 let wait = lock(&state.rng).random_range(Duration::ZERO..=jitter);
                 tokio::time::sleep(wait).await;

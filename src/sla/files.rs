@@ -43,11 +43,8 @@ impl SmokeReport {
             "- SLA events seen: {} warnings, {} violations\n",
             self.sla_events["warning"], self.sla_events["violation"]
         ));
-        if let Some(d) = &self.driver {
-            s.push_str(&format!("- {}\n", d.line()));
-        }
-        if let Some(p) = &self.path {
-            s.push_str(&format!("- {}\n", p.line()));
+        for (line, _) in self.witness_lines() {
+            s.push_str(&format!("- {line}\n"));
         }
         s.push('\n');
         s.push_str("## Thresholds\n\n");

@@ -36,9 +36,9 @@ impl SmokeReport {
             };
             page.section("errors", "Errors", &table(&t));
         }
-        if let Some(d) = &self.driver {
-            let path = self.path.as_ref().map_or(String::new(), |p| para(&p.line()));
-            page.section("driver", "The driver's self-watch", &format!("{}{path}", para(&d.line())));
+        let witnesses: String = self.witness_lines().iter().map(|(line, _)| para(line)).collect();
+        if !witnesses.is_empty() {
+            page.section("driver", "The driver's self-watch", &witnesses);
         }
         page.section("command", "Command", &pre(&self.command));
         page.footer(

@@ -141,6 +141,20 @@ pub enum Verdict {
 }
 
 impl SmokeReport {
+    /// What the run's two witnesses say of its figures (the driver's self-watch, then the path to
+    /// the service), one line each, with whether it puts them in doubt: every rendering and
+    /// `--strict` read them from here.
+    pub fn witness_lines(&self) -> Vec<(String, bool)> {
+        let driver = self.driver.as_ref().map(|d| (d.line(), d.saturated));
+        let path = self.path.as_ref().map(|p| (p.line(), p.queued));
+        driver.into_iter().chain(path).collect()
+    }
+
+    /// The witnesses' lines that put the figures in doubt.
+    pub fn doubts(&self) -> Vec<String> {
+        self.witness_lines().into_iter().filter(|(_, doubt)| *doubt).map(|(l, _)| l).collect()
+    }
+
     /// Passed, failed, or could not run: when every chat that ran failed before its first
     /// message went in (refused, unreachable, hanging, 4xx/5xx), nothing about replies was
     /// measured, and that is not an SLA failure.
@@ -341,11 +355,8 @@ impl Render for SmokeReport {
         if self.interrupted {
             writeln!(w, "{}", style.bad("interrupted: partial result"))?;
         }
-        if let Some(d) = &self.driver {
-            writeln!(w, "{}", if d.saturated { style.bad(&d.line()) } else { d.line() })?;
-        }
-        if let Some(p) = &self.path {
-            writeln!(w, "{}", if p.queued { style.bad(&p.line()) } else { p.line() })?;
+        for (line, doubt) in self.witness_lines() {
+            writeln!(w, "{}", if doubt { style.bad(&line) } else { line })?;
         }
         let verdict = if self.passed { style.good("PASSED") } else { style.bad("FAILED") };
         writeln!(w, "{verdict}")
