@@ -54,7 +54,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "GLOB")]
     pub name: Option<String>,
     /// Events read per page; a checkpoint is written after every page [default: 1000; 10000
-    /// with --to ably, so that a page spans many channels, which are paced side by side].
+    /// with --to ably, so that a page spans many channels, which are paced side by side; 5000
+    /// with --to redis, where each page is one transaction].
     #[arg(long, value_name = "N")]
     pub page_size: Option<NonZeroUsize>,
     /// --to ably: messages per second per channel (at most Ably's limit, 50).

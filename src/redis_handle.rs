@@ -9,6 +9,9 @@ use secrecy::ExposeSecret;
 
 use crate::config::Config;
 
+pub mod bulk;
+pub use bulk::{Bulk, Reply};
+
 #[derive(Debug, thiserror::Error)]
 #[error("Redis {op} at {addr}: {}", crate::tls::with_reason(&source.to_string()))]
 pub struct RedisError {
@@ -40,6 +43,8 @@ pub struct Redis {
     /// Put before every key broker-ops reads or writes (`REDIS_KEY_PREFIX`).
     pub prefix: String,
     pub timeout: Duration,
+    /// Where and how to connect, for a second connection ([`Redis::bulk`]).
+    info: std::sync::Arc<redis::ConnectionInfo>,
 }
 
 /// The client for `url`; over TLS (`rediss://`, `valkeys://`) under the trust policy
@@ -80,7 +85,18 @@ impl Redis {
                 return Err(err("connect", source));
             }
         };
-        Ok(Redis { conn, addr, prefix: prefix.to_string(), timeout })
+        let info = std::sync::Arc::new(client.get_connection_info().clone());
+        Ok(Redis { conn, addr, prefix: prefix.to_string(), timeout, info })
+    }
+
+    /// A second connection to the same Redis for bulk writes ([`Bulk`]); `None` when the URL
+    /// asks for TLS without checking the server's name (`#insecure`), which only the main
+    /// connection honours.
+    pub async fn bulk(&self) -> Result<Option<Bulk>, RedisError> {
+        if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = self.info.addr() {
+            return Ok(None);
+        }
+        Bulk::open(&self.info, &self.addr, self.timeout).await.map(Some)
     }
 
     /// The configured Redis (`REDIS_URL`, `REDIS_KEY_PREFIX`, `--timeout`), `None` when unset.

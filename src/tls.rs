@@ -111,6 +111,27 @@ pub fn roots() -> RootCertStore {
     store
 }
 
+/// A rustls client configuration under the policy: the trusted roots, and the client
+/// certificate (`TLS_CLIENT_CERT`, `TLS_CLIENT_KEY`) when one is set.
+pub fn client_config() -> std::io::Result<rustls::ClientConfig> {
+    use rustls::pki_types::PrivateKeyDer;
+    use secrecy::ExposeSecret;
+    ensure_crypto_provider();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots());
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    match &trust().client {
+        None => Ok(builder.with_no_client_auth()),
+        Some(c) => {
+            let chain = read_pem_certificates(&c.cert_pem).map_err(invalid)?;
+            let key = PrivateKeyDer::from_pem_slice(c.key_pem.expose_secret())
+                .map_err(|e| invalid(format!("TLS_CLIENT_KEY {}: {e}", c.key_file)))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid(format!("TLS_CLIENT_CERT {}: {e}", c.cert_file)))
+        }
+    }
+}
+
 /// The trusted roots as one PEM bundle, for clients that take their roots as PEM (Redis).
 pub fn roots_pem() -> Vec<u8> {
     use base64::Engine;

@@ -148,7 +148,7 @@ pub async fn open(config: &Config, req: Request) -> Result<Opened, OpenError> {
                 .map_err(ReplayError::from)?;
             Some(Target::Ably(AblyTarget::new(client, req.ably.clone())))
         }
-        To::Redis => Some(Target::Redis(Box::new(RedisTarget::new(redis().await?, contracts, dry).await?))),
+        To::Redis => Some(Target::Redis(Box::new(RedisTarget::bulk(redis().await?, contracts, dry).await?))),
         To::Postgres => {
             let (pool, addr) = pg().await?;
             let table = contracts.table.clone();

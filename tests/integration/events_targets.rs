@@ -28,12 +28,12 @@ fn event(conv: usize, i: usize, ts: i64) -> MirroredEvent {
 }
 
 /// `per` events in each of `convs` conversations, one second apart, ending `ago_ms` ago.
-fn fixture(convs: usize, per: usize, ago_ms: i64) -> Vec<MirroredEvent> {
+pub(crate) fn fixture(convs: usize, per: usize, ago_ms: i64) -> Vec<MirroredEvent> {
     let end = chrono::Utc::now().timestamp_millis() - ago_ms;
     (0..convs).flat_map(|c| (0..per).map(move |i| event(c + 1, i, end - ((per - i) as i64) * 1000))).collect()
 }
 
-async fn to_postgres(pool: &PgPool, events: &[MirroredEvent]) {
+pub(crate) async fn to_postgres(pool: &PgPool, events: &[MirroredEvent]) {
     let table = Contracts::default().table;
     broker_ops::store::postgres::migrate(pool, "test", &table).await.unwrap();
     for chunk in events.chunks(5000) {

@@ -7,6 +7,7 @@ mod ably_backlog;
 mod ably_client;
 mod ably_health;
 mod alert;
+mod backfill_plain;
 mod cli;
 mod contracts;
 mod doctor;

@@ -444,3 +444,33 @@ async fn a_client_certificate_is_shown_to_a_redis_that_asks() {
         half.stderr
     );
 }
+
+/// A backfill writes through its second, bulk connection over TLS too, with the same trust and
+/// the same client certificate as the main one: every event once, and the second run finds them.
+#[sqlx::test(migrations = false)]
+async fn a_backfill_to_a_tls_redis_that_asks_for_a_client_certificate_writes_each_event_once(pool: sqlx::PgPool) {
+    let pki = Pki::new();
+    let redis = TlsRedis::start_asking(&pki, true).await;
+    crate::events_targets::to_postgres(&pool, &crate::events_targets::fixture(5, 30, 60_000)).await;
+    let prefix = support::prefix("tls-backfill");
+    let backfill = || {
+        let mut cmd = bin(pki.dir.path());
+        cmd.env("REDIS_URL", format!("rediss://127.0.0.1:{}", redis.port))
+            .env("REDIS_KEY_PREFIX", &prefix)
+            .env("DATABASE_URL", support::url_of(&pool))
+            .env("TLS_CA_FILE", pki.path("ca.pem"))
+            .env("TLS_CLIENT_CERT", pki.path("client.pem"))
+            .env("TLS_CLIENT_KEY", pki.path("client.key"))
+            .args(["--timeout", "5s", "-o", "json", "events", "replay", "--from", "postgres", "--to", "redis"])
+            .args(["--all", "--yes", "--page-size", "40"]);
+        run(cmd)
+    };
+    let counts = |r: &support::Run| -> (u64, u64) {
+        let doc: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}{}", r.stdout, r.stderr));
+        (doc["counts"]["written"].as_u64().unwrap(), doc["counts"]["skipped"].as_u64().unwrap())
+    };
+    let first = backfill().await;
+    assert_eq!((first.code, counts(&first)), (0, (150, 0)), "{}", first.stderr);
+    let again = backfill().await;
+    assert_eq!((again.code, counts(&again)), (0, (0, 150)), "{}", again.stderr);
+}

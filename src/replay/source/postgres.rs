@@ -6,7 +6,7 @@ use sqlx::{PgPool, Row};
 
 use super::{Cursor, Page, PageSender};
 use crate::contracts::Table;
-use crate::contracts::sql::{After, ReadOrder};
+use crate::contracts::sql::{After, ReadOrder, col};
 use crate::replay::{Malformed, Selection};
 use crate::store::MirrorError;
 use crate::store::postgres::{Deadline, limit_of};
@@ -18,6 +18,12 @@ pub enum Order {
     Time,
     Conversation,
 }
+
+/// Rows per query: 100,000, streamed, in either order. Each chunk runs with sorts and bitmap
+/// scans off, so the plan is the index walk in key order whatever the statistics say (in
+/// conversation order a chunk was once one page long, because a large LIMIT made the planner
+/// sort the whole window; a query per 1,000-row page cost a third of a backfill's time).
+const CHUNK: i64 = 100_000;
 
 pub struct PostgresSource {
     pool: PgPool,
@@ -62,7 +68,7 @@ impl PostgresSource {
     /// last row), cut into pages as rows arrive; each page goes out with the position after it.
     /// The socket's flow control holds Postgres back while the writer is busy.
     pub(super) async fn stream(mut self, tx: PageSender) {
-        let mut page = Page::default();
+        let mut page = self.empty_page();
         let mut in_page = 0;
         loop {
             let sql = match self.sql() {
@@ -91,7 +97,7 @@ impl PostgresSource {
             if conversation.is_some() {
                 q = q.bind(conversation);
             }
-            let chunk = self.chunk();
+            let chunk = CHUNK;
             // Each chunk in a read-only transaction whose planner settings make the plan the
             // index walk in key order, whatever the statistics say (a freshly restored table
             // has none, and its estimates chose a full sort of the window).
@@ -120,7 +126,7 @@ impl PostgresSource {
                         in_page += 1;
                         if in_page == self.sel.page_size {
                             page.more = true;
-                            let full = std::mem::take(&mut page);
+                            let full = std::mem::replace(&mut page, self.empty_page());
                             if tx.send(Ok((full, self.cursor.clone()))).await.is_err() {
                                 return;
                             }
@@ -146,18 +152,6 @@ impl PostgresSource {
         let _ = tx.send(Ok((page, Cursor::Done))).await;
     }
 
-    /// Rows per query. In time order the rows lie in the table about as they were written, and
-    /// one query per 100,000 rows streams them (a query per 1,000-row page cost 5 times more).
-    /// In conversation order each row is a random heap read: with a large LIMIT the planner
-    /// sorts the whole window instead of walking the index (measured: 9.6 s against 6.0 s for
-    /// 1.1 M rows), so each query stays one page long.
-    fn chunk(&self) -> i64 {
-        match self.order {
-            Order::Time => 100_000,
-            Order::Conversation => self.sel.page_size as i64,
-        }
-    }
-
     /// The next chunk's query from the current position (`None`: nothing left).
     fn sql(&self) -> Result<Option<String>, MirrorError> {
         let order = match self.order {
@@ -175,33 +169,46 @@ impl PostgresSource {
         Ok(Some(self.table.read_sql(order, after)))
     }
 
+    /// A page sized for what it will hold: grown by doubling, a page of 5,000 events was a
+    /// dozen copies into fresh memory.
+    fn empty_page(&self) -> Page {
+        let mut page = Page::default();
+        let n = self.sel.page_size.min(100_000);
+        if self.sel.raw {
+            page.raw.reserve(n)
+        } else {
+            page.events.reserve(n)
+        }
+        page
+    }
+
     /// One row into the page (or its malformed list), moving the cursor past it.
     fn take(&mut self, row: &sqlx::postgres::PgRow, page: &mut Page) {
-        let id: String = row.get("id");
-        let t: chrono::DateTime<chrono::Utc> = row.get("occurred_at");
-        let conversation_id: String = row.get("conversation_id");
+        let id: String = row.get(col::ID);
+        let t: chrono::DateTime<chrono::Utc> = row.get(col::OCCURRED_AT);
+        let conversation_id: String = row.get(col::CONVERSATION_ID);
         self.cursor = match self.order {
             Order::Time => Cursor::PgTime { at: t, id: id.clone() },
             Order::Conversation => {
                 Cursor::PgConversation { conversation: conversation_id.clone(), at: t, id: id.clone() }
             }
         };
-        let name: String = row.get("name");
+        let name: String = row.get(col::NAME);
         if !self.sel.wants_event(&id, &name) {
             return;
         }
         let malformed = |reason: String| Malformed { position: format!("{} id {id}", self.table), reason };
         // jsonb arrives as its JSON text: kept as it is, parsed only when the caller wants a tree.
         type Raw = sqlx::types::Json<Box<serde_json::value::RawValue>>;
-        let data = match row.try_get::<Option<Raw>, _>("data") {
+        let data = match row.try_get::<Option<Raw>, _>(col::DATA) {
             Ok(Some(data)) => data.0,
             Ok(None) => return page.malformed.push(malformed("data is NULL".into())),
             Err(e) => return page.malformed.push(malformed(format!("data: {e}"))),
         };
         let raw = crate::replay::RawEvent {
             data,
-            channel: row.get("channel"),
-            client_id: row.get("client_id"),
+            channel: row.get(col::CHANNEL),
+            client_id: row.get(col::CLIENT_ID),
             timestamp_ms: t.timestamp_millis(),
             id: id.clone(),
             conversation_id,
