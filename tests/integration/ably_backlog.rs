@@ -166,35 +166,9 @@ async fn mirror_lag_compares_redis_and_postgres_with_ably_history(pool: PgPool) 
     sb.shutdown().await;
 }
 
-/// A Redis of its own (another port), so that its eviction policy and keys touch no other test.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    fn start(policy: &str) -> OwnRedis {
-        let port = support::free_port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--maxmemory", "512mb", "--maxmemory-policy", policy])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        OwnRedis { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn streams_without_expiry_and_an_evicting_redis_under_the_queue_are_critical_and_named() {
-    let own = OwnRedis::start("allkeys-lru");
+    let own = support::OwnRedis::start(&["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]);
     let client = redis::Client::open(own.url.as_str()).unwrap();
     support::until("the second Redis answers", || {
         let c = client.clone();

@@ -46,23 +46,10 @@ fn each_once(st: &[(String, String, i64)]) -> bool {
     st.iter().map(|(_, id, _)| id).collect::<HashSet<_>>().len() == st.len()
 }
 
-/// A live mirror's write: `XADD *` of one event.
-async fn live_write(key: &str, e: &MirroredEvent) {
-    let mut conn = support::redis().await;
-    let _: String = redis::cmd("XADD")
-        .arg(key)
-        .arg("*")
-        .arg("id")
-        .arg(&e.id)
-        .arg("name")
-        .arg(&e.name)
-        .arg("data")
-        .arg(e.data.to_string())
-        .arg("clientId")
-        .arg(e.client_id.as_deref().unwrap_or(""))
-        .arg("timestamp")
-        .arg(e.timestamp_ms)
-        .query_async(&mut conn)
+/// A live mirror's write of one event (`XADD *`), through the mirror's own writer.
+async fn live_write(prefix: &str, e: &MirroredEvent) {
+    let mut redis = support::redis_handle(prefix).await;
+    broker_ops::store::redis::append(&mut redis, &Contracts::with_redis_prefix(prefix), std::slice::from_ref(e))
         .await
         .unwrap();
 }
@@ -93,7 +80,7 @@ async fn plain_writes_go_on_across_pages_and_a_writer_in_between_sends_the_rest_
     assert!((now_ms - ids[0].0.parse::<i64>().unwrap()).abs() < 60_000, "a write time: {ids:?}");
 
     // The live mirror writes in between, one of the next page's events among them.
-    live_write(&key, &ev[8]).await;
+    live_write(&prefix, &ev[8]).await;
     let w = t.write(&ev[8..10]).await.unwrap();
     assert_eq!((w.written, w.skipped), (1, 1), "the refused page went through the script");
     let st = entries(&url, &key).await;
@@ -156,10 +143,10 @@ async fn a_stream_written_between_the_question_and_the_write_drops_the_page_to_t
     let prefix = support::prefix("plain-watch");
     let key = Contracts::with_redis_prefix(&prefix).stream_key("c2");
     let ev = events("c2", 3);
-    let (k, first) = (key.clone(), ev[0].clone());
+    let (p, first) = (prefix.clone(), ev[0].clone());
     let port = proxy_with_hook(move || {
-        let (k, first) = (k.clone(), first.clone());
-        tokio::spawn(async move { live_write(&k, &first).await })
+        let (p, first) = (p.clone(), first.clone());
+        tokio::spawn(async move { live_write(&p, &first).await })
     })
     .await;
     let mut t = target(&format!("redis://127.0.0.1:{port}"), &prefix).await;
@@ -171,32 +158,11 @@ async fn a_stream_written_between_the_question_and_the_write_drops_the_page_to_t
     support::forget_prefix(&prefix).await;
 }
 
-/// A Redis of its own, with a password.
-struct Guarded {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_bulk_connection_authenticates_and_selects_the_database_of_the_url() {
-    let port = support::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--requirepass", "s3cret", "--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let r = Guarded { child, port };
+    let r = support::OwnRedis::start(&["--requirepass", "s3cret"]);
     support::until("the guarded Redis listens", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.is_ok()
     })
     .await;
     let url = format!("redis://:s3cret@127.0.0.1:{}/3", r.port);

@@ -279,6 +279,34 @@ pub fn schema_check(name: &str, doc: &Value) {
 }
 
 /// A free loopback port (bound and released; the caller binds it right after).
+/// A Redis of its own (another port, started with `args`), so that its settings and keys touch
+/// no other test; killed when dropped.
+pub struct OwnRedis {
+    child: std::process::Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl OwnRedis {
+    pub fn start(args: &[&str]) -> OwnRedis {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        OwnRedis { child, port, url: format!("redis://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
