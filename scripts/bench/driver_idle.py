@@ -5,8 +5,11 @@
 of one core), each after 8 s of the machine sitting idle, as a CI runner's first job is; the bar
 is 0 flagged, by either of the run's flags: "driver saturated" (its own scheduling lag and CPU)
 or "path queued" (what the way to and from the service added, by Ably's stamps). Then the same smoke starved on purpose (the driver pinned to
-one core beside two busy-looping processes on that core), three times: it must be flagged every
-time.
+one core beside two busy-looping processes on that core, at the lowest priority, `nice -n 19`),
+three times: it must be flagged every time. At equal priority the two loops leave the driver a
+third of the core, three times what it needs: on one machine that made it late at wake-ups but
+not short of CPU (3-5 of 50 ticks late, its replies' path +0.6-1.1 ms), which is not the case
+this benchmark is for.
 
 Needs a release build. Usage: scripts/bench/driver_idle.py [--runs 20] [--idle 8]
 """
@@ -35,7 +38,7 @@ def flagged(d, p):
 def line(d, p):
     flags = "+".join(n for n, on in (("saturated", d["saturated"]), ("queued", p.get("queued"))) if on)
     return (f"lag p99 {d['lag_p99_ms']:5.1f} ms, max {d['lag_max_ms']:5.1f} ms, worst window "
-            f"{d['late_in_window']:2d}/50 late, CPU {d['cpu_percent']:3.0f} %, path +{p.get('over_floor_mean_ms', 0):.1f} "
+            f"{d['late_in_window']:2d}/50 late, CPU {d['cpu_percent']:3.0f} %, path +{max(v for v in (p.get('over_floor_mean_ms'), p.get('over_floor_at_p50_ms'), p.get('over_floor_at_p95_ms'), 0) if v is not None):.1f} "
             f"ms (bound {p.get('bound_ms', 0):.1f})  {'FLAGGED ' + flags if flags else 'not flagged'}")
 
 
@@ -56,7 +59,7 @@ def main():
     for i in range(3):
         hogs = [subprocess.Popen(["taskset", "-c", "0", "python3", "-c", "while True: pass"]) for _ in range(2)]
         try:
-            d, p = smoke(("taskset", "-c", "0"))
+            d, p = smoke(("taskset", "-c", "0", "nice", "-n", "19"))
         finally:
             for h in hogs:
                 h.kill()

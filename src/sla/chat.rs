@@ -95,8 +95,9 @@ pub struct ChatOutcome {
     /// Presence events the dashboard saw (with extras).
     pub presence: super::extras::PresenceSeen,
     /// Each realtime reply's path time in ms: what the way to and from the service added, by
-    /// Ably's stamps on the echo and the reply (see [`super::path`]).
-    pub path_ms: Vec<f64>,
+    /// Ably's stamps on the echo and the reply (see [`super::path`]), with the reply's measured
+    /// time in ms.
+    pub path_ms: Vec<(f64, f64)>,
 }
 
 fn fail(kind: impl Into<String>, detail: impl Into<String>) -> ChatFailure {
@@ -285,7 +286,8 @@ async fn await_realtime(
                 match kind {
                     Some(EventKind::Ai) if answers(contracts, &m, msg_id) => {
                         if let (Some(stamp), Some(there)) = (m.timestamp, to_echo) {
-                            out.path_ms.push(there + unix_ms_at(at) - stamp as f64);
+                            let reply_ms = at.duration_since(sent).as_secs_f64() * 1000.0;
+                            out.path_ms.push((there + unix_ms_at(at) - stamp as f64, reply_ms));
                         }
                         return Ok((at, data_u64(&m, "messageId")));
                     }

@@ -212,7 +212,7 @@ impl Aggregate {
         self.warnings += u64::from(o.warnings);
         self.violations += u64::from(o.violations);
         self.presence.add(o.presence);
-        o.path_ms.iter().for_each(|d| self.path.record(*d));
+        o.path_ms.iter().for_each(|(path, reply)| self.path.record(*path, *reply));
         match &o.failure {
             None => self.ok += 1,
             Some(f) => {
