@@ -10,7 +10,6 @@ use secrecy::ExposeSecret;
 use crate::config::Config;
 
 pub mod bulk;
-pub use bulk::{Bulk, Reply};
 
 #[derive(Debug, thiserror::Error)]
 #[error("Redis {op} at {addr}: {}", crate::tls::with_reason(&source.to_string()))]
@@ -89,14 +88,14 @@ impl Redis {
         Ok(Redis { conn, addr, prefix: prefix.to_string(), timeout, info })
     }
 
-    /// A second connection to the same Redis for bulk writes ([`Bulk`]); `None` when the URL
+    /// A second connection to the same Redis for bulk writes ([`bulk::Bulk`]); `None` when the URL
     /// asks for TLS without checking the server's name (`#insecure`), which only the main
     /// connection honours.
-    pub async fn bulk(&self) -> Result<Option<Bulk>, RedisError> {
+    pub async fn bulk(&self) -> Result<Option<bulk::Bulk>, RedisError> {
         if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = self.info.addr() {
             return Ok(None);
         }
-        Bulk::open(&self.info, &self.addr, self.timeout).await.map(Some)
+        bulk::Bulk::open(&self.info, &self.addr, self.timeout).await.map(Some)
     }
 
     /// The configured Redis (`REDIS_URL`, `REDIS_KEY_PREFIX`, `--timeout`), `None` when unset.

@@ -142,6 +142,18 @@ impl Bulk {
     }
 }
 
+/// An answer that is not what the command gets: Redis's error as it said it, or a protocol
+/// surprise.
+pub fn unexpected(op: &str, addr: &str, reply: &Reply) -> RedisError {
+    let source = match reply {
+        Reply::Error(e) => e.clone().into(),
+        other => {
+            redis::RedisError::from((redis::ErrorKind::Parse, "an answer of an unexpected form", format!("{other:?}")))
+        }
+    };
+    RedisError { op: op.to_string(), addr: addr.to_string(), source }
+}
+
 fn timed_out(timeout: Duration) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,

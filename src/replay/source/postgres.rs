@@ -64,7 +64,7 @@ impl PostgresSource {
         Ok(n.max(0) as u64)
     }
 
-    /// Reads the window in chunks ([`Self::chunk`]), each one streaming query (keyset from the
+    /// Reads the window in chunks ([`CHUNK`] rows), each one streaming query (keyset from the
     /// last row), cut into pages as rows arrive; each page goes out with the position after it.
     /// The socket's flow control holds Postgres back while the writer is busy.
     pub(super) async fn stream(mut self, tx: PageSender) {
@@ -97,7 +97,6 @@ impl PostgresSource {
             if conversation.is_some() {
                 q = q.bind(conversation);
             }
-            let chunk = CHUNK;
             // Each chunk in a read-only transaction whose planner settings make the plan the
             // index walk in key order, whatever the statistics say (a freshly restored table
             // has none, and its estimates chose a full sort of the window).
@@ -115,7 +114,7 @@ impl PostgresSource {
                     return;
                 }
             }
-            let mut rows = q.bind(chunk).fetch(&mut *txn);
+            let mut rows = q.bind(CHUNK).fetch(&mut *txn);
             let mut in_chunk = 0;
             loop {
                 // A stall between rows ends the read as a stall anywhere else does.
@@ -144,7 +143,7 @@ impl PostgresSource {
             drop(rows);
             // Read only: nothing to commit.
             let _ = txn.rollback().await;
-            if in_chunk < chunk {
+            if in_chunk < CHUNK {
                 break;
             }
         }

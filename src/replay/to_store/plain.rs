@@ -66,6 +66,7 @@ pub(super) struct Plain {
 }
 
 const WRITE: &str = "XADD backfill";
+const SCRIPT: &str = "EVALSHA backfill";
 
 impl Plain {
     pub fn new(conn: Bulk) -> Plain {
@@ -147,20 +148,20 @@ impl Plain {
         let op = "WATCH/EXISTS backfill";
         self.conn.exchange(op, &self.out, 2 + asked.len(), &mut self.replies).await?;
         if self.replies[0] != Reply::Status {
-            return Err(script::unexpected(op, page.addr, &self.replies[0]));
+            return Err(bulk::unexpected(op, page.addr, &self.replies[0]));
         }
         let ms = match &self.replies[1] {
             Reply::Array(t) => match t.as_slice() {
                 [Reply::Bulk(Some(s)), Reply::Bulk(Some(us))] => s.saturating_mul(1000).saturating_add(us / 1000),
-                _ => return Err(script::unexpected(op, page.addr, &self.replies[1])),
+                _ => return Err(bulk::unexpected(op, page.addr, &self.replies[1])),
             },
-            other => return Err(script::unexpected(op, page.addr, other)),
+            other => return Err(bulk::unexpected(op, page.addr, other)),
         };
         for (n, &i) in asked.iter().enumerate() {
             plans[i].how = match &self.replies[2 + n] {
                 Reply::Int(0) => How::Plain(Tail { ms, seq: 0, newest: i64::MIN }),
                 Reply::Int(_) => How::Script,
-                other => return Err(script::unexpected(op, page.addr, other)),
+                other => return Err(bulk::unexpected(op, page.addr, other)),
             };
         }
         Ok(true)
@@ -196,12 +197,12 @@ impl Plain {
         self.conn.exchange(WRITE, &self.out, commands + 2, &mut self.replies).await?;
         // MULTI's OK, a QUEUED for each command, then EXEC's answer: each command's, or nil.
         if let Some(bad) = self.replies[..=commands].iter().find(|r| **r != Reply::Status) {
-            return Err(script::unexpected(WRITE, page.addr, bad));
+            return Err(bulk::unexpected(WRITE, page.addr, bad));
         }
         match self.replies.pop() {
             Some(Reply::Array(results)) if results.len() == commands => Ok(Some(results)),
             Some(Reply::Nil) => Ok(None),
-            other => Err(script::unexpected(WRITE, page.addr, &other.unwrap_or(Reply::Nil))),
+            other => Err(bulk::unexpected(WRITE, page.addr, &other.unwrap_or(Reply::Nil))),
         }
     }
 
@@ -221,10 +222,9 @@ impl Plain {
             script::encode_call(&mut self.out, page, p.conv, p.events);
             self.tails.remove(p.conv);
         }
-        let op = "EVALSHA backfill";
-        self.conn.exchange(op, &self.out, redo.len(), &mut self.replies).await?;
+        self.conn.exchange(SCRIPT, &self.out, redo.len(), &mut self.replies).await?;
         for (r, reply) in redo.iter().zip(&self.replies) {
-            let (w, s, x) = script::counts(op, page.addr, reply)?;
+            let (w, s, x) = script::counts(SCRIPT, page.addr, reply)?;
             let ours = r.accepted.min(s);
             total.written += w + ours;
             total.skipped += s - ours;
@@ -299,7 +299,7 @@ fn tally<R: StreamRow>(
     let mut next = || at.next().unwrap_or(&Reply::Nil);
     for (i, p) in plans.iter().enumerate() {
         let How::Plain(t) = p.how else {
-            let (w, s, x) = script::counts("EVALSHA backfill", page.addr, next())?;
+            let (w, s, x) = script::counts(SCRIPT, page.addr, next())?;
             total.written += w;
             total.skipped += s;
             total.expired += x;
@@ -310,12 +310,12 @@ fn tally<R: StreamRow>(
             match next() {
                 Reply::Bulk(_) => accepted += 1,
                 r if refused(r) => stopped = true,
-                other => return Err(script::unexpected(WRITE, page.addr, other)),
+                other => return Err(bulk::unexpected(WRITE, page.addr, other)),
             }
         }
         for _ in 0..2 {
             if let r @ Reply::Error(_) = next() {
-                return Err(script::unexpected("PEXPIREAT/ZADD backfill", page.addr, r));
+                return Err(bulk::unexpected("PEXPIREAT/ZADD backfill", page.addr, r));
             }
         }
         if stopped {

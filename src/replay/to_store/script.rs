@@ -142,20 +142,8 @@ pub(super) fn counts(op: &str, addr: &str, reply: &Reply) -> Result<(u64, u64, u
             [Reply::Int(w), Reply::Int(s), Reply::Int(x)] => {
                 Ok((w.max(&0).unsigned_abs(), s.max(&0).unsigned_abs(), x.max(&0).unsigned_abs()))
             }
-            _ => Err(unexpected(op, addr, reply)),
+            _ => Err(bulk::unexpected(op, addr, reply)),
         },
-        _ => Err(unexpected(op, addr, reply)),
+        _ => Err(bulk::unexpected(op, addr, reply)),
     }
-}
-
-/// An answer that is not what the command gets: Redis's error as it said it, or a protocol
-/// surprise.
-pub(super) fn unexpected(op: &str, addr: &str, reply: &Reply) -> RedisError {
-    let source = match reply {
-        Reply::Error(e) => e.clone().into(),
-        other => {
-            redis::RedisError::from((redis::ErrorKind::Parse, "an answer of an unexpected form", format!("{other:?}")))
-        }
-    };
-    RedisError { op: op.to_string(), addr: addr.to_string(), source }
 }
